@@ -1,0 +1,2 @@
+"""Redline: a self-hosted platform for automated test results."""
+__version__ = "0.1.0"
