@@ -1,0 +1,1 @@
+"""The Redline server: the REST API, the dashboard and the background workers."""

@@ -1,0 +1,157 @@
+"""The ASGI application: routers, the middleware pipeline, OpenAPI and its docs page."""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import Engine
+
+from redline import __version__
+from redline.errors import CATALOG
+from redline.server.config import Settings
+from redline.server.db import make_engine
+from redline.server.http_errors import install_exception_handlers
+from redline.server.kit.ratelimit import GROUPS, make_limiter
+from redline.server.middleware import BodyGuard, RequestContext, UnitOfWork
+
+log = logging.getLogger("redline.server")
+
+DESCRIPTION = """
+Redline stores the results of your automated tests, shows history and trends, scores and
+quarantines flaky tests, and keeps artifacts.
+
+**Authentication**: a project API key in `X-API-Key` (CI), or a personal token from
+`POST /api/auth/login` in `Authorization: Bearer rlu_...`, or the dashboard's session cookie.
+
+**Errors**: every non-2xx response has the same envelope:
+`{"error": {"code", "message", "details", "retryable", "nextAction", "requestId"}}` and an
+`X-Request-Id` header. Branch on `code`.
+
+**Writes** (POST, PATCH, DELETE) accept an `Idempotency-Key` header (1-255 characters, kept
+24 h per credential and route): the same key with the same request replays the first response
+(`Idempotent-Replayed: true`); with a different request it is IDEMPOTENCY_BODY_MISMATCH; while
+the first is still running it is CONFLICT. Failed requests are not stored, so a corrected retry
+with the same key runs.
+
+**Lists** take `limit` (default 50, max 500) and `offset`, answer `total`, and also return an
+opaque `nextCursor` to pass back as `cursor`.
+
+**Rate limits** per credential and endpoint group; responses carry `RateLimit-Policy` and
+`RateLimit` headers, and a 429 carries `Retry-After`.
+"""
+
+# Endpoints whose body is not JSON, and their caps (the rest take JSON up to max_body_bytes).
+RAW_BODY_PATHS = {"/api/runs/import", "/api/upload"}
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    settings = settings or Settings()
+    engine = engine or make_engine(settings.resolved_database_url)
+    app = FastAPI(title="Redline API", version=__version__, description=DESCRIPTION,
+                  openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.limiter = make_limiter(settings.redis_url)
+
+    from redline.server.accounts.endpoints import router as accounts_router
+    from redline.server.projects.endpoints import router as projects_router
+    from redline.server.system.endpoints import router as system_router
+    from redline.server.teams.endpoints import router as teams_router
+
+    for router in (system_router, accounts_router, teams_router, projects_router):
+        app.include_router(router)
+    for extra in _optional_routers():
+        app.include_router(extra)
+
+    install_exception_handlers(app)
+    _install_docs(app)
+
+    caps = {"/api/runs/import": settings.max_import_bytes, "/api/upload": 201 * 1024 * 1024}
+    app.add_middleware(UnitOfWork, engine=engine)
+    app.add_middleware(BodyGuard, default_cap=settings.max_body_bytes, caps=caps,
+                       raw_paths=RAW_BODY_PATHS)
+    app.add_middleware(RequestContext)  # added last: the outermost
+    return app
+
+
+def _optional_routers():
+    """Feature routers added by later parts (ingestion, intelligence, artifacts...)."""
+    import importlib
+
+    routers = []
+    for module in ("redline.server.runs.endpoints", "redline.server.imports.endpoints"):
+        try:
+            routers.append(importlib.import_module(module).router)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module.startswith(exc.name):
+                raise
+    return routers
+
+
+def _install_docs(app: FastAPI) -> None:
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            schema["components"]["securitySchemes"] = {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            }
+            schema["security"] = [{"apiKey": []}, {"bearer": []}]
+            schema["x-error-codes"] = {
+                code: {"httpStatus": kind.http_status, "exitCode": kind.exit_code,
+                       "retryable": kind.retryable, "nextAction": kind.next_action}
+                for code, kind in CATALOG.items()}
+            schema["x-rate-limits"] = {g.group: {"limit": g.limit, "window": g.window}
+                                       for g in GROUPS.values()}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi_json():
+        return JSONResponse(openapi())
+
+    @app.get("/api/docs", include_in_schema=False, response_class=HTMLResponse)
+    def docs_page():
+        return HTMLResponse(render_docs(openapi()))
+
+
+def render_docs(schema: dict) -> str:
+    """A plain HTML reference of the API (no scripts, nothing from another origin)."""
+    esc = html.escape
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+             f"<title>{esc(schema['info']['title'])} reference</title>"
+             "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
+             "padding:0 1rem;color:#1b1b1f}code,pre{background:#f2f2f5;padding:.1rem .3rem;"
+             "border-radius:4px}h3{margin-bottom:.2rem}.m{display:inline-block;width:4.5rem;"
+             "font-weight:700}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+             "padding:.2rem .5rem;text-align:left}</style></head><body>",
+             f"<h1>{esc(schema['info']['title'])} {esc(schema['info']['version'])}</h1>",
+             f"<pre style='white-space:pre-wrap'>{esc(schema['info'].get('description', ''))}"
+             "</pre><p>Machine-readable: <a href='/api/openapi.json'>/api/openapi.json</a></p>",
+             "<h2>Error codes</h2><table><tr><th>code</th><th>HTTP</th><th>CLI exit</th>"
+             "<th>retryable</th><th>next action</th></tr>"]
+    for code, kind in schema.get("x-error-codes", {}).items():
+        parts.append(f"<tr><td><code>{esc(code)}</code></td><td>{kind['httpStatus'] or '-'}"
+                     f"</td><td>{kind['exitCode']}</td><td>{'yes' if kind['retryable'] else 'no'}"
+                     f"</td><td>{esc(kind['nextAction'])}</td></tr>")
+    parts.append("</table><h2>Endpoints</h2>")
+    for path, operations in schema["paths"].items():
+        for method, op in operations.items():
+            parts.append(f"<h3><span class=m>{method.upper()}</span><code>{esc(path)}</code>"
+                         f"</h3><p><b>{esc(op.get('summary', ''))}</b></p>")
+            if op.get("description"):
+                parts.append(f"<p>{esc(op['description'])}</p>")
+            params = op.get("parameters", [])
+            if params:
+                parts.append("<p>Parameters: " + ", ".join(
+                    f"<code>{esc(p['name'])}</code> ({esc(p['in'])}"
+                    f"{', required' if p.get('required') else ''})" for p in params) + "</p>")
+    parts.append("</body></html>")
+    return "".join(parts)

@@ -1,0 +1,241 @@
+"""Who is calling, and what they may do (DESIGN.md section 5).
+
+Three credentials: a project API key (`X-API-Key: rl_live_...`), a personal token
+(`Authorization: Bearer rlu_...`) and the dashboard's session cookie (which carries the same kind
+of token, plus a CSRF token every state-changing request must echo).
+
+A key acts with the intersection of its scopes and its creator's *current* role, and sees only
+its own project: every check runs on every request, so deactivation, expiry and role changes
+take effect on the next one. Another tenant's object is NOT_FOUND, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Connection, select, update
+
+from redline.server.http_errors import ApiError, not_found
+from redline.server.kit import tokens
+from redline.server.kit.clock import utcnow
+from redline.server.tables import api_keys, projects, sessions, team_members
+
+ROLES = ("viewer", "member", "admin", "owner")
+SCOPES = ("runs:read", "runs:write", "artifacts:read", "artifacts:write", "flakiness:write",
+          "executions:write", "project:admin")
+DEFAULT_KEY_SCOPES = list(SCOPES[:5])
+
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"runs:read", "artifacts:read"}),
+    "member": frozenset({"runs:read", "artifacts:read", "runs:write", "artifacts:write",
+                         "flakiness:write", "executions:write"}),
+    "admin": frozenset(SCOPES),
+    "owner": frozenset(SCOPES),
+}
+
+SESSION_COOKIE_SECURE = "__Host-session"
+SESSION_COOKIE_PLAIN = "redline_session"
+CSRF_HEADER = "x-csrf-token"
+LAST_USED_EVERY = timedelta(seconds=60)
+
+
+@dataclass
+class Principal:
+    """The caller of one request."""
+
+    kind: str  # "key" | "user"
+    user_id: str
+    key_id: str | None = None
+    project_id: str | None = None  # a key's own project
+    team_id: str | None = None  # a key's project's team
+    key_scopes: frozenset[str] = field(default_factory=frozenset)  # scopes the key was given
+    creator_role: str | None = None  # a key creator's current role
+    session_id: str | None = None
+    via_cookie: bool = False
+
+    @property
+    def rate_key(self) -> str:
+        return self.key_id or self.user_id
+
+    @property
+    def effective_key_scopes(self) -> frozenset[str]:
+        return self.key_scopes & ROLE_SCOPES.get(self.creator_role or "", frozenset())
+
+
+def _db(request: Request) -> Connection:
+    return request.state.uow.connection()
+
+
+def authenticate(request: Request) -> Principal:
+    """Resolve the credential of a request, or fail with AUTH_REQUIRED / AUTH_INVALID."""
+    if "api_key" in request.query_params or "token" in request.query_params:
+        raise ApiError("AUTH_INVALID", "Credentials in the URL are refused: send the key in "
+                       "the X-API-Key header", {"reason": "credential_in_url"})
+    key = request.headers.get("x-api-key")
+    if key is not None:
+        return _authenticate_key(request, key.strip())
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError("AUTH_INVALID", "Authorization must be 'Bearer rlu_...'",
+                           {"reason": "malformed"})
+        return _authenticate_token(request, token.strip(), via_cookie=False)
+    cookie = (request.cookies.get(SESSION_COOKIE_SECURE)
+              or request.cookies.get(SESSION_COOKIE_PLAIN))
+    if cookie:
+        principal = _authenticate_token(request, cookie, via_cookie=True)
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            _check_csrf(request, principal)
+        return principal
+    raise ApiError("AUTH_REQUIRED", "Authentication required: send an X-API-Key header or "
+                   "'Authorization: Bearer <token>'", {})
+
+
+def _authenticate_key(request: Request, key: str) -> Principal:
+    lookup = tokens.parse_token(key, tokens.API_KEY_PREFIX)
+    if lookup is None:  # mangled, mistyped, or not a Redline key: refused without a query
+        raise ApiError("AUTH_INVALID", "The API key is malformed", {"reason": "malformed"})
+    conn = _db(request)
+    row = conn.execute(
+        select(api_keys.c.id, api_keys.c.secret_hash, api_keys.c.project_id,
+               api_keys.c.created_by, api_keys.c.scopes, api_keys.c.is_active,
+               api_keys.c.expires_at, api_keys.c.last_used_at, projects.c.team_id,
+               team_members.c.role)
+        .join(projects, projects.c.id == api_keys.c.project_id)
+        .outerjoin(team_members, (team_members.c.team_id == projects.c.team_id)
+                   & (team_members.c.user_id == api_keys.c.created_by))
+        .where(api_keys.c.lookup == lookup)).first()
+    now = utcnow()
+    if row is None or not tokens.token_matches(key, row.secret_hash):
+        raise ApiError("AUTH_INVALID", "The API key is unknown or revoked", {"reason": "unknown"})
+    if not row.is_active:
+        raise ApiError("AUTH_INVALID", "The API key is deactivated", {"reason": "inactive"})
+    if row.expires_at is not None and row.expires_at <= now:
+        raise ApiError("AUTH_INVALID", "The API key has expired", {"reason": "expired"})
+    if row.role is None:
+        raise ApiError("AUTH_INVALID", "The API key's creator is no longer in the team",
+                       {"reason": "creator_removed"})
+    if row.last_used_at is None or row.last_used_at < now - LAST_USED_EVERY:
+        _touch(request, api_keys, row.id, "last_used_at", now)
+    return Principal("key", row.created_by, key_id=row.id, project_id=row.project_id,
+                     team_id=row.team_id, key_scopes=frozenset(row.scopes),
+                     creator_role=row.role)
+
+
+def _authenticate_token(request: Request, token: str, via_cookie: bool) -> Principal:
+    settings = request.app.state.settings
+    lookup = tokens.parse_token(token, tokens.PERSONAL_TOKEN_PREFIX)
+    if lookup is None:
+        raise ApiError("AUTH_INVALID", "The token is malformed", {"reason": "malformed"})
+    row = _db(request).execute(select(sessions).where(sessions.c.lookup == lookup)).first()
+    now = utcnow()
+    if row is None or not tokens.token_matches(token, row.secret_hash) or row.revoked_at:
+        raise ApiError("AUTH_INVALID", "The session is unknown or signed out; sign in again",
+                       {"reason": "unknown"})
+    idle_limit = row.last_seen_at + timedelta(seconds=settings.session_idle_seconds)
+    if row.expires_at <= now or idle_limit <= now:
+        raise ApiError("AUTH_INVALID", "The session has expired; sign in again",
+                       {"reason": "expired"})
+    if row.last_seen_at < now - LAST_USED_EVERY:
+        _touch(request, sessions, row.id, "last_seen_at", now)
+    principal = Principal("user", row.user_id, session_id=row.id, via_cookie=via_cookie)
+    request.state.csrf_token = row.csrf_token
+    return principal
+
+
+def _check_csrf(request: Request, principal: Principal) -> None:
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise ApiError("AUTH_FORBIDDEN", "Cross-site requests are refused",
+                       {"reason": "cross_site", "required": ["same-origin"], "granted": []})
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not sent or not hmac.compare_digest(sent, request.state.csrf_token):
+        raise ApiError("AUTH_FORBIDDEN", "A cookie-authenticated change needs the session's "
+                       "CSRF token in the X-CSRF-Token header",
+                       {"reason": "csrf", "required": ["csrf-token"], "granted": []})
+
+
+def _touch(request: Request, table, row_id: str, column: str, now) -> None:
+    """Record use at most once a minute, in its own short transaction (reads stay reads)."""
+    engine = request.app.state.engine
+    try:
+        from redline.server.db import WRITE
+
+        with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            conn.execute(update(table).where(table.c.id == row_id).values({column: now}))
+    except Exception:  # bookkeeping must never fail a request
+        pass
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
+
+
+def forbidden(required: list[str], granted: list[str], message: str) -> ApiError:
+    return ApiError("AUTH_FORBIDDEN", message,
+                    {"required": required, "granted": sorted(granted)})
+
+
+def require_user(principal: Principal) -> None:
+    """Team and account management is done by people, not by project keys."""
+    if principal.kind != "user":
+        raise forbidden(["user-session"], list(principal.effective_key_scopes),
+                        "This endpoint needs a signed-in user (personal token or session), "
+                        "not a project API key")
+
+
+def team_role(conn: Connection, principal: Principal, team_id: str) -> str:
+    """The caller's role in a team; NOT_FOUND when they are not in it."""
+    if principal.kind == "key" and principal.team_id != team_id:
+        raise not_found("Team", team_id)
+    role = conn.execute(select(team_members.c.role).where(
+        team_members.c.team_id == team_id,
+        team_members.c.user_id == principal.user_id)).scalar()
+    if role is None:
+        raise not_found("Team", team_id)
+    return role
+
+
+def require_team_role(conn: Connection, principal: Principal, team_id: str,
+                      minimum: str) -> str:
+    role = team_role(conn, principal, team_id)
+    if ROLES.index(role) < ROLES.index(minimum):
+        raise forbidden([f"role:{minimum}"], [f"role:{role}"],
+                        f"This needs the {minimum} role in the team; you are {role}")
+    return role
+
+
+@dataclass
+class ProjectAccess:
+    project_id: str
+    team_id: str
+    role: str
+
+
+def require_project(conn: Connection, principal: Principal, project_id: str,
+                    scope: str) -> ProjectAccess:
+    """Check that the caller may act on a project with a scope; NOT_FOUND hides other
+    tenants' projects, AUTH_FORBIDDEN names the missing scope."""
+    if principal.kind == "key" and principal.project_id != project_id:
+        raise not_found("Project", project_id)
+    row = conn.execute(
+        select(projects.c.team_id, team_members.c.role)
+        .join(team_members, (team_members.c.team_id == projects.c.team_id)
+              & (team_members.c.user_id == principal.user_id))
+        .where(projects.c.id == project_id)).first()
+    if row is None:
+        raise not_found("Project", project_id)
+    granted = (principal.effective_key_scopes if principal.kind == "key"
+               else ROLE_SCOPES[row.role])
+    if scope not in granted:
+        raise forbidden([scope], list(granted), f"Missing the '{scope}' scope for this action")
+    return ProjectAccess(project_id, row.team_id, row.role)
+
+
+def require_owner(access: ProjectAccess, principal: Principal) -> None:
+    if principal.kind != "user" or access.role != "owner":
+        raise forbidden(["role:owner"], [f"role:{access.role}"],
+                        "Only a team owner may do this")

@@ -1,0 +1,63 @@
+"""The one settings class of the server. Every setting is documented here and in the README."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Server settings, read from `REDLINE_*` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="REDLINE_", extra="ignore")
+
+    data_dir: Path = Field(Path(".redline"), description="Folder for the SQLite database, "
+                           "local blobs and the generated secret key.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default "
+                                     "sqlite:///<data_dir>/redline.db. PostgreSQL: "
+                                     "postgresql+psycopg://user@host/db")
+    blob_url: str | None = Field(None, description="Where artifacts live: file://<dir> "
+                                 "(default <data_dir>/blobs) or s3://bucket/prefix.")
+    s3_endpoint: str | None = Field(None, description="Endpoint of an S3-compatible store.")
+    redis_url: str | None = Field(None, description="Redis for rate-limit counters shared by "
+                                  "all server processes; without it limits are per process.")
+    secret_key: str | None = Field(None, description="Signs cursors, sessions and artifact "
+                                   "URLs; generated into <data_dir>/secret_key when unset.")
+    public_url: str = Field("http://127.0.0.1:8000", description="The URL users reach the "
+                            "server at (used in links and signed URLs).")
+    max_body_bytes: int = Field(10 * 1024 * 1024, description="Cap on JSON request bodies.")
+    max_import_bytes: int = Field(200 * 1024 * 1024, description="Cap on an imported report.")
+    rate_limit_enabled: bool = Field(True, description="Turn per-key rate limits on or off.")
+    login_max_failures: int = Field(10, description="Failed sign-ins of one account before "
+                                    "it is throttled for `login_lockout_seconds`.")
+    login_lockout_seconds: int = Field(300, description="How long a throttled account waits.")
+    session_idle_seconds: int = Field(7 * 24 * 3600, description="A session or personal token "
+                                      "unused for this long expires.")
+    session_absolute_seconds: int = Field(30 * 24 * 3600, description="A session or personal "
+                                          "token expires this long after sign-in regardless.")
+    cookie_secure: bool = Field(True, description="Send the session cookie as Secure "
+                                "(`__Host-session`); turn off only for plain-HTTP development.")
+    log_level: str = Field("INFO", description="Log level of the server.")
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / 'redline.db').resolve()}"
+
+    @cached_property
+    def resolved_secret_key(self) -> bytes:
+        """The secret key; created once in the data dir so restarts keep sessions valid."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()

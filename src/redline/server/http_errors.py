@@ -1,0 +1,131 @@
+"""Turning every failure into the catalog's envelope.
+
+Services raise `ApiError` (or its helpers); the framework's own errors (unknown path, wrong
+method, validation) are translated here; anything else becomes INTERNAL, logged with its
+request id and never with a stack trace in the response.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from redline.errors import CATALOG, envelope
+
+log = logging.getLogger("redline.server")
+
+
+class ApiError(Exception):
+    """An expected failure: a catalog code, a message for people, details for programs."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None):
+        assert code in CATALOG and CATALOG[code].http_status, code
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.headers = headers or {}
+
+    @property
+    def status(self) -> int:
+        return CATALOG[self.code].http_status  # type: ignore[return-value]
+
+
+def not_found(what: str, ident: str | None = None) -> ApiError:
+    """The same answer whether the id is missing or another tenant's: never reveal which."""
+    message = f"{what} not found" if ident is None else f"{what} '{ident}' not found"
+    return ApiError("NOT_FOUND", message, {"resource": what.lower().replace(" ", "_")})
+
+
+def validation_error(field: str, reason: str, message: str) -> ApiError:
+    return ApiError("VALIDATION_ERROR", message,
+                    {"field": field, "reason": reason,
+                     "errors": [{"field": field, "reason": reason, "message": message}]})
+
+
+def request_id_of(scope_or_request) -> str | None:
+    scope = getattr(scope_or_request, "scope", scope_or_request)
+    return scope.get("state", {}).get("request_id")
+
+
+def error_response(code: str, message: str, details: dict[str, Any] | None = None,
+                   request_id: str | None = None,
+                   headers: dict[str, str] | None = None,
+                   status_override: int | None = None) -> Response:
+    kind = CATALOG[code]
+    all_headers = dict(headers or {})
+    if code in ("RATE_LIMITED", "UNAVAILABLE") and "Retry-After" not in all_headers:
+        all_headers["Retry-After"] = "1" if code == "UNAVAILABLE" else "60"
+    body = json.dumps(envelope(code, message, details, request_id), separators=(",", ":"))
+    return Response(body, status_code=status_override or kind.http_status, headers=all_headers,
+                    media_type="application/json")
+
+
+def _field_name(loc: tuple) -> str:
+    # ('body', 'projectId') -> 'projectId'; ('query', 'limit') -> 'limit'
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) or (str(loc[0]) if loc else "body")
+
+
+_REASONS = {"missing": "required", "extra_forbidden": "unknown_field", "json_invalid":
+            "malformed_json", "literal_error": "invalid_choice", "enum": "invalid_choice"}
+
+
+def validation_details(errors: list[dict]) -> tuple[str, dict]:
+    items = []
+    for err in errors:
+        field = _field_name(tuple(err.get("loc", ())))
+        if err.get("type") == "json_invalid":
+            field = "body"  # the location is a character offset, not a field
+        reason = _REASONS.get(err.get("type", ""), err.get("type", "invalid"))
+        message = err.get("msg", "invalid value")
+        if reason == "required":
+            message = f"Field '{field}' is required"
+        elif reason == "malformed_json":
+            message = f"Malformed JSON body: {err.get('ctx', {}).get('error', 'invalid JSON')}"
+        elif reason == "unknown_field":
+            message = f"Field '{field}' is not accepted here"
+        else:
+            message = f"Field '{field}': {message}"
+        items.append({"field": field, "reason": reason, "message": message})
+    first = items[0] if items else {"field": "body", "reason": "invalid", "message": "Invalid"}
+    return first["message"], {"field": first["field"], "reason": first["reason"],
+                              "errors": items}
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def on_api_error(request: Request, exc: ApiError):
+        return error_response(exc.code, exc.message, exc.details, request_id_of(request),
+                              exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError):
+        message, details = validation_details(list(exc.errors()))
+        return error_response("VALIDATION_ERROR", message, details, request_id_of(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_exception(request: Request, exc: StarletteHTTPException):
+        rid = request_id_of(request)
+        if exc.status_code == 404:
+            return error_response("NOT_FOUND", f"No endpoint at {request.url.path}",
+                                  {"path": request.url.path}, rid)
+        if exc.status_code == 405:
+            # HTTP keeps 405 (with Allow) as RFC 9110 wants; the code stays the catalog's
+            # VALIDATION_ERROR so clients branch on it like any other bad request.
+            allow = (exc.headers or {}).get("Allow", "")
+            return error_response(
+                "VALIDATION_ERROR", f"Method {request.method} is not allowed on this path",
+                {"field": "method", "reason": "method_not_allowed", "allowed": allow},
+                rid, {"Allow": allow} if allow else None, status_override=405)
+        if exc.status_code == 413:
+            return error_response("PAYLOAD_TOO_LARGE", str(exc.detail), {}, rid)
+        return error_response("VALIDATION_ERROR", str(exc.detail),
+                              {"reason": "bad_request"}, rid)

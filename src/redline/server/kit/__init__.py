@@ -1,0 +1,1 @@
+"""Small shared building blocks of the server: ids, clock, signing, pagination, limits."""

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from redline.server.schemas import ApiModel
+
+Scope = Literal["runs:read", "runs:write", "artifacts:read", "artifacts:write",
+                "flakiness:write", "executions:write", "project:admin"]
+
+
+class ProjectCreate(ApiModel):
+    name: str = Field(min_length=1, max_length=200)
+    team_id: str = Field(min_length=1, max_length=40)
+
+
+class ProjectUpdate(ApiModel):
+    name: str | None = Field(None, min_length=1, max_length=200)
+
+
+class Project(ApiModel):
+    id: str
+    name: str
+    team_id: str
+    created_at: str
+    updated_at: str
+
+
+class ProjectRenamed(ApiModel):
+    id: str
+    name: str
+    team_id: str
+    updated_at: str
+
+
+class ProjectSettings(ApiModel):
+    project_id: str
+    data_retention_days: int
+    flakiness_threshold: float
+    auto_quarantine_enabled: bool
+    updated_at: str
+
+
+class ProjectSettingsUpdate(ApiModel):
+    data_retention_days: int | None = Field(None, ge=1, le=3650)
+    flakiness_threshold: float | None = Field(None, ge=0, le=1)
+    auto_quarantine_enabled: bool | None = None
+
+
+class ApiKeyCreate(ApiModel):
+    project_id: str = Field(min_length=1, max_length=40)
+    name: str = Field(min_length=1, max_length=200)
+    expires_at: str | None = Field(None, description="ISO 8601; the key stops working then.",
+                                   max_length=40)
+    scopes: list[Scope] | None = Field(None, description="Default: runs:read, runs:write, "
+                                       "artifacts:read, artifacts:write, flakiness:write.",
+                                       max_length=7)
+
+
+class ApiKey(ApiModel):
+    id: str
+    name: str
+    project_id: str
+    masked_key: str
+    scopes: list[Scope]
+    is_active: bool
+    expires_at: str | None
+    last_used_at: str | None
+    created_at: str
+
+
+class ApiKeyCreated(ApiModel):
+    id: str
+    name: str
+    project_id: str
+    key: str = Field(description="The whole key. Shown only in this response.")
+    scopes: list[Scope]
+    is_active: bool
+    expires_at: str | None
+    created_at: str
+
+
+class ApiKeyUpdate(ApiModel):
+    is_active: bool | None = None
+    name: str | None = Field(None, min_length=1, max_length=200)
+
+
+class ApiKeyUpdated(ApiModel):
+    id: str
+    name: str
+    is_active: bool
+    updated_at: str

@@ -1,0 +1,61 @@
+"""Shared pydantic bases: camelCase on the wire, unknown fields refused in and out."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              serialize_by_alias=True)
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(description="Stable error code from the catalog; branch on this.")
+    message: str
+    details: dict[str, Any]
+    retryable: bool
+    nextAction: str
+    requestId: str | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    error: ErrorBody
+
+
+class Deleted(ApiModel):
+    success: bool
+    message: str
+
+
+T = TypeVar("T")
+
+
+class ListPage(ApiModel, Generic[T]):
+    data: list[T]
+    total: int
+    limit: int
+    offset: int
+    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page.")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorEnvelope, "description": description}
+    for status, description in [
+        (400, "VALIDATION_ERROR: bad field, enum value, cursor or malformed JSON"),
+        (401, "AUTH_REQUIRED or AUTH_INVALID"),
+        (403, "AUTH_FORBIDDEN: a scope or role is missing (details.required, details.granted)"),
+        (404, "NOT_FOUND: no such id, or another tenant's"),
+        (405, "Method not allowed (code VALIDATION_ERROR)"),
+        (409, "CONFLICT or IDEMPOTENCY_BODY_MISMATCH"),
+        (413, "PAYLOAD_TOO_LARGE"),
+        (429, "RATE_LIMITED (see Retry-After and RateLimit headers)"),
+        (500, "INTERNAL"),
+        (503, "UNAVAILABLE (see Retry-After)"),
+    ]
+}

@@ -1,0 +1,138 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations in `migrations/` must produce
+exactly this; `tests/test_migrations.py` compares the two."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
+    String, Table, UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+def _id(prefix_len: int = 40) -> Column:
+    return Column("id", String(prefix_len), primary_key=True)
+
+
+def _fk(name: str, target: str, nullable: bool = False, ondelete: str = "CASCADE") -> Column:
+    return Column(name, String(40), ForeignKey(target, ondelete=ondelete), nullable=nullable)
+
+
+users = Table(
+    "users", metadata,
+    _id(),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", DateTime),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# Dashboard cookie sessions and personal tokens (`rlu_...`) are both sign-ins of a user.
+sessions = Table(
+    "sessions", metadata,
+    _id(),
+    _fk("user_id", "users.id"),
+    Column("kind", String(10), nullable=False),  # cookie | token
+    Column("lookup", String(16), nullable=False, unique=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_seen_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Column("revoked_at", DateTime),
+)
+
+teams = Table(
+    "teams", metadata,
+    _id(),
+    Column("name", String(200), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+team_members = Table(
+    "team_members", metadata,
+    _id(),
+    _fk("team_id", "teams.id"),
+    _fk("user_id", "users.id"),
+    Column("role", String(10), nullable=False),
+    Column("joined_at", DateTime, nullable=False),
+    UniqueConstraint("team_id", "user_id"),
+    Index(None, "user_id"),
+)
+
+invitations = Table(
+    "invitations", metadata,
+    _id(),
+    _fk("team_id", "teams.id"),
+    Column("email", String(320), nullable=False),
+    Column("role", String(10), nullable=False),
+    Column("status", String(10), nullable=False),  # pending | accepted | revoked
+    Column("secret_hash", String(64), nullable=False),
+    _fk("invited_by", "users.id", nullable=True, ondelete="SET NULL"),
+    Column("expires_at", DateTime, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("accepted_at", DateTime),
+    Index(None, "team_id"),
+)
+
+projects = Table(
+    "projects", metadata,
+    _id(),
+    _fk("team_id", "teams.id"),
+    Column("name", String(200), nullable=False),
+    Column("data_retention_days", Integer, nullable=False, default=90),
+    Column("flakiness_threshold", Float, nullable=False, default=0.3),
+    Column("auto_quarantine_enabled", Boolean, nullable=False, default=True),
+    Column("settings_updated_at", DateTime, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index(None, "team_id"),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    _id(),
+    _fk("project_id", "projects.id"),
+    _fk("created_by", "users.id"),
+    Column("name", String(200), nullable=False),
+    Column("lookup", String(16), nullable=False, unique=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("last4", String(4), nullable=False),
+    Column("scopes", Json, nullable=False),
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("expires_at", DateTime),
+    Column("last_used_at", DateTime),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index(None, "project_id"),
+)
+
+# One row per (credential, key): claimed before the request runs, completed in the same
+# transaction as the request's own writes (so the effect and the record exist together).
+idempotency_keys = Table(
+    "idempotency_keys", metadata,
+    Column("scope", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("state", String(10), nullable=False),  # running | done
+    Column("response_status", Integer),
+    Column("response_headers", Json),
+    Column("response_body", LargeBinary),
+    Column("created_at", DateTime, nullable=False),
+    Column("locked_at", DateTime, nullable=False),
+    Index(None, "created_at"),
+)
+
