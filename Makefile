@@ -1,0 +1,44 @@
+# The same commands locally and in CI. Everything installs from the project's own files:
+# uv.lock pins every Python package.
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: install serve test test-sqlite test-postgres bench lint clean
+
+$(UV):
+	python3 -m pip install --quiet --user "uv==$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --all-extras --python python3
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv from uv.lock (.venv/bin/redline is the CLI)
+
+serve: install  ## start the server on http://$(HOST):$(PORT) with SQLite under ./.redline
+	$(VENV)/bin/redline serve --host $(HOST) --port $(PORT)
+
+test: install  ## the whole suite, on SQLite and then on PostgreSQL
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite: install
+	REDLINE_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	REDLINE_TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install  ## benchmarks: print figures beside their baselines
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache
