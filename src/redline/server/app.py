@@ -58,11 +58,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.limiter = make_limiter(settings.redis_url)
 
     from redline.server.accounts.endpoints import router as accounts_router
+    from redline.server.executions.endpoints import router as executions_router
     from redline.server.projects.endpoints import router as projects_router
     from redline.server.system.endpoints import router as system_router
     from redline.server.teams.endpoints import router as teams_router
 
-    for router in (system_router, accounts_router, teams_router, projects_router):
+    for router in (system_router, accounts_router, teams_router, projects_router,
+                   executions_router):
         app.include_router(router)
     for extra in _optional_routers():
         app.include_router(extra)

@@ -19,6 +19,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Connection, select, update
 
+from redline.server.db import WRITE
 from redline.server.http_errors import ApiError, not_found
 from redline.server.kit import tokens
 from redline.server.kit.clock import utcnow
@@ -160,14 +161,18 @@ def _check_csrf(request: Request, principal: Principal) -> None:
 
 
 def _touch(request: Request, table, row_id: str, column: str, now) -> None:
-    """Record use at most once a minute, in its own short transaction (reads stay reads)."""
-    engine = request.app.state.engine
+    """Record use at most once a minute. A write request records it in its own transaction
+    (a second writer would wait for the first on SQLite); a read in a short one of its own,
+    so reads stay reads."""
+    uow = request.state.uow
+    if uow.write:
+        uow.connection().execute(update(table).where(table.c.id == row_id).values({column: now}))
+        return
     try:
-        from redline.server.db import WRITE
-
-        with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        with request.app.state.engine.connect().execution_options(**WRITE) as conn, \
+                conn.begin():
             conn.execute(update(table).where(table.c.id == row_id).values({column: now}))
-    except Exception:  # bookkeeping must never fail a request
+    except Exception:  # bookkeeping must never fail a read
         pass
 
 

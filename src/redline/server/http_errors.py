@@ -114,6 +114,10 @@ def install_exception_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def on_http_exception(request: Request, exc: StarletteHTTPException):
         rid = request_id_of(request)
+        over_cap = request.scope.get("state", {}).get("body_over_cap")
+        if over_cap is not None:
+            return error_response("PAYLOAD_TOO_LARGE", f"The body is over the {over_cap}-byte "
+                                  "cap of this endpoint", {"limit": over_cap}, rid)
         if exc.status_code == 404:
             return error_response("NOT_FOUND", f"No endpoint at {request.url.path}",
                                   {"path": request.url.path}, rid)

@@ -136,6 +136,9 @@ class BodyGuard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > cap:
+                    # The framework turns errors while reading a body into a generic 400;
+                    # this mark lets its handler answer the real reason.
+                    scope.setdefault("state", {})["body_over_cap"] = cap
                     raise ApiError("PAYLOAD_TOO_LARGE", f"The body is over the {cap}-byte cap "
                                    "of this endpoint", {"limit": cap})
             return message

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from redline.server.auth import Principal
 from redline.server.deps import Db, rate_limited
 from redline.server.kit.pagination import Page
 from redline.server.projects import schemas, service
-from redline.server.schemas import ERROR_RESPONSES, Deleted, ListPage
+from redline.server.schemas import ERROR_RESPONSES, Deleted, ErrorEnvelope, ListPage
 
 router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 ProjectsCaller = Annotated[Principal, Depends(rate_limited("projects-teams"))]
@@ -56,16 +56,26 @@ def delete_project(project_id: str, db: Db, caller: ProjectsCaller):
 
 @router.get("/projects/{project_id}/settings", response_model=schemas.ProjectSettings,
             tags=["Projects"], summary="Get project settings")
-def get_settings(project_id: str, db: Db, caller: ProjectsCaller):
-    return service.get_settings(db, caller, project_id)
+def get_settings(project_id: str, response: Response, db: Db, caller: ProjectsCaller):
+    """The `ETag` header names this version; send it back as `If-Match` to update safely."""
+    result = service.get_settings(db, caller, project_id)
+    response.headers["ETag"] = service.settings_etag(result)
+    return result
 
 
 @router.patch("/projects/{project_id}/settings", response_model=schemas.ProjectSettings,
-              tags=["Projects"], summary="Update project settings")
-def patch_settings(project_id: str, body: schemas.ProjectSettingsUpdate, db: Db,
-                   caller: ProjectsCaller):
-    """Only the fields given change. Needs `project:admin`."""
-    return service.update_settings(db, caller, project_id, body.model_dump(exclude_none=True))
+              tags=["Projects"], summary="Update project settings",
+              responses={412: {"model": ErrorEnvelope,
+                               "description": "PRECONDITION_FAILED: If-Match is stale"}})
+def patch_settings(project_id: str, body: schemas.ProjectSettingsUpdate, response: Response,
+                   db: Db, caller: ProjectsCaller,
+                   if_match: Annotated[str | None, Header(max_length=200)] = None):
+    """Only the fields given change. Needs `project:admin`. With `If-Match: <ETag>`, a
+    concurrent change since that read makes it PRECONDITION_FAILED (412)."""
+    result = service.update_settings(db, caller, project_id,
+                                     body.model_dump(exclude_none=True, by_alias=False), if_match)
+    response.headers["ETag"] = service.settings_etag(result)
+    return result
 
 
 @router.get("/api-keys", response_model=ListPage[schemas.ApiKey], tags=["API keys"],

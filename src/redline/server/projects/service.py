@@ -76,15 +76,27 @@ def delete_project(conn: Connection, principal: Principal, project_id: str) -> N
     repo.delete_project(conn, project_id)
 
 
+def settings_etag(settings: dict) -> str:
+    """A version tag of the settings: a PATCH with `If-Match` must name the current one."""
+    import hashlib
+
+    return '"' + hashlib.sha256(settings["updatedAt"].encode()).hexdigest()[:16] + '"'
+
+
 def get_settings(conn: Connection, principal: Principal, project_id: str) -> dict:
     require_project(conn, principal, project_id, "runs:read")
     return settings_json(repo.get_project(conn, project_id))
 
 
 def update_settings(conn: Connection, principal: Principal, project_id: str,
-                    changes: dict) -> dict:
-    """Only the fields given change."""
+                    changes: dict, if_match: str | None = None) -> dict:
+    """Only the fields given change. With `If-Match`, only if nobody changed them since."""
     require_project(conn, principal, project_id, "project:admin")
+    if if_match is not None and if_match.strip() != "*":
+        current = settings_etag(settings_json(repo.get_project(conn, project_id)))
+        if current not in [tag.strip() for tag in if_match.split(",")]:
+            raise ApiError("PRECONDITION_FAILED", "The settings changed since you read them",
+                           {"field": "If-Match", "reason": "stale", "current": current})
     if changes:
         repo.update_project(conn, project_id, settings_updated_at=utcnow(), **changes)
     return settings_json(repo.get_project(conn, project_id))
