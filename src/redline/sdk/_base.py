@@ -9,17 +9,25 @@ import mimetypes
 import os
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 from pydantic import TypeAdapter
 
 from redline import __version__
 from redline.errors import CATALOG, kind_for_status
-from redline.sdk.exceptions import (APIError, NetworkError, RedlineError, TimeoutError,
-                                    TransportError, ValidationError, error_from_response)
+from redline.sdk.exceptions import (
+    APIError,
+    NetworkError,
+    RedlineError,
+    TimeoutError,
+    TransportError,
+    ValidationError,
+    error_from_response,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 30.0
@@ -52,7 +60,8 @@ class Upload:
                                  else "upload")
         ctype = (self.content_type or mimetypes.guess_type(name)[0]
                  or "application/octet-stream")
-        handle = self.source if isinstance(self.source, bytes) else open(self.source, "rb")
+        # closed by the client after the attempt (a retry reopens it)
+        handle = self.source if isinstance(self.source, bytes) else open(self.source, "rb")  # noqa: SIM115
         return name, handle, ctype
 
 
@@ -82,7 +91,7 @@ class Call:
     def needs_project(self) -> bool:
         return any(value is IMPLIED_PROJECT for value in _values(self))
 
-    def with_project(self, project_id: str) -> "Call":
+    def with_project(self, project_id: str) -> Call:
         def fill(mapping):
             if not isinstance(mapping, dict):
                 return mapping
@@ -323,6 +332,12 @@ class BaseClient:
     def _retry_delay(self, error: RedlineError, attempt: int, call: Call,
                      key: str | None) -> float | None:
         return retry_delay(error, attempt, call, key, self.max_retry_delay, self.max_retries)
+
+    def _decode(self, call: Call, response: httpx.Response) -> Any:
+        return decode(call, response)
+
+    def _api_error(self, response: httpx.Response) -> APIError:
+        return api_error(response)
 
     def _transport_error(self, exc: httpx.HTTPError, call: Call) -> TransportError:
         return transport_error(exc, call, self.url,

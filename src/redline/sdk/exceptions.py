@@ -40,12 +40,29 @@ from typing import Any
 from redline.errors import CATALOG, EXIT_VERDICT_NOT_PASSED, kind_for_status
 
 __all__ = [
-    "RedlineError", "APIError", "AuthRequiredError", "AuthInvalidError", "AuthForbiddenError",
-    "NotFoundError", "ValidationError", "PayloadTooLargeError", "ConflictError",
-    "PreconditionFailedError", "IdempotencyMismatchError", "RateLimitedError",
-    "InsufficientCreditsError", "UnsupportedError", "InternalServerError", "UnavailableError",
-    "TransportError", "NetworkError", "TimeoutError", "WaitTimeoutError", "RunFailedError",
-    "API_ERRORS", "error_from_response",
+    "API_ERRORS",
+    "APIError",
+    "AuthForbiddenError",
+    "AuthInvalidError",
+    "AuthRequiredError",
+    "ConflictError",
+    "IdempotencyMismatchError",
+    "InsufficientCreditsError",
+    "InternalServerError",
+    "NetworkError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PreconditionFailedError",
+    "RateLimitedError",
+    "RedlineError",
+    "RunFailedError",
+    "TimeoutError",
+    "TransportError",
+    "UnavailableError",
+    "UnsupportedError",
+    "ValidationError",
+    "WaitTimeoutError",
+    "error_from_response",
 ]
 
 
@@ -234,7 +251,7 @@ class NetworkError(TransportError):
     code = "NETWORK_ERROR"
 
 
-class TimeoutError(TransportError):  # noqa: A001 - named as the design says; not the builtin
+class TimeoutError(TransportError):
     """No answer in time. For a write the request may have landed: verify before retrying."""
 
     code = "TIMEOUT"

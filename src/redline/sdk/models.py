@@ -7,7 +7,7 @@ ISO 8601 strings (`...Z`); `redline.sdk.models.parse_time` turns one into a `dat
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,8 +23,8 @@ def parse_time(value: str | None) -> datetime | None:
     """`2026-03-19T10:00:00Z` -> an aware `datetime` in UTC (None stays None)."""
     if not value:
         return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class Model(BaseModel):
@@ -243,7 +243,7 @@ class TestStep(Model):
     status: str | None = None
     duration: int | None = None
     error: TestError | None = None
-    steps: list["TestStep"] | None = None
+    steps: list[TestStep] | None = None
 
 
 class TestResult(Model):
@@ -284,7 +284,7 @@ class Suite(Model):
     project_id: str | None = None
     file_path: str | None = None
     parent_suite_id: str | None = None
-    children: list["Suite"] | None = None
+    children: list[Suite] | None = None
     created_at: str | None = None
 
 

@@ -1,0 +1,219 @@
+"""`Client` (blocking) and `AsyncClient` (asyncio): the same API over one shared base."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import httpx
+
+from redline.sdk._base import BaseClient, Call
+from redline.sdk.exceptions import RedlineError, RunFailedError, WaitTimeoutError
+from redline.sdk.models import Run
+
+DEFAULT_WAIT_TIMEOUT = 30 * 60.0
+DEFAULT_POLL = 2.0
+
+
+def _next_page(call: Call, page: Any) -> Call | None:
+    cursor = getattr(page, "next_cursor", None)
+    if not cursor or not getattr(page, "data", None):
+        return None
+    params = {k: v for k, v in (call.params or {}).items() if k != "offset"}
+    params["cursor"] = cursor
+    return Call(call.method, call.path, params=params, model=call.model)
+
+
+def _wait_message(run_id: str, status: str | None, timeout: float) -> str:
+    return (f"Run {run_id} is still {status or 'unfinished'} after {timeout:g} s; it goes on "
+            f"on the server. Wait again with `redline wait {run_id}`; do not start it again.")
+
+
+def _verdict_error(run: Run) -> RunFailedError:
+    return RunFailedError(f"Run {run.id} finished {run.outcome}", run=run, status=run.outcome)
+
+
+class Client(BaseClient):
+    """A blocking Redline client.
+
+    ```python
+    from redline.sdk import Client
+
+    with Client("http://127.0.0.1:8000", api_key="rl_live_...") as client:
+        for run in client.runs.iter(status="failed"):
+            print(run.id, run.branch)
+    ```
+
+    `url` defaults to `$REDLINE_URL`, `api_key` to `$REDLINE_API_KEY`. Pass `token=` for a
+    personal token from `client.auth.login(...)`. `transport=` is the seam for tests (any
+    `httpx.BaseTransport`); `sleep=` replaces the waits between retries and polls.
+    """
+
+    is_async = False
+
+    def __init__(self, url: str | None = None, *, transport: httpx.BaseTransport | None = None,
+                 http_client: httpx.Client | None = None, **options: Any):
+        super().__init__(url, **options)
+        self._http = http_client or httpx.Client(timeout=self.timeout, transport=transport)
+        self._owns_http = http_client is None
+        self._sleeper: Callable[[float], Any] = self._sleep or time.sleep
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Client:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, call: Call) -> Any:
+        if call.needs_project():
+            call.with_project(self._resolve_project())
+        key = self._idempotency_key_for(call)  # made once: every retry sends the same key
+        attempts: dict[str, int] = {}
+        while True:
+            kwargs, handles = self._request_kwargs(call, key)
+            try:
+                response = self._http.request(**kwargs)
+            except httpx.HTTPError as exc:
+                error: RedlineError = self._transport_error(exc, call)
+                cause: BaseException | None = exc
+            else:
+                if response.is_success:
+                    return self._decode(call, response)
+                error, cause = self._api_error(response), None
+            finally:
+                for handle in handles:
+                    handle.close()
+            delay = self._retry_delay(error, attempts.get(error.code, 0), call, key)
+            if delay is None:
+                raise error from cause
+            attempts[error.code] = attempts.get(error.code, 0) + 1
+            self._sleeper(delay)
+
+    def _resolve_project(self) -> str:
+        known = self._known_project()
+        if known:
+            return known
+        self._needs_me_for_project()
+        return self._project_from_me(self._system.me())
+
+    def _paginate(self, call: Call) -> Iterator[Any]:
+        next_call: Call | None = call
+        while next_call is not None:
+            page = self._call(next_call)
+            yield from page.data
+            next_call = _next_page(next_call, page)
+
+    def _wait(self, run_id: str, timeout: float | None, poll: float | None,
+              raise_on_failure: bool, on_poll: Callable[[Run], Any] | None) -> Run:
+        timeout = DEFAULT_WAIT_TIMEOUT if timeout is None else timeout
+        poll = DEFAULT_POLL if poll is None else poll
+        started = time.monotonic()
+        while True:
+            run = self.runs.get(run_id)
+            if on_poll is not None:
+                on_poll(run)
+            if run.is_finished:
+                if raise_on_failure and run.outcome != "passed":
+                    raise _verdict_error(run)
+                return run
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                raise WaitTimeoutError(_wait_message(run_id, run.status, timeout),
+                                       run_id=run_id, last_status=run.status, waited=waited,
+                                       run=run)
+            self._sleeper(min(poll, max(0.0, timeout - waited)))
+
+
+class AsyncClient(BaseClient):
+    """The same API as `Client` for asyncio: every method is awaited, `iter` is an async
+    iterator, and `transport=` takes an `httpx.AsyncBaseTransport`."""
+
+    is_async = True
+
+    def __init__(self, url: str | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 http_client: httpx.AsyncClient | None = None, **options: Any):
+        super().__init__(url, **options)
+        self._http = http_client or httpx.AsyncClient(timeout=self.timeout, transport=transport)
+        self._owns_http = http_client is None
+        self._sleeper = self._sleep or asyncio.sleep
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:  # noqa: PYI034
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def _call(self, call: Call) -> Any:
+        if call.needs_project():
+            call.with_project(await self._resolve_project())
+        key = self._idempotency_key_for(call)
+        attempts: dict[str, int] = {}
+        while True:
+            kwargs, handles = self._request_kwargs(call, key)
+            try:
+                response = await self._http.request(**kwargs)
+            except httpx.HTTPError as exc:
+                error: RedlineError = self._transport_error(exc, call)
+                cause: BaseException | None = exc
+            else:
+                if response.is_success:
+                    return self._decode(call, response)
+                error, cause = self._api_error(response), None
+            finally:
+                for handle in handles:
+                    handle.close()
+            delay = self._retry_delay(error, attempts.get(error.code, 0), call, key)
+            if delay is None:
+                raise error from cause
+            attempts[error.code] = attempts.get(error.code, 0) + 1
+            result = self._sleeper(delay)
+            if asyncio.iscoroutine(result):
+                await result
+
+    async def _resolve_project(self) -> str:
+        known = self._known_project()
+        if known:
+            return known
+        self._needs_me_for_project()
+        return self._project_from_me(await self._system.me())
+
+    async def _paginate(self, call: Call) -> AsyncIterator[Any]:
+        next_call: Call | None = call
+        while next_call is not None:
+            page = await self._call(next_call)
+            for item in page.data:
+                yield item
+            next_call = _next_page(next_call, page)
+
+    async def _wait(self, run_id: str, timeout: float | None, poll: float | None,
+                    raise_on_failure: bool, on_poll: Callable[[Run], Any] | None) -> Run:
+        timeout = DEFAULT_WAIT_TIMEOUT if timeout is None else timeout
+        poll = DEFAULT_POLL if poll is None else poll
+        started = time.monotonic()
+        while True:
+            run = await self.runs.get(run_id)
+            if on_poll is not None:
+                on_poll(run)
+            if run.is_finished:
+                if raise_on_failure and run.outcome != "passed":
+                    raise _verdict_error(run)
+                return run
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                raise WaitTimeoutError(_wait_message(run_id, run.status, timeout),
+                                       run_id=run_id, last_status=run.status, waited=waited,
+                                       run=run)
+            result = self._sleeper(min(poll, max(0.0, timeout - waited)))
+            if asyncio.iscoroutine(result):
+                await result

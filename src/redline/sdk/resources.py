@@ -1,0 +1,476 @@
+"""Typed methods for each API resource, shared by `Client` and `AsyncClient`.
+
+Each method describes its call (`Call`) and hands it to the client, which sends it with the
+catalog's retries; on an `AsyncClient` the same methods return awaitables. A `project_id`
+left out is implied: the client's default project, else the API key's own project.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic.alias_generators import to_camel
+
+from redline.sdk import models as m
+from redline.sdk._base import IMPLIED_PROJECT, Call, Upload, clean
+
+if TYPE_CHECKING:
+    from redline.sdk._base import BaseClient
+
+
+def _camel(fields: dict[str, Any]) -> dict[str, Any]:
+    return {to_camel(k): v for k, v in fields.items() if v is not None}
+
+
+def _project(project_id: str | None) -> Any:
+    return project_id if project_id else IMPLIED_PROJECT
+
+
+def _page(limit: int | None, offset: int | None, cursor: str | None) -> dict[str, Any]:
+    return clean({"limit": limit, "offset": offset, "cursor": cursor})
+
+
+class Resource:
+    def __init__(self, client: BaseClient):
+        self._c = client
+
+    def _call(self, *args, **kwargs):
+        return self._c._call(Call(*args, **kwargs))  # type: ignore[attr-defined]
+
+    def _iter(self, *args, **kwargs):
+        return self._c._paginate(Call(*args, **kwargs))  # type: ignore[attr-defined]
+
+
+class System(Resource):
+    def health(self):
+        return self._call("GET", "/api/health")
+
+    def setup(self, email: str, password: str, *, team: str | None, project: str | None,
+              key_name: str | None, name: str | None):
+        # Not idempotent on purpose: a retry after it landed must say CONFLICT, not replay
+        # the response (which holds the new key) to whoever asks with the same key.
+        body = clean({"email": email, "password": password, "name": name, "team": team,
+                      "project": project, "keyName": key_name})
+        return self._call("POST", "/api/setup", json=body, model=m.SetupResult,
+                          idempotent=False, verify="sign in with `redline login`")
+
+    def me(self):
+        return self._call("GET", "/api/me", model=m.Me)
+
+    def update_me(self, *, name: str | None = None, password: str | None = None):
+        return self._call("PATCH", "/api/me", json=clean({"name": name, "password": password}),
+                          model=m.Me)
+
+    def compare(self, base_run_id: str, head_run_id: str):
+        return self._call("GET", "/api/compare",
+                          params={"baseRunId": base_run_id, "headRunId": head_run_id},
+                          model=m.Record)
+
+
+class Auth(Resource):
+    def login(self, email: str, password: str) -> m.LoginResult:
+        """Sign in: a personal token (`rlu_...`) for `Client(token=...)`."""
+        return self._call("POST", "/api/auth/login", json={"email": email, "password": password},
+                          model=m.LoginResult, idempotent=False)
+
+    def logout(self) -> None:
+        """Revoke the personal token this client uses."""
+        return self._call("POST", "/api/auth/logout", idempotent=False)
+
+
+class Teams(Resource):
+    def list(self, *, limit: int | None = None, offset: int | None = None,
+             cursor: str | None = None) -> m.Page[m.Team]:
+        return self._call("GET", "/api/teams", params=_page(limit, offset, cursor),
+                          model=m.Page[m.Team])
+
+    def iter(self, *, limit: int | None = None):
+        return self._iter("GET", "/api/teams", params=_page(limit, None, None),
+                          model=m.Page[m.Team])
+
+    def create(self, name: str, *, idempotency_key: str | None = None) -> m.Team:
+        return self._call("POST", "/api/teams", json={"name": name}, model=m.Team,
+                          idempotency_key=idempotency_key, verify="`redline teams list`")
+
+    def get(self, team_id: str) -> m.Team:
+        return self._call("GET", f"/api/teams/{team_id}", model=m.Team)
+
+    def rename(self, team_id: str, name: str) -> m.Team:
+        return self._call("PATCH", f"/api/teams/{team_id}", json={"name": name}, model=m.Team,
+                          verify=f"`redline teams get {team_id}`")
+
+    def delete(self, team_id: str) -> m.Deleted:
+        return self._call("DELETE", f"/api/teams/{team_id}", model=m.Deleted,
+                          verify=f"`redline teams get {team_id}`")
+
+
+class Members(Resource):
+    def list(self, team_id: str, *, limit: int | None = None, offset: int | None = None,
+             cursor: str | None = None) -> m.Page[m.Member]:
+        return self._call("GET", "/api/team-members",
+                          params={"teamId": team_id, **_page(limit, offset, cursor)},
+                          model=m.Page[m.Member])
+
+    def iter(self, team_id: str, *, limit: int | None = None):
+        return self._iter("GET", "/api/team-members",
+                          params={"teamId": team_id, **_page(limit, None, None)},
+                          model=m.Page[m.Member])
+
+    def invite(self, team_id: str, email: str, role: str = "member") -> m.Invitation:
+        """An invitation (7 days); its `accept_url`/`accept_token` are in this result once."""
+        return self._call("POST", "/api/team-members",
+                          json={"teamId": team_id, "email": email, "role": role},
+                          model=m.Invitation, verify=f"`redline invitations list {team_id}`")
+
+    def set_role(self, member_id: str, role: str) -> m.Member:
+        return self._call("PATCH", f"/api/team-members/{member_id}", json={"role": role},
+                          model=m.Member)
+
+    def remove(self, member_id: str) -> m.Deleted:
+        return self._call("DELETE", f"/api/team-members/{member_id}", model=m.Deleted)
+
+
+class Invitations(Resource):
+    def list(self, team_id: str, *, limit: int | None = None, offset: int | None = None,
+             cursor: str | None = None) -> m.Page[m.Invitation]:
+        return self._call("GET", "/api/invitations",
+                          params={"teamId": team_id, **_page(limit, offset, cursor)},
+                          model=m.Page[m.Invitation])
+
+    def iter(self, team_id: str, *, limit: int | None = None):
+        return self._iter("GET", "/api/invitations",
+                          params={"teamId": team_id, **_page(limit, None, None)},
+                          model=m.Page[m.Invitation])
+
+    def revoke(self, invitation_id: str) -> m.Deleted:
+        return self._call("DELETE", f"/api/invitations/{invitation_id}", model=m.Deleted)
+
+    def accept(self, invitation_id: str, *, token: str | None = None,
+               password: str | None = None, name: str | None = None) -> m.Accepted:
+        body = clean({"token": token, "password": password, "name": name})
+        return self._call("POST", f"/api/invitations/{invitation_id}/accept", json=body,
+                          model=m.Accepted, idempotent=False)
+
+
+class Projects(Resource):
+    def list(self, team_id: str, *, limit: int | None = None, offset: int | None = None,
+             cursor: str | None = None) -> m.Page[m.Project]:
+        return self._call("GET", "/api/projects",
+                          params={"teamId": team_id, **_page(limit, offset, cursor)},
+                          model=m.Page[m.Project])
+
+    def iter(self, team_id: str, *, limit: int | None = None):
+        return self._iter("GET", "/api/projects",
+                          params={"teamId": team_id, **_page(limit, None, None)},
+                          model=m.Page[m.Project])
+
+    def create(self, name: str, team_id: str, *,
+               idempotency_key: str | None = None) -> m.Project:
+        return self._call("POST", "/api/projects", json={"name": name, "teamId": team_id},
+                          model=m.Project, idempotency_key=idempotency_key,
+                          verify=f"`redline projects list --team {team_id}`")
+
+    def get(self, project_id: str | None = None) -> m.Project:
+        """A project (default: the implied one)."""
+        return self._c._call(_PathProjectCall(  # type: ignore[attr-defined]
+            "GET", "/api/projects/{project}", model=m.Project, project_id=project_id))
+
+    def rename(self, project_id: str, name: str) -> m.Project:
+        return self._call("PATCH", f"/api/projects/{project_id}", json={"name": name},
+                          model=m.Project, verify=f"`redline projects get {project_id}`")
+
+    def delete(self, project_id: str) -> m.Deleted:
+        return self._call("DELETE", f"/api/projects/{project_id}", model=m.Deleted,
+                          verify=f"`redline projects get {project_id}`")
+
+    def get_settings(self, project_id: str | None = None) -> m.ProjectSettings:
+        return self._c._call(_PathProjectCall(  # type: ignore[attr-defined]
+            "GET", "/api/projects/{project}/settings", model=m.ProjectSettings,
+            project_id=project_id))
+
+    def update_settings(self, project_id: str | None = None, *,
+                        data_retention_days: int | None = None,
+                        flakiness_threshold: float | None = None,
+                        auto_quarantine_enabled: bool | None = None) -> m.ProjectSettings:
+        body = _camel({"data_retention_days": data_retention_days,
+                       "flakiness_threshold": flakiness_threshold,
+                       "auto_quarantine_enabled": auto_quarantine_enabled})
+        return self._c._call(_PathProjectCall(  # type: ignore[attr-defined]
+            "PATCH", "/api/projects/{project}/settings", json=body, model=m.ProjectSettings,
+            project_id=project_id))
+
+
+class _PathProjectCall(Call):
+    """A call whose path holds the project id (`{project}`), implied when not given."""
+
+    def __init__(self, method: str, path: str, project_id: str | None = None, **kwargs):
+        super().__init__(method, path, **kwargs)
+        self._template = path
+        self._project_id = project_id
+        if project_id:
+            self.path = path.format(project=project_id)
+
+    def needs_project(self) -> bool:
+        return not self._project_id
+
+    def with_project(self, project_id: str) -> Call:
+        self._project_id = project_id
+        self.path = self._template.format(project=project_id)
+        return self
+
+
+class ApiKeys(Resource):
+    def list(self, project_id: str | None = None, *, limit: int | None = None,
+             offset: int | None = None, cursor: str | None = None) -> m.Page[m.ApiKey]:
+        return self._call("GET", "/api/api-keys",
+                          params={"projectId": _project(project_id),
+                                  **_page(limit, offset, cursor)},
+                          model=m.Page[m.ApiKey])
+
+    def iter(self, project_id: str | None = None, *, limit: int | None = None):
+        return self._iter("GET", "/api/api-keys",
+                          params={"projectId": _project(project_id),
+                                  **_page(limit, None, None)},
+                          model=m.Page[m.ApiKey])
+
+    def create(self, name: str, project_id: str | None = None, *,
+               scopes: Sequence[str] | None = None, expires_at: str | None = None,
+               idempotency_key: str | None = None) -> m.ApiKeyCreated:
+        """A new key; its whole value (`key`) is in this result only."""
+        body = {"projectId": _project(project_id), "name": name,
+                **_camel({"scopes": list(scopes) if scopes is not None else None,
+                          "expires_at": expires_at})}
+        return self._call("POST", "/api/api-keys", json=body, model=m.ApiKeyCreated,
+                          idempotency_key=idempotency_key, verify="`redline keys list`")
+
+    def update(self, key_id: str, *, is_active: bool | None = None,
+               name: str | None = None) -> m.ApiKeyUpdated:
+        return self._call("PATCH", f"/api/api-keys/{key_id}",
+                          json=_camel({"is_active": is_active, "name": name}),
+                          model=m.ApiKeyUpdated)
+
+    def deactivate(self, key_id: str) -> m.ApiKeyUpdated:
+        return self.update(key_id, is_active=False)
+
+    def activate(self, key_id: str) -> m.ApiKeyUpdated:
+        return self.update(key_id, is_active=True)
+
+    def delete(self, key_id: str) -> m.Deleted:
+        return self._call("DELETE", f"/api/api-keys/{key_id}", model=m.Deleted)
+
+
+class Runs(Resource):
+    def create(self, project_id: str | None = None, *, status: str = "running",
+               idempotency_key: str | None = None, **fields: Any) -> m.Run:
+        """Start a reported run; `fields` are the reference's (`branch`, `commit_sha`,
+        `ci_build_id`, `shard_current`, `shard_total`, `tags`, ...) in snake_case."""
+        body = {"projectId": _project(project_id), "status": status, **_camel(fields)}
+        return self._call("POST", "/api/runs", json=body, model=m.Run,
+                          idempotency_key=idempotency_key, verify="`redline runs list`")
+
+    def list(self, project_id: str | None = None, *, status: str | None = None,
+             branch: str | None = None, limit: int | None = None, offset: int | None = None,
+             cursor: str | None = None, **filters: Any) -> m.Page[m.Run]:
+        params = {"projectId": _project(project_id),
+                  **_camel({"status": status, "branch": branch, **filters}),
+                  **_page(limit, offset, cursor)}
+        return self._call("GET", "/api/runs", params=params, model=m.Page[m.Run])
+
+    def iter(self, project_id: str | None = None, *, status: str | None = None,
+             branch: str | None = None, limit: int | None = None, **filters: Any):
+        """Every run matching the filters, page after page (follows `nextCursor`)."""
+        params = {"projectId": _project(project_id),
+                  **_camel({"status": status, "branch": branch, **filters}),
+                  **_page(limit, None, None)}
+        return self._iter("GET", "/api/runs", params=params, model=m.Page[m.Run])
+
+    def get(self, run_id: str) -> m.Run:
+        return self._call("GET", f"/api/runs/{run_id}", model=m.Run)
+
+    def update(self, run_id: str, **fields: Any) -> m.Run:
+        """Finish a run or correct its counts (`status`, `total_tests`, ...)."""
+        return self._call("PATCH", f"/api/runs/{run_id}", json=_camel(fields), model=m.Run,
+                          verify=f"`redline runs get {run_id}`")
+
+    def delete(self, run_id: str) -> m.Deleted:
+        return self._call("DELETE", f"/api/runs/{run_id}", model=m.Deleted,
+                          verify=f"`redline runs get {run_id}`")
+
+    def add_tests(self, run_id: str, tests: Iterable[dict[str, Any]], *,
+                  idempotency_key: str | None = None) -> Any:
+        """Report many results in one request (`POST /api/runs/{id}/tests/batch`); each
+        result is a dict of the reference's test fields (camelCase or snake_case)."""
+        body = {"tests": [_camel(t) for t in tests]}
+        return self._call("POST", f"/api/runs/{run_id}/tests/batch", json=body,
+                          idempotency_key=idempotency_key,
+                          verify=f"`redline tests list --run {run_id}`")
+
+    def import_report(self, reports: str | os.PathLike | bytes | Sequence[Any],
+                      project_id: str | None = None, *, format: str | None = None,
+                      idempotency_key: str | None = None, timeout: float | None = None,
+                      **query: Any) -> m.Run:
+        """Import report files (JUnit XML, Playwright JSON, CTRF JSON) as one run; parsing
+        happens on the server. `query` takes `branch`, `commit_sha`, `ci_build_id`,
+        `source`, ... Files are streamed, not read whole."""
+        if isinstance(reports, (str, bytes, os.PathLike)):
+            reports = [reports]
+        uploads = [r if isinstance(r, Upload) else Upload("file", r) for r in reports]
+        params = {"projectId": _project(project_id), **_camel({"format": format, **query})}
+        return self._call("POST", "/api/runs/import", params=params, files=uploads, model=m.Run,
+                          idempotency_key=idempotency_key, timeout=timeout,
+                          verify="`redline runs list`")
+
+    def wait(self, run_id: str, *, timeout: float | None = None, poll: float | None = None,
+             raise_on_failure: bool = False, on_poll: Any = None) -> m.Run:
+        """Poll a run until it is finished. `WaitTimeoutError` after `timeout` seconds (the
+        run goes on); with `raise_on_failure`, `RunFailedError` unless the verdict (quarantine
+        honoured) is `passed`. `on_poll(run)` is called after every poll."""
+        return self._c._wait(run_id, timeout, poll, raise_on_failure,  # type: ignore
+                             on_poll)
+
+
+class Tests(Resource):
+    def create(self, run_id: str, *, title: str, full_title: str, status: str, duration: int,
+               project_id: str | None = None, idempotency_key: str | None = None,
+               **fields: Any) -> m.TestResult:
+        body = {"runId": run_id, "projectId": _project(project_id), "title": title,
+                "fullTitle": full_title, "status": status, "duration": duration,
+                **_camel(fields)}
+        return self._call("POST", "/api/tests", json=body, model=m.TestResult,
+                          idempotency_key=idempotency_key,
+                          verify=f"`redline tests list --run {run_id}`")
+
+    def list(self, project_id: str | None = None, *, run_id: str | None = None,
+             status: str | None = None, search: str | None = None, limit: int | None = None,
+             offset: int | None = None, cursor: str | None = None) -> m.Page[m.TestResult]:
+        params = {"projectId": _project(project_id),
+                  **_camel({"run_id": run_id, "status": status, "search": search}),
+                  **_page(limit, offset, cursor)}
+        return self._call("GET", "/api/tests", params=params, model=m.Page[m.TestResult])
+
+    def iter(self, project_id: str | None = None, *, run_id: str | None = None,
+             status: str | None = None, search: str | None = None, limit: int | None = None):
+        params = {"projectId": _project(project_id),
+                  **_camel({"run_id": run_id, "status": status, "search": search}),
+                  **_page(limit, None, None)}
+        return self._iter("GET", "/api/tests", params=params, model=m.Page[m.TestResult])
+
+    def get(self, test_id: str) -> m.TestResult:
+        return self._call("GET", f"/api/tests/{test_id}", model=m.TestResult)
+
+    def steps(self, test_id: str) -> m.Page[m.TestStep]:
+        return self._call("GET", f"/api/tests/{test_id}/steps", model=m.Page[m.TestStep])
+
+    def history(self, test_id: str, *, limit: int | None = None,
+                cursor: str | None = None) -> m.Page[m.HistoryEntry]:
+        return self._call("GET", f"/api/tests/{test_id}/history",
+                          params=_page(limit, None, cursor), model=m.Page[m.HistoryEntry])
+
+
+class TestSuites(Resource):
+    __test__ = False  # not a pytest test class
+
+    def create(self, run_id: str, title: str, *, file_path: str | None = None,
+               parent_suite_id: str | None = None, project_id: str | None = None) -> m.Suite:
+        body = {"runId": run_id, "projectId": _project(project_id), "title": title,
+                **_camel({"file_path": file_path, "parent_suite_id": parent_suite_id})}
+        return self._call("POST", "/api/test-suites", json=body, model=m.Suite)
+
+    def list(self, run_id: str, project_id: str | None = None) -> m.Page[m.Suite]:
+        return self._call("GET", "/api/test-suites",
+                          params={"runId": run_id, "projectId": _project(project_id)},
+                          model=m.Page[m.Suite])
+
+
+class TestCases(Resource):
+    __test__ = False  # not a pytest test class
+
+    def list(self, project_id: str | None = None, *, search: str | None = None,
+             quarantined: bool | None = None, limit: int | None = None,
+             offset: int | None = None, cursor: str | None = None) -> m.Page[m.Record]:
+        params = {"projectId": _project(project_id),
+                  **_camel({"search": search, "quarantined": quarantined}),
+                  **_page(limit, offset, cursor)}
+        return self._call("GET", "/api/test-cases", params=params, model=m.Page[m.Record])
+
+    def get(self, test_case_id: str) -> m.Record:
+        return self._call("GET", f"/api/test-cases/{test_case_id}", model=m.Record)
+
+
+class Flakiness(Resource):
+    def list(self, project_id: str | None = None, *, min_score: float | None = None,
+             quarantined: bool | None = None, limit: int | None = None,
+             cursor: str | None = None) -> m.FlakinessReport:
+        """Test cases by flakiness score, highest first, with a summary."""
+        params = {"projectId": _project(project_id),
+                  **_camel({"min_score": min_score, "quarantined": quarantined}),
+                  **_page(limit, None, cursor)}
+        return self._call("GET", "/api/flakiness", params=params, model=m.FlakinessReport)
+
+    def set_quarantine(self, test_id: str, quarantined: bool, project_id: str | None = None, *,
+                       reason: str | None = None) -> m.QuarantineResult:
+        body = {"testId": test_id, "projectId": _project(project_id),
+                "isQuarantined": quarantined, **_camel({"reason": reason})}
+        return self._call("POST", "/api/flakiness", json=body, model=m.QuarantineResult)
+
+    def quarantine(self, test_id: str, project_id: str | None = None, *,
+                   reason: str | None = None) -> m.QuarantineResult:
+        """Quarantine a test case (a result id resolves to its case): its failures stop
+        failing the verdict of runs started afterwards."""
+        return self.set_quarantine(test_id, True, project_id, reason=reason)
+
+    def unquarantine(self, test_id: str, project_id: str | None = None) -> m.QuarantineResult:
+        return self.set_quarantine(test_id, False, project_id)
+
+
+class ErrorGroups(Resource):
+    def list(self, project_id: str | None = None, *, run_id: str | None = None,
+             limit: int | None = None, cursor: str | None = None) -> m.Page[m.Record]:
+        """Failures grouped by their error."""
+        params = {"projectId": _project(project_id), **_camel({"run_id": run_id}),
+                  **_page(limit, None, cursor)}
+        return self._call("GET", "/api/errors", params=params, model=m.Page[m.Record])
+
+
+class Trends(Resource):
+    def get(self, project_id: str | None = None, *, days: int | None = None,
+            branch: str | None = None) -> m.Record:
+        params = {"projectId": _project(project_id), **_camel({"days": days, "branch": branch})}
+        return self._call("GET", "/api/trends", params=params, model=m.Record)
+
+
+class Artifacts(Resource):
+    def upload(self, file: str | os.PathLike | bytes, *, type: str, run_id: str,
+               test_id: str | None = None, project_id: str | None = None,
+               filename: str | None = None) -> m.Artifact:
+        """Upload a screenshot, video, trace or report; the result has a signed URL."""
+        data = {"type": type, "runId": run_id, "projectId": _project(project_id),
+                **_camel({"test_id": test_id})}
+        return self._call("POST", "/api/upload", files=[Upload("file", file, filename)],
+                          data=data, model=m.Artifact)
+
+
+class Webhooks(Resource):
+    def list(self, project_id: str | None = None, *, limit: int | None = None,
+             cursor: str | None = None) -> m.Page[m.Webhook]:
+        return self._call("GET", "/api/webhooks",
+                          params={"projectId": _project(project_id), **_page(limit, None, cursor)},
+                          model=m.Page[m.Webhook])
+
+    def create(self, url: str, events: Sequence[str], project_id: str | None = None, *,
+               headers: dict[str, str] | None = None, secret: str | None = None) -> m.Webhook:
+        body = {"projectId": _project(project_id), "url": url, "events": list(events),
+                **_camel({"headers": headers, "secret": secret})}
+        return self._call("POST", "/api/webhooks", json=body, model=m.Webhook)
+
+    def update(self, webhook_id: str, *, url: str | None = None,
+               events: Sequence[str] | None = None, headers: dict[str, str] | None = None,
+               secret: str | None = None, is_active: bool | None = None) -> m.Webhook:
+        body = _camel({"url": url, "events": list(events) if events is not None else None,
+                       "headers": headers, "secret": secret, "is_active": is_active})
+        return self._call("PATCH", f"/api/webhooks/{webhook_id}", json=body, model=m.Webhook)
+
+    def delete(self, webhook_id: str) -> m.Deleted:
+        return self._call("DELETE", f"/api/webhooks/{webhook_id}", model=m.Deleted)
