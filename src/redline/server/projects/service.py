@@ -37,8 +37,8 @@ def key_json(row) -> dict:
 
 
 def create_project(conn: Connection, principal: Principal, team_id: str, name: str) -> dict:
-    require_user(principal)
     require_team_role(conn, principal, team_id, "admin")
+    require_user(principal)
     now = utcnow()
     project_id = new_id("proj")
     repo.insert_project(conn, id=project_id, team_id=team_id, name=name,

@@ -65,29 +65,29 @@ def get_team(conn: Connection, principal: Principal, team_id: str) -> dict:
 
 
 def rename_team(conn: Connection, principal: Principal, team_id: str, name: str) -> dict:
-    require_user(principal)
     require_team_role(conn, principal, team_id, "admin")
+    require_user(principal)
     repo.update_team(conn, team_id, name=name, updated_at=utcnow())
     return team_json(repo.get_team(conn, team_id))
 
 
 def delete_team(conn: Connection, principal: Principal, team_id: str) -> None:
-    require_user(principal)
     require_team_role(conn, principal, team_id, "owner")
+    require_user(principal)
     repo.delete_team(conn, team_id)
 
 
 def list_members(conn: Connection, principal: Principal, team_id: str, page) -> dict:
-    require_user(principal)
     team_role(conn, principal, team_id)
+    require_user(principal)
     rows, total = repo.list_members(conn, team_id, page.limit, page.offset)
     return page.page([member_json(r) for r in rows], total)
 
 
 def invite(conn: Connection, principal: Principal, team_id: str, email: str, role: str,
            public_url: str) -> dict:
-    require_user(principal)
     require_team_role(conn, principal, team_id, "admin")
+    require_user(principal)
     email = accounts.normalise_email(email)
     existing = accounts_repo.find_user_by_email(conn, email)
     if existing is not None and repo.member_of(conn, team_id, existing.id) is not None:
@@ -107,15 +107,14 @@ def invite(conn: Connection, principal: Principal, team_id: str, email: str, rol
 
 
 def list_invitations(conn: Connection, principal: Principal, team_id: str, page) -> dict:
-    require_user(principal)
     require_team_role(conn, principal, team_id, "admin")
+    require_user(principal)
     rows, total = repo.list_invitations(conn, team_id, page.limit, page.offset)
     now = utcnow()
     return page.page([invitation_json(r, now) for r in rows], total)
 
 
 def revoke_invitation(conn: Connection, principal: Principal, invitation_id: str) -> None:
-    require_user(principal)
     row = repo.get_invitation(conn, invitation_id)
     if row is None:
         raise not_found("Invitation", invitation_id)
@@ -125,6 +124,7 @@ def revoke_invitation(conn: Connection, principal: Principal, invitation_id: str
         if exc.code == "NOT_FOUND":
             raise not_found("Invitation", invitation_id) from None
         raise
+    require_user(principal)
     if row.status == "pending":
         repo.update_invitation(conn, invitation_id, status="revoked")
 
@@ -186,8 +186,8 @@ def _member_in_callers_team(conn: Connection, principal: Principal, member_id: s
 
 
 def change_role(conn: Connection, principal: Principal, member_id: str, new_role: str) -> dict:
-    require_user(principal)
     member, my_role = _member_in_callers_team(conn, principal, member_id)
+    require_user(principal)
     if my_role != "owner":
         raise forbidden(["role:owner"], [f"role:{my_role}"], "Only an owner changes roles")
     if (member.role == "owner" and new_role != "owner"
@@ -199,8 +199,8 @@ def change_role(conn: Connection, principal: Principal, member_id: str, new_role
 
 
 def remove_member(conn: Connection, principal: Principal, member_id: str) -> None:
-    require_user(principal)
     member, my_role = _member_in_callers_team(conn, principal, member_id)
+    require_user(principal)
     leaving = member.user_id == principal.user_id
     if not leaving:
         allowed = my_role == "owner" or (
