@@ -397,22 +397,22 @@ def test_with_redis_unreachable_requests_are_admitted_not_failed(start_server):
     assert statuses == [200] * (GROUP.limit + 10)
 
 
-def test_with_redis_hanging_requests_are_admitted_after_the_short_timeout(start_server):
+def test_with_redis_hanging_requests_are_admitted_after_the_short_timeout(server, start_server):
     """A Redis that accepts connections but never answers (a dead host, a full network
     buffer): each check gives up after the client's short socket timeout, then admits."""
+    tenant = live.make_tenant(server)  # made on the unlimited server: same database
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     try:
         port = listener.getsockname()[1]
         srv = start_server(rate_limit_enabled=True, redis_url=f"redis://127.0.0.1:{port}/0")
-        tenant = live.make_tenant(srv)
-        with tenant.as_key() as client:
+        with srv.client(**{"X-API-Key": tenant.key}) as client:
             statuses = [client.get(f"/api/projects/{tenant.project_id}").status_code
-                        for _ in range(3)]
+                        for _ in range(2)]
     finally:
         listener.close()
-    assert statuses == [200] * 3
+    assert statuses == [200] * 2
 
 
 # -- sign-in: failures are counted per account --------------------------------------------
@@ -448,6 +448,28 @@ def test_ten_failed_sign_ins_throttle_the_account_not_other_users(start_server):
     assert "token" not in throttled.json()
 
     assert login(srv, bystander, live.PASSWORD).status_code == 200
+
+
+@pytest.mark.xfail(TEST_DB == "postgres", strict=False, reason=(
+    "accounts/service.login reads the failure count, verifies the password, then increments: "
+    "concurrent guesses all pass the check before any is counted (SQLite serialises the "
+    "write transactions, PostgreSQL does not). Fix: increment first, then verify."))
+def test_concurrent_guesses_are_counted_too(start_server):
+    """Forty guesses sent at once, each from its own address: no more of them are checked
+    against the password than the threshold allows; the rest are refused."""
+    srv = start_server(rate_limit_enabled=True)
+    victim = f"v{time.time_ns()}@example.com"
+    live.create_user(srv, victim)
+    gate = threading.Barrier(40)
+
+    def guess(i: int) -> int:
+        gate.wait()
+        return login(srv, victim, WRONG, address=f"192.0.2.{i + 1}").status_code
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        statuses = list(pool.map(guess, range(40)))
+    assert set(statuses) <= {401, 429}
+    assert statuses.count(401) == 10, {s: statuses.count(s) for s in set(statuses)}
 
 
 def test_an_unknown_email_and_a_wrong_password_get_the_same_answer(start_server):
