@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -137,7 +138,7 @@ def test_a_burst_past_the_limit_is_refused_with_retry_after_and_ratelimit_header
         assert response.headers["ratelimit-policy"] == '"projects-teams";q=60;w=60'
     remaining = [ratelimit_fields(r)["r"] for r in admitted]
     assert remaining[0] == GROUP.limit - 1
-    assert all(later <= earlier for earlier, later in zip(remaining, remaining[1:]))
+    assert all(later <= earlier for earlier, later in pairwise(remaining))
     assert min(remaining) >= 0
 
     # The refusal: the catalog's envelope, and when to come back.
