@@ -1,0 +1,551 @@
+"""JUnit XML, as written by pytest, Playwright, Maven Surefire, jest-junit, Vitest and gotestsum.
+
+The file is streamed with lxml's iterparse, entity expansion, DTD loading and network access
+off; each <testcase> is turned into a result and then removed from the tree, so memory stays
+flat however many tests the file holds. A DOCTYPE (the carrier of entity bombs and external
+entities) or an XInclude element is refused outright.
+
+"JUnit XML" has no single specification, and writers disagree on what a repeated <testcase>
+means. Each writer is recognised by its marks (its "dialect") and read by its own rule:
+
+- pytest (+ pytest-rerunfailures): every rerun is written as an extra, empty <testcase> just
+  before the final one, and the <testsuite tests="..."> count counts the test once. Adjacent
+  testcases with the same name are merged into one result only as far as that count says
+  there are more <testcase> elements than tests (the runner's own count is the judge); so two
+  different tests that happen to share a name stay two results. Unknown writers get the same
+  rule.
+- gotestsum --rerun-fails: lists every failed attempt first and the passes after, anywhere in
+  the package's <testsuite>; Go test names are unique within a package, so every repeat of a
+  name is an attempt of that test.
+- jest-junit: never writes retries; a repeated name is another test (test.each, or two tests
+  with the same title), except the two entries it writes for a test file that failed to load.
+- Surefire and Playwright (includeRetries): attempts are <rerunFailure>/<rerunError> (failed
+  again) and <flakyFailure>/<flakyError> (passed in the end) inside the one <testcase>.
+- Vitest: writes one <failure> per failed attempt or error inside the one <testcase>.
+- Playwright: `classname` is the file, the name joins the describe titles with ' › ' and
+  <testsuite hostname> is the project, i.e. the variant.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from . import outcomes
+from .common import (
+    MAX_XML_DEPTH,
+    full_title,
+    make_error,
+    normalise_path,
+    seconds_to_ms,
+    tags_in_title,
+    to_int,
+)
+from .errors import ReportParseError
+from .model import ParsedError, ParsedResult
+
+XINCLUDE_NAMESPACE = "http://www.w3.org/2001/XInclude"
+FAILURE_TAGS = ("failure", "error")
+RETRY_TAGS = ("rerunFailure", "rerunError", "flakyFailure", "flakyError")
+PLAYWRIGHT_SEPARATOR = " › "
+VITEST_SEPARATOR = " > "
+JEST_SUITE_ERROR_CLASSNAME = "Test suite failed to run"
+# Jenkins' attachment convention, used by Playwright's junit reporter: "[[ATTACHMENT|path]]"
+ATTACHMENT_MARKER = re.compile(r"\[\[ATTACHMENT\|(.+?)\]\]")
+SOURCE_FILE = re.compile(r"\.(py|js|jsx|ts|tsx|mjs|cjs|mts|cts|go|java|kt|rb|cs|php|rs|swift)$")
+
+
+@dataclass
+class _Failure:
+    """A <failure>/<error> element, or one of Surefire's rerun/flaky elements."""
+
+    tag: str
+    message: str | None
+    type: str | None
+    text: str | None
+    duration_ms: int = 0
+    stdout: str = ""
+    stderr: str = ""
+
+
+@dataclass
+class _Testcase:
+    """One <testcase> element, read whole (its children are complete at its end event)."""
+
+    name: str
+    classname: str
+    file: str | None
+    line: int | None
+    duration_ms: int
+    failures: list[_Failure]
+    skipped: _Failure | None
+    retries: list[_Failure]  # rerun*/flaky* elements
+    stdout: str
+    stderr: str
+    properties: list[tuple[str, str]]
+    other_children: list[str]
+    attributes: dict
+    source_line: int | None
+
+    def key(self) -> tuple:
+        return (self.classname, self.name, self.file)
+
+    def own_status(self) -> str:
+        if self.failures:
+            return outcomes.map_outcome(self.failures[-1].tag)
+        if self.skipped is not None:
+            if (self.skipped.type or "").lower() == "pytest.xfail":
+                return outcomes.map_outcome("xfail")
+            return outcomes.map_outcome("skipped")
+        return outcomes.map_outcome("passed")
+
+    def attempt_statuses(self) -> list[str]:
+        """Statuses of the attempts this one element records, oldest first."""
+        own = self.own_status()
+        retried = [outcomes.FAILED for r in self.retries]
+        if own == outcomes.PASSED and any(r.tag.startswith("flaky") for r in self.retries):
+            return [*retried, outcomes.PASSED]
+        return [own, *retried] if own == outcomes.FAILED else [*retried, own]
+
+
+@dataclass
+class _Suite:
+    """An open <testsuite>: what the parser remembers while reading its testcases."""
+
+    name: str
+    declared_tests: int | None
+    attributes: dict
+    dialect: str
+    testcase_elements: int = 0
+    #: adjacent testcases with the same name, not yet emitted
+    pending: list[_Testcase] = field(default_factory=list)
+    #: groups of adjacent same-name testcases, decided when the suite ends
+    held_groups: list[list[_Testcase]] = field(default_factory=list)
+    #: gotestsum: every attempt of every test, by name, in first-seen order
+    by_key: dict = field(default_factory=dict)
+
+
+def _text(element) -> str:
+    return "".join(element.itertext()) if element is not None else ""
+
+
+def _read_failure(element, tag: str) -> _Failure:
+    failure = _Failure(tag=tag, message=element.get("message"), type=element.get("type") or None,
+                       text=None, duration_ms=seconds_to_ms(element.get("time")))
+    texts = [element.text or ""]
+    for child in element:
+        child_tag = _local(child.tag)
+        if child_tag == "stackTrace":
+            failure.text = _text(child)
+        elif child_tag == "system-out":
+            failure.stdout += _text(child)
+        elif child_tag == "system-err":
+            failure.stderr += _text(child)
+        texts.append(child.tail or "")
+    if failure.text is None:
+        failure.text = "".join(texts)
+    return failure
+
+
+def _read_testcase(element) -> _Testcase:
+    testcase = _Testcase(
+        name=element.get("name") or "",
+        classname=element.get("classname") or "",
+        file=element.get("file") or None,
+        line=to_int(element.get("line")),
+        duration_ms=seconds_to_ms(element.get("time")),
+        failures=[], skipped=None, retries=[], stdout="", stderr="", properties=[],
+        other_children=[], attributes=dict(element.attrib), source_line=element.sourceline,
+    )
+    for child in element:
+        tag = _local(child.tag)
+        if tag in FAILURE_TAGS:
+            testcase.failures.append(_read_failure(child, tag))
+        elif tag == "skipped":
+            testcase.skipped = _read_failure(child, tag)
+        elif tag in RETRY_TAGS:
+            testcase.retries.append(_read_failure(child, tag))
+        elif tag == "system-out":
+            testcase.stdout += _text(child)
+        elif tag == "system-err":
+            testcase.stderr += _text(child)
+        elif tag == "properties":
+            for prop in child:
+                if _local(prop.tag) == "property":
+                    value = prop.get("value")
+                    testcase.properties.append((prop.get("name") or "", value if value is not None else _text(prop)))
+        else:
+            testcase.other_children.append(tag)
+    return testcase
+
+
+def _local(tag) -> str:
+    """An element's name without its namespace."""
+    if not isinstance(tag, str):
+        return ""
+    return tag.rsplit("}", 1)[-1] if tag.startswith("{") else tag
+
+
+def _release(element) -> None:
+    """Drop a processed element and the siblings before it, so memory stays flat."""
+    element.clear(keep_tail=False)
+    parent = element.getparent()
+    if parent is not None:
+        while element.getprevious() is not None:
+            del parent[0]
+
+
+# ------------------------------------------------------------------ dialects
+
+def _root_dialect(root) -> str:
+    """Recognise the writer from the root element (see the module docstring)."""
+    tag = _local(root.tag)
+    name = root.get("name") or ""
+    if tag == "testsuites":
+        if name == "pytest tests":
+            return "pytest"
+        if name == "vitest tests":
+            return "vitest"
+        if name == "jest tests":
+            return "jest"
+        if list(root.attrib.keys())[:2] == ["id", "name"]:
+            return "playwright"  # Playwright writes id="" name="" first, always
+        return "junit"
+    if name == "pytest":
+        return "pytest"  # pytest < 5.1 wrote a bare <testsuite name="pytest">
+    if "surefire" in (root.get("{http://www.w3.org/2001/XMLSchema-instance}noNamespaceSchemaLocation") or ""):
+        return "surefire"
+    return "junit"
+
+
+def _suite_dialect(element, root_dialect: str) -> str:
+    if root_dialect == "junit":
+        if element.get("name") == "pytest":
+            return "pytest"
+        if "surefire" in (element.get("{http://www.w3.org/2001/XMLSchema-instance}noNamespaceSchemaLocation") or ""):
+            return "surefire"
+    return root_dialect
+
+
+# ------------------------------------------------------------------ identity per dialect
+
+def _pytest_identity(testcase: _Testcase) -> tuple[str, list[str], str | None, dict]:
+    """pytest: classname is the module path with dots, then the class names."""
+    extra = {}
+    if testcase.classname == "":
+        # a collection error: name is the module ("pkg.test_mod")
+        extra["kind"] = "collection-error"
+        return testcase.name, [], testcase.file, extra
+    if testcase.classname == "pytest" and testcase.name == "internal":
+        extra["kind"] = "internal-error"
+        return "internal", [], None, extra
+    parts = testcase.classname.split(".")
+    if testcase.file:
+        module = testcase.file[:-3] if testcase.file.endswith(".py") else testcase.file
+        module_dotted = module.replace("/", ".")
+        if testcase.classname == module_dotted:
+            return testcase.name, [], testcase.file, extra
+        if testcase.classname.startswith(module_dotted + "."):
+            return testcase.name, testcase.classname[len(module_dotted) + 1:].split("."), testcase.file, extra
+        return testcase.name, [testcase.classname], testcase.file, extra
+    # xunit2 (pytest's default) has no file attribute: pytest builds classname from the file
+    # path and the classes, and classes must be named Test*, so the module is what precedes
+    # the first Test* part. A guess, flagged as one.
+    first_class = next((i for i, part in enumerate(parts) if i > 0 and part.startswith("Test")), len(parts))
+    file_path = "/".join(parts[:first_class]) + ".py"
+    extra["filePathGuessed"] = True
+    return testcase.name, parts[first_class:], file_path, extra
+
+
+def _identity(testcase: _Testcase, dialect: str, suite: _Suite) -> tuple[str, list[str], str | None, str | None, dict]:
+    """(title, suite_path, file, variant, extra) for one testcase, by its writer's conventions."""
+    suite_file = suite.attributes.get("file")
+    if dialect == "pytest":
+        title, suite_path, file_path, extra = _pytest_identity(testcase)
+        return title, suite_path, file_path, None, extra
+    if dialect == "playwright":
+        variant = suite.attributes.get("hostname") or None
+        name = testcase.name
+        if variant and name.startswith(f"[{variant}] "):
+            name = name[len(variant) + 3:]  # includeProjectInTestName
+        parts = name.split(PLAYWRIGHT_SEPARATOR)
+        return parts[-1], parts[:-1], testcase.file or testcase.classname or suite_file, variant, {}
+    if dialect == "vitest":
+        parts = testcase.name.split(VITEST_SEPARATOR)
+        return parts[-1], parts[:-1], testcase.file or testcase.classname or suite_file, None, {}
+    if dialect == "jest":
+        if testcase.classname == JEST_SUITE_ERROR_CLASSNAME:
+            return JEST_SUITE_ERROR_CLASSNAME, [], testcase.name, None, {"kind": "suite-error"}
+        # jest-junit's default name is "<describe titles> <title>" joined with spaces, which
+        # cannot be split back; the whole name is the title
+        return testcase.name, [], testcase.file or suite_file, None, {}
+    # Surefire, gotestsum and unknown writers: classname is the class (or Go package)
+    file_path = testcase.file or suite_file
+    classname = testcase.classname
+    if classname and not file_path and ("/" in classname or SOURCE_FILE.search(classname)):
+        return testcase.name, [], classname, None, {}  # a writer that puts the file in classname
+    if classname and file_path and normalise_path(classname) == normalise_path(file_path):
+        return testcase.name, [], file_path, None, {}
+    return testcase.name, [classname] if classname else [], file_path, None, {}
+
+
+# ------------------------------------------------------------------ results
+
+def _attachments_in(text: str) -> list[dict]:
+    return [{"name": path.rsplit("/", 1)[-1], "contentType": None, "path": path.strip()}
+            for path in ATTACHMENT_MARKER.findall(text or "")]
+
+
+def _error_of(failures: list[_Failure], file_hint: str | None) -> ParsedError | None:
+    if not failures:
+        return None
+    first = failures[0]
+    stack = "\n\n".join(f.text for f in failures if f.text) or None
+    return make_error(first.message, stack, first.type or first.tag, file_hint=file_hint)
+
+
+def _build_result(group: list[_Testcase], suite: _Suite) -> ParsedResult:
+    """One result from one or more <testcase> elements that are attempts of the same test."""
+    final = group[-1]
+    dialect = suite.dialect
+    title, suite_path, file_path, variant, extra = _identity(final, dialect, suite)
+    file_path = normalise_path(file_path)
+
+    # Attempts before the final element were retried, and a runner retries only after a
+    # failure (pytest-rerunfailures even writes them as empty, pass-looking elements).
+    statuses = [outcomes.FAILED] * (len(group) - 1) + final.attempt_statuses()
+    status = outcomes.status_of_attempts(statuses)
+
+    error = None
+    if status == outcomes.FAILED:
+        error = _error_of(final.failures, file_path)
+        if error is None and final.retries:
+            error = _error_of(final.retries[-1:], file_path)
+    elif status == outcomes.FLAKY:
+        failed_attempts = [r for r in final.retries if r.tag.startswith(("flaky", "rerun"))]
+        earlier = [f for tc in group[:-1] for f in tc.failures]
+        error = _error_of((failed_attempts or earlier)[-1:], file_path)
+    if error is not None and final.failures:
+        extra["junitElement"] = final.failures[-1].tag  # 'failure' or 'error'
+    if len(final.failures) > 1:
+        # jest-junit writes one <failure> per message, Vitest one per failed attempt
+        extra["failureCount"] = len(final.failures)
+
+    stdout = "".join(tc.stdout for tc in group) + "".join(r.stdout for r in final.retries)
+    stderr = "".join(tc.stderr for tc in group) + "".join(r.stderr for r in final.retries)
+    annotations = []
+    if final.skipped is not None and not final.failures:
+        skip_type = (final.skipped.type or "").lower()
+        description = final.skipped.message or None
+        if skip_type == "pytest.xfail":
+            annotations.append({"type": "xfail", "description": description})
+        elif description:
+            annotations.append({"type": "skip", "description": description})
+    if final.properties:
+        properties: dict = {}
+        for name, value in final.properties:
+            properties.setdefault(name, []).append(value)
+        extra["properties"] = {k: v[0] if len(v) == 1 else v for k, v in properties.items()}
+        if dialect == "playwright":
+            # Playwright writes the test's annotations as properties
+            annotations.extend({"type": name, "description": value or None} for name, value in final.properties)
+    line = final.line
+    if dialect == "pytest" and line is not None:
+        line += 1  # pytest writes the 0-based line of the def
+    if final.other_children:
+        extra["otherElements"] = sorted(set(final.other_children))
+    known = {"name", "classname", "file", "line", "time"}
+    unknown_attributes = {k: v for k, v in final.attributes.items() if k not in known}
+    if unknown_attributes:
+        extra["attributes"] = unknown_attributes
+    if len(group) > 1:
+        extra["testcaseElements"] = len(group)
+
+    attempt = len(statuses)
+    duration = sum(tc.duration_ms for tc in group) + sum(r.duration_ms for r in final.retries)
+    tags = tags_in_title(title) if dialect == "playwright" else []
+    return ParsedResult(
+        title=title,
+        full_title=full_title(suite_path, title),
+        file_path=file_path,
+        line_number=line,
+        suite_path=suite_path,
+        variant=variant,
+        status=status,
+        duration_ms=duration,
+        attempt=attempt,
+        retries=attempt - 1,
+        error=error,
+        stdout=stdout,
+        stderr=stderr,
+        tags=tags,
+        annotations=annotations,
+        attachments=_attachments_in(stdout),
+        extra=extra,
+    )
+
+
+def _add_testcase(suite: _Suite, testcase: _Testcase) -> Iterator[ParsedResult]:
+    """Feed one testcase to its suite; yields the results that are now decided."""
+    suite.testcase_elements += 1
+    if suite.dialect == "gotestsum":
+        suite.by_key.setdefault(testcase.key(), []).append(testcase)
+        return
+    if suite.pending and testcase.key() == suite.pending[-1].key():
+        suite.pending.append(testcase)
+        return
+    yield from _flush_pending(suite)
+    suite.pending = [testcase]
+
+
+def _flush_pending(suite: _Suite) -> Iterator[ParsedResult]:
+    group, suite.pending = suite.pending, []
+    if not group:
+        return
+    if len(group) == 1:
+        yield _build_result(group, suite)
+    elif suite.dialect == "jest":
+        if group[0].classname == JEST_SUITE_ERROR_CLASSNAME:
+            yield _build_result(group, suite)  # jest-junit's two entries for one broken file
+        else:
+            for testcase in group:  # different tests that share a title
+                yield _build_result([testcase], suite)
+    else:
+        suite.held_groups.append(group)
+
+
+def _finish_suite(suite: _Suite) -> Iterator[ParsedResult]:
+    """Decide the held groups now that the suite's testcase count is known."""
+    yield from _flush_pending(suite)
+    if suite.dialect == "gotestsum":
+        for group in suite.by_key.values():
+            yield _build_result(group, suite)
+        return
+    # The runner's own count is the judge: only as many adjacent repeats are reruns as there
+    # are <testcase> elements beyond the tests the suite says it holds.
+    surplus = 0
+    if suite.declared_tests is not None:
+        surplus = suite.testcase_elements - suite.declared_tests
+    for group in suite.held_groups:
+        repeats = len(group) - 1
+        if surplus >= repeats:
+            surplus -= repeats
+            yield _build_result(group, suite)
+        else:
+            for testcase in group:
+                yield _build_result([testcase], suite)
+
+
+# ------------------------------------------------------------------ the parser
+
+def _refuse_doctype(root) -> None:
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.system_url or docinfo.public_id:
+        raise ReportParseError("DOCTYPE declarations are not allowed in a report file",
+                               line=root.sourceline)
+
+
+def parse_junit(stream, metadata: dict) -> Iterator[ParsedResult]:
+    """Stream the results of a JUnit XML report; fills `metadata` as facts are read.
+
+    Raises ReportParseError (with line and column) for malformed or unsafe XML.
+    """
+    context = etree.iterparse(
+        stream,
+        events=("start", "end"),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
+    depth = 0
+    suites: list[_Suite] = []
+    root_dialect = None
+    top_level_duration = 0
+    try:
+        for event, element in context:
+            tag = _local(element.tag)
+            if event == "start":
+                depth += 1
+                if depth > MAX_XML_DEPTH:
+                    raise ReportParseError(f"XML nested deeper than {MAX_XML_DEPTH} levels",
+                                           line=element.sourceline)
+                if isinstance(element.tag, str) and element.tag.startswith("{" + XINCLUDE_NAMESPACE + "}"):
+                    raise ReportParseError("XInclude is not allowed in a report file", line=element.sourceline)
+                if root_dialect is None:
+                    _refuse_doctype(element)
+                    if tag not in ("testsuites", "testsuite"):
+                        raise ReportParseError(f"not a JUnit XML report: the root element is <{tag}>, "
+                                               "expected <testsuites> or <testsuite>", line=element.sourceline)
+                    root_dialect = _root_dialect(element)
+                    _root_metadata(element, root_dialect, metadata)
+                if tag == "testsuite":
+                    suite = _Suite(name=element.get("name") or "", declared_tests=to_int(element.get("tests")),
+                                   attributes=dict(element.attrib), dialect=_suite_dialect(element, root_dialect))
+                    suites.append(suite)
+                    if "startedAt" not in metadata and element.get("timestamp"):
+                        metadata["startedAt"] = element.get("timestamp")
+                continue
+
+            depth -= 1
+            if tag == "testcase":
+                if not suites:
+                    suites.append(_Suite(name="", declared_tests=None, attributes={}, dialect=root_dialect or "junit"))
+                yield from _add_testcase(suites[-1], _read_testcase(element))
+                _release(element)
+            elif tag == "properties" and suites and _local(getattr(element.getparent(), "tag", "")) == "testsuite":
+                _suite_properties(element, suites[-1], metadata)
+            elif tag == "testsuite":
+                suite = suites.pop()
+                yield from _finish_suite(suite)
+                if not suites:
+                    top_level_duration += seconds_to_ms(suite.attributes.get("time"))
+                metadata["suites"] = metadata.get("suites", 0) + 1
+                _release(element)
+        if suites:  # a bare <testcase> list under <testsuites>
+            for suite in suites:
+                yield from _finish_suite(suite)
+    except etree.XMLSyntaxError as exc:
+        line, column = exc.position if exc.position else (None, None)
+        raise ReportParseError(f"malformed XML: {exc.msg}", line=line, column=column) from exc
+    except LookupError as exc:  # an encoding lxml does not know
+        raise ReportParseError(f"malformed XML: {exc}") from exc
+    if root_dialect is None:
+        raise ReportParseError("not a JUnit XML report: no root element")
+    if "duration" not in metadata and top_level_duration:
+        metadata["duration"] = top_level_duration
+
+
+def _root_metadata(root, dialect: str, metadata: dict) -> None:
+    metadata["tool"] = dialect
+    declared = {key: to_int(root.get(key)) for key in ("tests", "failures", "errors", "skipped")
+                if to_int(root.get(key)) is not None}
+    if declared:
+        # what the writer says it holds; for reruns these count attempts for some writers
+        metadata["declaredCounts"] = declared
+    if root.get("time") is not None:
+        metadata["duration"] = seconds_to_ms(root.get("time"))
+    if root.get("timestamp"):
+        metadata["startedAt"] = root.get("timestamp")
+    if dialect == "surefire" and root.get("version"):
+        metadata["surefireReportVersion"] = root.get("version")
+    if root.get("name") and _local(root.tag) == "testsuites":
+        metadata["name"] = root.get("name")
+
+
+def _suite_properties(element, suite: _Suite, metadata: dict) -> None:
+    properties = metadata.setdefault("properties", {})
+    for prop in element:
+        if _local(prop.tag) != "property":
+            continue
+        name = prop.get("name") or ""
+        value = prop.get("value")
+        properties.setdefault(name, value if value is not None else _text(prop))
+        if name == "go.version":
+            suite.dialect = "gotestsum"
+            metadata["tool"] = "gotestsum"
