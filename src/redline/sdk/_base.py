@@ -75,6 +75,7 @@ class Call:
     json: Any = None
     data: dict[str, Any] | None = None
     files: list[Upload] = field(default_factory=list)
+    headers: dict[str, str] | None = None
     #: how to decode a 2xx body: a pydantic type, or None for the raw JSON
     model: Any = None
     #: send an Idempotency-Key (writes only); False for sign-in and first-run setup
@@ -83,6 +84,8 @@ class Call:
     timeout: float | None = None
     #: how to check whether a timed-out write landed (named in TimeoutError's message)
     verify: str | None = None
+    #: copy the response's ETag onto the result's `etag` (for a later If-Match)
+    keep_etag: bool = False
 
     @property
     def is_write(self) -> bool:
@@ -206,7 +209,10 @@ def decode(call: Call, response: httpx.Response) -> Any:
                        request_id=response.headers.get("x-request-id")) from exc
     if call.model is None:
         return body
-    return _adapter(call.model).validate_python(body)
+    result = _adapter(call.model).validate_python(body)
+    if call.keep_etag and hasattr(result, "etag"):
+        result.etag = response.headers.get("etag")
+    return result
 
 
 _ADAPTERS: dict[Any, TypeAdapter] = {}
@@ -235,12 +241,13 @@ class BaseClient:
                  timeout: float = DEFAULT_TIMEOUT, max_retries: int | None = None,
                  max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY,
                  headers: dict[str, str] | None = None, user_agent: str | None = None,
-                 sleep: Callable[[float], Any] | None = None):
+                 sleep: Callable[[float], Any] | None = None, from_env: bool = True):
         if api_key and token:
             raise ValueError("pass api_key or token, not both")
-        if api_key is None and token is None:
+        if from_env and api_key is None and token is None:
             api_key = os.environ.get("REDLINE_API_KEY") or None
-        self.url = (url or os.environ.get("REDLINE_URL") or DEFAULT_URL).rstrip("/")
+        env_url = os.environ.get("REDLINE_URL") if from_env else None
+        self.url = (url or env_url or DEFAULT_URL).rstrip("/")
         self.credentials = Credentials(api_key=api_key, token=token)
         self.default_project_id = project_id
         self.timeout = timeout
@@ -269,6 +276,7 @@ class BaseClient:
         self.trends = r.Trends(self)
         self.artifacts = r.Artifacts(self)
         self.webhooks = r.Webhooks(self)
+        self.plans = r.Plans(self)
         self._system = r.System(self)
 
     # -- what both clients do the same way --------------------------------------------------
@@ -296,7 +304,7 @@ class BaseClient:
 
     def _request_kwargs(self, call: Call, idempotency_key: str | None):
         """httpx.request arguments, and the file handles to close after the attempt."""
-        headers = dict(self._headers)
+        headers = {**self._headers, **(call.headers or {})}
         if idempotency_key and call.is_write:
             headers["Idempotency-Key"] = idempotency_key
         kwargs: dict[str, Any] = {"method": call.method, "url": self.url + call.path,

@@ -159,6 +159,8 @@ class ProjectSettings(Model):
     flakiness_threshold: float
     auto_quarantine_enabled: bool
     updated_at: str | None = None
+    #: the version read (the response's ETag): pass it as `if_match` to update safely
+    etag: str | None = Field(None, exclude=True)
 
 
 class ApiKey(Model):

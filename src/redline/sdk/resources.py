@@ -186,20 +186,25 @@ class Projects(Resource):
                           verify=f"`redline projects get {project_id}`")
 
     def get_settings(self, project_id: str | None = None) -> m.ProjectSettings:
+        """The settings, with `etag` naming the version read."""
         return self._c._call(_PathProjectCall(  # type: ignore[attr-defined]
             "GET", "/api/projects/{project}/settings", model=m.ProjectSettings,
-            project_id=project_id))
+            project_id=project_id, keep_etag=True))
 
     def update_settings(self, project_id: str | None = None, *,
                         data_retention_days: int | None = None,
                         flakiness_threshold: float | None = None,
-                        auto_quarantine_enabled: bool | None = None) -> m.ProjectSettings:
+                        auto_quarantine_enabled: bool | None = None,
+                        if_match: str | None = None) -> m.ProjectSettings:
+        """Change only the fields given. With `if_match` (a `get_settings().etag`), a change
+        made by someone else since that read raises `PreconditionFailedError`."""
         body = _camel({"data_retention_days": data_retention_days,
                        "flakiness_threshold": flakiness_threshold,
                        "auto_quarantine_enabled": auto_quarantine_enabled})
         return self._c._call(_PathProjectCall(  # type: ignore[attr-defined]
             "PATCH", "/api/projects/{project}/settings", json=body, model=m.ProjectSettings,
-            project_id=project_id))
+            project_id=project_id, keep_etag=True,
+            headers={"If-Match": if_match} if if_match else None))
 
 
 class _PathProjectCall(Call):
@@ -474,3 +479,21 @@ class Webhooks(Resource):
 
     def delete(self, webhook_id: str) -> m.Deleted:
         return self._call("DELETE", f"/api/webhooks/{webhook_id}", model=m.Deleted)
+
+
+class Plans(Resource):
+    """Executed runs (plans run on workers). Servers without them answer UNSUPPORTED."""
+
+    def list(self, project_id: str | None = None) -> m.Page[m.Record]:
+        return self._call("GET", "/api/plans", params={"projectId": _project(project_id)},
+                          model=m.Page[m.Record])
+
+    def create(self, name: str, command: Sequence[str], project_id: str | None = None,
+               **fields: Any) -> m.Record:
+        body = {"projectId": _project(project_id), "name": name, "command": list(command),
+                **_camel(fields)}
+        return self._call("POST", "/api/plans", json=body, model=m.Record)
+
+    def trigger(self, plan_id: str, *, idempotency_key: str | None = None) -> m.Run:
+        return self._call("POST", f"/api/plans/{plan_id}/trigger", model=m.Run,
+                          idempotency_key=idempotency_key, verify="`redline runs list`")

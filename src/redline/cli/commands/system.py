@@ -1,0 +1,88 @@
+"""`serve`, `mcp`, and the commands this version does not have yet."""
+
+from __future__ import annotations
+
+import click
+
+from redline.cli.failures import CliError, NotImplementedCommand
+
+
+class ServerNotInstalled(CliError):
+    code = "UNSUPPORTED"
+    exit_code = 7
+    next_action = "Install the server: pip install 'redline[server]'."
+
+
+class ServeCommand(click.Command):
+    """Lists the server's settings (REDLINE_* variables) in its help, from their one
+    definition."""
+
+    def format_epilog(self, ctx, formatter):
+        try:
+            from redline.server.config import Settings
+        except ImportError:
+            return
+        rows = []
+        for name, info in Settings.model_fields.items():
+            default = info.default if info.default is not None else ""
+            rows.append((f"REDLINE_{name.upper()}",
+                         f"{info.description or ''} [default: {default}]".replace(
+                             " [default: ]", "")))
+        with formatter.section("Settings (environment)"):
+            formatter.write_dl(rows)
+
+
+@click.command(cls=ServeCommand)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
+              help="Port to listen on.")
+@click.option("--data-dir", metavar="DIR", help="Folder for SQLite, local blobs and the "
+              "secret key (REDLINE_DATA_DIR; default ./.redline).")
+@click.option("--no-worker", is_flag=True, help="Serve only; run workers elsewhere.")
+def serve(host, port, data_dir, no_worker):
+    """Run the Redline server (API + dashboard), migrating the database first."""
+    try:
+        from redline.server.run import serve as run_server
+    except ImportError as exc:
+        raise ServerNotInstalled(f"The server is not installed here ({exc.name} is missing)",
+                                 details={"missing": exc.name}) from exc
+    run_server(host=host, port=port, data_dir=data_dir, no_worker=no_worker)
+    return 0
+
+
+@click.command()
+@click.option("--url", metavar="URL", help="Server URL (default: REDLINE_URL or the profile).")
+@click.option("--profile", metavar="NAME", help="Saved sign-in to use.")
+@click.option("--project", "-p", metavar="PROJECT_ID", help="Default project for the tools.")
+def mcp(url, profile, project):
+    """Run the MCP server on stdio, for AI agents (Claude, Cursor, ...).
+
+    It uses the same credentials as the CLI: REDLINE_API_KEY (a project key), REDLINE_TOKEN,
+    or a profile saved by `redline login`.
+    """
+    try:
+        from redline.mcp.server import run
+    except ImportError as exc:
+        raise ServerNotInstalled(f"The MCP server needs the `mcp` package ({exc.name} is "
+                                 "missing)", details={"missing": exc.name},
+                                 next_action="Install it: pip install 'redline[mcp]'.") from exc
+    run(url=url, profile=profile, project=project)
+    return 0
+
+
+def _not_implemented(name: str, what: str) -> click.Command:
+    @click.command(name, context_settings={"ignore_unknown_options": True,
+                                           "allow_extra_args": True},
+                   help=f"{what} (not in this version: exits 2).")
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args):
+        raise NotImplementedCommand(f"`redline {name}` is not implemented in this version",
+                                    details={"command": name})
+
+    return command
+
+
+worker = _not_implemented("worker", "Run background workers")
+db = _not_implemented("db", "Database maintenance")
+webhooks = _not_implemented("webhooks", "Manage webhooks")
+artifacts = _not_implemented("artifacts", "Upload and fetch artifacts")

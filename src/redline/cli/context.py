@@ -1,0 +1,179 @@
+"""What every command shares: the common flags, credentials, the SDK client, confirmations.
+
+Credentials, first found wins: `--url` / `REDLINE_URL` / the profile's URL; `REDLINE_API_KEY`,
+`REDLINE_TOKEN`, then the profile's token or key. The project: `--project`, `REDLINE_PROJECT`,
+the profile's default; with a project API key it is implied and may be left out.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from redline.cli import output as out
+from redline.cli.failures import ConfirmationRequired, UsageError
+from redline.cli.profiles import Profile, Store
+
+OUTPUT_CHOICES = ("text", "json")
+
+
+@dataclass
+class Env:
+    output: str = "text"
+    profile_name: str | None = None
+    url_flag: str | None = None
+    project_flag: str | None = None
+    _store: Store | None = field(default=None, repr=False)
+    _client: Any = field(default=None, repr=False)
+
+    # -- configuration ----------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.load()
+        return self._store
+
+    @property
+    def profile(self) -> Profile:
+        return self.store.get(self.profile_name or os.environ.get("REDLINE_PROFILE")) or Profile()
+
+    @property
+    def active_profile_name(self) -> str:
+        return self.profile_name or os.environ.get("REDLINE_PROFILE") or self.store.current
+
+    @property
+    def url(self) -> str:
+        from redline.sdk._base import DEFAULT_URL
+
+        return (self.url_flag or os.environ.get("REDLINE_URL") or self.profile.url
+                or DEFAULT_URL).rstrip("/")
+
+    def credentials(self) -> dict[str, str]:
+        api_key = os.environ.get("REDLINE_API_KEY")
+        if api_key:
+            return {"api_key": api_key}
+        token = os.environ.get("REDLINE_TOKEN")
+        if token:
+            return {"token": token}
+        profile = self.profile
+        if profile.token:
+            return {"token": profile.token}
+        if profile.api_key:
+            return {"api_key": profile.api_key}
+        return {}
+
+    @property
+    def project(self) -> str | None:
+        return self.project_flag or os.environ.get("REDLINE_PROJECT") or self.profile.project
+
+    def client(self, *, anonymous: bool = False, **options: Any):
+        """The SDK client for this command (no credentials when `anonymous`)."""
+        from redline import __version__
+        from redline.sdk import Client
+
+        credentials = {} if anonymous else self.credentials()
+        client = Client(self.url, project_id=self.project, from_env=False,
+                        user_agent=f"redline-cli/{__version__}", **credentials, **options)
+        self._client = client
+        return client
+
+    def team(self, client, team: str | None) -> str:
+        """The team a command acts on: the flag, REDLINE_TEAM, the profile's, or the only one
+        the user belongs to."""
+        chosen = team or os.environ.get("REDLINE_TEAM") or self.profile.team
+        if chosen:
+            return chosen
+        teams = client.me().teams
+        if len(teams) == 1:
+            return teams[0].team_id
+        names = ", ".join(f"{t.team_id} ({t.team_name})" for t in teams) or "none"
+        raise UsageError("Name the team with --team (you belong to: " + names + ")",
+                         details={"field": "--team", "reason": "required"})
+
+    # -- output -----------------------------------------------------------------------------
+
+    def emit(self, value: Any, *, columns: list[str] | None = None,
+             fields: list[str] | None = None) -> None:
+        """Print a result: JSON in JSON mode, else a table (`columns`) or fields."""
+        if self.output == "json":
+            out.print_json(value)
+            return
+        rows = getattr(value, "data", value)
+        if columns is not None and isinstance(rows, list):
+            out.print_table(rows, columns)
+            return
+        out.print_fields(value, fields)
+
+    def note(self, message: str) -> None:
+        out.note(message, self.output)
+
+    # -- destructive commands --------------------------------------------------------------
+
+    def confirm(self, yes: bool, what: str) -> None:
+        """Ask before a destructive action on a terminal; refuse without one unless --yes."""
+        if yes:
+            return
+        argv = [a for a in sys.argv[1:] if a not in ("--yes", "-y")]
+        example = "redline " + shlex.join([*argv, "--yes"])
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            raise ConfirmationRequired(
+                f"Refusing to {what} without confirmation: there is no terminal to ask on",
+                details={"reason": "no_terminal"}, example=example)
+        if not click.confirm(f"{what[0].upper()}{what[1:]}?", default=False, err=True):
+            raise ConfirmationRequired(f"Not confirmed: did not {what}",
+                                       details={"reason": "declined"}, example=example)
+
+
+def _output_default() -> str:
+    value = os.environ.get("REDLINE_OUTPUT", "text")
+    return value if value in OUTPUT_CHOICES else "text"
+
+
+def common_options(*, project: bool = False):
+    """`--output`, `--profile`, `--url` (and `--project`) on a command; passes `env` first."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, output, profile, url, **kwargs):
+            project_flag = kwargs.pop("project") if project else None
+            env = Env(output=output or _output_default(), profile_name=profile, url_flag=url,
+                      project_flag=project_flag)
+            ctx = click.get_current_context()
+            ctx.meta["redline.env"] = env
+            return fn(env, *args, **kwargs)
+
+        wrapped = wrapper
+        if project:
+            wrapped = click.option("--project", "-p", metavar="PROJECT_ID",
+                                   help="The project (implied by a project API key; else "
+                                   "REDLINE_PROJECT or the profile's default).")(wrapped)
+        wrapped = click.option("--url", metavar="URL", help="Server URL (default: "
+                               "REDLINE_URL, the profile's, http://127.0.0.1:8000).")(wrapped)
+        wrapped = click.option("--profile", metavar="NAME", help="Saved sign-in to use "
+                               "(default: REDLINE_PROFILE or the current one).")(wrapped)
+        wrapped = click.option("--output", "-o", type=click.Choice(OUTPUT_CHOICES),
+                               default=None, help="text (default; tables) or json "
+                               "(stdout; errors as one JSON line on stderr).")(wrapped)
+        return wrapped
+
+    return decorate
+
+
+def yes_option(fn):
+    return click.option("--yes", "-y", is_flag=True,
+                        help="Do it without asking (needed without a terminal).")(fn)
+
+
+def pagination_options(fn):
+    fn = click.option("--cursor", metavar="CURSOR", help="Continue after a page "
+                      "(nextCursor of the previous one).")(fn)
+    fn = click.option("--limit", type=click.IntRange(1, 500), default=None,
+                      help="Page size (default 50, at most 500).")(fn)
+    return fn

@@ -1,0 +1,58 @@
+"""The `redline` command: entry point, lazy command loading, the failure gate, signals.
+
+`redline --version` answers before anything heavy is imported; other commands import click,
+then only the module of the command asked for, and the SDK when it talks to the server.
+Every failure leaves through `failures.failure_for` (the one mapping to exit codes).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from redline import __version__
+
+# name -> (module:attribute under redline.cli.commands, one-line help). The help lives here so
+# that `redline --help` imports no command module.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("account:init", "Set up a new server: owner, team, project, CI key."),
+    "login": ("account:login", "Sign in and save the token in a profile."),
+    "logout": ("account:logout", "Sign out and forget the saved token."),
+    "whoami": ("account:whoami", "Show who the credentials are."),
+    "teams": ("teams:teams", "List, create, rename and delete teams."),
+    "members": ("teams:members", "List, invite and remove team members."),
+    "invitations": ("teams:invitations", "List, revoke and accept invitations."),
+    "projects": ("projects:projects", "List, create, rename and delete projects."),
+    "settings": ("projects:settings", "Show or change project settings."),
+    "keys": ("projects:keys", "Manage a project's API keys."),
+    "runs": ("runs:runs", "List, show and delete runs."),
+    "upload": ("runs:upload", "Import test reports as a run (CI)."),
+    "wait": ("runs:wait", "Wait for a run's verdict."),
+    "exec": ("runs:exec_", "Run a test command, import its reports, exit by the verdict."),
+    "summary": ("runs:summary", "A run's summary for a pull request."),
+    "flakiness": ("runs:flakiness", "Flaky tests by score."),
+    "quarantine": ("runs:quarantine", "Quarantine a flaky test."),
+    "unquarantine": ("runs:unquarantine", "Take a test out of quarantine."),
+    "tests": ("runs:tests", "Show test results, steps and history."),
+    "plans": ("runs:plans", "Executed runs (plans), where the server has them."),
+    "mcp": ("system:mcp", "Run the MCP server on stdio (for AI agents)."),
+    "serve": ("system:serve", "Run the Redline server (API + dashboard)."),
+    "worker": ("system:worker", "Run background workers (not in this version)."),
+    "db": ("system:db", "Database maintenance (not in this version)."),
+    "webhooks": ("system:webhooks", "Manage webhooks (not in this version)."),
+    "artifacts": ("system:artifacts", "Upload and fetch artifacts (not in this version)."),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (the console script passes it to sys.exit)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args in (["--version"], ["-V"]):
+        sys.stdout.write(f"redline {__version__}\n")
+        return 0
+    from redline.cli.app import run
+
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
