@@ -110,6 +110,8 @@ def _install_docs(app: FastAPI) -> None:
                 for code, kind in CATALOG.items()}
             schema["x-rate-limits"] = {g.group: {"limit": g.limit, "window": g.window}
                                        for g in GROUPS.values()}
+            _add_public_operations(schema)
+            _add_links(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -122,6 +124,49 @@ def _install_docs(app: FastAPI) -> None:
     @app.get("/api/docs", include_in_schema=False, response_class=HTMLResponse)
     def docs_page():
         return HTMLResponse(render_docs(openapi()))
+
+
+# Operations anyone may call without credentials.
+PUBLIC_OPERATIONS = [("/api/health", "get"), ("/api/setup", "post"), ("/api/auth/login", "post"),
+                     ("/api/invitations/{invitation_id}/accept", "post")]
+
+# OpenAPI links: how the id a create returns feeds the operations on that object (clients and
+# schemathesis' stateful phase follow them).
+LINKS = [
+    ("/api/teams", "post", "id", "team_id", "/api/teams/{team_id}", ["get", "patch", "delete"]),
+    ("/api/projects", "post", "id", "project_id", "/api/projects/{project_id}",
+     ["get", "patch", "delete"]),
+    ("/api/projects", "post", "id", "project_id", "/api/projects/{project_id}/settings",
+     ["get", "patch"]),
+    ("/api/api-keys", "post", "id", "key_id", "/api/api-keys/{key_id}", ["patch", "delete"]),
+    ("/api/team-members", "post", "id", "invitation_id", "/api/invitations/{invitation_id}",
+     ["delete"]),
+]
+
+
+def _add_public_operations(schema: dict) -> None:
+    for path, method in PUBLIC_OPERATIONS:
+        operation = schema["paths"].get(path, {}).get(method)
+        if operation is not None:
+            operation["security"] = []
+
+
+def _add_links(schema: dict) -> None:
+    paths = schema["paths"]
+    for source, method, field, parameter, target, target_methods in LINKS:
+        operation = paths.get(source, {}).get(method)
+        if operation is None or target not in paths:
+            continue
+        status = next((s for s in operation["responses"] if s.startswith("2")), None)
+        links = operation["responses"][status].setdefault("links", {})
+        for target_method in target_methods:
+            if target_method not in paths[target]:
+                continue
+            pointer = target.replace("~", "~0").replace("/", "~1")
+            name = f"{target_method.title()}{target.rsplit('/', 1)[-1].strip('{}').title()}"
+            name = name.replace("_", "")
+            links[name] = {"operationRef": f"#/paths/{pointer}/{target_method}",
+                           "parameters": {parameter: f"$response.body#/{field}"}}
 
 
 def render_docs(schema: dict) -> str:

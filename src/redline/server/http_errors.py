@@ -100,6 +100,28 @@ def validation_details(errors: list[dict]) -> tuple[str, dict]:
                               "errors": items}
 
 
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method any route offers on this path (the framework names only one route's)."""
+    import re
+
+    from fastapi import routing
+    from starlette.routing import compile_path
+
+    table = getattr(app.state, "method_table", None)
+    if table is None:
+        table = []
+        for context in routing.iter_route_contexts(app.routes):
+            if context.methods:
+                regex, _, _ = compile_path(context.path)
+                table.append((regex, set(context.methods)))
+        app.state.method_table = table
+    methods: set[str] = set()
+    for regex, route_methods in table:
+        if re.match(regex, path):
+            methods |= route_methods
+    return sorted(methods)
+
+
 def install_exception_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def on_api_error(request: Request, exc: ApiError):
@@ -124,7 +146,7 @@ def install_exception_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             # HTTP keeps 405 (with Allow) as RFC 9110 wants; the code stays the catalog's
             # VALIDATION_ERROR so clients branch on it like any other bad request.
-            allow = (exc.headers or {}).get("Allow", "")
+            allow = ", ".join(allowed_methods(request.app, request.url.path))
             return error_response(
                 "VALIDATION_ERROR", f"Method {request.method} is not allowed on this path",
                 {"field": "method", "reason": "method_not_allowed", "allowed": allow},

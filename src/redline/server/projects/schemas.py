@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -51,8 +52,8 @@ class ProjectSettingsUpdate(ApiModel):
 class ApiKeyCreate(ApiModel):
     project_id: str = Field(min_length=1, max_length=40)
     name: str = Field(min_length=1, max_length=200)
-    expires_at: str | None = Field(None, description="ISO 8601; the key stops working then.",
-                                   max_length=40)
+    expires_at: datetime | None = Field(None, description="ISO 8601 date-time in the "
+                                        "future; the key stops working then.")
     scopes: list[Scope] | None = Field(None, description="Default: runs:read, runs:write, "
                                        "artifacts:read, artifacts:write, flakiness:write.",
                                        max_length=7)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Connection
 
 from redline.server.auth import (DEFAULT_KEY_SCOPES, ROLE_SCOPES, Principal, forbidden,
@@ -103,7 +105,7 @@ def update_settings(conn: Connection, principal: Principal, project_id: str,
 
 
 def create_key(conn: Connection, principal: Principal, project_id: str, name: str,
-               expires_at: str | None, scopes: list[str] | None) -> dict:
+               expires_at: datetime | None, scopes: list[str] | None) -> dict:
     access = require_project(conn, principal, project_id, "project:admin")
     scopes = sorted(set(scopes if scopes is not None else DEFAULT_KEY_SCOPES))
     granted = (principal.effective_key_scopes if principal.kind == "key"
@@ -113,11 +115,7 @@ def create_key(conn: Connection, principal: Principal, project_id: str, name: st
         raise forbidden(missing, list(granted), "A key cannot have scopes its creator lacks")
     expires = None
     if expires_at is not None:
-        try:
-            expires = parse_iso(expires_at)
-        except ValueError:
-            raise validation_error("expiresAt", "invalid_datetime",
-                                   "expiresAt must be an ISO 8601 date-time") from None
+        expires = parse_iso(expires_at.isoformat())  # naive UTC, as stored
         if expires <= utcnow():
             raise validation_error("expiresAt", "in_the_past", "expiresAt must be in the future")
     now = utcnow()

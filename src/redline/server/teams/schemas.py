@@ -35,9 +35,12 @@ class Member(ApiModel):
     joined_at: str
 
 
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$"
+
+
 class InvitationCreate(ApiModel):
     team_id: str = Field(min_length=1, max_length=40)
-    email: str = Field(min_length=3, max_length=320)
+    email: str = Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN)
     role: InvitableRole
 
 

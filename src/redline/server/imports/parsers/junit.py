@@ -152,8 +152,9 @@ def _read_failure(element, tag: str) -> _Failure:
 
 def _read_testcase(element) -> _Testcase:
     testcase = _Testcase(
-        name=element.get("name") or "",
-        classname=element.get("classname") or "",
+        # jest-junit's "{classname} {title}" leaves a leading space when there is no describe
+        name=(element.get("name") or "").strip(),
+        classname=(element.get("classname") or "").strip(),
         file=element.get("file") or None,
         line=to_int(element.get("line")),
         duration_ms=seconds_to_ms(element.get("time")),
@@ -307,8 +308,23 @@ def _error_of(failures: list[_Failure], file_hint: str | None) -> ParsedError | 
     return make_error(first.message, stack, first.type or first.tag, file_hint=file_hint)
 
 
-def _build_result(group: list[_Testcase], suite: _Suite) -> ParsedResult:
-    """One result from one or more <testcase> elements that are attempts of the same test."""
+def _telling_failures(group: list[_Testcase]) -> list[_Failure]:
+    """The <failure>/<error> elements that explain the test's failure: the last attempt's,
+    unless they say nothing (jest-junit's second entry for a file that failed to load is a
+    bare "<failure>{}</failure>"), then the latest earlier attempt's that do."""
+    def says_something(failures: list[_Failure]) -> bool:
+        return any((f.message or "").strip() not in ("", "{}") or (f.text or "").strip() not in ("", "{}")
+                   for f in failures)
+
+    for testcase in reversed(group):
+        if testcase.failures and says_something(testcase.failures):
+            return testcase.failures
+    return group[-1].failures
+
+
+def _build_result(group: list[_Testcase], suite: _Suite, repeats_are_attempts: bool = True) -> ParsedResult:
+    """One result from one or more <testcase> elements of the same test: its attempts, or
+    (repeats_are_attempts=False) several entries a writer made for one attempt."""
     final = group[-1]
     dialect = suite.dialect
     title, suite_path, file_path, variant, extra = _identity(final, dialect, suite)
@@ -316,20 +332,22 @@ def _build_result(group: list[_Testcase], suite: _Suite) -> ParsedResult:
 
     # Attempts before the final element were retried, and a runner retries only after a
     # failure (pytest-rerunfailures even writes them as empty, pass-looking elements).
-    statuses = [outcomes.FAILED] * (len(group) - 1) + final.attempt_statuses()
+    earlier_attempts = len(group) - 1 if repeats_are_attempts else 0
+    statuses = [outcomes.FAILED] * earlier_attempts + final.attempt_statuses()
     status = outcomes.status_of_attempts(statuses)
 
     error = None
+    failures = _telling_failures(group)
     if status == outcomes.FAILED:
-        error = _error_of(final.failures, file_path)
+        error = _error_of(failures, file_path)
         if error is None and final.retries:
             error = _error_of(final.retries[-1:], file_path)
     elif status == outcomes.FLAKY:
         failed_attempts = [r for r in final.retries if r.tag.startswith(("flaky", "rerun"))]
         earlier = [f for tc in group[:-1] for f in tc.failures]
         error = _error_of((failed_attempts or earlier)[-1:], file_path)
-    if error is not None and final.failures:
-        extra["junitElement"] = final.failures[-1].tag  # 'failure' or 'error'
+    if status == outcomes.FAILED and failures:
+        extra["junitElement"] = failures[0].tag  # 'failure' or 'error'
     if len(final.failures) > 1:
         # jest-junit writes one <failure> per message, Vitest one per failed attempt
         extra["failureCount"] = len(final.failures)
@@ -409,7 +427,8 @@ def _flush_pending(suite: _Suite) -> Iterator[ParsedResult]:
         yield _build_result(group, suite)
     elif suite.dialect == "jest":
         if group[0].classname == JEST_SUITE_ERROR_CLASSNAME:
-            yield _build_result(group, suite)  # jest-junit's two entries for one broken file
+            # jest-junit's two entries (<error>, then "<failure>{}</failure>") for one file
+            yield _build_result(group, suite, repeats_are_attempts=False)
         else:
             for testcase in group:  # different tests that share a title
                 yield _build_result([testcase], suite)
