@@ -18,7 +18,7 @@ import click
 
 from redline.cli import output as out
 from redline.cli.failures import ConfirmationRequired, UsageError
-from redline.cli.profiles import Profile, Store
+from redline.cli.profiles import Connection, Profile, Store, resolve_connection
 
 OUTPUT_CHOICES = ("text", "json")
 
@@ -42,36 +42,30 @@ class Env:
 
     @property
     def profile(self) -> Profile:
-        return self.store.get(self.profile_name or os.environ.get("REDLINE_PROFILE")) or Profile()
+        return self.store.get(self.active_profile_name) or Profile()
 
     @property
     def active_profile_name(self) -> str:
         return self.profile_name or os.environ.get("REDLINE_PROFILE") or self.store.current
 
     @property
-    def url(self) -> str:
-        from redline.sdk._base import DEFAULT_URL
+    def connection(self) -> Connection:
+        return resolve_connection(self.store, url=self.url_flag, profile=self.profile_name,
+                                  project=self.project_flag)
 
-        return (self.url_flag or os.environ.get("REDLINE_URL") or self.profile.url
-                or DEFAULT_URL).rstrip("/")
+    @property
+    def url(self) -> str:
+        return self.connection.url
 
     def credentials(self) -> dict[str, str]:
-        api_key = os.environ.get("REDLINE_API_KEY")
-        if api_key:
-            return {"api_key": api_key}
-        token = os.environ.get("REDLINE_TOKEN")
-        if token:
-            return {"token": token}
-        profile = self.profile
-        if profile.token:
-            return {"token": profile.token}
-        if profile.api_key:
-            return {"api_key": profile.api_key}
-        return {}
+        conn = self.connection
+        if conn.api_key:
+            return {"api_key": conn.api_key}
+        return {"token": conn.token} if conn.token else {}
 
     @property
     def project(self) -> str | None:
-        return self.project_flag or os.environ.get("REDLINE_PROJECT") or self.profile.project
+        return self.connection.project
 
     def client(self, *, anonymous: bool = False, **options: Any):
         """The SDK client for this command (no credentials when `anonymous`)."""
@@ -87,7 +81,7 @@ class Env:
     def team(self, client, team: str | None) -> str:
         """The team a command acts on: the flag, REDLINE_TEAM, the profile's, or the only one
         the user belongs to."""
-        chosen = team or os.environ.get("REDLINE_TEAM") or self.profile.team
+        chosen = team or self.connection.team
         if chosen:
             return chosen
         teams = client.me().teams

@@ -94,3 +94,36 @@ class Store:
             if tmp.exists():
                 tmp.unlink()
         return path
+
+
+@dataclass
+class Connection:
+    """Where and as whom a client connects, resolved from flags, environment and profile."""
+
+    url: str
+    api_key: str | None = None
+    token: str | None = None
+    project: str | None = None
+    team: str | None = None
+    profile_name: str = DEFAULT_PROFILE
+
+
+def resolve_connection(store: Store | None = None, *, url: str | None = None,
+                       profile: str | None = None, project: str | None = None) -> Connection:
+    """First found wins: the flag, then `REDLINE_URL`/`REDLINE_API_KEY`/`REDLINE_TOKEN`/
+    `REDLINE_PROJECT`/`REDLINE_TEAM`, then the profile (`--profile`, `REDLINE_PROFILE`, or the
+    current one). An API key in the environment beats a token saved in the profile."""
+    from redline.sdk._base import DEFAULT_URL
+
+    store = store if store is not None else Store.load()
+    name = profile or os.environ.get("REDLINE_PROFILE") or store.current
+    saved = store.profiles.get(name) or Profile()
+    api_key = os.environ.get("REDLINE_API_KEY") or None
+    token = None if api_key else (os.environ.get("REDLINE_TOKEN") or None)
+    if not api_key and not token:
+        token, api_key = saved.token, (None if saved.token else saved.api_key)
+    return Connection(
+        url=(url or os.environ.get("REDLINE_URL") or saved.url or DEFAULT_URL).rstrip("/"),
+        api_key=api_key, token=token,
+        project=project or os.environ.get("REDLINE_PROJECT") or saved.project,
+        team=os.environ.get("REDLINE_TEAM") or saved.team, profile_name=name)
