@@ -15,14 +15,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="REDLINE_", extra="ignore")
 
-    data_dir: Path = Field(Path(".redline"), description="Folder for the SQLite database, "
-                           "local blobs and the generated secret key.")
+    data_dir: Path = Field(Path(".redline"), description="Folder for the SQLite database "
+                           "and the generated secret key.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default "
                                      "sqlite:///<data_dir>/redline.db. PostgreSQL: "
                                      "postgresql+psycopg://user@host/db")
-    blob_url: str | None = Field(None, description="Where artifacts live: file://<dir> "
-                                 "(default <data_dir>/blobs) or s3://bucket/prefix.")
-    s3_endpoint: str | None = Field(None, description="Endpoint of an S3-compatible store.")
     redis_url: str | None = Field(None, description="Redis for rate-limit counters shared by "
                                   "all server processes; without it limits are per process.")
     secret_key: str | None = Field(None, description="Signs cursors, sessions and artifact "
