@@ -24,6 +24,8 @@ Environment:
   REDLINE_PROFILE      saved sign-in to use (see `redline login --profile`)
   REDLINE_CONFIG_DIR   where profiles.json lives (default ~/.config/redline)
   REDLINE_OUTPUT       text or json, when --output is not given
+  REDLINE_TIMEOUT      seconds to wait for each answer (default 30)
+  REDLINE_MAX_RETRIES  cap on automatic retries (0: none; default: the catalog's)
 """
 
 

@@ -57,12 +57,6 @@ class Env:
     def url(self) -> str:
         return self.connection.url
 
-    def credentials(self) -> dict[str, str]:
-        conn = self.connection
-        if conn.api_key:
-            return {"api_key": conn.api_key}
-        return {"token": conn.token} if conn.token else {}
-
     @property
     def project(self) -> str | None:
         return self.connection.project
@@ -72,9 +66,12 @@ class Env:
         from redline import __version__
         from redline.sdk import Client
 
-        credentials = {} if anonymous else self.credentials()
-        client = Client(self.url, project_id=self.project, from_env=False,
-                        user_agent=f"redline-cli/{__version__}", **credentials, **options)
+        settings = self.connection.client_options()
+        if anonymous:
+            settings.pop("api_key", None)
+            settings.pop("token", None)
+        client = Client(self.url, user_agent=f"redline-cli/{__version__}",
+                        **{**settings, **options})
         self._client = client
         return client
 
@@ -171,3 +168,9 @@ def pagination_options(fn):
     fn = click.option("--limit", type=click.IntRange(1, 500), default=None,
                       help="Page size (default 50, at most 500).")(fn)
     return fn
+
+
+def idempotency_option(fn):
+    return click.option("--idempotency-key", metavar="KEY",
+                        help="Send this Idempotency-Key (reuse it to retry the same request "
+                        "safely; the SDK makes one per call otherwise).")(fn)

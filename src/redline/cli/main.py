@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "login": ("account:login", "Sign in and save the token in a profile."),
     "logout": ("account:logout", "Sign out and forget the saved token."),
     "whoami": ("account:whoami", "Show who the credentials are."),
+    "health": ("account:health", "Check that the server and its database answer."),
     "teams": ("teams:teams", "List, create, rename and delete teams."),
     "members": ("teams:members", "List, invite and remove team members."),
     "invitations": ("teams:invitations", "List, revoke and accept invitations."),

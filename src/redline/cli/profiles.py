@@ -106,6 +106,33 @@ class Connection:
     project: str | None = None
     team: str | None = None
     profile_name: str = DEFAULT_PROFILE
+    #: REDLINE_TIMEOUT (seconds per request) and REDLINE_MAX_RETRIES (0: never retry)
+    timeout: float | None = None
+    max_retries: int | None = None
+
+    def client_options(self) -> dict:
+        """Keyword arguments for the SDK's `Client`/`AsyncClient`."""
+        options: dict = {"project_id": self.project, "from_env": False}
+        if self.api_key:
+            options["api_key"] = self.api_key
+        elif self.token:
+            options["token"] = self.token
+        if self.timeout is not None:
+            options["timeout"] = self.timeout
+        if self.max_retries is not None:
+            options["max_retries"] = self.max_retries
+        return options
+
+
+def _number(name: str, kind):
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        number = kind(value)
+    except ValueError:
+        return None
+    return number if number >= 0 else None
 
 
 def resolve_connection(store: Store | None = None, *, url: str | None = None,
@@ -126,4 +153,5 @@ def resolve_connection(store: Store | None = None, *, url: str | None = None,
         url=(url or os.environ.get("REDLINE_URL") or saved.url or DEFAULT_URL).rstrip("/"),
         api_key=api_key, token=token,
         project=project or os.environ.get("REDLINE_PROJECT") or saved.project,
-        team=os.environ.get("REDLINE_TEAM") or saved.team, profile_name=name)
+        team=os.environ.get("REDLINE_TEAM") or saved.team, profile_name=name,
+        timeout=_number("REDLINE_TIMEOUT", float), max_retries=_number("REDLINE_MAX_RETRIES", int))

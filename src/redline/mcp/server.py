@@ -239,8 +239,7 @@ def run(url: str | None = None, profile: str | None = None, project: str | None 
     conn = resolve_connection(url=url, profile=profile, project=project)
 
     def make_client() -> AsyncClient:
-        return AsyncClient(conn.url, api_key=conn.api_key, token=conn.token,
-                           project_id=conn.project, from_env=False,
-                           user_agent=f"redline-mcp/{__version__}")
+        return AsyncClient(conn.url, user_agent=f"redline-mcp/{__version__}",
+                           **conn.client_options())
 
     build_server(make_client).run("stdio")

@@ -185,3 +185,15 @@ def whoami(env: Env):
     for team in me.teams:
         click.echo(f"  team {team.team_id} ({team.team_name}): {team.role}")
     return 0
+
+
+@click.command()
+@common_options()
+def health(env: Env):
+    """Check that the server and its database answer (exit 0), else why not."""
+    result = env.client(anonymous=True).health()
+    if env.output == "json":
+        env.emit({**result, "url": env.url})
+    else:
+        click.echo(f"{env.url}: {result.get('status', 'ok')}")
+    return 0

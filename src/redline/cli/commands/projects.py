@@ -5,7 +5,13 @@ from __future__ import annotations
 import click
 
 from redline.cli.commands.teams import team_option
-from redline.cli.context import Env, common_options, pagination_options, yes_option
+from redline.cli.context import (
+    Env,
+    common_options,
+    idempotency_option,
+    pagination_options,
+    yes_option,
+)
 from redline.cli.failures import UsageError
 
 PROJECT_COLUMNS = ["id", "name", "teamId", "createdAt"]
@@ -33,11 +39,13 @@ def projects_list(env: Env, team, limit, cursor):
 @projects.command("create")
 @common_options()
 @team_option
+@idempotency_option
 @click.argument("name")
-def projects_create(env: Env, team, name):
+def projects_create(env: Env, team, name, idempotency_key):
     """Create a project in a team (admins and owners)."""
     client = env.client()
-    env.emit(client.projects.create(name, env.team(client, team)))
+    env.emit(client.projects.create(name, env.team(client, team),
+                                    idempotency_key=idempotency_key))
 
 
 @projects.command("get")
@@ -130,10 +138,12 @@ def keys_list(env: Env, limit, cursor):
 @click.option("--scope", "scopes", multiple=True, type=click.Choice(SCOPES),
               help="A scope (repeat for several; default: what a CI job needs).")
 @click.option("--expires-at", metavar="TIME", help="ISO 8601 time the key stops working.")
-def keys_create(env: Env, name, scopes, expires_at):
+@idempotency_option
+def keys_create(env: Env, name, scopes, expires_at, idempotency_key):
     """Create a key; its whole value is shown only now."""
     result = env.client().api_keys.create(name, env.project, scopes=list(scopes) or None,
-                                          expires_at=expires_at)
+                                          expires_at=expires_at,
+                                          idempotency_key=idempotency_key)
     env.emit(result)
     env.note("The key is shown only now: store it in your CI secrets.")
 

@@ -11,7 +11,13 @@ import time
 
 import click
 
-from redline.cli.context import Env, common_options, pagination_options, yes_option
+from redline.cli.context import (
+    Env,
+    common_options,
+    idempotency_option,
+    pagination_options,
+    yes_option,
+)
 from redline.cli.failures import Terminated, UsageError
 
 RUN_COLUMNS = ["id", "status", "verdict", "branch", "commitSha", "totalTests", "failedTests",
@@ -106,14 +112,16 @@ def _import_options(fn):
               help="Exit 1 unless the verdict (quarantine honoured) is passed.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
               help="Seconds --wait waits (then WAIT_TIMEOUT, exit 7; the run goes on).")
+@idempotency_option
 def upload(env: Env, reports, report_format, branch, commit_sha, ci_build_id, wait_,
-           fail_on_failures, timeout):
+           fail_on_failures, timeout, idempotency_key):
     """Import test reports (JUnit XML, Playwright JSON, CTRF JSON) as one run."""
     client = env.client()
     env.note(f"Uploading {len(reports)} report(s) to {env.url} ...")
     run = client.runs.import_report(list(reports), env.project, format=report_format,
                                     branch=branch, commit_sha=commit_sha,
-                                    ci_build_id=ci_build_id, source="cli")
+                                    ci_build_id=ci_build_id, source="cli",
+                                    idempotency_key=idempotency_key)
     if (wait_ or fail_on_failures) and not run.is_finished:
         run = client.runs.wait(run.id, timeout=timeout,
                                on_poll=_progress(env, time.monotonic()))

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
-from redline.cli.context import Env, common_options, pagination_options, yes_option
+from redline.cli.context import (
+    Env,
+    common_options,
+    idempotency_option,
+    pagination_options,
+    yes_option,
+)
 
 TEAM_COLUMNS = ["id", "name", "createdAt"]
 MEMBER_COLUMNS = ["id", "email", "name", "role", "joinedAt"]
@@ -31,10 +37,11 @@ def teams_list(env: Env, limit, cursor):
 
 @teams.command("create")
 @common_options()
+@idempotency_option
 @click.argument("name")
-def teams_create(env: Env, name):
+def teams_create(env: Env, name, idempotency_key):
     """Create a team; you become its owner."""
-    env.emit(env.client().teams.create(name))
+    env.emit(env.client().teams.create(name, idempotency_key=idempotency_key))
 
 
 @teams.command("get")
