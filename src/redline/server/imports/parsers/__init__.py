@@ -112,8 +112,8 @@ def _refuse_doctype_in_prolog(head: bytes) -> None:
     text = head.replace(b"\x00", b"")
     root_start = re.search(rb"<[A-Za-z_]", text)
     prolog = text[: root_start.start()] if root_start else text
-    if re.search(rb"<!DOCTYPE|<!ENTITY", prolog, flags=re.I):
-        line = prolog[: re.search(rb"<!DOCTYPE|<!ENTITY", prolog, flags=re.I).start()].count(b"\n") + 1
+    if re.search(rb"<!DOCTYPE|<!ENTITY", prolog, flags=re.IGNORECASE):
+        line = prolog[: re.search(rb"<!DOCTYPE|<!ENTITY", prolog, flags=re.IGNORECASE).start()].count(b"\n") + 1
         raise ReportParseError("DOCTYPE declarations are not allowed in a report file", line=line)
 
 

@@ -39,8 +39,7 @@ def normalise_path(path: str | None, root: str | None = None) -> str | None:
         path = path.replace("//", "/")
     if root:
         root = str(root).replace("\\", "/").rstrip("/") + "/"
-        if path.startswith(root):
-            path = path[len(root):]
+        path = path.removeprefix(root)
     while path.startswith("./"):
         path = path[2:]
     return path or None
@@ -109,13 +108,13 @@ def to_int(value) -> int | None:
 # "Expected: 5\nReceived: 4" (Jest, Vitest, Playwright) and JUnit 5's
 # "expected: <4> but was: <5>".
 _EXPECTED_RECEIVED = re.compile(r"^\s*Expected(?: value)?:\s?(.*?)\s*\n\s*Received(?: value)?:\s?(.*?)\s*$",
-                                re.M)
-_EXPECTED_BUT_WAS = re.compile(r"expected:\s*<(.*?)>\s*but was:\s*<(.*?)>", re.S)
+                                re.MULTILINE)
+_EXPECTED_BUT_WAS = re.compile(r"expected:\s*<(.*?)>\s*but was:\s*<(.*?)>", re.DOTALL)
 _ERROR_NAME = re.compile(r"^(?:Uncaught )?([A-Za-z_$][\w$.]*(?:Error|Exception|Failure))\b:?")
 _MATCHER = re.compile(r"expect\(.*?\)\.(not\.)?(\w+)")
 # "path/to/file.ts:12:5" or "file.py:30" inside a stack trace
 _STACK_LOCATION = re.compile(r"(?:\(|\s|^|file://)((?:[A-Za-z]:)?[^\s()'\"<>:]+\.[A-Za-z]{1,5}):(\d+)(?::(\d+))?",
-                             re.M)
+                             re.MULTILINE)
 
 
 def expected_and_actual(text: str | None) -> tuple[str | None, str | None]:

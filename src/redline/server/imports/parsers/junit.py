@@ -245,7 +245,7 @@ def _pytest_identity(testcase: _Testcase) -> tuple[str, list[str], str | None, d
         return "internal", [], None, extra
     parts = testcase.classname.split(".")
     if testcase.file:
-        module = testcase.file[:-3] if testcase.file.endswith(".py") else testcase.file
+        module = testcase.file.removesuffix(".py")
         module_dotted = module.replace("/", ".")
         if testcase.classname == module_dotted:
             return testcase.name, [], testcase.file, extra
@@ -283,10 +283,11 @@ def _identity(testcase: _Testcase, dialect: str, suite: _Suite) -> tuple[str, li
         # jest-junit's default name is "<describe titles> <title>" joined with spaces, which
         # cannot be split back; the whole name is the title
         return testcase.name, [], testcase.file or suite_file, None, {}
-    # Surefire, gotestsum and unknown writers: classname is the class (or Go package)
+    # Surefire, gotestsum and unknown writers: classname is the class (or the Go package,
+    # whose import path has slashes but is not a file)
     file_path = testcase.file or suite_file
     classname = testcase.classname
-    if classname and not file_path and ("/" in classname or SOURCE_FILE.search(classname)):
+    if classname and not file_path and dialect != "gotestsum" and SOURCE_FILE.search(classname):
         return testcase.name, [], classname, None, {}  # a writer that puts the file in classname
     if classname and file_path and normalise_path(classname) == normalise_path(file_path):
         return testcase.name, [], file_path, None, {}
