@@ -85,7 +85,8 @@ def _optional_routers():
     import importlib
 
     routers = []
-    for module in ("redline.server.runs.endpoints", "redline.server.imports.endpoints"):
+    for module in ("redline.server.runs.endpoints", "redline.server.imports.endpoints",
+                   "redline.server.results.endpoints"):
         try:
             routers.append(importlib.import_module(module).router)
         except ModuleNotFoundError as exc:

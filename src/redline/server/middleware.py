@@ -17,8 +17,9 @@ import hashlib
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import anyio
 from sqlalchemy import Connection, Engine, delete, insert, select, update
@@ -258,7 +259,7 @@ class UnitOfWork:
         for message in messages:
             await send(message)
 
-    def _claim(self, claim: "Claim"):
+    def _claim(self, claim: Claim):
         """Take the key, or answer with the stored response, a mismatch or a conflict."""
         now = utcnow()
         with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
@@ -301,7 +302,7 @@ class UnitOfWork:
                            "progress", {"field": "Idempotency-Key", "reason": "in_flight"},
                            {"Retry-After": "1"})
 
-    def _release(self, claim: "Claim") -> None:
+    def _release(self, claim: Claim) -> None:
         try:
             with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
                 conn.execute(delete(idempotency_keys).where(

@@ -4,8 +4,21 @@ exactly this; `tests/test_migrations.py` compares the two."""
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
-    String, Table, UniqueConstraint,
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -136,3 +149,104 @@ idempotency_keys = Table(
     Index(None, "created_at"),
 )
 
+
+
+# -- results -------------------------------------------------------------------------------
+
+runs = Table(
+    "runs", metadata,
+    _id(),
+    _fk("project_id", "projects.id"),
+    Column("status", String(12), nullable=False),  # running | passed | failed | cancelled
+    Column("source", String(20), nullable=False),
+    Column("branch", String(255)),
+    Column("commit_sha", String(64)),
+    Column("commit_message", Text),
+    Column("commit_author", String(255)),
+    Column("ci_provider", String(64)),
+    Column("ci_build_id", String(255)),
+    Column("ci_build_url", String(2048)),
+    Column("playwright_version", String(32)),
+    Column("workers", Integer),
+    Column("shard_current", Integer),
+    Column("shard_total", Integer),
+    Column("shards_done", Json),  # shard numbers that reported completion
+    Column("browser", String(64)),
+    Column("os", String(64)),
+    Column("viewport", String(32)),
+    Column("hostname", String(255)),
+    Column("run_title", String(500)),
+    Column("tags", Json),
+    Column("grep_patterns", Json),
+    Column("total_tests", Integer, nullable=False, default=0),
+    Column("passed_tests", Integer, nullable=False, default=0),
+    Column("failed_tests", Integer, nullable=False, default=0),
+    Column("skipped_tests", Integer, nullable=False, default=0),
+    Column("flaky_tests", Integer, nullable=False, default=0),
+    Column("duration", BigInteger, nullable=False, default=0),  # ms
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("completed_at", DateTime),
+    Index(None, "project_id", "created_at"),
+    Index(None, "project_id", "ci_build_id"),
+)
+
+# The stable identity of a test across runs: project + file + full title (+ variant).
+test_cases = Table(
+    "test_cases", metadata,
+    _id(),
+    _fk("project_id", "projects.id"),
+    Column("identity", String(40), nullable=False),  # hash of file, full title, variant
+    Column("file_path", String(1000)),
+    Column("full_title", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("variant", String(255)),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("project_id", "identity"),
+)
+
+suites = Table(
+    "suites", metadata,
+    _id(),
+    _fk("run_id", "runs.id"),
+    _fk("project_id", "projects.id"),
+    Column("title", String(1000), nullable=False),
+    Column("file_path", String(1000), nullable=False, default=""),
+    _fk("parent_suite_id", "suites.id", nullable=True),
+    # NULL never equals NULL in a unique index: the parent as a plain string keeps it unique
+    Column("parent_key", String(40), nullable=False, default=""),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("run_id", "title", "file_path", "parent_key"),
+    Index(None, "parent_suite_id"),
+)
+
+test_results = Table(
+    "test_results", metadata,
+    _id(),
+    _fk("run_id", "runs.id"),
+    _fk("project_id", "projects.id"),
+    _fk("test_case_id", "test_cases.id"),
+    _fk("suite_id", "suites.id", nullable=True, ondelete="SET NULL"),
+    Column("title", Text, nullable=False),
+    Column("full_title", Text, nullable=False),
+    Column("file_path", String(1000)),
+    Column("line_number", Integer),
+    Column("variant", String(255)),
+    Column("status", String(10), nullable=False),  # passed | failed | skipped | flaky
+    Column("duration", BigInteger, nullable=False),
+    Column("retries", Integer, nullable=False, default=0),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("is_flaky", Boolean, nullable=False, default=False),
+    Column("tags", Json),
+    Column("annotations", Json),
+    Column("error", Json),
+    Column("steps", Json),
+    Column("stdout", Text),
+    Column("stderr", Text),
+    Column("extra", Json),
+    Column("created_at", DateTime, nullable=False),
+    Index(None, "run_id", "status"),
+    Index(None, "suite_id"),  # deleting suites sets this to NULL: without it, a full scan
+    Index(None, "test_case_id", "created_at"),
+    Index(None, "project_id", "created_at"),
+)

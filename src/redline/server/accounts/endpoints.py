@@ -5,8 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from redline.server.accounts import schemas, service
-from redline.server.auth import (SESSION_COOKIE_PLAIN, SESSION_COOKIE_SECURE, CurrentPrincipal,
-                                 Principal)
+from redline.server.auth import (
+    SESSION_COOKIE_PLAIN,
+    SESSION_COOKIE_SECURE,
+    CurrentPrincipal,
+    Principal,
+)
 from redline.server.deps import Db, address_rate_limited, rate_limited
 from redline.server.schemas import ERROR_RESPONSES
 

@@ -1,6 +1,7 @@
 """Alembic environment: runs migrations against the URL `redline.server.db.migrate` passes."""
 
 from alembic import context
+
 from redline.server.db import make_engine
 from redline.server.tables import metadata
 

@@ -6,9 +6,17 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from redline.server.auth import (DEFAULT_KEY_SCOPES, ROLE_SCOPES, Principal, forbidden,
-                                 require_owner, require_project, require_team_role, require_user,
-                                 team_role)
+from redline.server.auth import (
+    DEFAULT_KEY_SCOPES,
+    ROLE_SCOPES,
+    Principal,
+    forbidden,
+    require_owner,
+    require_project,
+    require_team_role,
+    require_user,
+    team_role,
+)
 from redline.server.http_errors import ApiError, validation_error
 from redline.server.kit import tokens
 from redline.server.kit.clock import iso, parse_iso, utcnow

@@ -13,8 +13,14 @@ from sqlalchemy import Connection
 
 from redline.server.accounts import repository as accounts_repo
 from redline.server.accounts import service as accounts
-from redline.server.auth import (ROLES, Principal, forbidden, require_team_role, require_user,
-                                 team_role)
+from redline.server.auth import (
+    ROLES,
+    Principal,
+    forbidden,
+    require_team_role,
+    require_user,
+    team_role,
+)
 from redline.server.http_errors import ApiError, not_found
 from redline.server.kit import tokens
 from redline.server.kit.clock import iso, utcnow

@@ -1,0 +1,94 @@
+"""Importing whole report files into a run, in one transaction.
+
+A malformed file stores nothing: the parser raises `ReportParseError` (possibly half-way,
+since results are streamed), which becomes a VALIDATION_ERROR pointing at the line/column or
+JSON path, and the request's transaction is rolled back with everything already inserted.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from sqlalchemy import Connection
+
+from redline.server.auth import Principal, require_project
+from redline.server.http_errors import ApiError
+from redline.server.imports.parsers import (ParsedReport, ReportParseError, combine_results,
+                                            parse_report)
+from redline.server.results import service as results
+from redline.server.runs import repository as runs_repo
+from redline.server.runs import service as runs
+
+# Run metadata a report file may state, and the run column each goes to.
+REPORT_METADATA = {"playwrightVersion": "playwright_version", "workers": "workers",
+                   "shardCurrent": "shard_current", "shardTotal": "shard_total"}
+
+
+def _parse_error(exc: ReportParseError, filename: str | None) -> ApiError:
+    where = {k: v for k, v in {"line": exc.line, "column": exc.column, "path": exc.path}.items()
+             if v is not None}
+    location = ", ".join(f"{k} {v}" for k, v in where.items())
+    name = f"{filename}: " if filename else ""
+    message = f"{name}{exc.message}" + (f" ({location})" if location else "")
+    return ApiError("VALIDATION_ERROR", f"The report cannot be imported: {message}",
+                    {"field": "file", "reason": "malformed_report", "file": filename, **where,
+                     "errors": [{"field": "file", "reason": "malformed_report",
+                                 "message": message}]})
+
+
+def import_reports(conn: Connection, principal: Principal, files: list[tuple[str | None,
+                   BinaryIO]], report_format: str, fields: dict) -> dict:
+    """Import report files (one run: several files are e.g. Surefire's one-per-class XML)."""
+    if not files:
+        raise ApiError("VALIDATION_ERROR", "Send a report: the raw body, or multipart parts "
+                       "named 'file'", {"field": "file", "reason": "required",
+                                        "errors": [{"field": "file", "reason": "required",
+                                                    "message": "no report"}]})
+    run_id = fields.pop("run_id", None)
+    project_id = fields.pop("project_id", None)
+    reports: list[ParsedReport] = []
+    for filename, stream in files:
+        try:
+            reports.append(parse_report(stream, report_format, filename))
+        except ReportParseError as exc:
+            raise _parse_error(exc, filename) from None
+    metadata = reports[0].metadata
+    for name, column in REPORT_METADATA.items():
+        if fields.get(column) is None and metadata.get(name) is not None:
+            fields[column] = metadata[name]
+
+    created_here = run_id is None
+    if run_id is not None:
+        run = results._open_run(conn, principal, run_id, project_id)
+    else:
+        project_id = runs.resolve_project(principal, project_id)
+        require_project(conn, principal, project_id, "runs:write")
+        run = None
+        if fields.get("shard_total") and fields.get("ci_build_id"):
+            run = runs_repo.find_open_shard_run(conn, project_id, fields["ci_build_id"])
+            if run is not None and (run.status in runs.TERMINAL or not run.shard_total):
+                run = None
+        if run is None:
+            fields["status"] = "running"
+            run = runs_repo.get_run(conn, runs.new_run(conn, project_id, dict(fields)))
+
+    stream = (reports[0].results if len(reports) == 1 else combine_results(reports))
+    current = None
+    try:
+        ids, summed = results.ingest(conn, run.id, run.project_id, stream)
+    except ReportParseError as exc:
+        current = exc
+    if current is not None:
+        raise _parse_error(current, files[0][0] if len(files) == 1 else None)
+
+    reported = metadata.get("duration")
+    duration = int(reported) if isinstance(reported, (int, float)) else summed
+    if run.shard_total:  # shards run side by side: the run lasts as long as its longest
+        runs_repo.update_run(conn, run.id, duration=max(run.duration, duration))
+        duration = 0
+    runs.refresh_counts(conn, run.id, added_duration=duration)
+    if created_here and runs.complete_shard(conn, run.id, fields.get("shard_current")):
+        runs.finish(conn, run.id)
+    body = runs.run_json(runs_repo.get_run(conn, run.id))
+    body["imported"] = {"format": reports[0].format, "files": len(files), "tests": len(ids)}
+    return body

@@ -1,0 +1,58 @@
+"""Queries for runs and their aggregates."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from redline.server.tables import runs, test_results
+
+
+def insert_run(conn: Connection, **values) -> None:
+    conn.execute(insert(runs).values(**values))
+
+
+def get_run(conn: Connection, run_id: str, for_update: bool = False):
+    query = select(runs).where(runs.c.id == run_id)
+    if for_update and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).first()
+
+
+def find_open_shard_run(conn: Connection, project_id: str, ci_build_id: str):
+    query = (select(runs).where(runs.c.project_id == project_id,
+                                runs.c.ci_build_id == ci_build_id)
+             .order_by(runs.c.id.desc()).limit(1))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return conn.execute(query).first()
+
+
+def update_run(conn: Connection, run_id: str, **values) -> None:
+    conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+
+def delete_run(conn: Connection, run_id: str) -> None:
+    conn.execute(delete(runs).where(runs.c.id == run_id))
+
+
+def list_runs(conn: Connection, project_id: str, status: str | None, branch: str | None,
+              limit: int, offset: int):
+    where = [runs.c.project_id == project_id]
+    if status:
+        where.append(runs.c.status == status)
+    if branch:
+        where.append(runs.c.branch == branch)
+    total = conn.execute(select(func.count()).select_from(runs).where(*where)).scalar_one()
+    rows = conn.execute(select(runs).where(*where).order_by(runs.c.created_at.desc(),
+                                                            runs.c.id.desc())
+                        .limit(limit).offset(offset)).all()
+    return rows, total
+
+
+def status_counts(conn: Connection, run_id: str) -> dict[str, tuple[int, int]]:
+    """status -> (results, summed duration) for one run, in one query."""
+    rows = conn.execute(select(test_results.c.status, func.count(),
+                               func.coalesce(func.sum(test_results.c.duration), 0))
+                        .where(test_results.c.run_id == run_id)
+                        .group_by(test_results.c.status)).all()
+    return {status: (count, int(duration)) for status, count, duration in rows}

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from redline.server.schemas import ApiModel
+
+RunStatus = Literal["running", "passed", "failed", "cancelled"]
+Source = Literal["api", "cli", "portal", "mcp", "schedule", "github_action", "reporter"]
+
+_S = {"max_length": 255}
+
+
+class RunCreate(ApiModel):
+    project_id: str | None = Field(None, max_length=40, description="Implied by a project API "
+                                   "key; required with a personal token.")
+    status: Literal["running", "passed", "failed"]
+    source: Source = "api"
+    branch: str | None = Field(None, **_S)
+    commit_sha: str | None = Field(None, max_length=64)
+    commit_message: str | None = Field(None, max_length=10_000)
+    commit_author: str | None = Field(None, **_S)
+    ci_provider: str | None = Field(None, max_length=64)
+    ci_build_id: str | None = Field(None, **_S)
+    ci_build_url: str | None = Field(None, max_length=2048)
+    playwright_version: str | None = Field(None, max_length=32)
+    workers: int | None = Field(None, ge=0, le=100_000)
+    shard_current: int | None = Field(None, ge=1, le=10_000)
+    shard_total: int | None = Field(None, ge=1, le=10_000)
+    browser: str | None = Field(None, max_length=64)
+    os: str | None = Field(None, max_length=64)
+    viewport: str | None = Field(None, max_length=32)
+    hostname: str | None = Field(None, **_S)
+    run_title: str | None = Field(None, max_length=500)
+    tags: list[str] = Field(default_factory=list, max_length=100)
+    grep_patterns: list[str] = Field(default_factory=list, max_length=100)
+
+
+class RunUpdate(ApiModel):
+    status: RunStatus | None = None
+    total_tests: int | None = Field(None, ge=0)
+    passed_tests: int | None = Field(None, ge=0)
+    failed_tests: int | None = Field(None, ge=0)
+    skipped_tests: int | None = Field(None, ge=0)
+    flaky_tests: int | None = Field(None, ge=0)
+    duration: int | None = Field(None, ge=0, description="Milliseconds.")
+    shard_current: int | None = Field(None, ge=1, le=10_000, description="Which shard "
+                                      "finished, for a sharded run.")
+
+
+class Run(ApiModel):
+    id: str
+    project_id: str
+    status: str
+    source: str
+    branch: str | None
+    commit_sha: str | None
+    commit_message: str | None
+    commit_author: str | None
+    ci_provider: str | None
+    ci_build_id: str | None
+    ci_build_url: str | None
+    playwright_version: str | None
+    workers: int | None
+    shard_current: int | None
+    shard_total: int | None
+    browser: str | None
+    os: str | None
+    viewport: str | None
+    hostname: str | None
+    total_tests: int
+    passed_tests: int
+    failed_tests: int
+    skipped_tests: int
+    flaky_tests: int
+    pass_rate: float
+    duration: int
+    run_title: str | None
+    tags: list[str]
+    grep_patterns: list[str]
+    created_at: str
+    updated_at: str
+    completed_at: str | None
+
+
+class RunSummary(ApiModel):
+    id: str
+    project_id: str
+    status: str
+    source: str
+    branch: str | None
+    commit_sha: str | None
+    ci_build_url: str | None
+    run_title: str | None
+    total_tests: int
+    passed_tests: int
+    failed_tests: int
+    skipped_tests: int
+    flaky_tests: int
+    pass_rate: float
+    duration: int
+    created_at: str
+
+
+class RunUpdated(ApiModel):
+    id: str
+    status: str
+    total_tests: int
+    passed_tests: int
+    failed_tests: int
+    skipped_tests: int
+    flaky_tests: int
+    duration: int
+    updated_at: str
+
+
+class ImportSummary(ApiModel):
+    format: str
+    files: int
+    tests: int
+
+
+class ImportedRun(Run):
+    imported: ImportSummary

@@ -1,0 +1,208 @@
+"""Runs: one execution of a suite, with aggregates that always come from its results.
+
+Reported runs go `running` -> `passed` | `failed` | `cancelled`. Counts are computed from the
+stored results (one GROUP BY per change, never a query per result), so a run's counts equal
+what the runner printed for the same report. A client that reports only aggregates (no
+results) may PATCH the counts itself.
+
+Shards: runs created with the same `(projectId, ciBuildId)` and a `shardTotal` are one run;
+each shard reports completion (`PATCH` with `shardCurrent`, or an import of that shard), and
+the run completes when all have.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from redline.server.auth import Principal, require_project
+from redline.server.http_errors import ApiError, not_found, validation_error
+from redline.server.kit.clock import iso, utcnow
+from redline.server.kit.ids import new_id
+from redline.server.runs import repository as repo
+
+TERMINAL = {"passed", "failed", "cancelled"}
+METADATA_FIELDS = ("branch", "commit_sha", "commit_message", "commit_author", "ci_provider",
+                   "ci_build_id", "ci_build_url", "playwright_version", "workers",
+                   "shard_current", "shard_total", "browser", "os", "viewport", "hostname",
+                   "run_title")
+
+
+def pass_rate(passed: int, total: int) -> float:
+    return round(passed / total * 100, 2) if total else 0.0
+
+
+def run_json(row) -> dict:
+    return {
+        "id": row.id, "projectId": row.project_id, "status": row.status, "source": row.source,
+        "branch": row.branch, "commitSha": row.commit_sha, "commitMessage": row.commit_message,
+        "commitAuthor": row.commit_author, "ciProvider": row.ci_provider,
+        "ciBuildId": row.ci_build_id, "ciBuildUrl": row.ci_build_url,
+        "playwrightVersion": row.playwright_version, "workers": row.workers,
+        "shardCurrent": row.shard_current, "shardTotal": row.shard_total,
+        "browser": row.browser, "os": row.os, "viewport": row.viewport,
+        "hostname": row.hostname, "totalTests": row.total_tests,
+        "passedTests": row.passed_tests, "failedTests": row.failed_tests,
+        "skippedTests": row.skipped_tests, "flakyTests": row.flaky_tests,
+        "passRate": pass_rate(row.passed_tests, row.total_tests), "duration": row.duration,
+        "runTitle": row.run_title, "tags": row.tags or [], "grepPatterns": row.grep_patterns or [],
+        "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at),
+        "completedAt": iso(row.completed_at),
+    }
+
+
+def run_summary_json(row) -> dict:
+    return {"id": row.id, "projectId": row.project_id, "status": row.status,
+            "source": row.source, "branch": row.branch, "commitSha": row.commit_sha,
+            "ciBuildUrl": row.ci_build_url, "runTitle": row.run_title,
+            "totalTests": row.total_tests, "passedTests": row.passed_tests,
+            "failedTests": row.failed_tests, "skippedTests": row.skipped_tests,
+            "flakyTests": row.flaky_tests,
+            "passRate": pass_rate(row.passed_tests, row.total_tests),
+            "duration": row.duration, "createdAt": iso(row.created_at)}
+
+
+def resolve_project(principal: Principal, project_id: str | None) -> str:
+    """A project API key implies its project; a person must name one."""
+    if project_id:
+        return project_id
+    if principal.kind == "key":
+        return principal.project_id  # type: ignore[return-value]
+    raise validation_error("projectId", "required", "Field 'projectId' is required")
+
+
+def load_run(conn: Connection, principal: Principal, run_id: str, scope: str,
+             for_update: bool = False):
+    """The run, if the caller may act on it with `scope`; another tenant's is NOT_FOUND."""
+    row = repo.get_run(conn, run_id, for_update)
+    if row is None:
+        raise not_found("Run", run_id)
+    try:
+        require_project(conn, principal, row.project_id, scope)
+    except ApiError as exc:
+        if exc.code == "NOT_FOUND":
+            raise not_found("Run", run_id) from None
+        raise
+    return row
+
+
+def create_run(conn: Connection, principal: Principal, fields: dict) -> tuple[dict, bool]:
+    """Create a run, or join the open run of the same sharded CI build. Returns (run, created)."""
+    project_id = resolve_project(principal, fields.pop("project_id", None))
+    require_project(conn, principal, project_id, "runs:write")
+    if fields.get("shard_total") and fields.get("ci_build_id"):
+        existing = repo.find_open_shard_run(conn, project_id, fields["ci_build_id"])
+        if existing is not None and existing.shard_total:
+            return run_json(existing), False
+    run_id = new_run(conn, project_id, fields)
+    return run_json(repo.get_run(conn, run_id)), True
+
+
+def new_run(conn: Connection, project_id: str, fields: dict) -> str:
+    now = utcnow()
+    run_id = new_id("run")
+    status = fields.pop("status", "running")
+    values = {name: fields.get(name) for name in METADATA_FIELDS}
+    repo.insert_run(conn, id=run_id, project_id=project_id, status="running",
+                    source=fields.get("source") or "api", tags=fields.get("tags") or [],
+                    grep_patterns=fields.get("grep_patterns") or [], shards_done=[],
+                    total_tests=0, passed_tests=0, failed_tests=0, skipped_tests=0,
+                    flaky_tests=0, duration=0, created_at=now, updated_at=now, **values)
+    if status in TERMINAL:
+        finish(conn, run_id, status)
+    return run_id
+
+
+def refresh_counts(conn: Connection, run_id: str, added_duration: int = 0) -> None:
+    """Recompute a run's aggregates from its results (one GROUP BY)."""
+    counts = repo.status_counts(conn, run_id)
+    get = lambda status: counts.get(status, (0, 0))[0]  # noqa: E731
+    values = {"total_tests": sum(c for c, _ in counts.values()), "passed_tests": get("passed"),
+              "failed_tests": get("failed"), "skipped_tests": get("skipped"),
+              "flaky_tests": get("flaky"), "updated_at": utcnow()}
+    if added_duration:
+        run = repo.get_run(conn, run_id)
+        values["duration"] = run.duration + added_duration
+    repo.update_run(conn, run_id, **values)
+
+
+def finish(conn: Connection, run_id: str, requested: str | None = None) -> None:
+    """Complete a run. `cancelled` when asked; otherwise `failed` when the client says so or a
+    result failed (a run with failures cannot be called passed), else `passed`."""
+    run = repo.get_run(conn, run_id)
+    if requested == "cancelled":
+        status = "cancelled"
+    else:
+        status = "failed" if requested == "failed" or run.failed_tests else "passed"
+    now = utcnow()
+    repo.update_run(conn, run_id, status=status, completed_at=now, updated_at=now)
+
+
+def complete_shard(conn: Connection, run_id: str, shard: int | None) -> bool:
+    """Record that a shard finished; True when that completes the run."""
+    run = repo.get_run(conn, run_id)
+    if not run.shard_total or shard is None:
+        return True
+    done = sorted(set(run.shards_done or []) | {shard})
+    repo.update_run(conn, run_id, shards_done=done, updated_at=utcnow())
+    return len(done) >= run.shard_total
+
+
+def list_runs(conn: Connection, principal: Principal, project_id: str | None,
+              status: str | None, branch: str | None, page) -> dict:
+    project_id = resolve_project(principal, project_id)
+    require_project(conn, principal, project_id, "runs:read")
+    rows, total = repo.list_runs(conn, project_id, status, branch, page.limit, page.offset)
+    return page.page([run_summary_json(r) for r in rows], total)
+
+
+def get_run(conn: Connection, principal: Principal, run_id: str) -> dict:
+    return run_json(load_run(conn, principal, run_id, "runs:read"))
+
+
+def update_run(conn: Connection, principal: Principal, run_id: str, changes: dict) -> dict:
+    run = load_run(conn, principal, run_id, "runs:write", for_update=True)
+    status = changes.pop("status", None)
+    shard = changes.pop("shard_current", None)
+    counts = {k: v for k, v in changes.items() if v is not None}
+    duration = counts.pop("duration", None)
+    if counts:
+        stored = repo.status_counts(conn, run_id)
+        if stored:
+            # Results are the truth; reported counts must agree with them.
+            actual = {"total_tests": sum(c for c, _ in stored.values())} | {
+                f"{s}_tests": stored.get(s, (0, 0))[0]
+                for s in ("passed", "failed", "skipped", "flaky")}
+            wrong = [k for k, v in counts.items() if actual[k] != v]
+            if wrong:
+                raise validation_error(
+                    _camel(wrong[0]), "disagrees_with_results",
+                    f"{_camel(wrong[0])} is {counts[wrong[0]]} but the run's results say "
+                    f"{actual[wrong[0]]}; counts come from the stored results")
+        else:
+            repo.update_run(conn, run_id, **counts)
+    if duration is not None:
+        repo.update_run(conn, run_id, duration=duration)
+    if status is not None and status != run.status:
+        if run.status in TERMINAL and status == "running":
+            raise ApiError("CONFLICT", f"The run is {run.status} already; it cannot restart",
+                           {"reason": "completed"})
+        if status in TERMINAL and run.status not in TERMINAL:
+            if status == "cancelled" or complete_shard(conn, run_id, shard):
+                finish(conn, run_id, status)
+    repo.update_run(conn, run_id, updated_at=utcnow())
+    row = repo.get_run(conn, run_id)
+    return {"id": row.id, "status": row.status, "totalTests": row.total_tests,
+            "passedTests": row.passed_tests, "failedTests": row.failed_tests,
+            "skippedTests": row.skipped_tests, "flakyTests": row.flaky_tests,
+            "duration": row.duration, "updatedAt": iso(row.updated_at)}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def delete_run(conn: Connection, principal: Principal, run_id: str) -> None:
+    """Deletes the run with its results and suites (admins: `project:admin`)."""
+    load_run(conn, principal, run_id, "project:admin")
+    repo.delete_run(conn, run_id)
