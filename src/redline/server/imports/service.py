@@ -39,13 +39,21 @@ def _parse_error(exc: ReportParseError, filename: str | None) -> ApiError:
 def import_reports(conn: Connection, principal: Principal, files: list[tuple[str | None,
                    BinaryIO]], report_format: str, fields: dict) -> dict:
     """Import report files (one run: several files are e.g. Surefire's one-per-class XML)."""
+    run_id = fields.pop("run_id", None)
+    project_id = fields.pop("project_id", None)
+    # Who may write where comes first, so another tenant's ids are NOT_FOUND whatever else.
+    created_here = run_id is None
+    run = None
+    if run_id is not None:
+        run = results._open_run(conn, principal, run_id, project_id)
+    else:
+        project_id = runs.resolve_project(principal, project_id)
+        require_project(conn, principal, project_id, "runs:write")
     if not files:
         raise ApiError("VALIDATION_ERROR", "Send a report: the raw body, or multipart parts "
                        "named 'file'", {"field": "file", "reason": "required",
                                         "errors": [{"field": "file", "reason": "required",
                                                     "message": "no report"}]})
-    run_id = fields.pop("run_id", None)
-    project_id = fields.pop("project_id", None)
     reports: list[ParsedReport] = []
     for filename, stream in files:
         try:
@@ -56,21 +64,13 @@ def import_reports(conn: Connection, principal: Principal, files: list[tuple[str
     for name, column in REPORT_METADATA.items():
         if fields.get(column) is None and metadata.get(name) is not None:
             fields[column] = metadata[name]
-
-    created_here = run_id is None
-    if run_id is not None:
-        run = results._open_run(conn, principal, run_id, project_id)
-    else:
-        project_id = runs.resolve_project(principal, project_id)
-        require_project(conn, principal, project_id, "runs:write")
-        run = None
-        if fields.get("shard_total") and fields.get("ci_build_id"):
-            run = runs_repo.find_open_shard_run(conn, project_id, fields["ci_build_id"])
-            if run is not None and (run.status in runs.TERMINAL or not run.shard_total):
-                run = None
-        if run is None:
-            fields["status"] = "running"
-            run = runs_repo.get_run(conn, runs.new_run(conn, project_id, dict(fields)))
+    if run is None and fields.get("shard_total") and fields.get("ci_build_id"):
+        run = runs_repo.find_open_shard_run(conn, project_id, fields["ci_build_id"])
+        if run is not None and (run.status in runs.TERMINAL or not run.shard_total):
+            run = None
+    if run is None:
+        fields["status"] = "running"
+        run = runs_repo.get_run(conn, runs.new_run(conn, project_id, dict(fields)))
 
     stream = (reports[0].results if len(reports) == 1 else combine_results(reports))
     current = None

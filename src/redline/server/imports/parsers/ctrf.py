@@ -82,6 +82,12 @@ def parse_ctrf(stream, metadata: dict) -> Iterator[ParsedResult]:
                     _summary_metadata(events.read_value(), metadata)
                 elif results_key == "environment":
                     metadata["environment"] = events.read_value()
+                elif results_key == "extra":
+                    value = events.read_value()
+                    if isinstance(value, dict):
+                        metadata.setdefault("extra", {}).update(value)
+                    else:
+                        metadata.setdefault("extra", {})["extra"] = value
                 else:
                     metadata.setdefault("extra", {})[results_key] = events.read_value()
         else:
