@@ -53,7 +53,7 @@ _PLAYWRIGHT_FIRST_KEYS = {b"config", b"suites"}
 def detect_format(head: bytes, filename: str | None) -> str:
     """Which format a report is in, from its first bytes (and its file name when the bytes
     alone cannot tell). Raises ReportParseError when it is none of the known formats."""
-    text = head.lstrip(_UTF8_BOM).replace(b"\x00", b"").lstrip()
+    text = _without_byte_order_mark(head).replace(b"\x00", b"").lstrip()
     lowered_name = (filename or "").lower()
     if text.startswith(b"<"):
         return "junit"
@@ -76,6 +76,15 @@ def detect_format(head: bytes, filename: str | None) -> str:
         raise ReportParseError("the report file is empty", line=1, column=1)
     raise ReportParseError("not a report: expected JUnit XML, Playwright JSON or CTRF JSON",
                            line=1, column=1)
+
+
+def _without_byte_order_mark(head: bytes) -> bytes:
+    """The bytes after a UTF-8/16/32 byte order mark. NULs are dropped by the callers, so a
+    UTF-16 file reads as ASCII for the checks below."""
+    for mark in (b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00", _UTF8_BOM, b"\xfe\xff", b"\xff\xfe"):
+        if head.startswith(mark):
+            return head[len(mark):]
+    return head
 
 
 class _HeadThenRest:
@@ -109,7 +118,7 @@ def _refuse_doctype_in_prolog(head: bytes) -> None:
     """Refuse a DOCTYPE before lxml sees it: entity declarations (billion laughs, quadratic
     blowup, external entities) and external DTDs live there, and no JUnit writer emits one.
     NUL bytes are dropped first so a UTF-16 file cannot hide the keyword."""
-    text = head.replace(b"\x00", b"")
+    text = _without_byte_order_mark(head).replace(b"\x00", b"")
     root_start = re.search(rb"<[A-Za-z_]", text)
     prolog = text[: root_start.start()] if root_start else text
     if re.search(rb"<!DOCTYPE|<!ENTITY", prolog, flags=re.IGNORECASE):
