@@ -64,8 +64,8 @@ class Cli:
     def __call__(self, *args: str, input: str | None = None, timeout: float = 60,
                  **env: str) -> Result:
         proc = subprocess.run([*self.command(), *args], capture_output=True, text=True,
-                              input=input if input is not None else "", timeout=timeout,
-                              env=self.env(**env), cwd=REPO)
+                              check=False, input=input if input is not None else "",
+                              timeout=timeout, env=self.env(**env), cwd=REPO)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def popen(self, *args: str, **env: str) -> subprocess.Popen:
@@ -97,7 +97,6 @@ def proxy(server):
 def fresh_server(tmp_path_factory):
     """A server on a fresh, empty database (for first-run setup)."""
     from redline.server.db import migrate
-
     from tests.conftest import PG_ADMIN_URL, TEST_DB, missing_service
 
     data = tmp_path_factory.mktemp("fresh")

@@ -8,15 +8,31 @@ import inspect
 
 import pytest
 
-from redline.errors import CATALOG, CLIENT_CODES, SERVER_CODES, kind_for_status
+from redline.errors import CATALOG, SERVER_CODES, kind_for_status
 from redline.sdk import exceptions as exc_module
-from redline.sdk.exceptions import (API_ERRORS, APIError, AuthForbiddenError, AuthInvalidError,
-                                    AuthRequiredError, ConflictError, IdempotencyMismatchError,
-                                    InsufficientCreditsError, InternalServerError, NetworkError,
-                                    NotFoundError, PayloadTooLargeError, PreconditionFailedError,
-                                    RateLimitedError, RedlineError, RunFailedError,
-                                    UnavailableError, UnsupportedError, ValidationError,
-                                    WaitTimeoutError, error_from_response)
+from redline.sdk.exceptions import (
+    API_ERRORS,
+    APIError,
+    AuthForbiddenError,
+    AuthInvalidError,
+    AuthRequiredError,
+    ConflictError,
+    IdempotencyMismatchError,
+    InsufficientCreditsError,
+    InternalServerError,
+    NetworkError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PreconditionFailedError,
+    RateLimitedError,
+    RedlineError,
+    RunFailedError,
+    UnavailableError,
+    UnsupportedError,
+    ValidationError,
+    WaitTimeoutError,
+    error_from_response,
+)
 from tests.clients.conftest import Cli
 from tests.clients.peers import Reply, error_reply
 from tests.clients.scenarios import build

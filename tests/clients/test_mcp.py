@@ -7,7 +7,6 @@ import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 

@@ -15,7 +15,7 @@ from redline.errors import CATALOG
 from redline.sdk import AsyncClient, Client
 from redline.sdk import exceptions as errors
 from redline.sdk._base import Call, retry_delay
-from tests.clients.peers import FaultProxy, Reply, error_reply
+from tests.clients.peers import FaultProxy, error_reply
 from tests.support import live
 
 
