@@ -59,14 +59,6 @@ class Scenario:
         return env
 
 
-def _exhaust_rate_limit(srv, key: str, project_id: str) -> None:
-    with httpx.Client(base_url=srv.url, headers={"X-API-Key": key}) as client:
-        for _ in range(70):
-            if client.get(f"/api/projects/{project_id}").status_code == 429:
-                return
-    raise AssertionError("the rate limit never answered 429")
-
-
 def build(code: str, request) -> Scenario:
     """The scenario for `code`, using the test's fixtures through `request`."""
     get = request.getfixturevalue
@@ -129,13 +121,18 @@ def build(code: str, request) -> Scenario:
                         cli=["teams", "create", "second", "--idempotency-key", key],
                         how="a used Idempotency-Key with another body")
     if code == "RATE_LIMITED":
-        srv = get("start_server")(rate_limit_enabled=True)
+        # Sign-in throttling per account: stable for minutes, unlike the per-second refill of
+        # the request budgets (whose waiting-out test_sdk_retries covers).
+        srv = get("start_server")(login_max_failures=1, rate_limit_enabled=False)
         tenant = live.make_tenant(srv)
-        _exhaust_rate_limit(srv, tenant.key, tenant.project_id)
-        return Scenario(code, srv.url, api_key=tenant.key,
-                        sdk=lambda c: c.projects.get(tenant.project_id),
-                        cli=["projects", "get", tenant.project_id],
-                        how="61 requests in a minute on projects-teams")
+        with httpx.Client(base_url=srv.url) as raw:
+            wrong = raw.post("/api/auth/login", json={"email": tenant.email,
+                                                      "password": "wrong password"})
+            assert wrong.status_code == 401
+        return Scenario(code, srv.url,
+                        sdk=lambda c: c.auth.login(tenant.email, live.PASSWORD),
+                        cli=["login", "--email", tenant.email, "--password", live.PASSWORD],
+                        how="sign-in of an account throttled after a failure")
     if code == "INSUFFICIENT_CREDITS":
         stub = get("stub")
         stub.reply = error_reply(code, "The team's execution budget is spent",
