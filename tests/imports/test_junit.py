@@ -8,7 +8,6 @@ from redline.server.imports.parsers import parse_report
 
 from .helpers import FIXTURES, by_title, counts, one, parse_fixture
 
-
 # ------------------------------------------------------------------ pytest
 
 def test_pytest_outcomes_failure_error_skip_xfail_xpass():
@@ -222,7 +221,9 @@ def test_playwright_junit_projects_describes_and_annotations():
     assert {"type": "issue", "description": "https://github.com/example/redline/issues/7"} in tagged.annotations
     assert one(results, "title tag @fast", "firefox").tags == ["fast"]
     attached = one(results, "has attachments", "chromium")
-    assert [a["path"].rsplit("/", 1)[-1] for a in attached.attachments][0].startswith("data-file-")
+    # "[[ATTACHMENT|path]]" lines in system-out are the attachments
+    assert len(attached.attachments) == 1
+    assert attached.attachments[0]["path"].rsplit("/", 1)[-1].startswith("data-file-")
 
 
 def test_playwright_junit_did_not_run_and_test_fail_semantics():

@@ -83,7 +83,7 @@ def seconds_to_ms(value) -> int:
         return 0
     if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
         return 0
-    return int(round(seconds * 1000))
+    return round(seconds * 1000)
 
 
 def number_to_ms(value) -> int:
@@ -92,7 +92,7 @@ def number_to_ms(value) -> int:
         return 0
     if math.isnan(value) or math.isinf(value) or value < 0:
         return 0
-    return int(round(value))
+    return round(value)
 
 
 def to_int(value) -> int | None:

@@ -64,11 +64,12 @@ def parse_ctrf(stream, metadata: dict) -> Iterator[ParsedResult]:
                         if not isinstance(test, dict):
                             raise events.error("a test must be a JSON object")
                         try:
-                            yield _test_result(test, context)
+                            result = _test_result(test, context)
                         except ReportParseError as exc:
                             raise ReportParseError(exc.message, path=events.where()) from exc
                         except (KeyError, TypeError, ValueError, AttributeError) as exc:
                             raise events.error(f"unreadable test: {exc}") from exc
+                        yield result
                 elif results_key == "tool":
                     tool = events.read_value()
                     if isinstance(tool, dict):
@@ -105,7 +106,10 @@ def _summary_metadata(summary, metadata: dict) -> None:
     metadata["summary"] = summary
     start, stop = summary.get("start"), summary.get("stop")
     if isinstance(start, (int, float)) and not isinstance(start, bool) and start > 0:
-        metadata["startedAt"] = dt.datetime.fromtimestamp(start / 1000, tz=dt.UTC).isoformat()
+        try:
+            metadata["startedAt"] = dt.datetime.fromtimestamp(start / 1000, tz=dt.UTC).isoformat()
+        except (OverflowError, OSError, ValueError):
+            pass  # a start time no calendar can hold is left out, not worth refusing the report
         if isinstance(stop, (int, float)) and not isinstance(stop, bool) and stop >= start:
             metadata["duration"] = number_to_ms(stop - start)
     if summary.get("duration") is not None:

@@ -128,12 +128,14 @@ def _spec_results(events: JsonEvents, spec: dict, suite_path: list[str], context
     for index, test in enumerate(tests):
         if not isinstance(test, dict):
             raise ReportParseError("a test must be a JSON object", path=f"{events.where()}.tests[{index}]")
+        where = f"{events.where()}.tests[{index}]"
         try:
-            yield _test_result(test, spec, title, suite_path, file_path, root)
+            result = _test_result(test, spec, title, suite_path, file_path, root)
+        except ReportParseError as exc:
+            raise ReportParseError(exc.message, path=exc.path or where) from exc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            if isinstance(exc, ReportParseError):
-                raise
-            raise ReportParseError(f"unreadable test: {exc}", path=f"{events.where()}.tests[{index}]") from exc
+            raise ReportParseError(f"unreadable test: {exc}", path=where) from exc
+        yield result
 
 
 def _test_result(test: dict, spec: dict, title: str, suite_path: list[str], file_path: str | None,
