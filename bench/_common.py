@@ -88,7 +88,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, cwd: Path) -> "Server":
+    def start(self, cwd: Path) -> Server:
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("REDLINE_")}
         env.update(self.env)
@@ -172,7 +172,7 @@ class Wrk:
     def __init__(self, workdir: Path, threads: int = 1):
         self.workdir = workdir
         self.threads = threads
-        out = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+        out = subprocess.run(["wrk", "-v"], check=False, capture_output=True, text=True)
         self.description = (out.stdout + out.stderr).splitlines()[0].split(" Copyright")[0]
         self.description += f", {threads} thread"
 
@@ -192,7 +192,7 @@ class Wrk:
             ["wrk", "-t", str(self.threads), "-c", str(connections),
              "-d", f"{max(1, round(seconds))}s",  # wrk takes whole seconds
              "--timeout", "10s", "-s", str(script), request.url],
-            capture_output=True, text=True, timeout=seconds + 30)
+            check=False, capture_output=True, text=True, timeout=seconds + 30)
         line = next((x for x in out.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
         if line is None:
             raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")

@@ -26,13 +26,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
-import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from _common import (ROOT, Request, Server, load_generator, machine_description, median_result,
-                     scratch_database, temporary_directory)
+from _common import (
+    ROOT,
+    Request,
+    Server,
+    load_generator,
+    machine_description,
+    median_result,
+    scratch_database,
+    temporary_directory,
+)
 
 # The same static document for both baselines: about the size of a project in the API.
 STATIC = {"id": "proj_01JDBENCH000000000000000000", "name": "bench project",
@@ -201,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  round {round_number}/{args.repeat}: {label}", file=sys.stderr)
                 results[label].append(generator.run(request, args.connections, args.duration))
         figures = {label: median_result(runs) for label, runs in results.items()}
-        report(args, generator.description, figures, get[0], targets[2][0])
+        report(args, generator.description, figures, get[0], targets[2][0], targets[3][0])
         if args.json:
             with open(args.json, "w") as out:
                 json.dump({"db": args.db, "generator": generator.description,
@@ -216,13 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(args, generator: str, figures: dict, get_label: str, bare_label: str) -> None:
+def report(args, generator: str, figures: dict, get_label: str, bare_label: str,
+           sync_label: str) -> None:
     import uvicorn
 
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"\nRedline API benchmark, {now}")
-    print(f"machine: {machine_description()}; uvicorn {uvicorn.__version__} (one worker "
-          "process per app, same flags); database: " + args.db)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"machine: {machine_description()}; load average {load} (other processes share "
+          f"the CPUs with the servers and wrk: compare figures from the same run only)")
+    print(f"servers: uvicorn {uvicorn.__version__}, one worker process per app, same flags; "
+          f"database: {args.db}")
     print(f"load: {generator}, {args.connections} connections, {args.repeat} x "
           f"{args.duration:g} s per target after {args.warmup:g} s warm-up; medians\n")
     width = max(len(label) for label in figures) + 2
@@ -242,6 +254,8 @@ def report(args, generator: str, figures: dict, get_label: str, bare_label: str)
     print("\ngoals")
     print(f"  (a) within 2x of the bare route (c): (c)/(a) = {ratio:.2f}x"
           f"  -> {verdict(ratio <= 2)}")
+    sync = figures[sync_label]["rps"] / a["rps"] if a["rps"] else float("inf")
+    print(f"      (for reference, against the threadpool route (c'): {sync:.2f}x)")
     print(f"  p99 of (a) under 50 ms at {args.connections} connections: "
           f"{a['p99_ms']:.1f} ms  -> {verdict(a['p99_ms'] < 50)}")
     print(f"  no errors under load: {failures} non-2xx or socket errors"
