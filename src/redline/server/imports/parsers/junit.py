@@ -9,11 +9,12 @@ entities) or an XInclude element is refused outright.
 means. Each writer is recognised by its marks (its "dialect") and read by its own rule:
 
 - pytest (+ pytest-rerunfailures): every rerun is written as an extra, empty <testcase> just
-  before the final one, and the <testsuite tests="..."> count counts the test once. Adjacent
-  testcases with the same name are merged into one result only as far as that count says
-  there are more <testcase> elements than tests (the runner's own count is the judge); so two
-  different tests that happen to share a name stay two results. Unknown writers get the same
-  rule.
+  before the final one, and <testsuite tests="..."> counts the test once. pytest's node ids
+  are unique, so adjacent testcases with the same name are the attempts of one test, merged
+  at once (memory stays flat however many reruns there are).
+- Unknown writers: the runner's own count is the judge. Adjacent testcases with the same
+  name are merged only as far as <testsuite tests="..."> says there are more <testcase>
+  elements than tests; so two different tests that happen to share a name stay two results.
 - gotestsum --rerun-fails: lists every failed attempt first and the passes after, anywhere in
   the package's <testsuite>; Go test names are unique within a package, so every repeat of a
   name is an attempt of that test.
@@ -24,6 +25,11 @@ means. Each writer is recognised by its marks (its "dialect") and read by its ow
 - Vitest: writes one <failure> per failed attempt or error inside the one <testcase>.
 - Playwright: `classname` is the file, the name joins the describe titles with ' › ' and
   <testsuite hostname> is the project, i.e. the variant.
+
+Results come in document order, except that from an unknown writer a group of same-named
+testcases waits for the end of its <testsuite> (where the count that decides it is complete),
+and gotestsum's tests come when their package's <testsuite> ends. libxml2's limits stay on (huge_tree=False): a single
+text node over 10 MB, e.g. an enormous <system-out>, is refused as malformed.
 """
 
 from __future__ import annotations
@@ -426,6 +432,8 @@ def _flush_pending(suite: _Suite) -> Iterator[ParsedResult]:
         return
     if len(group) == 1:
         yield _build_result(group, suite)
+    elif suite.dialect == "pytest":
+        yield _build_result(group, suite)  # unique node ids: the repeats are reruns
     elif suite.dialect == "jest":
         if group[0].classname == JEST_SUITE_ERROR_CLASSNAME:
             # jest-junit's two entries (<error>, then "<failure>{}</failure>") for one file
