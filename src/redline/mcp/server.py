@@ -190,7 +190,7 @@ def build_server(make_client) -> MCPServer:
         path: Annotated[str, Field(description="Path of a report file on this machine (JUnit "
                                    "XML, Playwright JSON or CTRF JSON).")],
         project_id: ProjectId = None,
-        format: Annotated[Literal["junit", "playwright", "ctrf"] | None,
+        format: Annotated[Literal["auto", "junit", "playwright-json", "ctrf"] | None,
                           Field(description="Omit to detect.")] = None,
         branch: Annotated[str | None, Field(description="Branch tested.")] = None,
         commit_sha: Annotated[str | None, Field(description="Commit tested.")] = None,

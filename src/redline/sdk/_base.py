@@ -36,14 +36,21 @@ DEFAULT_MAX_RETRY_DELAY = 60.0
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-class _Implied:
-    """Placeholder for a project id the client fills in (its default, or the API key's)."""
+class _Placeholder:
+    def __init__(self, name: str):
+        self.name = name
 
     def __repr__(self) -> str:
-        return "IMPLIED_PROJECT"
+        return self.name
 
 
-IMPLIED_PROJECT: Any = _Implied()
+#: a project id the server can imply (from the API key): the client's default project when it
+#: has one, else left out of the request
+IMPLIED_PROJECT: Any = _Placeholder("IMPLIED_PROJECT")
+#: a project id the request must carry: the client's default, else the API key's own project
+#: (asked once from /api/me), else a client-side ValidationError
+REQUIRED_PROJECT: Any = _Placeholder("REQUIRED_PROJECT")
+_PLACEHOLDERS = (IMPLIED_PROJECT, REQUIRED_PROJECT)
 
 
 @dataclass
@@ -91,14 +98,27 @@ class Call:
     def is_write(self) -> bool:
         return self.method in WRITE_METHODS
 
-    def needs_project(self) -> bool:
-        return any(value is IMPLIED_PROJECT for value in _values(self))
+    def has_project_placeholder(self) -> bool:
+        return any(v is p for v in _values(self) for p in _PLACEHOLDERS)
 
-    def with_project(self, project_id: str) -> Call:
+    def needs_project(self) -> bool:
+        """Must a project id be found before sending (one the server cannot imply)?"""
+        return any(value is REQUIRED_PROJECT for value in _values(self))
+
+    def with_project(self, project_id: str | None) -> Call:
+        """Fill the placeholders with `project_id`, or drop them when it is None."""
+
         def fill(mapping):
             if not isinstance(mapping, dict):
                 return mapping
-            return {k: (project_id if v is IMPLIED_PROJECT else v) for k, v in mapping.items()}
+            filled = {}
+            for key, value in mapping.items():
+                if any(value is p for p in _PLACEHOLDERS):
+                    if project_id is None:
+                        continue
+                    value = project_id
+                filled[key] = value
+            return filled
 
         self.params, self.json, self.data = fill(self.params), fill(self.json), fill(self.data)
         return self

@@ -71,8 +71,9 @@ class Client(BaseClient):
         self.close()
 
     def _call(self, call: Call) -> Any:
-        if call.needs_project():
-            call.with_project(self._resolve_project())
+        if call.has_project_placeholder():
+            call.with_project(self._resolve_project() if call.needs_project()
+                              else self._known_project())
         key = self._idempotency_key_for(call)  # made once: every retry sends the same key
         attempts: dict[str, int] = {}
         while True:
@@ -155,8 +156,9 @@ class AsyncClient(BaseClient):
         await self.aclose()
 
     async def _call(self, call: Call) -> Any:
-        if call.needs_project():
-            call.with_project(await self._resolve_project())
+        if call.has_project_placeholder():
+            call.with_project(await self._resolve_project() if call.needs_project()
+                              else self._known_project())
         key = self._idempotency_key_for(call)
         attempts: dict[str, int] = {}
         while True:

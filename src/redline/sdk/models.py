@@ -215,6 +215,7 @@ class Run(Model):
     url: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    completed_at: str | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -295,6 +296,7 @@ class BatchResult(Model):
 
     created: int | None = None
     run_id: str | None = None
+    ids: list[str] = []
 
 
 class FlakyTest(Model):

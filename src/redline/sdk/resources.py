@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic.alias_generators import to_camel
 
 from redline.sdk import models as m
-from redline.sdk._base import IMPLIED_PROJECT, Call, Upload, clean
+from redline.sdk._base import IMPLIED_PROJECT, REQUIRED_PROJECT, Call, Upload, clean
 
 if TYPE_CHECKING:
     from redline.sdk._base import BaseClient
@@ -25,7 +25,13 @@ def _camel(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _project(project_id: str | None) -> Any:
+    """A project the server implies from an API key when left out."""
     return project_id if project_id else IMPLIED_PROJECT
+
+
+def _required(project_id: str | None) -> Any:
+    """A project the request must name (found through /api/me for an API key)."""
+    return project_id if project_id else REQUIRED_PROJECT
 
 
 def _page(limit: int | None, offset: int | None, cursor: str | None) -> dict[str, Any]:
@@ -217,10 +223,13 @@ class _PathProjectCall(Call):
         if project_id:
             self.path = path.format(project=project_id)
 
+    def has_project_placeholder(self) -> bool:
+        return not self._project_id
+
     def needs_project(self) -> bool:
         return not self._project_id
 
-    def with_project(self, project_id: str) -> Call:
+    def with_project(self, project_id: str | None) -> Call:
         self._project_id = project_id
         self.path = self._template.format(project=project_id)
         return self
@@ -230,13 +239,13 @@ class ApiKeys(Resource):
     def list(self, project_id: str | None = None, *, limit: int | None = None,
              offset: int | None = None, cursor: str | None = None) -> m.Page[m.ApiKey]:
         return self._call("GET", "/api/api-keys",
-                          params={"projectId": _project(project_id),
+                          params={"projectId": _required(project_id),
                                   **_page(limit, offset, cursor)},
                           model=m.Page[m.ApiKey])
 
     def iter(self, project_id: str | None = None, *, limit: int | None = None):
         return self._iter("GET", "/api/api-keys",
-                          params={"projectId": _project(project_id),
+                          params={"projectId": _required(project_id),
                                   **_page(limit, None, None)},
                           model=m.Page[m.ApiKey])
 
@@ -244,7 +253,7 @@ class ApiKeys(Resource):
                scopes: Sequence[str] | None = None, expires_at: str | None = None,
                idempotency_key: str | None = None) -> m.ApiKeyCreated:
         """A new key; its whole value (`key`) is in this result only."""
-        body = {"projectId": _project(project_id), "name": name,
+        body = {"projectId": _required(project_id), "name": name,
                 **_camel({"scopes": list(scopes) if scopes is not None else None,
                           "expires_at": expires_at})}
         return self._call("POST", "/api/api-keys", json=body, model=m.ApiKeyCreated,
@@ -304,12 +313,12 @@ class Runs(Resource):
                           verify=f"`redline runs get {run_id}`")
 
     def add_tests(self, run_id: str, tests: Iterable[dict[str, Any]], *,
-                  idempotency_key: str | None = None) -> Any:
+                  idempotency_key: str | None = None) -> m.BatchResult:
         """Report many results in one request (`POST /api/runs/{id}/tests/batch`); each
         result is a dict of the reference's test fields (camelCase or snake_case)."""
         body = {"tests": [_camel(t) for t in tests]}
         return self._call("POST", f"/api/runs/{run_id}/tests/batch", json=body,
-                          idempotency_key=idempotency_key,
+                          model=m.BatchResult, idempotency_key=idempotency_key,
                           verify=f"`redline tests list --run {run_id}`")
 
     def import_report(self, reports: str | os.PathLike | bytes | Sequence[Any],
@@ -340,9 +349,8 @@ class Tests(Resource):
     def create(self, run_id: str, *, title: str, full_title: str, status: str, duration: int,
                project_id: str | None = None, idempotency_key: str | None = None,
                **fields: Any) -> m.TestResult:
-        body = {"runId": run_id, "projectId": _project(project_id), "title": title,
-                "fullTitle": full_title, "status": status, "duration": duration,
-                **_camel(fields)}
+        body = {"runId": run_id, "title": title, "fullTitle": full_title, "status": status,
+                "duration": duration, **_camel({"project_id": project_id, **fields})}
         return self._call("POST", "/api/tests", json=body, model=m.TestResult,
                           idempotency_key=idempotency_key,
                           verify=f"`redline tests list --run {run_id}`")
@@ -395,7 +403,7 @@ class TestCases(Resource):
     def list(self, project_id: str | None = None, *, search: str | None = None,
              quarantined: bool | None = None, limit: int | None = None,
              offset: int | None = None, cursor: str | None = None) -> m.Page[m.Record]:
-        params = {"projectId": _project(project_id),
+        params = {"projectId": _required(project_id),
                   **_camel({"search": search, "quarantined": quarantined}),
                   **_page(limit, offset, cursor)}
         return self._call("GET", "/api/test-cases", params=params, model=m.Page[m.Record])
@@ -409,14 +417,14 @@ class Flakiness(Resource):
              quarantined: bool | None = None, limit: int | None = None,
              cursor: str | None = None) -> m.FlakinessReport:
         """Test cases by flakiness score, highest first, with a summary."""
-        params = {"projectId": _project(project_id),
+        params = {"projectId": _required(project_id),
                   **_camel({"min_score": min_score, "quarantined": quarantined}),
                   **_page(limit, None, cursor)}
         return self._call("GET", "/api/flakiness", params=params, model=m.FlakinessReport)
 
     def set_quarantine(self, test_id: str, quarantined: bool, project_id: str | None = None, *,
                        reason: str | None = None) -> m.QuarantineResult:
-        body = {"testId": test_id, "projectId": _project(project_id),
+        body = {"testId": test_id, "projectId": _required(project_id),
                 "isQuarantined": quarantined, **_camel({"reason": reason})}
         return self._call("POST", "/api/flakiness", json=body, model=m.QuarantineResult)
 
@@ -434,7 +442,7 @@ class ErrorGroups(Resource):
     def list(self, project_id: str | None = None, *, run_id: str | None = None,
              limit: int | None = None, cursor: str | None = None) -> m.Page[m.Record]:
         """Failures grouped by their error."""
-        params = {"projectId": _project(project_id), **_camel({"run_id": run_id}),
+        params = {"projectId": _required(project_id), **_camel({"run_id": run_id}),
                   **_page(limit, None, cursor)}
         return self._call("GET", "/api/errors", params=params, model=m.Page[m.Record])
 
@@ -442,7 +450,7 @@ class ErrorGroups(Resource):
 class Trends(Resource):
     def get(self, project_id: str | None = None, *, days: int | None = None,
             branch: str | None = None) -> m.Record:
-        params = {"projectId": _project(project_id), **_camel({"days": days, "branch": branch})}
+        params = {"projectId": _required(project_id), **_camel({"days": days, "branch": branch})}
         return self._call("GET", "/api/trends", params=params, model=m.Record)
 
 
@@ -461,12 +469,12 @@ class Webhooks(Resource):
     def list(self, project_id: str | None = None, *, limit: int | None = None,
              cursor: str | None = None) -> m.Page[m.Webhook]:
         return self._call("GET", "/api/webhooks",
-                          params={"projectId": _project(project_id), **_page(limit, None, cursor)},
+                          params={"projectId": _required(project_id), **_page(limit, None, cursor)},
                           model=m.Page[m.Webhook])
 
     def create(self, url: str, events: Sequence[str], project_id: str | None = None, *,
                headers: dict[str, str] | None = None, secret: str | None = None) -> m.Webhook:
-        body = {"projectId": _project(project_id), "url": url, "events": list(events),
+        body = {"projectId": _required(project_id), "url": url, "events": list(events),
                 **_camel({"headers": headers, "secret": secret})}
         return self._call("POST", "/api/webhooks", json=body, model=m.Webhook)
 

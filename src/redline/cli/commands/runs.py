@@ -26,7 +26,7 @@ TEST_COLUMNS = ["id", "status", "fullTitle", "filePath", "duration"]
 HISTORY_COLUMNS = ["runId", "status", "branch", "commitSha", "duration", "createdAt"]
 FLAKY_COLUMNS = ["testCaseId", "testId", "flakinessScore", "flakyRuns", "totalRuns",
                  "isQuarantined", "testTitle"]
-FORMATS = click.Choice(["junit", "playwright", "ctrf"])
+FORMATS = click.Choice(["auto", "junit", "playwright-json", "ctrf"])
 
 
 def _verdict_exit(env: Env, run) -> int:
