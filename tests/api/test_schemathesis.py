@@ -29,7 +29,8 @@ def run_schemathesis(server, token: str, tmp_path: Path, max_examples: int = 25)
     command = [str(ST), "run", f"{server.url}/api/openapi.json", "--url", server.url,
                "-H", f"Authorization: Bearer {token}", "--checks", "all",
                "--exclude-checks", "positive_data_acceptance",
-               "--max-examples", str(max_examples), "--seed", "42", "--workers", "2",
+               # one worker: hypothesis hit a SystemError in its AST cache with two threads
+               "--max-examples", str(max_examples), "--seed", "42", "--workers", "1",
                "--report", "junit", "--report-dir", str(tmp_path), *EXCLUDED_PATHS]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "NO_COLOR": "1"})

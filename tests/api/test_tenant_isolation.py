@@ -34,11 +34,39 @@ QUERY_IDS = {"teamId": "team_id", "projectId": "project_id", "runId": "run_id",
 BODY_IDS = {"teamId": "team_id", "projectId": "project_id", "runId": "run_id",
             "testId": "test_id", "parentSuiteId": "suite_id"}
 
-# Filler values for the other required fields of a body, so only the id can be wrong.
-FILLER = {"name": "x", "email": "someone@example.com", "role": "member", "status": "running",
-          "title": "t", "fullTitle": "t", "duration": 1, "isQuarantined": True, "url":
-          "https://example.com/hook", "events": ["run.completed"], "tests": [],
-          "isActive": False, "password": "password123"}
+# Filler for required text fields whose format is checked, so only the id can be wrong.
+FILLER = {"email": "someone@example.com", "url": "https://example.com/hook",
+          "password": "password123"}
+
+
+def minimal(model) -> dict:
+    """The smallest valid body of a pydantic model (ids are filled in by the caller)."""
+    body = {}
+    for name, field in model.model_fields.items():
+        if not field.is_required():
+            continue
+        alias = field.alias or name
+        body[alias] = FILLER.get(alias) or filler_for(field.annotation)
+    return body
+
+
+def filler_for(annotation):
+    import typing
+
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return args[0]
+    if origin is list:
+        item = args[0]
+        return [minimal(item)] if hasattr(item, "model_fields") else ["x"]
+    if annotation is bool:
+        return True
+    if annotation is int:
+        return 1
+    if hasattr(annotation, "model_fields"):
+        return minimal(annotation)
+    return "x"
 
 
 @pytest.fixture
@@ -49,8 +77,15 @@ def victim(server):
         invite = client.post("/api/team-members", json={"teamId": b.team_id, "role": "viewer",
                                                         "email": "invitee@example.com"}).json()
         members = client.get("/api/team-members", params={"teamId": b.team_id}).json()["data"]
+    with b.as_key() as client:
+        run = client.post("/api/runs", json={"status": "running"}).json()
+        suite = client.post("/api/test-suites", json={"runId": run["id"], "title": "S"}).json()
+        test = client.post("/api/tests", json={"runId": run["id"], "title": "t",
+                                               "fullTitle": "S > t", "status": "failed",
+                                               "duration": 5}).json()
     return b, {"team_id": b.team_id, "project_id": b.project_id, "key_id": b.key_id,
-               "member_id": members[0]["id"], "invitation_id": invite["id"]}
+               "member_id": members[0]["id"], "invitation_id": invite["id"],
+               "run_id": run["id"], "test_id": test["id"], "suite_id": suite["id"]}
 
 
 def request_for(method: str, entry: Route, ids: dict[str, str]):
@@ -70,13 +105,11 @@ def request_for(method: str, entry: Route, ids: dict[str, str]):
     if route.body_field is not None:
         schema = route.body_field.field_info.annotation
         model = getattr(schema, "model_fields", {})
-        body = {}
+        body = minimal(schema) if model else {}
         for name, field in model.items():
             alias = field.alias or name
             if alias in BODY_IDS and BODY_IDS[alias] in ids:
                 body[alias] = ids[BODY_IDS[alias]]
-            elif field.is_required():
-                body[alias] = FILLER[alias]
     return path, params, body
 
 

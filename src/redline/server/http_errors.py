@@ -113,13 +113,15 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
         for context in routing.iter_route_contexts(app.routes):
             if context.methods:
                 regex, _, _ = compile_path(context.path)
-                table.append((regex, set(context.methods)))
+                table.append((regex, set(context.methods), "{" not in context.path))
         app.state.method_table = table
-    methods: set[str] = set()
-    for regex, route_methods in table:
+    # A literal path (/api/runs/import) outranks a pattern that also matches (/api/runs/{id}).
+    literal: set[str] = set()
+    patterned: set[str] = set()
+    for regex, route_methods, static in table:
         if re.match(regex, path):
-            methods |= route_methods
-    return sorted(methods)
+            (literal if static else patterned).update(route_methods)
+    return sorted(literal or patterned)
 
 
 def install_exception_handlers(app: FastAPI) -> None:

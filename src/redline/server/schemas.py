@@ -9,8 +9,9 @@ from pydantic.alias_generators import to_camel
 
 
 class ApiModel(BaseModel):
+    # strict: JSON `true` is not a number and "5" is not an integer (no silent coercion)
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
-                              serialize_by_alias=True)
+                              serialize_by_alias=True, strict=True)
 
 
 class ErrorBody(BaseModel):

@@ -52,8 +52,8 @@ class ProjectSettingsUpdate(ApiModel):
 class ApiKeyCreate(ApiModel):
     project_id: str = Field(min_length=1, max_length=40)
     name: str = Field(min_length=1, max_length=200)
-    expires_at: datetime | None = Field(None, description="ISO 8601 date-time in the "
-                                        "future; the key stops working then.")
+    expires_at: datetime | None = Field(None, strict=False, description="ISO 8601 date-time "
+                                        "in the future; the key stops working then.")
     scopes: list[Scope] | None = Field(None, description="Default: runs:read, runs:write, "
                                        "artifacts:read, artifacts:write, flakiness:write.",
                                        max_length=7)
