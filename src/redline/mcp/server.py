@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from redline import __version__
 from redline.sdk import AsyncClient, models
@@ -48,17 +48,17 @@ def error_result(exc: RedlineError) -> CallToolResult:
                           structured_content=envelope, is_error=True)
 
 
-class RunWithFailures(BaseModel):
+class RunWithFailures(models.Model):
     run: models.Run
     failed_tests: list[models.TestResult] = Field(description="Failed results of the run "
                                                   "(at most `max_failures`).")
 
 
-class ProjectList(BaseModel):
+class ProjectList(models.Model):
     projects: list[models.Project]
 
 
-class TeamList(BaseModel):
+class TeamList(models.Model):
     teams: list[models.Team]
 
 
