@@ -4,8 +4,8 @@ Every server code is provoked on a real Redline server on loopback (a key withou
 stale If-Match, a server with a tiny body cap, a server whose schema lost a table, one whose
 database is down...), except INSUFFICIENT_CREDITS, which no endpoint of this version can
 produce: a stub HTTP server on loopback answers that envelope. The client-side codes come from a
-closed port (NETWORK_ERROR), a stub that answers late (TIMEOUT) and a run that never finishes
-(WAIT_TIMEOUT).
+closed port (NETWORK_ERROR), a loopback peer that answers late (TIMEOUT) and a real run that
+nobody finishes (WAIT_TIMEOUT).
 """
 
 from __future__ import annotations
@@ -171,12 +171,13 @@ def build(code: str, request) -> Scenario:
                         sdk=lambda c: c.teams.create("late"), cli=["teams", "create", "late"],
                         mcp=("whoami", {}), how="the answer comes after the timeout")
     if code == "WAIT_TIMEOUT":
-        stub = get("stub")
-        stub.reply = Reply(200, {"id": "run_slow", "status": "running"})
-        return Scenario(code, stub.url, api_key="rl_live_stub",
-                        sdk=lambda c: c.runs.wait("run_slow", timeout=0.3, poll=0.1),
-                        cli=["wait", "run_slow", "--timeout", "0.3", "--poll", "0.1"],
-                        mcp=("wait_for_run", {"run_id": "run_slow", "timeout_seconds": 0.3,
+        tenant = get("tenant")
+        with Client(tenant.server.url, api_key=tenant.key, from_env=False) as ci:
+            run_id = ci.runs.create(branch="main").id  # running until someone finishes it
+        return Scenario(code, tenant.server.url, api_key=tenant.key,
+                        sdk=lambda c: c.runs.wait(run_id, timeout=0.3, poll=0.1),
+                        cli=["wait", run_id, "--timeout", "0.3", "--poll", "0.1"],
+                        mcp=("wait_for_run", {"run_id": run_id, "timeout_seconds": 0.3,
                                               "poll_seconds": 0.1}),
                         how="a run that stays running")
     raise KeyError(f"no scenario provokes {code}: add one")

@@ -1,7 +1,8 @@
-"""Runs through the clients: waiting for a verdict (SDK, CLI), and signals interrupting a wait.
+"""Waiting for a verdict (SDK, CLI), and signals interrupting a wait.
 
-The run endpoints are another part's work; until they are on the server, these tests use a
-stub HTTP server on loopback that serves a run whose status the test controls.
+Runs on the real server finish when they are reported; to script a run's successive states
+(running, running, passed) and verdicts the server has not sent yet (quarantine), these tests
+use a stub HTTP server on loopback. The signal tests wait on a real run that stays running.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from redline.sdk import Client
 from redline.sdk import exceptions as errors
 from tests.clients.conftest import Cli
-from tests.clients.peers import Reply
+from tests.clients.peers import FaultProxy, Reply
 
 
 def run_body(status: str, **fields) -> dict:
@@ -80,16 +81,18 @@ def test_cli_wait_exits_by_the_verdict(stub, tmp_path, status, exit_code):
 
 
 @pytest.mark.parametrize("sig,exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_wait_interrupted_by_a_signal_exits_130_or_143(stub, tmp_path, sig, exit_code):
-    scripted(stub, run_body("running"))
-    proc = Cli(tmp_path / "c", stub.url).popen("wait", "run_1", "--poll", "0.1", "-o", "json",
-                                               REDLINE_API_KEY="rl_live_stub")
-    deadline = time.monotonic() + 20
-    while not stub.requests_to("/api/runs/run_1") and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert stub.requests_to("/api/runs/run_1"), "the CLI never polled"
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=20)
+def test_a_wait_interrupted_by_a_signal_exits_130_or_143(tenant, tmp_path, sig, exit_code):
+    with Client(tenant.server.url, api_key=tenant.key, from_env=False) as ci:
+        run_id = ci.runs.create(branch="main").id  # stays running
+    with FaultProxy(tenant.server.url) as proxy:  # only to see that the CLI is polling
+        proc = Cli(tmp_path / "c", proxy.url).popen("wait", run_id, "--poll", "0.1", "-o",
+                                                    "json", REDLINE_API_KEY=tenant.key)
+        deadline = time.monotonic() + 20
+        while not proxy.requests_to(f"/api/runs/{run_id}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proxy.requests_to(f"/api/runs/{run_id}"), "the CLI never polled"
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == exit_code
     assert stdout == ""
     [line] = [line for line in stderr.splitlines() if line.strip()]  # the envelope, alone
