@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+
 from sqlalchemy import Connection, func, insert, or_, select
 
 from redline.server.tables import suites, test_cases, test_results
@@ -30,9 +33,45 @@ def insert_cases(conn: Connection, rows: list[dict]) -> None:
         index_elements=["project_id", "identity"]), rows)
 
 
-def insert_results(conn: Connection, rows: list[dict]) -> None:
-    if rows:
-        conn.execute(insert(test_results), rows)
+RESULT_COLUMNS = ("id", "run_id", "project_id", "test_case_id", "suite_id", "title",
+                  "full_title", "file_path", "line_number", "variant", "status", "duration",
+                  "retries", "attempt", "is_flaky", "tags", "annotations", "error", "steps",
+                  "stdout", "stderr", "extra", "created_at")
+JSON_COLUMNS = {"tags", "annotations", "error", "steps", "extra"}
+_EMPTY = {"[]": "[]", "{}": "{}"}
+
+
+def encode_json(value) -> str | None:
+    """JSON text for a JSON column (written by the driver directly on the hot path)."""
+    if value is None:
+        return None
+    if not value and isinstance(value, (list, dict)):
+        return "[]" if isinstance(value, list) else "{}"
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def sqlite_datetime(value: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime type stores (so reads parse it the same)."""
+    return f"{value:%Y-%m-%d %H:%M:%S.%f}"
+
+
+def insert_results(conn: Connection, rows: list[tuple]) -> None:
+    """Bulk insert of result rows (tuples in RESULT_COLUMNS order, JSON already encoded).
+
+    The hot path of ingestion talks to the driver directly: COPY on PostgreSQL, one
+    executemany on SQLite. Both run inside the caller's transaction."""
+    if not rows:
+        return
+    columns = ", ".join(RESULT_COLUMNS)
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY test_results ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.close()
+    else:
+        marks = ", ".join("?" * len(RESULT_COLUMNS))
+        conn.exec_driver_sql(f"INSERT INTO test_results ({columns}) VALUES ({marks})", rows)
 
 
 def run_suites(conn: Connection, run_id: str):

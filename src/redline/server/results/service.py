@@ -108,24 +108,24 @@ def ingest(conn: Connection, run_id: str, project_id: str,
                  "created_at": now} for identity in missing])
             known.update(repo.case_ids(conn, project_id, missing))
         rows = []
+        stamp = now if conn.dialect.name == "postgresql" else repo.sqlite_datetime(now)
+        encode = repo.encode_json
         for identity, result in zip(identities, chunk):
             result_id = new_id("test")
             suite_id = suites.suite_for(result.suite_path, result.file_path)
-            rows.append({
-                "id": result_id, "run_id": run_id, "project_id": project_id,
-                "test_case_id": known[identity], "suite_id": suite_id,
-                "title": result.title, "full_title": result.full_title,
-                "file_path": result.file_path, "line_number": result.line_number,
-                "variant": result.variant, "status": result.status,
-                "duration": max(0, int(result.duration_ms)), "retries": result.retries,
-                "attempt": result.attempt, "is_flaky": result.status == "flaky",
-                "tags": result.tags, "annotations": result.annotations,
-                "error": _error_json(result.error), "steps": result.steps,
-                "stdout": result.stdout or "", "stderr": result.stderr or "",
-                "extra": {**result.extra, **({"attachments": result.attachments}
-                                             if result.attachments else {})},
-                "created_at": now})
-            duration += max(0, int(result.duration_ms))
+            result_duration = max(0, int(result.duration_ms))
+            extra = result.extra
+            if result.attachments:
+                extra = {**extra, "attachments": result.attachments}
+            # tuple in repo.RESULT_COLUMNS order
+            rows.append((
+                result_id, run_id, project_id, known[identity], suite_id, result.title,
+                result.full_title, result.file_path, result.line_number, result.variant,
+                result.status, result_duration, result.retries, result.attempt,
+                result.status == "flaky", encode(result.tags), encode(result.annotations),
+                encode(_error_json(result.error)), encode(result.steps), result.stdout or "",
+                result.stderr or "", encode(extra), stamp))
+            duration += result_duration
             created.append(result_id)
         suites.flush(conn)  # before the results that point at them
         repo.insert_results(conn, rows)
