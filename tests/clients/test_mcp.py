@@ -118,6 +118,14 @@ def test_tools_answer_with_typed_results(tenant, tmp_path):
     assert [p["id"] for p in projects.structured_content["projects"]] == [tenant.project_id]
 
 
+def test_arguments_that_fail_the_schema_are_a_validation_error(tenant, tmp_path):
+    env = {"REDLINE_URL": tenant.server.url, "REDLINE_API_KEY": tenant.key}
+    [result] = call(env, tmp_path, ("list_runs", {"limit": 1000}))
+    error = assert_error_result(result, "VALIDATION_ERROR")
+    assert error["details"]["field"] == "limit"
+    assert result.content[0].text.startswith("[VALIDATION_ERROR] Argument 'limit' of list_runs")
+
+
 def test_a_personal_token_lists_the_projects_of_every_team(tenant, tmp_path):
     env = {"REDLINE_URL": tenant.server.url, "REDLINE_TOKEN": tenant.token}
     [teams, projects] = call(env, tmp_path, ("list_teams", {}), ("list_projects", {}))

@@ -13,12 +13,14 @@ import logging
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
+from pydantic import ValidationError as PydanticValidationError
 
 from redline import __version__
 from redline.sdk import AsyncClient, models
-from redline.sdk.exceptions import RedlineError
+from redline.sdk.exceptions import RedlineError, ValidationError
 
 log = logging.getLogger("redline.mcp")
 
@@ -48,6 +50,28 @@ def error_result(exc: RedlineError) -> CallToolResult:
                           structured_content=envelope, is_error=True)
 
 
+class RedlineMCPServer(MCPServer):
+    """Arguments that fail a tool's input schema are VALIDATION_ERROR results too, in the same
+    `[CODE]` form and envelope as the server's, listing each field."""
+
+    async def call_tool(self, name, arguments, context=None):
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, PydanticValidationError):
+                raise
+            errors = [{"field": ".".join(str(p) for p in err["loc"]) or "arguments",
+                       "reason": err["type"], "message": err["msg"]}
+                      for err in cause.errors()]
+            first = errors[0] if errors else {"field": "arguments", "reason": "invalid",
+                                              "message": "invalid arguments"}
+            return error_result(ValidationError(
+                f"Argument '{first['field']}' of {name}: {first['message']}",
+                details={"field": first["field"], "reason": first["reason"],
+                         "errors": errors}))
+
+
 class RunWithFailures(models.Model):
     run: models.Run
     failed_tests: list[models.TestResult] = Field(description="Failed results of the run "
@@ -64,7 +88,7 @@ class TeamList(models.Model):
 
 def build_server(make_client) -> MCPServer:
     """The MCP server; `make_client()` returns a configured `AsyncClient`."""
-    server = MCPServer("redline", instructions=INSTRUCTIONS, version=__version__)
+    server = RedlineMCPServer("redline", instructions=INSTRUCTIONS, version=__version__)
     state: dict[str, Any] = {}
 
     def client() -> AsyncClient:
