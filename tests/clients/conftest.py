@@ -140,3 +140,39 @@ def dead_database_server(tmp_path):
 def closed_url() -> str:
     """A loopback URL nobody listens on."""
     return f"http://127.0.0.1:{live.free_port()}"
+
+
+def run_in_terminal(cli: Cli, *args: str, answers: str = "", timeout: float = 30,
+                    **env: str) -> tuple[int, str]:
+    """Run the CLI with stdin, stdout and stderr on a pseudo-terminal; type `answers`."""
+    import os
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*cli.command(), *args], stdin=slave, stdout=slave, stderr=slave,
+                            env={**cli.env(**env), "COLUMNS": "200"}, cwd=REPO,
+                            close_fds=True)
+    os.close(slave)
+    output = b""
+    deadline = time.monotonic() + timeout
+    typed = False
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            if answers and not typed and b"?" in output:
+                os.write(master, answers.encode())
+                typed = True
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=10)
+    os.close(master)
+    return proc.returncode, output.decode(errors="replace").replace("\r\n", "\n")

@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from redline.errors import CATALOG
-from tests.clients.conftest import Cli
+from tests.clients.conftest import Cli, run_in_terminal
 from tests.support import live
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -99,7 +99,8 @@ def test_init_sets_up_a_fresh_server_once(fresh_server, tmp_path):
     whoami = cli("whoami", "-o", "json", REDLINE_API_KEY=body["apiKey"]["key"]).json
     assert whoami["kind"] == "key" and whoami["projectId"] == body["project"]["id"]
     again = cli("init", "--email", "x@example.com", "--password", "password123", "-o", "json")
-    assert_failure(again, "CONFLICT", 6)
+    error = assert_failure(again, "CONFLICT", 6)
+    assert "redline login" in error["nextAction"] and error["retryable"] is False
 
 
 def test_init_without_a_terminal_needs_its_flags(fresh_server, tmp_path):
@@ -264,3 +265,25 @@ def test_api_keys(tenant, cli):
     assert cli("keys", "activate", created["id"], **env).code == 0
     assert cli("whoami", "-o", "json", REDLINE_API_KEY=created["key"]).code == 0
     assert cli("keys", "delete", created["id"], "--yes", **env).code == 0
+
+
+# -- on a terminal --------------------------------------------------------------------------
+
+def test_a_terminal_gets_an_aligned_table_with_a_header(tenant, cli):
+    code, output = run_in_terminal(cli, "teams", "list", REDLINE_TOKEN=tenant.token)
+    assert code == 0, output
+    header, row = output.strip().splitlines()
+    assert header.split() == ["ID", "NAME", "CREATEDAT"]
+    assert row.startswith(tenant.team_id + "  ") and "\t" not in row
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d$", row)  # a short time, for people
+
+
+def test_a_terminal_is_asked_before_a_delete(tenant, cli):
+    env = {"REDLINE_TOKEN": tenant.token}
+    team = cli("teams", "create", "maybe", "-o", "json", **env).json
+    code, output = run_in_terminal(cli, "teams", "delete", team["id"], answers="n\n", **env)
+    assert code == 2 and "Delete team" in output and "CONFIRMATION_REQUIRED" in output
+    assert cli("teams", "get", team["id"], **env).code == 0
+    code, output = run_in_terminal(cli, "teams", "delete", team["id"], answers="y\n", **env)
+    assert code == 0, output
+    assert cli("teams", "get", team["id"], **env).code == 4

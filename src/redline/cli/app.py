@@ -26,6 +26,7 @@ Environment:
   REDLINE_OUTPUT       text or json, when --output is not given
   REDLINE_TIMEOUT      seconds to wait for each answer (default 30)
   REDLINE_MAX_RETRIES  cap on automatic retries (0: none; default: the catalog's)
+  The server's own settings (REDLINE_DATA_DIR, REDLINE_DATABASE_URL, ...): redline serve --help
 """
 
 

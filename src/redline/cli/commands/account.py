@@ -51,9 +51,19 @@ def init(env: Env, email, password, name, team, project, key_name):
     password = _need(password, "--password", "Password", hide=True, confirm=True)
     team = _need(team, "--team", "Team name", default="My team")
     project = _need(project, "--project", "Project name", default="My project")
+    from redline.sdk.exceptions import ConflictError
+
     client = env.client(anonymous=True)
-    result = client.setup(email, password, team=team, project=project, key_name=key_name,
-                          name=name)
+    try:
+        result = client.setup(email, password, team=team, project=project, key_name=key_name,
+                              name=name)
+    except ConflictError as exc:
+        if exc.details.get("reason") == "already_set_up":
+            # Not a transient conflict: waiting and retrying cannot help.
+            exc._retryable = False
+            exc._next_action = ("The server has an owner already: sign in with `redline "
+                                "login --email EMAIL`, or ask an owner for an invitation.")
+        raise
     profile_note = _save_owner_profile(env, client, email, password, result)
     if env.output == "json":
         env.emit(result)
