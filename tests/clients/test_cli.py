@@ -287,3 +287,31 @@ def test_a_terminal_is_asked_before_a_delete(tenant, cli):
     code, output = run_in_terminal(cli, "teams", "delete", team["id"], answers="y\n", **env)
     assert code == 0, output
     assert cli("teams", "get", team["id"], **env).code == 4
+
+
+def test_serve_runs_the_server_until_sigterm(tmp_path):
+    import signal
+    import time
+
+    import httpx
+
+    port = live.free_port()
+    cli = Cli(tmp_path / "config")
+    proc = cli.popen("serve", "--port", str(port), "--data-dir", str(tmp_path / "data"),
+                     "--no-worker")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+                time.sleep(0.1)
+        assert health.json() == {"status": "ok"}
+        assert (tmp_path / "data" / "redline.db").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 143
+    assert "Error [" not in stderr  # a server stopped as asked is not a failure

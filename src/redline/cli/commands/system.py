@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from redline.cli.failures import CliError, NotImplementedCommand
+from redline.cli.failures import CliError, NotImplementedCommand, Terminated
+from redline.errors import EXIT_SIGINT, EXIT_SIGTERM
 
 
 class ServerNotInstalled(CliError):
@@ -46,7 +47,12 @@ def serve(host, port, data_dir, no_worker):
     except ImportError as exc:
         raise ServerNotInstalled(f"The server is not installed here ({exc.name} is missing)",
                                  details={"missing": exc.name}) from exc
-    run_server(host=host, port=port, data_dir=data_dir, no_worker=no_worker)
+    try:
+        run_server(host=host, port=port, data_dir=data_dir, no_worker=no_worker)
+    except KeyboardInterrupt:
+        raise SystemExit(EXIT_SIGINT) from None  # stopped as asked: no error envelope
+    except Terminated:
+        raise SystemExit(EXIT_SIGTERM) from None
     return 0
 
 
