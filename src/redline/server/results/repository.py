@@ -21,16 +21,25 @@ def case_ids(conn: Connection, project_id: str, identities: list[str]) -> dict[s
     return found
 
 
-def insert_cases(conn: Connection, rows: list[dict]) -> None:
-    """Insert new test cases; ones a concurrent import just made are skipped, not errors."""
+CASE_COLUMNS = ("id", "project_id", "identity", "file_path", "full_title", "title", "variant",
+                "created_at")
+
+
+def insert_cases(conn: Connection, rows: list[tuple]) -> None:
+    """Insert new test cases (tuples in CASE_COLUMNS order); ones a concurrent import just
+    made are skipped, not errors. Driver-level, like `insert_results`."""
     if not rows:
         return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    conn.execute(dialect_insert(test_cases).on_conflict_do_nothing(
-        index_elements=["project_id", "identity"]), rows)
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    conn.exec_driver_sql(
+        f"INSERT INTO test_cases ({', '.join(CASE_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * len(CASE_COLUMNS))}) "
+        "ON CONFLICT (project_id, identity) DO NOTHING", rows)
+
+
+def driver_datetime(conn: Connection, value: datetime):
+    """A timestamp as the driver-level inserts pass it."""
+    return value if conn.dialect.name == "postgresql" else sqlite_datetime(value)
 
 
 RESULT_COLUMNS = ("id", "run_id", "project_id", "test_case_id", "suite_id", "title",

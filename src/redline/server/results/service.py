@@ -100,15 +100,14 @@ def ingest(conn: Connection, run_id: str, project_id: str,
             first_of: dict[str, ParsedResult] = {}
             for identity, result in zip(identities, chunk):
                 first_of.setdefault(identity, result)
-            repo.insert_cases(conn, [
-                {"id": new_id("tc"), "project_id": project_id, "identity": identity,
-                 "file_path": first_of[identity].file_path,
-                 "full_title": first_of[identity].full_title,
-                 "title": first_of[identity].title, "variant": first_of[identity].variant,
-                 "created_at": now} for identity in missing])
+            stamp = repo.driver_datetime(conn, now)
+            repo.insert_cases(conn, [  # tuples in repo.CASE_COLUMNS order
+                (new_id("tc"), project_id, identity, first_of[identity].file_path,
+                 first_of[identity].full_title, first_of[identity].title,
+                 first_of[identity].variant, stamp) for identity in missing])
             known.update(repo.case_ids(conn, project_id, missing))
         rows = []
-        stamp = now if conn.dialect.name == "postgresql" else repo.sqlite_datetime(now)
+        stamp = repo.driver_datetime(conn, now)
         encode = repo.encode_json
         for identity, result in zip(identities, chunk):
             result_id = new_id("test")
