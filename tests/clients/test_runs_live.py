@@ -12,7 +12,7 @@ import pytest
 
 from redline.sdk import Client
 from redline.sdk import exceptions as errors
-from tests.clients.conftest import Cli
+from tests.clients.conftest import Cli, run_in_terminal
 from tests.clients.test_mcp import session
 
 FAILING = """\
@@ -73,8 +73,13 @@ def test_import_read_and_wait_through_the_sdk(tenant, reports):
         detail = client.tests.get(failed.id)
         assert detail.error and "302" in (detail.error.message or "")
         assert client.tests.steps(failed.id).data == []
-        both = client.runs.import_report([reports["passing"], reports["failing"]])
+        progress: list[tuple[int, int]] = []
+        both = client.runs.import_report([reports["passing"], reports["failing"]],
+                                         on_progress=lambda sent, total:
+                                         progress.append((sent, total)))
         assert both.total_tests == 5
+        size = reports["passing"].stat().st_size + reports["failing"].stat().st_size
+        assert progress[-1] == (size, size)
         listed = [r.id for r in client.runs.iter(limit=1)]
         assert listed[:2] == [both.id, run.id]
 
@@ -129,6 +134,14 @@ def test_cli_upload_gates_on_the_verdict(tenant, reports, tmp_path):
     assert cli("runs", "delete", run["id"], "--yes", REDLINE_TOKEN=tenant.token).code == 0
     missing = cli("runs", "get", run["id"], "-o", "json", **env)
     assert missing.code == 4 and missing.envelope["error"]["code"] == "NOT_FOUND"
+
+
+def test_upload_on_a_terminal_shows_progress(tenant, reports, tmp_path):
+    code, output = run_in_terminal(Cli(tmp_path / "c", tenant.server.url), "upload",
+                                   str(reports["passing"]), REDLINE_API_KEY=tenant.key)
+    assert code == 0, output
+    assert "Uploading [" in output and "100%" in output
+    assert "status: passed" in output
 
 
 def _test_command(report: str, exit_code: int, out: Path) -> list[str]:

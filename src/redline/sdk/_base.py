@@ -61,15 +61,47 @@ class Upload:
     source: str | os.PathLike | bytes
     filename: str | None = None
     content_type: str | None = None
+    #: called with the bytes of this file sent so far, as they are read
+    on_read: Callable[[int], Any] | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.source) if isinstance(self.source, bytes) else os.path.getsize(
+            self.source)
 
     def open(self):
         name = self.filename or (Path(self.source).name if not isinstance(self.source, bytes)
                                  else "upload")
         ctype = (self.content_type or mimetypes.guess_type(name)[0]
                  or "application/octet-stream")
+        if isinstance(self.source, bytes):
+            return name, self.source, ctype
         # closed by the client after the attempt (a retry reopens it)
-        handle = self.source if isinstance(self.source, bytes) else open(self.source, "rb")  # noqa: SIM115
+        handle = open(self.source, "rb")  # noqa: SIM115
+        if self.on_read is not None:
+            handle = _CountingReader(handle, self.on_read)
         return name, handle, ctype
+
+
+class _CountingReader:
+    """A file that reports how much of it has been read (httpx streams it in chunks)."""
+
+    def __init__(self, handle, on_read: Callable[[int], Any]):
+        self._handle = handle
+        self._on_read = on_read
+        self._done = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._handle.read(size)
+        self._done += len(chunk)
+        self._on_read(self._done)
+        return chunk
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 @dataclass

@@ -8,7 +8,7 @@ left out is implied: the client's default project, else the API key's own projec
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic.alias_generators import to_camel
@@ -324,14 +324,31 @@ class Runs(Resource):
     def import_report(self, reports: str | os.PathLike | bytes | Sequence[Any],
                       project_id: str | None = None, *, format: str | None = None,
                       idempotency_key: str | None = None, timeout: float | None = None,
+                      on_progress: Callable[[int, int], Any] | None = None,
                       **query: Any) -> m.Run:
-        """Import report files (JUnit XML, Playwright JSON, CTRF JSON) as one run; parsing
-        happens on the server. `query` takes `branch`, `commit_sha`, `ci_build_id`,
-        `source`, ... Files are streamed, not read whole."""
+        """Import report files (JUnit XML, Playwright JSON, CTRF JSON; `format` auto, junit,
+        playwright-json or ctrf) as one run; parsing happens on the server. `query` takes
+        `branch`, `commit_sha`, `ci_build_id`, `source`, ... Files are streamed, not read
+        whole; `on_progress(sent, total)` follows the bytes sent. The answer may take a while
+        for a big report: `timeout` defaults to at least 300 s."""
         if isinstance(reports, (str, bytes, os.PathLike)):
             reports = [reports]
         uploads = [r if isinstance(r, Upload) else Upload("file", r) for r in reports]
+        if on_progress is not None:
+            total = sum(u.size for u in uploads)
+            done = [0] * len(uploads)
+
+            def reporter(index):
+                def on_read(sent):
+                    done[index] = sent
+                    on_progress(sum(done), total)
+                return on_read
+
+            for index, upload in enumerate(uploads):
+                upload.on_read = reporter(index)
         params = {"projectId": _project(project_id), **_camel({"format": format, **query})}
+        if timeout is None:
+            timeout = max(self._c.timeout, 300.0)
         return self._call("POST", "/api/runs/import", params=params, files=uploads, model=m.Run,
                           idempotency_key=idempotency_key, timeout=timeout,
                           verify="`redline runs list`")

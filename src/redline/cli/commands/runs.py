@@ -39,6 +39,23 @@ def _verdict_exit(env: Env, run) -> int:
     return 1
 
 
+def _upload_progress(env: Env):
+    """A byte counter for an upload on a terminal in text mode; nothing otherwise."""
+    if env.output == "json" or not sys.stderr.isatty():
+        return None
+
+    def show(sent: int, total: int):
+        percent = 100 * sent // total if total else 100
+        width = 30
+        bar = "#" * (width * percent // 100)
+        sys.stderr.write(f"\rUploading [{bar:<{width}}] {percent:3d}% of {total / 1e6:.1f} MB")
+        if sent >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
+
+
 def _progress(env: Env, started: float):
     """A one-line progress display on a terminal in text mode; nothing otherwise."""
     if env.output == "json" or not sys.stderr.isatty():
@@ -117,11 +134,11 @@ def upload(env: Env, reports, report_format, branch, commit_sha, ci_build_id, wa
            fail_on_failures, timeout, idempotency_key):
     """Import test reports (JUnit XML, Playwright JSON, CTRF JSON) as one run."""
     client = env.client()
-    env.note(f"Uploading {len(reports)} report(s) to {env.url} ...")
     run = client.runs.import_report(list(reports), env.project, format=report_format,
                                     branch=branch, commit_sha=commit_sha,
                                     ci_build_id=ci_build_id, source="cli",
-                                    idempotency_key=idempotency_key)
+                                    idempotency_key=idempotency_key,
+                                    on_progress=_upload_progress(env))
     if (wait_ or fail_on_failures) and not run.is_finished:
         run = client.runs.wait(run.id, timeout=timeout,
                                on_poll=_progress(env, time.monotonic()))
