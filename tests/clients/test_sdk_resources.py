@@ -148,3 +148,24 @@ def test_sign_in_failures(tenant):
         with pytest.raises(errors.AuthRequiredError):
             client.me()
     assert live.login(tenant.server, tenant.email)  # not locked out by one failure
+
+
+def test_the_transport_seam_takes_any_httpx_transport():
+    """For unit tests of code built on the SDK: no server, the same error mapping."""
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/me":
+            return httpx.Response(403, json={"error": {
+                "code": "AUTH_FORBIDDEN", "message": "no", "details": {
+                    "required": ["runs:write"], "granted": ["runs:read"]}}},
+                headers={"X-Request-Id": "req_seam"})
+        return httpx.Response(200, json={"status": "ok"})
+
+    with Client("http://redline.test", api_key="rl_live_x", from_env=False,
+                transport=httpx.MockTransport(handler)) as client:
+        assert client.health() == {"status": "ok"}
+        with pytest.raises(errors.AuthForbiddenError) as info:
+            client.me()
+    assert info.value.required_scopes == ["runs:write"]
+    assert info.value.request_id == "req_seam"
