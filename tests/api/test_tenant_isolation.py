@@ -29,7 +29,7 @@ NO_TENANT_INPUT = {
     ("GET", "/api/plans"), ("POST", "/api/plans"), ("POST", "/api/plans/{plan_id}/trigger"),
 }
 
-QUERY_IDS = {"teamId": "team_id", "projectId": "project_id", "runId": "run_id",
+QUERY_IDS = {"teamId": "team_id", "projectId": "project_id", "runId": "run_id", "base": "run_id",
              "testId": "test_id"}
 BODY_IDS = {"teamId": "team_id", "projectId": "project_id", "runId": "run_id",
             "testId": "test_id", "parentSuiteId": "suite_id"}

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -184,6 +185,10 @@ runs = Table(
     Column("skipped_tests", Integer, nullable=False, default=0),
     Column("flaky_tests", Integer, nullable=False, default=0),
     Column("duration", BigInteger, nullable=False, default=0),  # ms
+    # the verdict CI gates on: failures of cases quarantined when the run started don't count
+    Column("verdict", String(12)),
+    Column("quarantined_failures", Integer, nullable=False, default=0),
+    Column("stats_applied", Boolean, nullable=False, default=False),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Column("completed_at", DateTime),
@@ -202,7 +207,48 @@ test_cases = Table(
     Column("title", Text, nullable=False),
     Column("variant", String(255)),
     Column("created_at", DateTime, nullable=False),
+    # Statistics kept up to date when a run completes (intelligence/stats.py), so reads never
+    # scan history. `recent` is the window they come from: the newest 50 non-skipped results.
+    Column("recent", Json),
+    Column("status", String(10), nullable=False, default="new"),  # new|stable|flaky|broken
+    Column("flakiness_score", Float, nullable=False, default=0.0),
+    Column("total_runs", Integer, nullable=False, default=0),
+    Column("flaky_runs", Integer, nullable=False, default=0),
+    Column("failed_runs", Integer, nullable=False, default=0),
+    Column("avg_duration", BigInteger, nullable=False, default=0),
+    Column("last_status", String(10)),
+    Column("last_run_at", DateTime),
+    Column("last_flaky_at", DateTime),
+    Column("last_failed_at", DateTime),
+    Column("tags", Json),
+    Column("is_quarantined", Boolean, nullable=False, default=False),
+    Column("quarantine_reason", Text),
+    Column("quarantine_owner", String(255)),
+    _fk("quarantined_by", "users.id", nullable=True, ondelete="SET NULL"),
+    Column("quarantined_at", DateTime),
+    Column("quarantine_expires_at", DateTime),
+    # a person quarantined or released it: automatic quarantine leaves it alone from then on
+    Column("quarantine_manual", Boolean, nullable=False, default=False),
     UniqueConstraint("project_id", "identity"),
+    Index(None, "project_id", "flakiness_score"),
+    Index(None, "project_id", "is_quarantined"),
+    Index(None, "quarantined_by"),
+)
+
+quarantine_events = Table(
+    "quarantine_events", metadata,
+    _id(),
+    _fk("project_id", "projects.id"),
+    _fk("test_case_id", "test_cases.id"),
+    Column("action", String(12), nullable=False),  # quarantine | unquarantine
+    Column("automatic", Boolean, nullable=False, default=False),
+    Column("reason", Text),
+    Column("owner", String(255)),
+    Column("expires_at", DateTime),
+    _fk("actor_id", "users.id", nullable=True, ondelete="SET NULL"),
+    Column("created_at", DateTime, nullable=False),
+    Index(None, "test_case_id", "created_at"),
+    Index(None, "actor_id"),
 )
 
 suites = Table(
@@ -244,9 +290,37 @@ test_results = Table(
     Column("stdout", Text),
     Column("stderr", Text),
     Column("extra", Json),
+    Column("error_fingerprint", String(40)),
     Column("created_at", DateTime, nullable=False),
     Index(None, "run_id", "status"),
     Index(None, "suite_id"),  # deleting suites sets this to NULL: without it, a full scan
     Index(None, "test_case_id", "created_at"),
     Index(None, "project_id", "created_at"),
+)
+
+
+# Failures grouped by their normalised error, kept up to date when runs complete.
+error_groups = Table(
+    "error_groups", metadata,
+    _fk("project_id", "projects.id"),
+    Column("fingerprint", String(40), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("error_type", String(255)),
+    Column("first_seen", DateTime, nullable=False),
+    Column("last_seen", DateTime, nullable=False),
+    Column("occurrences", Integer, nullable=False),
+    PrimaryKeyConstraint("project_id", "fingerprint"),
+    Index(None, "project_id", "last_seen"),
+)
+
+error_group_cases = Table(
+    "error_group_cases", metadata,
+    _fk("project_id", "projects.id"),
+    Column("fingerprint", String(40), nullable=False),
+    _fk("test_case_id", "test_cases.id"),
+    Column("first_seen", DateTime, nullable=False),
+    Column("last_seen", DateTime, nullable=False),
+    Column("occurrences", Integer, nullable=False),
+    PrimaryKeyConstraint("project_id", "fingerprint", "test_case_id"),
+    Index(None, "test_case_id"),
 )

@@ -8,7 +8,7 @@ import time
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 PREFIXES = {"run", "test", "tc", "suite", "artifact", "proj", "team", "user", "member",
-            "invite", "key", "wh", "whd", "plan", "req", "sess", "job", "err"}
+            "invite", "key", "wh", "whd", "plan", "req", "sess", "job", "err", "qe"}
 
 
 # Two Crockford characters for every 10-bit value: 13 lookups make a ULID (ids are minted

@@ -45,7 +45,7 @@ def driver_datetime(conn: Connection, value: datetime):
 RESULT_COLUMNS = ("id", "run_id", "project_id", "test_case_id", "suite_id", "title",
                   "full_title", "file_path", "line_number", "variant", "status", "duration",
                   "retries", "attempt", "is_flaky", "tags", "annotations", "error", "steps",
-                  "stdout", "stderr", "extra", "created_at")
+                  "stdout", "stderr", "extra", "error_fingerprint", "created_at")
 JSON_COLUMNS = {"tags", "annotations", "error", "steps", "extra"}
 _EMPTY = {"[]": "[]", "{}": "{}"}
 

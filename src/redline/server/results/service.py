@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from redline.server.auth import Principal, require_project
 from redline.server.http_errors import ApiError, not_found, validation_error
 from redline.server.imports.parsers.model import ParsedError, ParsedResult
+from redline.server.intelligence.fingerprint import fingerprint
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
 from redline.server.results import repository as repo
@@ -116,14 +117,16 @@ def ingest(conn: Connection, run_id: str, project_id: str,
             extra = result.extra
             if result.attachments:
                 extra = {**extra, "attachments": result.attachments}
+            error = _error_json(result.error)
             # tuple in repo.RESULT_COLUMNS order
             rows.append((
                 result_id, run_id, project_id, known[identity], suite_id, result.title,
                 result.full_title, result.file_path, result.line_number, result.variant,
                 result.status, result_duration, result.retries, result.attempt,
                 result.status == "flaky", encode(result.tags), encode(result.annotations),
-                encode(_error_json(result.error)), encode(result.steps), result.stdout or "",
-                result.stderr or "", encode(extra), stamp))
+                encode(error), encode(result.steps), result.stdout or "",
+                result.stderr or "", encode(extra),
+                fingerprint(error) if result.status in ("failed", "flaky") else None, stamp))
             duration += result_duration
             created.append(result_id)
         suites.flush(conn)  # before the results that point at them

@@ -79,6 +79,11 @@ class Run(ApiModel):
     run_title: str | None
     tags: list[str]
     grep_patterns: list[str]
+    verdict: str | None = Field(description="What CI gates on, set when the run completes: "
+                                "`failed` when a test failed whose case was not quarantined "
+                                "when the run started, else `passed` (or `cancelled`).")
+    quarantined_failures: int = Field(description="Failures ignored by the verdict because "
+                                      "their case was quarantined when the run started.")
     created_at: str
     updated_at: str
     completed_at: str | None
@@ -100,6 +105,8 @@ class RunSummary(ApiModel):
     flaky_tests: int
     pass_rate: float
     duration: int
+    verdict: str | None
+    quarantined_failures: int
     created_at: str
 
 

@@ -45,6 +45,7 @@ def run_json(row) -> dict:
         "skippedTests": row.skipped_tests, "flakyTests": row.flaky_tests,
         "passRate": pass_rate(row.passed_tests, row.total_tests), "duration": row.duration,
         "runTitle": row.run_title, "tags": row.tags or [], "grepPatterns": row.grep_patterns or [],
+        "verdict": row.verdict, "quarantinedFailures": row.quarantined_failures,
         "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at),
         "completedAt": iso(row.completed_at),
     }
@@ -58,7 +59,8 @@ def run_summary_json(row) -> dict:
             "failedTests": row.failed_tests, "skippedTests": row.skipped_tests,
             "flakyTests": row.flaky_tests,
             "passRate": pass_rate(row.passed_tests, row.total_tests),
-            "duration": row.duration, "createdAt": iso(row.created_at)}
+            "duration": row.duration, "verdict": row.verdict,
+            "quarantinedFailures": row.quarantined_failures, "createdAt": iso(row.created_at)}
 
 
 def resolve_project(principal: Principal, project_id: str | None) -> str:
@@ -135,6 +137,9 @@ def finish(conn: Connection, run_id: str, requested: str | None = None) -> None:
         status = "failed" if requested == "failed" or run.failed_tests else "passed"
     now = utcnow()
     repo.update_run(conn, run_id, status=status, completed_at=now, updated_at=now)
+    from redline.server.intelligence import stats
+
+    stats.apply_run(conn, run_id)  # case statistics, verdict, error groups: once per run
 
 
 def complete_shard(conn: Connection, run_id: str, shard: int | None) -> bool:

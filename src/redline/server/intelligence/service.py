@@ -1,0 +1,319 @@
+"""Reads over test intelligence: test cases, history, flakiness and quarantine, error groups,
+trends and run comparison. Everything reads the per-case statistics and aggregates kept by
+`stats.apply_run`, or one indexed query; nothing scans a project's history."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Text, and_, case, cast, func, or_, select
+
+from redline.server.auth import Principal, require_project
+from redline.server.http_errors import ApiError, not_found, validation_error
+from redline.server.intelligence import scoring, stats
+from redline.server.kit.clock import iso, parse_iso, utcnow
+from redline.server.runs import service as runs
+from redline.server.tables import (error_group_cases, error_groups, projects, quarantine_events,
+                                   test_cases, test_results)
+from redline.server.tables import runs as runs_table
+
+SCORE_FORMULA = ("flakinessScore = sum(w_i * evidence_i) / sum(w_i) over the newest 50 results "
+                 "that ran, w_i = 0.5 ** (i / 10), i = 0 the newest; evidence: status flaky, or a "
+                 "pass and a fail on the same commit in different runs; results of runs where "
+                 "over 80% of at least 10 tests failed are not evidence.")
+
+
+def _active(row, now: datetime) -> bool:
+    """Quarantine lifts by itself at its expiry."""
+    return bool(row.is_quarantined) and (row.quarantine_expires_at is None
+                                         or row.quarantine_expires_at > now)
+
+
+def case_json(row, now: datetime | None = None) -> dict:
+    now = now or utcnow()
+    quarantined = _active(row, now)
+    return {"id": row.id, "projectId": row.project_id, "title": row.title,
+            "fullTitle": row.full_title, "filePath": row.file_path, "variant": row.variant,
+            "status": row.status, "flakinessScore": row.flakiness_score,
+            "totalRuns": row.total_runs, "flakyRuns": row.flaky_runs,
+            "failedRuns": row.failed_runs,
+            "failureRate": round(row.failed_runs / row.total_runs, 4) if row.total_runs else 0.0,
+            "avgDuration": row.avg_duration, "lastStatus": row.last_status,
+            "lastRunAt": iso(row.last_run_at), "lastFlakyAt": iso(row.last_flaky_at),
+            "tags": row.tags or [], "isQuarantined": quarantined,
+            "quarantine": {"reason": row.quarantine_reason, "owner": row.quarantine_owner,
+                           "by": row.quarantined_by, "at": iso(row.quarantined_at),
+                           "expiresAt": iso(row.quarantine_expires_at)} if quarantined else None,
+            "createdAt": iso(row.created_at)}
+
+
+def resolve_case(conn: Connection, principal: Principal, test_id: str, scope: str):
+    """A test case by its id, or by the id of one of its results (`test_...`)."""
+    if test_id.startswith("test_"):
+        case_id = conn.execute(select(test_results.c.test_case_id)
+                               .where(test_results.c.id == test_id)).scalar()
+    else:
+        case_id = test_id
+    row = conn.execute(select(test_cases).where(test_cases.c.id == case_id)).first() \
+        if case_id else None
+    if row is None:
+        raise not_found("Test", test_id)
+    try:
+        require_project(conn, principal, row.project_id, scope)
+    except ApiError as exc:
+        if exc.code == "NOT_FOUND":
+            raise not_found("Test", test_id) from None
+        raise
+    return row
+
+
+SORTS = {"flakiness": test_cases.c.flakiness_score.desc(),
+         "failure-rate": (test_cases.c.failed_runs * 1.0
+                          / func.nullif(test_cases.c.total_runs, 0)).desc(),
+         "duration": test_cases.c.avg_duration.desc(),
+         "title": test_cases.c.full_title.asc()}
+
+
+def list_cases(conn: Connection, principal: Principal, project_id: str | None,
+               status: str | None, file: str | None, tag: str | None, search: str | None,
+               sort: str, page) -> dict:
+    project_id = runs.resolve_project(principal, project_id)
+    require_project(conn, principal, project_id, "runs:read")
+    where = [test_cases.c.project_id == project_id]
+    if status:
+        where.append(test_cases.c.status == status)
+    if file:
+        where.append(test_cases.c.file_path == file)
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(or_(test_cases.c.full_title.ilike(pattern, escape="\\"),
+                         test_cases.c.file_path.ilike(pattern, escape="\\")))
+    if tag:
+        # tags are a short JSON array of strings: match the quoted element
+        where.append(cast(test_cases.c.tags, Text).like(f'%"{tag.replace(chr(34), "")}"%'))
+    total = conn.execute(select(func.count()).select_from(test_cases).where(*where)).scalar_one()
+    rows = conn.execute(select(test_cases).where(*where).order_by(
+        SORTS[sort], test_cases.c.id).limit(page.limit).offset(page.offset)).all()
+    now = utcnow()
+    return page.page([case_json(r, now) for r in rows], total)
+
+
+def get_case(conn: Connection, principal: Principal, test_id: str) -> dict:
+    row = resolve_case(conn, principal, test_id, "runs:read")
+    body = case_json(row)
+    window = [scoring.Entry.from_json(e) for e in (row.recent or [])]
+    flags = scoring.evidence(window)
+    body["evidence"] = [{"runId": e.run_id, "commitSha": e.commit, "status": e.status,
+                         "at": e.at, "kind": "retry" if e.status == "flaky" else "same-commit"}
+                        for e, flag in zip(window, flags) if flag]
+    body["failedIn"] = [{"runId": e.run_id, "commitSha": e.commit, "at": e.at}
+                        for e in window if e.status == "failed"]
+    body["scoreFormula"] = SCORE_FORMULA
+    events = conn.execute(select(quarantine_events).where(
+        quarantine_events.c.test_case_id == row.id).order_by(
+        quarantine_events.c.created_at.desc(), quarantine_events.c.id.desc()).limit(20)).all()
+    body["quarantineHistory"] = [
+        {"action": e.action, "automatic": e.automatic, "reason": e.reason, "owner": e.owner,
+         "by": e.actor_id, "expiresAt": iso(e.expires_at), "at": iso(e.created_at)}
+        for e in events]
+    return body
+
+
+def history(conn: Connection, principal: Principal, test_id: str, branch: str | None) -> dict:
+    """The last 20 results of the test's case across runs, newest first."""
+    row = resolve_case(conn, principal, test_id, "runs:read")
+    query = (select(test_results.c.run_id, test_results.c.id, test_results.c.status,
+                    test_results.c.duration, runs_table.c.branch, runs_table.c.commit_sha,
+                    test_results.c.created_at)
+             .join(runs_table, runs_table.c.id == test_results.c.run_id)
+             .where(test_results.c.test_case_id == row.id))
+    if branch:
+        query = query.where(runs_table.c.branch == branch)
+    rows = conn.execute(query.order_by(test_results.c.created_at.desc(),
+                                       test_results.c.id.desc()).limit(20)).all()
+    return {"data": [{"runId": r.run_id, "testId": r.id, "status": r.status,
+                      "duration": r.duration, "branch": r.branch, "commitSha": r.commit_sha,
+                      "createdAt": iso(r.created_at)} for r in rows],
+            "total": len(rows)}
+
+
+def flakiness(conn: Connection, principal: Principal, project_id: str | None,
+              min_score: float | None, quarantined: bool | None, page) -> dict:
+    project_id = runs.resolve_project(principal, project_id)
+    require_project(conn, principal, project_id, "runs:read")
+    now = utcnow()
+    active = and_(test_cases.c.is_quarantined.is_(True),
+                  or_(test_cases.c.quarantine_expires_at.is_(None),
+                      test_cases.c.quarantine_expires_at > now))
+    where = [test_cases.c.project_id == project_id]
+    if min_score is not None:
+        where.append(test_cases.c.flakiness_score >= min_score)
+    else:
+        where.append(or_(test_cases.c.flaky_runs > 0, active))
+    if quarantined is not None:
+        where.append(active if quarantined else ~active)
+    total = conn.execute(select(func.count()).select_from(test_cases).where(*where)).scalar_one()
+    rows = conn.execute(select(test_cases).where(*where).order_by(
+        test_cases.c.flakiness_score.desc(), test_cases.c.id)
+        .limit(page.limit).offset(page.offset)).all()
+    threshold = conn.execute(select(projects.c.flakiness_threshold)
+                             .where(projects.c.id == project_id)).scalar_one()
+    summary = conn.execute(select(
+        func.count().filter(and_(test_cases.c.flaky_runs > 0,
+                                 test_cases.c.flakiness_score >= threshold)),
+        func.count().filter(active),
+        func.avg(case((test_cases.c.flaky_runs > 0, test_cases.c.flakiness_score))))
+        .where(test_cases.c.project_id == project_id)).one()
+    body = page.page([{
+        "testId": r.id, "testTitle": r.title, "fullTitle": r.full_title,
+        "filePath": r.file_path, "variant": r.variant, "flakinessScore": r.flakiness_score,
+        "totalRuns": r.total_runs, "flakyRuns": r.flaky_runs,
+        "lastFlakyAt": iso(r.last_flaky_at), "isQuarantined": _active(r, now),
+        "status": r.status} for r in rows], total)
+    body["summary"] = {"totalFlakyTests": summary[0], "quarantinedTests": summary[1],
+                       "averageFlakinessScore": round(float(summary[2] or 0), 4),
+                       "threshold": threshold}
+    return body
+
+
+def quarantine(conn: Connection, principal: Principal, test_id: str, project_id: str | None,
+               is_quarantined: bool, reason: str | None, owner: str | None,
+               expires_at: datetime | None) -> dict:
+    row = resolve_case(conn, principal, test_id, "flakiness:write")
+    if project_id and project_id != row.project_id:
+        raise not_found("Test", test_id)
+    if expires_at is not None and expires_at.tzinfo is not None:
+        expires_at = parse_iso(expires_at.isoformat())  # naive UTC, as stored
+    if expires_at is not None and expires_at <= utcnow():
+        raise validation_error("expiresAt", "in_the_past", "expiresAt must be in the future")
+    stats.set_quarantine(conn, row.project_id, row.id, is_quarantined,
+                         actor_id=principal.user_id, reason=reason, owner=owner,
+                         expires_at=expires_at)
+    updated = conn.execute(select(test_cases).where(test_cases.c.id == row.id)).one()
+    return {"testId": row.id, "isQuarantined": _active(updated, utcnow()),
+            "reason": updated.quarantine_reason, "owner": updated.quarantine_owner,
+            "quarantinedBy": updated.quarantined_by,
+            "expiresAt": iso(updated.quarantine_expires_at),
+            "updatedAt": iso(updated.quarantined_at)}
+
+
+def error_list(conn: Connection, principal: Principal, project_id: str | None,
+               since: datetime | None, page) -> dict:
+    project_id = runs.resolve_project(principal, project_id)
+    require_project(conn, principal, project_id, "runs:read")
+    since = since or utcnow() - timedelta(days=30)
+    where = [error_group_cases.c.project_id == project_id,
+             error_group_cases.c.last_seen >= since]
+    grouped = (select(error_group_cases.c.fingerprint,
+                      func.count().label("affected_tests"),
+                      func.sum(error_group_cases.c.occurrences).label("occurrences"))
+               .where(*where).group_by(error_group_cases.c.fingerprint).subquery())
+    total = conn.execute(select(func.count()).select_from(grouped)).scalar_one()
+    rows = conn.execute(
+        select(error_groups, grouped.c.affected_tests,
+               grouped.c.occurrences.label("recent_occurrences"))
+        .join(grouped, and_(grouped.c.fingerprint == error_groups.c.fingerprint,
+                            error_groups.c.project_id == project_id))
+        .order_by(grouped.c.occurrences.desc(), error_groups.c.fingerprint)
+        .limit(page.limit).offset(page.offset)).all()
+    return page.page([{"fingerprint": r.fingerprint, "message": r.message,
+                       "errorType": r.error_type, "occurrences": int(r.recent_occurrences),
+                       "totalOccurrences": r.occurrences, "affectedTests": r.affected_tests,
+                       "firstSeen": iso(r.first_seen), "lastSeen": iso(r.last_seen)}
+                      for r in rows], total)
+
+
+def trends(conn: Connection, principal: Principal, project_id: str, group_by: str,
+           branch: str | None, days: int) -> dict:
+    require_project(conn, principal, project_id, "runs:read")
+    since = utcnow() - timedelta(days=days)
+    where = [runs_table.c.project_id == project_id, runs_table.c.created_at >= since,
+             runs_table.c.status.in_(["passed", "failed"])]
+    if branch:
+        where.append(runs_table.c.branch == branch)
+    columns = [func.sum(runs_table.c.total_tests).label("total"),
+               func.sum(runs_table.c.passed_tests).label("passed"),
+               func.sum(runs_table.c.failed_tests).label("failed"),
+               func.sum(runs_table.c.skipped_tests).label("skipped"),
+               func.sum(runs_table.c.flaky_tests).label("flaky"),
+               func.avg(runs_table.c.duration).label("duration"),
+               func.count().label("runs")]
+    if group_by == "run":
+        rows = conn.execute(select(runs_table.c.id.label("key"), runs_table.c.created_at.label(
+            "at"), *columns).where(*where).group_by(runs_table.c.id, runs_table.c.created_at)
+            .order_by(runs_table.c.created_at).limit(500)).all()
+    else:
+        day = (func.date(runs_table.c.created_at) if conn.dialect.name == "sqlite"
+               else func.to_char(runs_table.c.created_at, "YYYY-MM-DD"))
+        rows = conn.execute(select(day.label("key"), func.min(runs_table.c.created_at)
+                                   .label("at"), *columns).where(*where).group_by(day)
+                            .order_by(day)).all()
+    points = [{"key": str(r.key), "at": iso(r.at), "runs": r.runs,
+               "totalTests": int(r.total or 0), "passedTests": int(r.passed or 0),
+               "failedTests": int(r.failed or 0), "skippedTests": int(r.skipped or 0),
+               "flakyTests": int(r.flaky or 0),
+               "passRate": runs.pass_rate(int(r.passed or 0), int(r.total or 0)),
+               "duration": int(r.duration or 0)} for r in rows]
+    slowest = conn.execute(select(test_cases.c.id, test_cases.c.full_title,
+                                  test_cases.c.file_path, test_cases.c.avg_duration)
+                           .where(test_cases.c.project_id == project_id,
+                                  test_cases.c.total_runs > 0)
+                           .order_by(test_cases.c.avg_duration.desc()).limit(10)).all()
+    return {"projectId": project_id, "groupBy": group_by, "branch": branch, "days": days,
+            "points": points,
+            "slowestTests": [{"testId": s.id, "fullTitle": s.full_title, "filePath": s.file_path,
+                              "avgDuration": s.avg_duration} for s in slowest]}
+
+
+def compare(conn: Connection, principal: Principal, run_id: str, base_id: str) -> dict:
+    """What a pull request needs to know: `run_id` (head) against `base_id`."""
+    head = runs.load_run(conn, principal, run_id, "runs:read")
+    base = runs.load_run(conn, principal, base_id, "runs:read")
+    if base.project_id != head.project_id:
+        raise not_found("Run", base_id)
+
+    def outcomes(rid: str) -> dict[str, tuple]:
+        found: dict[str, tuple] = {}
+        for r in conn.execute(select(test_results.c.test_case_id, test_results.c.status,
+                                     test_results.c.id, test_results.c.full_title,
+                                     test_results.c.file_path)
+                              .where(test_results.c.run_id == rid)):
+            previous = found.get(r.test_case_id)
+            if previous is None or r.status == "failed":
+                found[r.test_case_id] = (r.status, r.id, r.full_title, r.file_path)
+        return found
+
+    now_, before = outcomes(head.id), outcomes(base.id)
+
+    def item(case_id: str, entry: tuple, other: tuple | None) -> dict:
+        return {"testCaseId": case_id, "testId": entry[1], "fullTitle": entry[2],
+                "filePath": entry[3], "status": entry[0],
+                "baseStatus": other[0] if other else None}
+
+    groups = {"newFailures": [], "fixed": [], "stillFailing": [], "newTests": [],
+              "removedTests": []}
+    for case_id, entry in now_.items():
+        old = before.get(case_id)
+        if old is None:
+            groups["newTests"].append(item(case_id, entry, None))
+            if entry[0] == "failed":
+                groups["newFailures"].append(item(case_id, entry, None))
+        elif entry[0] == "failed":
+            groups["stillFailing" if old[0] == "failed" else "newFailures"].append(
+                item(case_id, entry, old))
+        elif old[0] == "failed" and entry[0] in ("passed", "flaky"):
+            groups["fixed"].append(item(case_id, entry, old))
+    for case_id, old in before.items():
+        if case_id not in now_:
+            groups["removedTests"].append(item(case_id, old, None))
+    for values in groups.values():
+        values.sort(key=lambda i: (i["filePath"] or "", i["fullTitle"]))
+    return {"runId": head.id, "baseRunId": base.id,
+            "summary": {name: len(values) for name, values in groups.items()}, **groups}
+
+
+def previous_run_on_branch(conn: Connection, run) -> str | None:
+    return conn.execute(select(runs_table.c.id).where(
+        runs_table.c.project_id == run.project_id, runs_table.c.branch == run.branch,
+        runs_table.c.created_at < run.created_at, runs_table.c.status.in_(["passed", "failed"]))
+        .order_by(runs_table.c.created_at.desc()).limit(1)).scalar()

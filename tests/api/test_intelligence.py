@@ -1,0 +1,285 @@
+"""Test intelligence: scores, history, verdicts with quarantine, error groups, trends and run
+comparison, checked against expectations computed by hand on sequences of runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from redline.server.intelligence import scoring
+from redline.server.intelligence.fingerprint import fingerprint
+from redline.server.intelligence.stats import recompute_case
+from redline.server.kit.clock import utcnow
+from redline.server.tables import test_cases
+
+W1, W2 = 0.5 ** 0.1, 0.5 ** 0.2  # weights of the 2nd and 3rd newest results
+
+
+def entry(status, commit="c1", run="r1", outage=False):
+    return scoring.Entry(status, commit, run, "2026-01-01T00:00:00.000Z", outage, 10)
+
+
+# -- the arithmetic ------------------------------------------------------------------------
+
+def test_a_retry_flake_weighs_by_recency():
+    window = [entry("flaky", run="r3"), entry("passed", run="r2"), entry("passed", run="r1")]
+    assert scoring.score(scoring.evidence(window)) == round(1 / (1 + W1 + W2), 4)
+    window = [entry("passed", run="r3"), entry("passed", run="r2"), entry("flaky", run="r1")]
+    assert scoring.score(scoring.evidence(window)) == round(W2 / (1 + W1 + W2), 4)
+
+
+def test_a_rerun_on_the_same_commit_that_changed_its_mind_is_evidence():
+    window = [entry("passed", "c1", "r2"), entry("failed", "c1", "r1")]
+    assert scoring.evidence(window) == [True, False]
+    assert scoring.score([True, False]) == round(1 / (1 + W1), 4)
+    # another commit: a fix, not a flake
+    assert scoring.evidence([entry("passed", "c2", "r2"), entry("failed", "c1", "r1")]) == [
+        False, False]
+
+
+def test_an_outage_run_is_never_evidence():
+    assert scoring.is_outage(failed=9, executed=10) and not scoring.is_outage(8, 10)
+    assert not scoring.is_outage(failed=3, executed=3)  # too small to call an outage
+    window = [entry("flaky", outage=True), entry("passed", "c1", "r2"),
+              entry("failed", "c1", "r0", outage=True)]
+    assert scoring.evidence(window) == [False, False, False]
+
+
+def test_failing_every_time_is_broken_not_flaky():
+    stats = scoring.case_stats([entry("failed", run=f"r{i}") for i in range(3)], 0.3)
+    assert stats.status == "broken" and stats.flakiness_score == 0.0 and stats.failed_runs == 3
+
+
+def test_the_window_keeps_the_newest_fifty():
+    old = [entry("passed", run=f"o{i}") for i in range(50)]
+    window = scoring.merge([entry("flaky", run="new")], old)
+    assert len(window) == 50 and window[0].run_id == "new" and window[-1].run_id == "o48"
+
+
+def test_fingerprints_ignore_numbers_ids_paths_and_times_but_keep_frames():
+    a = {"message": "Timeout 30000ms exceeded waiting for #row-17 at 2026-03-01T10:00:00Z",
+         "stack": "Error: x\n    at login (/tmp/pw-123/tests/login.spec.ts:42:5)"}
+    b = {"message": "Timeout 5000ms exceeded waiting for #row-99 at 2026-04-02T11:30:00Z",
+         "stack": "Error: x\n    at login (/tmp/pw-987/tests/login.spec.ts:44:9)"}
+    other_frame = {**a, "stack": "Error: x\n    at logout (/tmp/pw-1/tests/login.spec.ts:1:1)"}
+    assert fingerprint(a) == fingerprint(b) != fingerprint(other_frame)
+    assert fingerprint(None) is None
+
+
+# -- over the API --------------------------------------------------------------------------
+
+def report(client, outcomes: dict[str, str], commit: str = "c1", branch: str = "main",
+           finish: str = "passed") -> dict:
+    """A complete run with one result per test name."""
+    run = client.post("/api/runs", json={"status": "running", "commitSha": commit,
+                                         "branch": branch}).json()
+    tests = [{"title": name, "fullTitle": f"Suite > {name}", "filePath": "tests/app.spec.ts",
+              "status": status, "duration": 100,
+              **({"error": {"message": f"expected 1 got {len(name)} in /tmp/x{len(name)}"}}
+                 if status == "failed" else {})} for name, status in outcomes.items()]
+    client.post(f"/api/runs/{run['id']}/tests/batch", json={"tests": tests})
+    client.patch(f"/api/runs/{run['id']}", json={"status": finish})
+    return client.get(f"/api/runs/{run['id']}").json()
+
+
+def case_of(client, name: str) -> dict:
+    cases = client.get("/api/test-cases", params={"search": name}).json()["data"]
+    return [c for c in cases if c["title"] == name][0]
+
+
+def test_scores_over_a_sequence_of_runs(tenant):
+    with tenant.as_key() as client:
+        report(client, {"steady": "passed", "wobbly": "passed", "dead": "failed"}, "c1")
+        report(client, {"steady": "passed", "wobbly": "failed", "dead": "failed"}, "c1")
+        report(client, {"steady": "passed", "wobbly": "flaky", "dead": "failed"}, "c2")
+        wobbly, steady, dead = (case_of(client, n) for n in ("wobbly", "steady", "dead"))
+        page = client.get("/api/flakiness").json()
+    # wobbly, newest first: flaky (evidence), failed on c1 (older pass on c1: evidence), passed
+    assert wobbly["flakinessScore"] == round((1 + W1) / (1 + W1 + W2), 4)
+    assert (wobbly["totalRuns"], wobbly["flakyRuns"], wobbly["status"]) == (3, 2, "flaky")
+    assert steady["flakinessScore"] == 0.0 and steady["status"] == "stable"
+    assert dead["status"] == "broken" and dead["failureRate"] == 1.0
+    assert [t["testTitle"] for t in page["data"]] == ["wobbly"]
+    assert page["summary"]["totalFlakyTests"] == 1
+    assert page["data"][0]["totalRuns"] == 3 and page["data"][0]["flakyRuns"] == 2
+
+
+def test_a_case_explains_its_score(tenant):
+    with tenant.as_key() as client:
+        report(client, {"t": "passed"}, "c1")
+        second = report(client, {"t": "failed"}, "c1")
+        third = report(client, {"t": "flaky"}, "c2")
+        case = client.get(f"/api/test-cases/{case_of(client, 't')['id']}").json()
+    assert [(e["runId"], e["kind"]) for e in case["evidence"]] == [
+        (third["id"], "retry"), (second["id"], "same-commit")]
+    assert [f["runId"] for f in case["failedIn"]] == [second["id"]]
+    assert "0.5 ** (i / 10)" in case["scoreFormula"]
+
+
+def test_an_outage_run_does_not_make_tests_flaky(tenant):
+    with tenant.as_key() as client:
+        names = [f"t{i}" for i in range(10)]
+        report(client, {n: "passed" for n in names}, "c1")
+        outage = report(client, {**{n: "failed" for n in names[:9]}, "t9": "flaky"}, "c1")
+        t0, t9 = case_of(client, "t0"), case_of(client, "t9")
+    assert outage["failedTests"] == 9
+    assert t0["flakinessScore"] == 0.0 and t9["flakinessScore"] == 0.0
+
+
+def test_history_is_the_last_twenty_with_a_branch_filter(tenant):
+    with tenant.as_key() as client:
+        runs = [report(client, {"h": "passed" if i % 3 else "failed"},
+                       branch="main" if i % 2 else "dev") for i in range(22)]
+        result_id = client.get("/api/tests", params={"runId": runs[-1]["id"]}).json()[
+            "data"][0]["id"]
+        history = client.get(f"/api/tests/{result_id}/history").json()
+        dev = client.get(f"/api/tests/{result_id}/history", params={"branch": "dev"}).json()
+    assert history["total"] == 20 and len(history["data"]) == 20
+    assert [h["runId"] for h in history["data"]] == [r["id"] for r in reversed(runs)][:20]
+    assert set(history["data"][0]) == {"runId", "testId", "status", "duration", "branch",
+                                       "commitSha", "createdAt"}
+    assert {h["branch"] for h in dev["data"]} == {"dev"} and dev["total"] == 11
+
+
+def test_quarantine_before_a_run_makes_its_failure_not_count(tenant):
+    with tenant.as_key() as client:
+        report(client, {"q": "passed", "ok": "passed"})
+        case = case_of(client, "q")
+        # a run that started before the quarantine: its failure counts
+        early = client.post("/api/runs", json={"status": "running"}).json()
+        quarantined = client.post("/api/flakiness", json={
+            "testId": case["id"], "isQuarantined": True, "reason": "races the DB",
+            "owner": "jane@example.com"}).json()
+        client.post(f"/api/runs/{early['id']}/tests/batch", json={"tests": [
+            {"title": "q", "fullTitle": "Suite > q", "filePath": "tests/app.spec.ts",
+             "status": "failed", "duration": 1}]})
+        client.patch(f"/api/runs/{early['id']}", json={"status": "failed"})
+        early = client.get(f"/api/runs/{early['id']}").json()
+        later = report(client, {"q": "failed", "ok": "passed"}, finish="failed")
+        detail = client.get(f"/api/test-cases/{case['id']}").json()
+    assert quarantined["isQuarantined"] is True and quarantined["quarantinedBy"] == tenant.user_id
+    assert early["verdict"] == "failed" and early["quarantinedFailures"] == 0
+    assert later["status"] == "failed"  # what happened is still recorded...
+    assert later["verdict"] == "passed" and later["quarantinedFailures"] == 1  # ...CI passes
+    assert detail["quarantine"]["reason"] == "races the DB"
+    assert detail["quarantineHistory"][0]["by"] == tenant.user_id
+
+
+def test_quarantine_lifts_by_itself_at_its_expiry(server, tenant):
+    with tenant.as_key() as client:
+        report(client, {"temp": "passed"})
+        case = case_of(client, "temp")
+        expires = (utcnow() + timedelta(hours=1)).isoformat() + "Z"
+        client.post("/api/flakiness", json={"testId": case["id"], "isQuarantined": True,
+                                            "expiresAt": expires})
+        assert case_of(client, "temp")["isQuarantined"] is True
+        with server.engine.begin() as conn:
+            conn.execute(update(test_cases).where(test_cases.c.id == case["id"]).values(
+                quarantine_expires_at=utcnow() - timedelta(seconds=1)))
+        assert case_of(client, "temp")["isQuarantined"] is False
+        listed = client.get("/api/flakiness", params={"quarantined": True}).json()
+    assert listed["total"] == 0
+
+
+def test_automatic_quarantine_follows_the_settings_and_yields_to_people(tenant):
+    with tenant.as_user() as owner:
+        owner.patch(f"/api/projects/{tenant.project_id}/settings",
+                    json={"flakinessThreshold": 0.3, "autoQuarantineEnabled": True})
+    with tenant.as_key() as client:
+        for i in range(4):
+            report(client, {"auto": "flaky" if i % 2 else "passed"}, commit=f"c{i}")
+        assert case_of(client, "auto")["isQuarantined"] is False  # 4 results: not yet
+        report(client, {"auto": "flaky"}, commit="c9")
+        case = case_of(client, "auto")
+        assert case["isQuarantined"] is True and case["quarantine"]["reason"] == "auto"
+        client.post("/api/flakiness", json={"testId": case["id"], "isQuarantined": False})
+        report(client, {"auto": "flaky"}, commit="c10")
+        assert case_of(client, "auto")["isQuarantined"] is False  # the person's call stands
+
+
+def test_no_automatic_quarantine_when_disabled(tenant):
+    with tenant.as_user() as owner:
+        owner.patch(f"/api/projects/{tenant.project_id}/settings",
+                    json={"autoQuarantineEnabled": False})
+    with tenant.as_key() as client:
+        for i in range(6):
+            report(client, {"never": "flaky"}, commit=f"c{i}")
+        assert case_of(client, "never")["isQuarantined"] is False
+
+
+def test_failures_are_grouped_by_their_normalised_error(tenant):
+    with tenant.as_key() as client:
+        run = report(client, {"a": "failed", "bb": "failed", "ccc": "passed"}, finish="failed")
+        groups = client.get("/api/errors").json()
+    assert groups["total"] == 1
+    [group] = groups["data"]
+    assert group["affectedTests"] == 2 and group["occurrences"] == 2
+    assert group["message"].startswith("expected 1 got") and run["failedTests"] == 2
+
+
+def test_trends_per_day_and_per_run_and_the_slowest_tests(tenant):
+    with tenant.as_key() as client:
+        report(client, {"x": "passed", "y": "failed"}, branch="main", finish="failed")
+        report(client, {"x": "passed", "y": "passed"}, branch="main")
+        report(client, {"x": "flaky", "y": "passed"}, branch="dev")
+        by_run = client.get(f"/api/projects/{tenant.project_id}/trends",
+                            params={"groupBy": "run", "branch": "main"}).json()
+        by_day = client.get(f"/api/projects/{tenant.project_id}/trends").json()
+    assert [p["passRate"] for p in by_run["points"]] == [50.0, 100.0]
+    [today] = by_day["points"]
+    assert (today["runs"], today["totalTests"], today["passedTests"], today["flakyTests"]) == (
+        3, 6, 4, 1)
+    assert {t["fullTitle"] for t in by_day["slowestTests"]} == {"Suite > x", "Suite > y"}
+
+
+def test_comparing_two_runs(tenant):
+    with tenant.as_key() as client:
+        base = report(client, {"fixed": "failed", "still": "failed", "fine": "passed",
+                               "gone": "passed"}, finish="failed")
+        head = report(client, {"fixed": "passed", "still": "failed", "fine": "failed",
+                               "fresh": "passed"}, finish="failed")
+        diff = client.get(f"/api/runs/{head['id']}/compare", params={"base": base["id"]}).json()
+    names = {k: [i["fullTitle"].split(" > ")[1] for i in v] for k, v in diff.items()
+             if isinstance(v, list)}
+    assert names == {"newFailures": ["fine"], "fixed": ["fixed"], "stillFailing": ["still"],
+                     "newTests": ["fresh"], "removedTests": ["gone"]}
+    assert diff["summary"]["newFailures"] == 1
+
+
+def test_a_result_id_resolves_to_its_case(tenant):
+    with tenant.as_key() as client:
+        run = report(client, {"r": "passed"})
+        result_id = client.get("/api/tests", params={"runId": run["id"]}).json()["data"][0]["id"]
+        by_result = client.get(f"/api/test-cases/{result_id}").json()
+        quarantined = client.post("/api/flakiness", json={"testId": result_id,
+                                                          "isQuarantined": True}).json()
+    assert by_result["id"].startswith("tc_") and quarantined["testId"] == by_result["id"]
+
+
+def test_incremental_statistics_equal_a_recomputation_from_scratch(server, tenant):
+    with tenant.as_key() as client:
+        statuses = ["passed", "failed", "flaky", "passed", "skipped", "failed", "passed"]
+        for i in range(12):
+            report(client, {f"t{j}": statuses[(i + j) % len(statuses)] for j in range(6)},
+                   commit=f"c{i // 3}")
+    columns = ["recent", "status", "flakiness_score", "total_runs", "flaky_runs", "failed_runs",
+               "avg_duration", "last_status", "last_run_at", "last_flaky_at", "last_failed_at"]
+    with server.engine.connect() as conn:
+        rows = conn.execute(select(test_cases).where(
+            test_cases.c.project_id == tenant.project_id)).all()
+        assert len(rows) == 6
+        for row in rows:
+            fresh = recompute_case(conn, row.id)
+            assert {c: fresh[c] for c in columns} == {c: getattr(row, c) for c in columns}
+
+
+@pytest.mark.parametrize("sort", ["flakiness", "failure-rate", "duration", "title"])
+def test_test_cases_sort_and_filter(tenant, sort):
+    with tenant.as_key() as client:
+        client.post("/api/runs", json={"status": "running"})
+        report(client, {"alpha": "failed", "beta": "passed"}, finish="failed")
+        listed = client.get("/api/test-cases", params={"sort": sort}).json()
+        broken = client.get("/api/test-cases", params={"status": "new"}).json()
+    assert listed["total"] == 2 and broken["total"] == 0
