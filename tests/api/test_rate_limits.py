@@ -387,21 +387,26 @@ def test_a_refused_create_creates_nothing_and_the_retry_runs_once(server, start_
     assert count_teams(server, tenant.token) == before + 1
 
 
-# -- 6. the limiter's store is down: fail open, never a 500 -------------------------------
+# -- 6. the limiter's store is down: limits per process, never a 500 ----------------------
 
-def test_with_redis_unreachable_requests_are_admitted_not_failed(start_server):
+def test_with_redis_unreachable_limits_fall_back_to_the_process(start_server):
+    """No Redis: the documented fallback is a per-process limiter (for a few seconds at a
+    time, then Redis is tried again): requests are still limited, and none fails."""
     closed_port = live.free_port()  # nothing listens there
     srv = start_server(rate_limit_enabled=True, redis_url=f"redis://127.0.0.1:{closed_port}/0")
     tenant = live.make_tenant(srv)
     with tenant.as_key() as client:
         statuses = [client.get(f"/api/projects/{tenant.project_id}").status_code
                     for _ in range(GROUP.limit + 10)]
-    assert statuses == [200] * (GROUP.limit + 10)
+    admitted = statuses.count(200)
+    assert GROUP.limit <= admitted <= GROUP.limit + 2  # what refilled during the burst
+    assert set(statuses) <= {200, 429}
 
 
 def test_with_redis_hanging_requests_are_admitted_after_the_short_timeout(server, start_server):
     """A Redis that accepts connections but never answers (a dead host, a full network
-    buffer): each check gives up after the client's short socket timeout, then admits."""
+    buffer): the first check gives up after the client's short socket timeout; the next ones
+    skip Redis for a few seconds instead of waiting again."""
     tenant = live.make_tenant(server)  # made on the unlimited server: same database
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -410,11 +415,14 @@ def test_with_redis_hanging_requests_are_admitted_after_the_short_timeout(server
         port = listener.getsockname()[1]
         srv = start_server(rate_limit_enabled=True, redis_url=f"redis://127.0.0.1:{port}/0")
         with srv.client(**{"X-API-Key": tenant.key}) as client:
+            started = time.monotonic()
             statuses = [client.get(f"/api/projects/{tenant.project_id}").status_code
-                        for _ in range(2)]
+                        for _ in range(10)]
+            elapsed = time.monotonic() - started
     finally:
         listener.close()
-    assert statuses == [200] * 2
+    assert statuses == [200] * 10
+    assert elapsed < 3  # one 0.5 s timeout, not ten
 
 
 # -- sign-in: failures are counted per account --------------------------------------------
@@ -452,10 +460,6 @@ def test_ten_failed_sign_ins_throttle_the_account_not_other_users(start_server):
     assert login(srv, bystander, live.PASSWORD).status_code == 200
 
 
-@pytest.mark.xfail(TEST_DB == "postgres", strict=False, reason=(
-    "accounts/service.login reads the failure count, verifies the password, then increments: "
-    "concurrent guesses all pass the check before any is counted (SQLite serialises the "
-    "write transactions, PostgreSQL does not). Fix: increment first, then verify."))
 def test_concurrent_guesses_are_counted_too(start_server):
     """Forty guesses sent at once, each from its own address: no more of them are checked
     against the password than the threshold allows; the rest are refused."""

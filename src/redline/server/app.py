@@ -50,7 +50,8 @@ RAW_BODY_PATHS = {"/api/runs/import", "/api/upload"}
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or Settings()
-    engine = engine or make_engine(settings.resolved_database_url)
+    engine = engine or make_engine(settings.resolved_database_url, settings.db_pool_size,
+                                   settings.db_max_overflow)
     app = FastAPI(title="Redline API", version=__version__, description=DESCRIPTION,
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.state.settings = settings

@@ -12,6 +12,8 @@ take effect on the next one. Another tenant's object is NOT_FOUND, exactly like 
 from __future__ import annotations
 
 import hmac
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Annotated
@@ -160,20 +162,31 @@ def _check_csrf(request: Request, principal: Principal) -> None:
                        {"reason": "csrf", "required": ["csrf-token"], "granted": []})
 
 
+_touched: dict[str, float] = {}
+_touched_lock = threading.Lock()
+
+
 def _touch(request: Request, table, row_id: str, column: str, now) -> None:
-    """Record use at most once a minute. A write request records it in its own transaction
-    (a second writer would wait for the first on SQLite); a read in a short one of its own,
-    so reads stay reads."""
-    uow = request.state.uow
-    if uow.write:
-        uow.connection().execute(update(table).where(table.c.id == row_id).values({column: now}))
-        return
-    try:
-        with request.app.state.engine.connect().execution_options(**WRITE) as conn, \
-                conn.begin():
-            conn.execute(update(table).where(table.c.id == row_id).values({column: now}))
-    except Exception:  # bookkeeping must never fail a read
-        pass
+    """Record use at most once a minute. The write happens after the request has released its
+    connection (a second connection held alongside the first could exhaust the pool under
+    load), and only one request per credential and process does it."""
+    moment = time.monotonic()
+    with _touched_lock:
+        if moment - _touched.get(row_id, -1e9) < LAST_USED_EVERY.total_seconds():
+            return
+        _touched[row_id] = moment
+        if len(_touched) > 100_000:
+            _touched.clear()
+    engine = request.app.state.engine
+
+    def write() -> None:
+        try:
+            with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                conn.execute(update(table).where(table.c.id == row_id).values({column: now}))
+        except Exception:  # bookkeeping must never fail a request
+            pass
+
+    request.state.uow.after_finish.append(write)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]

@@ -20,6 +20,14 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; default "
                                      "sqlite:///<data_dir>/redline.db. PostgreSQL: "
                                      "postgresql+psycopg://user@host/db")
+    db_pool_size: int = Field(10, ge=1, le=500, description="Database connections each "
+                              "process keeps open.")
+    db_max_overflow: int = Field(10, ge=0, le=500, description="Extra connections a process "
+                                 "may open under load. Keep processes x (pool size + overflow) "
+                                 "under PostgreSQL's max_connections.")
+    forwarded_allow_ips: str | None = Field(None, description="Comma-separated addresses of "
+                                            "reverse proxies whose X-Forwarded-For is trusted "
+                                            "(per-address limits then see the real client).")
     redis_url: str | None = Field(None, description="Redis for rate-limit counters shared by "
                                   "all server processes; without it limits are per process.")
     secret_key: str | None = Field(None, description="Signs cursors, sessions and artifact "

@@ -12,18 +12,22 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 WRITE = {"redline_write": True}
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine:
+    """Pool sizing: every server or worker process holds up to pool_size + max_overflow
+    connections; keep (processes x that) under PostgreSQL's max_connections (100 by default)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               pool_size=8, max_overflow=16)
+                               pool_size=pool_size, max_overflow=max_overflow)
         _configure_sqlite(engine)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                               pool_timeout=10, connect_args={"connect_timeout": 5})
+        engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size,
+                               max_overflow=max_overflow, pool_timeout=10,
+                               connect_args={"connect_timeout": 5})
     return engine
 
 
@@ -51,6 +55,8 @@ def is_sqlite(engine: Engine) -> bool:
 
 def is_unavailable(exc: BaseException) -> bool:
     """Does this database error mean the database cannot be reached (rather than a bug)?"""
+    if isinstance(exc, PoolTimeout):  # every connection busy: overloaded, not broken
+        return True
     if not isinstance(exc, DBAPIError):
         return False
     if exc.connection_invalidated:

@@ -155,6 +155,11 @@ class UnitOfWorkState:
         self.write = write
         self._conn: Connection | None = None
         self.after_commit: list[Callable[[], None]] = []
+        self.after_finish: list[Callable[[], None]] = []  # commit or not, connection released
+
+    @property
+    def opened(self) -> bool:
+        return self._conn is not None or bool(self.after_finish)
 
     def connection(self) -> Connection:
         if self._conn is None:
@@ -179,6 +184,8 @@ class UnitOfWorkState:
             if conn is not None:
                 conn.close()
             self._conn = None
+            for callback in self.after_finish:
+                callback()
         if commit:
             for callback in self.after_commit:
                 try:
@@ -209,7 +216,8 @@ class UnitOfWork:
             try:
                 await self.app(scope, receive, send)
             finally:
-                await anyio.to_thread.run_sync(uow.finish, False)
+                if uow.opened:  # no thread hop for requests that never touched the database
+                    await anyio.to_thread.run_sync(uow.finish, False)
             return
 
         key = _header(scope, b"idempotency-key")

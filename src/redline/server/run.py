@@ -29,8 +29,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None
     app.state.embedded_worker = not no_worker
     logging.getLogger("redline.server").info(
         "Redline serving on http://%s:%s (database: %s)", host, port, _redact(url))
+    proxies = settings.forwarded_allow_ips
     uvicorn.run(app, host=host, port=port, log_level=(log_level or settings.log_level).lower(),
-                proxy_headers=False, server_header=False, access_log=False)
+                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or "",
+                server_header=False, access_log=False)
 
 
 def _redact(url: str) -> str:

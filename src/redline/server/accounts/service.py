@@ -62,15 +62,16 @@ def login(conn: Connection, email: str, password: str, settings, limiter) -> dic
     wrong password get the same answer."""
     email = email.strip().lower()
     counter = f"login-fail:{email}"
-    failures = limiter.count(counter)
-    if failures >= settings.login_max_failures:
+    # Count the attempt before checking the password: concurrent guesses cannot all slip in
+    # between a read of the counter and its increment. A success clears it.
+    attempts = limiter.incr(counter, settings.login_lockout_seconds)
+    if attempts > settings.login_max_failures:
         raise ApiError("RATE_LIMITED", "Too many failed sign-ins for this account; wait "
                        "before trying again", {"group": "login", "retryAfter":
                                                settings.login_lockout_seconds},
                        {"Retry-After": str(settings.login_lockout_seconds)})
     user = repo.find_user_by_email(conn, email)
     if not passwords.verify_password(user.password_hash if user else None, password):
-        limiter.incr(counter, settings.login_lockout_seconds)
         raise ApiError("AUTH_INVALID", "Email or password is wrong", {"reason": "credentials"})
     limiter.reset(counter)
     if passwords.needs_rehash(user.password_hash):

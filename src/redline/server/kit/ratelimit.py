@@ -6,8 +6,9 @@ one window ahead of now. That admits a burst of `limit` and then `limit` per win
 double burst at a window boundary. The Redis backend runs the same arithmetic in one Lua
 script, so any number of server processes share one budget without over-admitting.
 
-When Redis cannot be reached the limiter fails open (admits, logs a warning once a minute):
-an outage of the counter store must not turn into an outage of the API.
+When Redis cannot be reached (or hangs) the limiter falls back to a per-process limiter for a
+few seconds before trying Redis again, and logs a warning once a minute: an outage of the
+counter store must not turn into an outage, or a slowdown, of the API.
 """
 
 from __future__ import annotations
@@ -135,28 +136,40 @@ return {1, tostring(new_tat), tostring(now)}
 class RedisLimiter:
     """Limiter shared by every process that talks to the same Redis."""
 
+    RETRY_AFTER_ERROR = 5.0  # seconds on the fallback before Redis is tried again
+
     def __init__(self, url: str):
         import redis
 
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._script = self._redis.register_script(_GCRA_LUA)
         self._last_warning = 0.0
+        self._down_until = 0.0
+        self._fallback = MemoryLimiter()
+
+    @property
+    def _down(self) -> bool:
+        return time.monotonic() < self._down_until
 
     def _fail_open(self, exc: Exception) -> None:
+        self._down_until = time.monotonic() + self.RETRY_AFTER_ERROR
         if time.time() - self._last_warning > 60:
             self._last_warning = time.time()
-            log.warning("rate limiter: Redis unreachable (%s); admitting requests", exc)
+            log.warning("rate limiter: Redis unreachable (%s); limiting per process for now",
+                        exc)
 
     def acquire(self, key: str, limit: Limit) -> Decision:
         import redis
 
+        if self._down:
+            return self._fallback.acquire(key, limit)
         interval = limit.window / limit.limit
         try:
             allowed, tat, now = self._script(keys=[f"redline:rl:{key}"],
                                              args=[interval, limit.window])
         except redis.RedisError as exc:
             self._fail_open(exc)
-            return Decision(True, limit.limit, limit.limit - 1, 0, 0, limit.window, limit.group)
+            return self._fallback.acquire(key, limit)
         tat, now = float(tat), float(now)
         if allowed:
             ahead = tat - now
@@ -170,15 +183,19 @@ class RedisLimiter:
     def count(self, key: str) -> int:
         import redis
 
+        if self._down:
+            return self._fallback.count(key)
         try:
             return int(self._redis.get(f"redline:cnt:{key}") or 0)
         except redis.RedisError as exc:
             self._fail_open(exc)
-            return 0
+            return self._fallback.count(key)
 
     def incr(self, key: str, ttl: int) -> int:
         import redis
 
+        if self._down:
+            return self._fallback.incr(key, ttl)
         try:
             pipe = self._redis.pipeline()
             pipe.incr(f"redline:cnt:{key}")
@@ -186,11 +203,14 @@ class RedisLimiter:
             return int(pipe.execute()[0])
         except redis.RedisError as exc:
             self._fail_open(exc)
-            return 0
+            return self._fallback.incr(key, ttl)
 
     def reset(self, key: str) -> None:
         import redis
 
+        self._fallback.reset(key)
+        if self._down:
+            return
         try:
             self._redis.delete(f"redline:cnt:{key}")
         except redis.RedisError as exc:
