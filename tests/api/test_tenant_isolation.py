@@ -200,3 +200,12 @@ def test_responses_never_carry_secrets(server, tenant):
     for body in bodies:
         assert "argon2" not in body and "secret_hash" not in body.lower()
         assert tenant.key not in body
+
+
+def test_every_route_resolves_its_caller_in_the_endpoints_thread(server):
+    """`rate_limited` defers authentication to the router's one-thread wrapper: a route added
+    outside `OneThreadRouter` would receive an unresolved caller, so every route must have it."""
+    for route in api_routes(server.app):
+        if route.path in ("/api/openapi.json", "/api/docs"):
+            continue
+        assert getattr(route.api_route.endpoint, "one_thread", False), route.path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 
@@ -53,7 +54,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     engine = engine or make_engine(settings.resolved_database_url, settings.db_pool_size,
                                    settings.db_max_overflow)
     app = FastAPI(title="Redline API", version=__version__, description=DESCRIPTION,
-                  openapi_url=None, docs_url=None, redoc_url=None)
+                  openapi_url=None, docs_url=None, redoc_url=None, lifespan=_lifespan)
+    app.state.embedded_worker = False  # `redline serve` turns it on unless --no-worker
     app.state.settings = settings
     app.state.engine = engine
     app.state.limiter = make_limiter(settings.redis_url)
@@ -79,6 +81,21 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
                        raw_paths=RAW_BODY_PATHS)
     app.add_middleware(RequestContext)  # added last: the outermost
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    """The embedded background work of `redline serve`: the retention pass, hourly."""
+    loop = None
+    if app.state.embedded_worker:
+        from redline.server.intelligence.retention import RetentionLoop
+
+        loop = RetentionLoop(app.state.engine).start()
+    try:
+        yield
+    finally:
+        if loop is not None:
+            loop.stop()
 
 
 def _optional_routers():

@@ -237,8 +237,15 @@ def require_project(conn: Connection, principal: Principal, project_id: str,
                     scope: str) -> ProjectAccess:
     """Check that the caller may act on a project with a scope; NOT_FOUND hides other
     tenants' projects, AUTH_FORBIDDEN names the missing scope."""
-    if principal.kind == "key" and principal.project_id != project_id:
-        raise not_found("Project", project_id)
+    if principal.kind == "key":
+        # The key's own project: authentication has just read its team and the creator's
+        # current role in this request, so there is nothing more to look up.
+        if principal.project_id != project_id:
+            raise not_found("Project", project_id)
+        granted = principal.effective_key_scopes
+        if scope not in granted:
+            raise forbidden([scope], list(granted), f"Missing the '{scope}' scope for this action")
+        return ProjectAccess(project_id, principal.team_id, principal.creator_role)
     row = conn.execute(
         select(projects.c.team_id, team_members.c.role)
         .join(team_members, (team_members.c.team_id == projects.c.team_id)

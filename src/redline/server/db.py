@@ -8,6 +8,7 @@ recovers by itself after the database comes back.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -51,6 +52,20 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+_write_locks: dict[int, threading.Lock] = {}
+
+
+def sqlite_write_lock(engine: Engine) -> threading.Lock | None:
+    """One lock per SQLite database in this process, taken around request write transactions.
+
+    SQLite admits one writer; without this, concurrent writers poll its busy handler with
+    growing sleeps, and an unlucky request waits seconds (a long p99). With it they queue in
+    order inside the process; other processes still queue on the busy timeout."""
+    if not is_sqlite(engine):
+        return None
+    return _write_locks.setdefault(id(engine), threading.Lock())
 
 
 def is_unavailable(exc: BaseException) -> bool:

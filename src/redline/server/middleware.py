@@ -25,7 +25,7 @@ import anyio
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from redline.server.db import WRITE, is_unavailable
+from redline.server.db import WRITE, is_unavailable, sqlite_write_lock
 from redline.server.http_errors import ApiError, error_response
 from redline.server.kit.clock import utcnow
 from redline.server.kit.ids import new_id
@@ -156,6 +156,7 @@ class UnitOfWorkState:
         self._conn: Connection | None = None
         self.after_commit: list[Callable[[], None]] = []
         self.after_finish: list[Callable[[], None]] = []  # commit or not, connection released
+        self._lock = None
 
     @property
     def opened(self) -> bool:
@@ -163,6 +164,10 @@ class UnitOfWorkState:
 
     def connection(self) -> Connection:
         if self._conn is None:
+            if self.write and self._lock is None:
+                self._lock = sqlite_write_lock(self.engine)
+                if self._lock is not None:
+                    self._lock.acquire()
             conn = self.engine.connect()
             if self.write:
                 conn = conn.execution_options(**WRITE)
@@ -184,6 +189,9 @@ class UnitOfWorkState:
             if conn is not None:
                 conn.close()
             self._conn = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
             for callback in self.after_finish:
                 callback()
         if commit:

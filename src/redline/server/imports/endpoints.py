@@ -6,16 +6,16 @@ import tempfile
 from typing import Annotated, Literal
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 
 from redline.server.auth import Principal
-from redline.server.deps import rate_limited
+from redline.server.deps import OneThreadRouter, rate_limited
 from redline.server.http_errors import ApiError
 from redline.server.imports import service
 from redline.server.runs.schemas import ImportedRun
 from redline.server.schemas import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api", tags=["Runs"], responses=ERROR_RESPONSES)
+router = OneThreadRouter(prefix="/api", tags=["Runs"], responses=ERROR_RESPONSES)
 
 Text = Annotated[str | None, Query(max_length=255)]
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 
 from redline.server.auth import Principal
-from redline.server.deps import Db, rate_limited
+from redline.server.deps import Db, OneThreadRouter, rate_limited
 from redline.server.intelligence import schemas, service
 from redline.server.kit.pagination import Page
 from redline.server.schemas import ERROR_RESPONSES, ListPage
 
-router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
+router = OneThreadRouter(prefix="/api", responses=ERROR_RESPONSES)
 TestsReader = Annotated[Principal, Depends(rate_limited("tests-read"))]
 RunsReader = Annotated[Principal, Depends(rate_limited("runs-read"))]
 FlakyCaller = Annotated[Principal, Depends(rate_limited("flakiness"))]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, Query, Response
 
 from redline.server.auth import Principal
-from redline.server.deps import Db, rate_limited
+from redline.server.deps import Db, OneThreadRouter, rate_limited
 from redline.server.kit.pagination import Page
 from redline.server.results import schemas, service
 from redline.server.schemas import ERROR_RESPONSES, ListPage
 
-router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
+router = OneThreadRouter(prefix="/api", responses=ERROR_RESPONSES)
 Reader = Annotated[Principal, Depends(rate_limited("tests-read"))]
 Writer = Annotated[Principal, Depends(rate_limited("tests-write"))]
 Id = Annotated[str | None, Query(max_length=40)]

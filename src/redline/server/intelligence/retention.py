@@ -1,0 +1,78 @@
+"""Retention: runs (with their results and suites) older than a project's
+`dataRetentionDays` are deleted in small batches, each its own short transaction, so
+ingestion is never blocked for long. Per-case statistics stay as they were (they describe the
+last 50 results, which may reach further back); error-group rows whose last sighting is older
+than the retention period go too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from sqlalchemy import Engine, delete, select
+
+from redline.server.db import WRITE
+from redline.server.kit.clock import utcnow
+from redline.server.tables import error_group_cases, error_groups, projects, runs
+
+log = logging.getLogger("redline.retention")
+
+BATCH = 20  # runs per transaction: a run can hold thousands of results
+
+
+def purge_expired(engine: Engine, batch: int = BATCH) -> int:
+    """Delete every run past its project's retention; returns how many were deleted."""
+    deleted = 0
+    now = utcnow()
+    with engine.connect() as conn:
+        settings = conn.execute(select(projects.c.id, projects.c.data_retention_days)).all()
+    for project_id, days in settings:
+        cutoff = now - timedelta(days=days)
+        while True:
+            with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                ids = conn.execute(select(runs.c.id).where(
+                    runs.c.project_id == project_id, runs.c.created_at < cutoff)
+                    .order_by(runs.c.created_at).limit(batch)).scalars().all()
+                if not ids:
+                    conn.execute(delete(error_group_cases).where(
+                        error_group_cases.c.project_id == project_id,
+                        error_group_cases.c.last_seen < cutoff))
+                    conn.execute(delete(error_groups).where(
+                        error_groups.c.project_id == project_id,
+                        error_groups.c.last_seen < cutoff))
+                    break
+                conn.execute(delete(runs).where(runs.c.id.in_(ids)))
+                deleted += len(ids)
+    if deleted:
+        log.info("retention: deleted %d runs past their projects' retention", deleted)
+    return deleted
+
+
+class RetentionLoop:
+    """Runs `purge_expired` every `interval` seconds in a daemon thread (the embedded worker
+    of `redline serve`), until stopped."""
+
+    def __init__(self, engine: Engine, interval: float = 3600.0):
+        self.engine = engine
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="redline-retention",
+                                        daemon=True)
+
+    def start(self) -> "RetentionLoop":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                purge_expired(self.engine)
+            except Exception:  # a failed pass is retried at the next interval
+                log.exception("retention pass failed")
+            self._stop.wait(self.interval)
