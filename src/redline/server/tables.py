@@ -324,3 +324,79 @@ error_group_cases = Table(
     PrimaryKeyConstraint("project_id", "fingerprint", "test_case_id"),
     Index(None, "test_case_id"),
 )
+
+
+# -- artifacts, webhooks and background jobs ------------------------------------------------
+
+artifacts = Table(
+    "artifacts", metadata,
+    _id(),
+    _fk("project_id", "projects.id"),
+    _fk("run_id", "runs.id"),
+    _fk("test_id", "test_results.id", nullable=True),
+    Column("type", String(12), nullable=False),  # screenshot | video | trace | report
+    Column("file_name", String(255), nullable=False),  # as uploaded, for display only
+    Column("storage_key", String(255), nullable=False, unique=True),  # server-generated
+    Column("file_size", BigInteger, nullable=False),
+    Column("mime_type", String(100), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("test_status", String(10)),  # the test's outcome, for per-outcome retention
+    Column("created_at", DateTime, nullable=False),
+    Index(None, "run_id"),
+    Index(None, "test_id"),
+    Index(None, "project_id", "created_at"),
+)
+
+webhooks = Table(
+    "webhooks", metadata,
+    _id(),
+    _fk("project_id", "projects.id"),
+    Column("url", String(2048), nullable=False),
+    Column("events", Json, nullable=False),
+    Column("headers", Json, nullable=False),
+    Column("secret", String(200), nullable=False),  # whsec_...: signs deliveries
+    Column("is_active", Boolean, nullable=False, default=True),
+    Column("disabled_reason", String(255)),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index(None, "project_id"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries", metadata,
+    _id(),
+    _fk("webhook_id", "webhooks.id"),
+    _fk("project_id", "projects.id"),
+    Column("event", String(40), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("status", String(12), nullable=False),  # pending | succeeded | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("response_code", Integer),
+    Column("latency_ms", Integer),
+    Column("last_error", Text),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index(None, "webhook_id", "created_at"),
+    Index(None, "project_id"),
+)
+
+# The durable outbox: a job is a row written in the same transaction as the change that
+# causes it, claimed by a worker under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL).
+jobs = Table(
+    "jobs", metadata,
+    _id(),
+    Column("kind", String(40), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("status", String(12), nullable=False),  # queued | running | done | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False, default=10),
+    Column("run_after", DateTime, nullable=False),
+    Column("locked_by", String(100)),
+    Column("lease_until", DateTime),
+    Column("last_error", Text),
+    Column("errors", Json),  # the history of failed attempts
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index(None, "status", "run_after"),
+    Index(None, "status", "lease_until"),
+)
