@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plans": ("runs:plans", "Executed runs (plans), where the server has them."),
     "mcp": ("system:mcp", "Run the MCP server on stdio (for AI agents)."),
     "serve": ("system:serve", "Run the Redline server (API + dashboard)."),
-    "worker": ("system:worker", "Run background workers (not in this version)."),
+    "worker": ("system:worker", "Run background workers (webhooks, blob deletion)."),
     "db": ("system:db", "Database maintenance (not in this version)."),
     "webhooks": ("system:webhooks", "Manage webhooks (not in this version)."),
     "artifacts": ("system:artifacts", "Upload and fetch artifacts (not in this version)."),

@@ -88,7 +88,26 @@ def _not_implemented(name: str, what: str) -> click.Command:
     return command
 
 
-worker = _not_implemented("worker", "Run background workers")
+@click.command()
+@click.option("--processes", "-n", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes to run on this host.")
+@click.option("--data-dir", metavar="DIR", help="Data directory (REDLINE_DATA_DIR).")
+def worker(processes, data_dir):
+    """Run background workers (webhook deliveries, blob deletion, ...) in the foreground.
+
+    Any number of workers on any hosts may share one database: each job is claimed by one
+    worker at a time. SIGTERM or Ctrl-C: no new jobs are taken and the one in hand finishes;
+    a second signal exits at once (its lease lets another worker take it again).
+    """
+    try:
+        from redline.server.run import worker as run_worker
+    except ImportError as exc:
+        raise ServerNotInstalled(f"The server is not installed here ({exc.name} is missing)",
+                                 details={"missing": exc.name}) from exc
+    run_worker(processes=processes, data_dir=data_dir)
+    return 0
+
+
 db = _not_implemented("db", "Database maintenance")
 webhooks = _not_implemented("webhooks", "Manage webhooks")
 artifacts = _not_implemented("artifacts", "Upload and fetch artifacts")
