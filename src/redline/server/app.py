@@ -85,15 +85,21 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI):
-    """The embedded background work of `redline serve`: the retention pass, hourly."""
-    loop = None
+    """The embedded background work of `redline serve`: one outbox worker thread and the
+    hourly retention pass."""
+    loop = worker = None
     if app.state.embedded_worker:
         from redline.server.intelligence.retention import RetentionLoop
+        from redline.server.worker.runner import Worker
 
         loop = RetentionLoop(app.state.engine).start()
+        worker = Worker(app.state.engine, app.state.settings).start()
+        app.state.worker = worker
     try:
         yield
     finally:
+        if worker is not None:
+            worker.stop()
         if loop is not None:
             loop.stop()
 

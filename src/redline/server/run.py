@@ -39,3 +39,57 @@ def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+def worker(processes: int = 1, data_dir: str | None = None, log_level: str | None = None,
+           poll_interval: float = 0.5) -> int:
+    """Run outbox workers in the foreground (`redline worker`): `processes` separate
+    processes, each one worker. SIGTERM or Ctrl-C: no new claims, the job in hand finishes;
+    a second signal exits at once (the job's lease lets another worker take it)."""
+    import multiprocessing
+    import signal
+
+    if data_dir is not None:
+        os.environ["REDLINE_DATA_DIR"] = str(Path(data_dir))
+    if processes > 1:
+        children = [multiprocessing.Process(target=worker, args=(1, data_dir, log_level,
+                                                                  poll_interval))
+                    for _ in range(processes)]
+        for child in children:
+            child.start()
+
+        def forward(signum, _frame):
+            for child in children:
+                if child.is_alive():
+                    os.kill(child.pid, signum)
+
+        signal.signal(signal.SIGTERM, forward)
+        signal.signal(signal.SIGINT, forward)
+        for child in children:
+            child.join()
+        return 0
+
+    from redline.server.config import Settings
+    from redline.server.db import make_engine, migrate
+    from redline.server.worker.runner import Worker
+
+    settings = Settings()
+    logging.basicConfig(level=(log_level or settings.log_level).upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    migrate(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, 2, 2)
+    instance = Worker(engine, settings, poll_interval=poll_interval)
+    signals = {"count": 0}
+
+    def on_signal(signum, _frame):
+        signals["count"] += 1
+        if signals["count"] > 1:
+            os._exit(128 + signum)  # the second signal: leave now, the lease recovers it
+        instance._stopping.set()
+        instance._wake.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    instance.run_forever()
+    engine.dispose()
+    return 0
