@@ -35,7 +35,7 @@ BODY_IDS = {"teamId": "team_id", "projectId": "project_id", "runId": "run_id",
             "testId": "test_id", "parentSuiteId": "suite_id"}
 
 # Filler for required text fields whose format is checked, so only the id can be wrong.
-FILLER = {"email": "someone@example.com", "url": "https://example.com/hook",
+FILLER = {"email": "someone@example.com", "url": "https://93.184.216.34/hook",
           "password": "password123"}
 
 
@@ -59,7 +59,7 @@ def filler_for(annotation):
         return args[0]
     if origin is list:
         item = args[0]
-        return [minimal(item)] if hasattr(item, "model_fields") else ["x"]
+        return [minimal(item) if hasattr(item, "model_fields") else filler_for(item)]
     if annotation is bool:
         return True
     if annotation is int:
@@ -77,6 +77,10 @@ def victim(server):
         invite = client.post("/api/team-members", json={"teamId": b.team_id, "role": "viewer",
                                                         "email": "invitee@example.com"}).json()
         members = client.get("/api/team-members", params={"teamId": b.team_id}).json()["data"]
+        hook = client.post("/api/webhooks", json={"projectId": b.project_id,
+                                                  "url": "https://93.184.216.34/hook",
+                                                  "events": ["run.completed"]}).json()
+        ping = client.post(f"/api/webhooks/{hook['id']}/ping").json()
     with b.as_key() as client:
         run = client.post("/api/runs", json={"status": "running"}).json()
         suite = client.post("/api/test-suites", json={"runId": run["id"], "title": "S"}).json()
@@ -85,7 +89,8 @@ def victim(server):
                                                "duration": 5}).json()
     return b, {"team_id": b.team_id, "project_id": b.project_id, "key_id": b.key_id,
                "member_id": members[0]["id"], "invitation_id": invite["id"],
-               "run_id": run["id"], "test_id": test["id"], "suite_id": suite["id"]}
+               "run_id": run["id"], "test_id": test["id"], "suite_id": suite["id"],
+               "webhook_id": hook["id"], "delivery_id": ping["id"]}
 
 
 def request_for(method: str, entry: Route, ids: dict[str, str]):

@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str | None = Field(None, description="Comma-separated addresses of "
                                             "reverse proxies whose X-Forwarded-For is trusted "
                                             "(per-address limits then see the real client).")
+    webhook_allow_nets: str | None = Field(None, description="Comma-separated networks (CIDR) "
+                                           "webhooks may reach although they are not public, "
+                                           "e.g. 10.0.0.0/8 for an internal receiver.")
+    job_lease_seconds: int = Field(60, ge=1, le=3600, description="How long a worker holds a "
+                                   "claimed job; a crashed worker's job is taken again after "
+                                   "it.")
     redis_url: str | None = Field(None, description="Redis for rate-limit counters shared by "
                                   "all server processes; without it limits are per process.")
     secret_key: str | None = Field(None, description="Signs cursors, sessions and artifact "

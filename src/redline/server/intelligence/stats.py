@@ -87,12 +87,14 @@ def apply_run(conn: Connection, run_id: str) -> None:
     updates = []
     now = utcnow()
     auto_candidates = []
+    became_flaky: list[dict] = []
     case_ids = list(by_case)
     for start in range(0, len(case_ids), CHUNK):
         chunk = case_ids[start:start + CHUNK]
         for case in conn.execute(
                 select(test_cases.c.id, test_cases.c.recent, test_cases.c.is_quarantined,
-                       test_cases.c.quarantine_manual, test_cases.c.quarantine_expires_at)
+                       test_cases.c.quarantine_manual, test_cases.c.quarantine_expires_at,
+                       test_cases.c.status, test_cases.c.full_title, test_cases.c.file_path)
                 .where(test_cases.c.id.in_(chunk))):
             results = by_case[case.id]
             new = [_entry(r, run, outage) for r in reversed(results) if r.status != "skipped"]
@@ -100,6 +102,11 @@ def apply_run(conn: Connection, run_id: str) -> None:
             window = scoring.merge(new, old)
             stats = scoring.case_stats(window, threshold)
             updates.append(_stats_row(case.id, window, stats, results[-1].tags))
+            if stats.status == "flaky" and case.status != "flaky":
+                became_flaky.append({"testCaseId": case.id, "fullTitle": case.full_title,
+                                     "filePath": case.file_path,
+                                     "flakinessScore": stats.flakiness_score,
+                                     "runId": run.id})
             active = case.is_quarantined and (case.quarantine_expires_at is None
                                               or case.quarantine_expires_at > now)
             if (auto and not active and not case.quarantine_manual
@@ -113,6 +120,25 @@ def apply_run(conn: Connection, run_id: str) -> None:
     _record_error_groups(conn, run.project_id, failures)
     conn.execute(update(runs).where(runs.c.id == run_id).values(
         verdict=verdict, quarantined_failures=quarantined_failures, stats_applied=True))
+    _emit_run_events(conn, run, verdict, quarantined_failures, became_flaky)
+
+
+def _emit_run_events(conn: Connection, run, verdict: str, quarantined_failures: int,
+                     became_flaky: list[dict]) -> None:
+    from redline.server.webhooks.service import emit
+
+    run = conn.execute(select(runs).where(runs.c.id == run.id)).one()
+    data = {"runId": run.id, "projectId": run.project_id, "status": run.status,
+            "verdict": verdict, "branch": run.branch, "commitSha": run.commit_sha,
+            "ciBuildUrl": run.ci_build_url, "totalTests": run.total_tests,
+            "passedTests": run.passed_tests, "failedTests": run.failed_tests,
+            "skippedTests": run.skipped_tests, "flakyTests": run.flaky_tests,
+            "quarantinedFailures": quarantined_failures}
+    emit(conn, run.project_id, "run.completed", data)
+    if verdict == "failed":
+        emit(conn, run.project_id, "run.failed", data)
+    for case in became_flaky:
+        emit(conn, run.project_id, "test.flaky", case)
 
 
 def _stats_row(case_id: str, window, stats: scoring.CaseStats, tags) -> dict:
@@ -177,6 +203,15 @@ def set_quarantine(conn: Connection, project_id: str, case_id: str, quarantined:
     if not automatic:
         values["quarantine_manual"] = True
     conn.execute(update(test_cases).where(test_cases.c.id == case_id).values(**values))
+    if quarantined:
+        from redline.server.webhooks.service import emit
+
+        case = conn.execute(select(test_cases.c.full_title, test_cases.c.file_path)
+                            .where(test_cases.c.id == case_id)).one()
+        emit(conn, project_id, "test.quarantined", {
+            "testCaseId": case_id, "fullTitle": case.full_title, "filePath": case.file_path,
+            "reason": reason, "owner": owner, "automatic": automatic,
+            "expiresAt": iso(expires_at)})
 
 
 def _record_error_groups(conn: Connection, project_id: str, failures: list) -> None:

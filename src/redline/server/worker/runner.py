@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 
@@ -41,6 +42,7 @@ class Context:
     engine: Engine
     settings: object
     worker_id: str
+    job: outbox.Job
 
 
 class Worker:
@@ -92,14 +94,15 @@ class Worker:
 
     def run_once(self) -> bool:
         """Claim and run one job; False when none was due."""
-        jobs = outbox.claim(self.engine, self.worker_id, limit=1)
+        lease = timedelta(seconds=getattr(self.settings, "job_lease_seconds", 60))
+        jobs = outbox.claim(self.engine, self.worker_id, limit=1, lease=lease)
         if not jobs:
             return False
         self.execute(jobs[0])
         return True
 
     def execute(self, job: outbox.Job) -> str:
-        context = Context(self.engine, self.settings, self.worker_id)
+        context = Context(self.engine, self.settings, self.worker_id, job)
         started = time.monotonic()
         try:
             handler = handler_for(job.kind)

@@ -1,0 +1,140 @@
+"""Sending one webhook request: Standard Webhooks signing, and the SSRF guard.
+
+Signing (Standard Webhooks 1.0): headers `webhook-id`, `webhook-timestamp` and
+`webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the
+base64 secret after the `whsec_` prefix. Receivers can verify with the `standardwebhooks`
+library.
+
+SSRF: the host is resolved once, every address must be public (not loopback, private,
+link-local, carrier-grade NAT, multicast, reserved or a metadata address, IPv4-mapped forms
+included) unless it is inside `REDLINE_WEBHOOK_ALLOW_NETS`, and the request goes to the very
+address that was checked (so DNS rebinding between check and connect cannot redirect it).
+Redirects are never followed, and at most 64 KiB of the response is read.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+TIMEOUT = 10.0
+MAX_RESPONSE_BYTES = 64 * 1024
+SIGNATURE_HEADERS = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type",
+                     "host", "content-length"}
+
+
+class BlockedDestination(ValueError):
+    """The URL points somewhere Redline must not send requests."""
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    content = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def parse_networks(text: str | None) -> list:
+    return [ipaddress.ip_network(part.strip(), strict=False)
+            for part in (text or "").split(",") if part.strip()]
+
+
+def _is_public(address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not (address.is_multicast or address.is_reserved)
+
+
+def resolve_destination(url: str, allowed: list) -> tuple[str, str]:
+    """(the address to connect to, the host name) for an allowed URL; BlockedDestination
+    otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise BlockedDestination(f"only http and https URLs are allowed, not {parts.scheme!r}")
+    host = parts.hostname
+    if not host:
+        raise BlockedDestination("the URL has no host")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError) as exc:
+        raise BlockedDestination(f"cannot resolve {host!r}: {exc}") from None
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    for address in addresses:
+        inside = any(address in network for network in allowed)
+        if not inside and not _is_public(address):
+            raise BlockedDestination(f"{host!r} resolves to {address}, which is not a public "
+                                     "address (allow it with REDLINE_WEBHOOK_ALLOW_NETS)")
+    return str(addresses[0]), host
+
+
+@dataclass
+class Outcome:
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    retry_after: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def send(url: str, secret: str, message_id: str, body: bytes, custom_headers: dict,
+         allowed: list, timeout: float | None = None) -> Outcome:
+    """Deliver once. Raises BlockedDestination when the URL is not allowed (checked now,
+    at delivery time, against the address actually dialled)."""
+    timeout = TIMEOUT if timeout is None else timeout
+    address, host = resolve_destination(url, allowed)
+    parts = urlsplit(url)
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal + (f":{parts.port}" if parts.port else "")
+    target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    timestamp = int(time.time())
+    headers = {k: v for k, v in custom_headers.items() if k.lower() not in SIGNATURE_HEADERS}
+    headers.update({
+        "Host": parts.netloc.rsplit("@", 1)[-1], "content-type": "application/json",
+        "user-agent": "Redline-Webhooks/1", "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, message_id, timestamp, body)})
+    started = time.monotonic()
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+            with client.stream("POST", target, content=body, headers=headers,
+                               extensions={"sni_hostname": host}) as response:
+                received = 0
+                for chunk in response.iter_bytes():
+                    received += len(chunk)
+                    if received >= MAX_RESPONSE_BYTES:
+                        break
+                latency = int((time.monotonic() - started) * 1000)
+                retry_after = None
+                if response.status_code in (429, 503) and "retry-after" in response.headers:
+                    try:
+                        retry_after = float(response.headers["retry-after"])
+                    except ValueError:
+                        retry_after = None
+                error = None if 200 <= response.status_code < 300 else (
+                    f"HTTP {response.status_code}" + (
+                        " (redirects are not followed)" if 300 <= response.status_code < 400
+                        else ""))
+                return Outcome(response.status_code, latency, error, retry_after)
+    except httpx.TimeoutException:
+        return Outcome(None, int((time.monotonic() - started) * 1000),
+                       f"no response within {timeout:.0f} s")
+    except httpx.HTTPError as exc:
+        return Outcome(None, int((time.monotonic() - started) * 1000),
+                       f"{type(exc).__name__}: {exc}")

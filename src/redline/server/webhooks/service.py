@@ -1,0 +1,237 @@
+"""Webhooks: CRUD, the events that queue deliveries, and delivering them.
+
+An event writes one delivery row per subscribed webhook and one outbox job for each, in the
+transaction of the change that caused it: a run that completes commits its `run.completed`
+deliveries with it, or neither exists. The job delivers (tasks.py); the delivery row records
+every attempt (status, attempts, response code, latency, error).
+"""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+
+from redline.server.auth import Principal, require_project
+from redline.server.db import WRITE
+from redline.server.http_errors import ApiError, not_found, validation_error
+from redline.server.kit.clock import iso, utcnow
+from redline.server.kit.ids import new_id
+from redline.server.runs import service as runs
+from redline.server.tables import webhook_deliveries, webhooks
+from redline.server.webhooks import delivery
+from redline.server.worker import outbox
+from redline.server.worker.runner import Permanent, RetryLater
+
+DELIVERY_ATTEMPTS = 10  # with the outbox's backoff: retries over about a day
+
+
+def webhook_json(row) -> dict:
+    return {"id": row.id, "projectId": row.project_id, "url": row.url,
+            "events": list(row.events), "headers": dict(row.headers or {}),
+            "isActive": row.is_active, "disabledReason": row.disabled_reason,
+            "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at)}
+
+
+def delivery_json(row) -> dict:
+    return {"id": row.id, "webhookId": row.webhook_id, "event": row.event,
+            "status": row.status, "attempts": row.attempts, "responseCode": row.response_code,
+            "latencyMs": row.latency_ms, "lastError": row.last_error, "payload": row.payload,
+            "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at)}
+
+
+def _check_url(url: str, settings) -> None:
+    try:
+        delivery.resolve_destination(url, delivery.parse_networks(settings.webhook_allow_nets))
+    except delivery.BlockedDestination as exc:
+        raise validation_error("url", "blocked_destination", f"Webhook URL refused: {exc}")
+
+
+def _check_secret(secret: str) -> None:
+    import base64
+    import binascii
+
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except binascii.Error:
+        key = b""
+    if not 24 <= len(key) <= 64:
+        raise validation_error("secret", "invalid", "secret must be whsec_ + base64 of 24 to "
+                               "64 bytes")
+
+
+def _load(conn: Connection, principal: Principal, webhook_id: str):
+    row = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id)).first()
+    if row is None:
+        raise not_found("Webhook", webhook_id)
+    try:
+        require_project(conn, principal, row.project_id, "project:admin")
+    except ApiError as exc:
+        if exc.code == "NOT_FOUND":
+            raise not_found("Webhook", webhook_id) from None
+        raise
+    return row
+
+
+def create(conn: Connection, principal: Principal, project_id: str | None, url: str,
+           events: list[str], headers: dict, secret: str | None, settings) -> dict:
+    project_id = runs.resolve_project(principal, project_id)
+    require_project(conn, principal, project_id, "project:admin")
+    _check_url(url, settings)
+    if secret is not None:
+        _check_secret(secret)
+    secret = secret or delivery.new_secret()
+    now = utcnow()
+    webhook_id = new_id("wh")
+    conn.execute(insert(webhooks).values(
+        id=webhook_id, project_id=project_id, url=url, events=sorted(set(events)),
+        headers=headers, secret=secret, is_active=True, created_at=now, updated_at=now))
+    row = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id)).one()
+    return {**webhook_json(row), "secret": secret}
+
+
+def list_webhooks(conn: Connection, principal: Principal, project_id: str | None, page) -> dict:
+    project_id = runs.resolve_project(principal, project_id)
+    require_project(conn, principal, project_id, "project:admin")
+    where = webhooks.c.project_id == project_id
+    total = conn.execute(select(func.count()).select_from(webhooks).where(where)).scalar_one()
+    rows = conn.execute(select(webhooks).where(where).order_by(webhooks.c.id)
+                        .limit(page.limit).offset(page.offset)).all()
+    return page.page([webhook_json(r) for r in rows], total)
+
+
+def get(conn: Connection, principal: Principal, webhook_id: str) -> dict:
+    return webhook_json(_load(conn, principal, webhook_id))
+
+
+def update_webhook(conn: Connection, principal: Principal, webhook_id: str, changes: dict,
+                   settings) -> dict:
+    _load(conn, principal, webhook_id)
+    values = {k: v for k, v in changes.items() if v is not None}
+    if "url" in values:
+        _check_url(values["url"], settings)
+    if "secret" in values:
+        _check_secret(values["secret"])
+    if "events" in values:
+        values["events"] = sorted(set(values["events"]))
+    if values.get("is_active"):
+        values["disabled_reason"] = None
+    now = utcnow()
+    conn.execute(update(webhooks).where(webhooks.c.id == webhook_id).values(
+        updated_at=now, **values))
+    row = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id)).one()
+    return {"id": row.id, "url": row.url, "events": list(row.events),
+            "isActive": row.is_active, "updatedAt": iso(row.updated_at)}
+
+
+def delete_webhook(conn: Connection, principal: Principal, webhook_id: str) -> None:
+    _load(conn, principal, webhook_id)
+    conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
+
+
+def deliveries(conn: Connection, principal: Principal, webhook_id: str, page) -> dict:
+    _load(conn, principal, webhook_id)
+    where = webhook_deliveries.c.webhook_id == webhook_id
+    total = conn.execute(select(func.count()).select_from(webhook_deliveries)
+                         .where(where)).scalar_one()
+    rows = conn.execute(select(webhook_deliveries).where(where)
+                        .order_by(webhook_deliveries.c.id.desc())
+                        .limit(page.limit).offset(page.offset)).all()
+    return page.page([delivery_json(r) for r in rows], total)
+
+
+def redeliver(conn: Connection, principal: Principal, webhook_id: str, delivery_id: str) -> dict:
+    """Send a delivery again, with the same id (receivers deduplicate on `webhook-id`)."""
+    _load(conn, principal, webhook_id)
+    row = conn.execute(select(webhook_deliveries).where(
+        webhook_deliveries.c.id == delivery_id,
+        webhook_deliveries.c.webhook_id == webhook_id)).first()
+    if row is None:
+        raise not_found("Delivery", delivery_id)
+    conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)
+                 .values(status="pending", updated_at=utcnow()))
+    outbox.enqueue(conn, "webhooks.deliver", {"deliveryId": delivery_id},
+                   max_attempts=DELIVERY_ATTEMPTS)
+    return delivery_json(conn.execute(select(webhook_deliveries).where(
+        webhook_deliveries.c.id == delivery_id)).one())
+
+
+def ping(conn: Connection, principal: Principal, webhook_id: str) -> dict:
+    row = _load(conn, principal, webhook_id)
+    delivery_id = _queue(conn, row, "ping", {"webhookId": row.id})
+    return delivery_json(conn.execute(select(webhook_deliveries).where(
+        webhook_deliveries.c.id == delivery_id)).one())
+
+
+def _queue(conn: Connection, webhook, event: str, data: dict) -> str:
+    now = utcnow()
+    delivery_id = new_id("whd")
+    payload = {"type": event, "timestamp": iso(now), "data": data}
+    conn.execute(insert(webhook_deliveries).values(
+        id=delivery_id, webhook_id=webhook.id, project_id=webhook.project_id, event=event,
+        payload=payload, status="pending", attempts=0, created_at=now, updated_at=now))
+    outbox.enqueue(conn, "webhooks.deliver", {"deliveryId": delivery_id},
+                   max_attempts=DELIVERY_ATTEMPTS)
+    return delivery_id
+
+
+def emit(conn: Connection, project_id: str, event: str, data: dict) -> int:
+    """Queue `event` for every active webhook of the project subscribed to it, in the
+    caller's transaction. Returns how many deliveries were queued."""
+    subscribed = [row for row in conn.execute(select(webhooks).where(
+        webhooks.c.project_id == project_id, webhooks.c.is_active.is_(True)))
+        if event in row.events]
+    for webhook in subscribed:
+        _queue(conn, webhook, event, data)
+    return len(subscribed)
+
+
+def deliver(engine: Engine, settings, delivery_id: str, last_attempt: bool) -> None:
+    """One attempt of one delivery (the outbox job's body). Records the attempt, then raises
+    to have the job retried when it failed."""
+    with engine.connect() as conn:
+        row = conn.execute(select(webhook_deliveries, webhooks.c.url, webhooks.c.secret,
+                                  webhooks.c.headers, webhooks.c.is_active)
+                           .join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id)
+                           .where(webhook_deliveries.c.id == delivery_id)).first()
+    if row is None:
+        return  # the webhook was deleted: nothing to send
+    if row.status == "succeeded":
+        return  # a retry of a job whose delivery already landed (idempotent)
+    if not row.is_active:
+        _record(engine, delivery_id, "failed", None, None, "the webhook is disabled")
+        return
+    body = json.dumps({"id": delivery_id, **row.payload}, separators=(",", ":")).encode()
+    allowed = delivery.parse_networks(settings.webhook_allow_nets)
+    try:
+        outcome = delivery.send(row.url, row.secret, delivery_id, body, row.headers or {},
+                                allowed)
+    except delivery.BlockedDestination as exc:
+        _record(engine, delivery_id, "failed", None, None, f"refused: {exc}")
+        raise Permanent(str(exc)) from None
+    if outcome.succeeded:
+        _record(engine, delivery_id, "succeeded", outcome.status_code, outcome.latency_ms,
+                None)
+        return
+    if outcome.status_code == 410:  # Standard Webhooks: gone means stop sending
+        _record(engine, delivery_id, "failed", 410, outcome.latency_ms,
+                "HTTP 410: the endpoint is gone; webhook disabled")
+        with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            conn.execute(update(webhooks).where(webhooks.c.id == row.webhook_id).values(
+                is_active=False, disabled_reason="receiver answered 410 Gone",
+                updated_at=utcnow()))
+        raise Permanent("410 Gone")
+    _record(engine, delivery_id, "failed" if last_attempt else "pending",
+            outcome.status_code, outcome.latency_ms, outcome.error)
+    if outcome.retry_after is not None:
+        raise RetryLater(outcome.error or "throttled", delay=outcome.retry_after)
+    raise RuntimeError(outcome.error or "delivery failed")
+
+
+def _record(engine: Engine, delivery_id: str, status: str, code, latency, error) -> None:
+    """One attempt's outcome, in its own transaction (kept whatever the job does next)."""
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)
+                     .values(status=status, attempts=webhook_deliveries.c.attempts + 1,
+                             response_code=code, latency_ms=latency, last_error=error,
+                             updated_at=utcnow()))
