@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from tests.conftest import missing_service
 from tests.support import live
@@ -77,3 +78,42 @@ def test_unavailable_while_the_database_is_down_then_recovers(throwaway_postgres
                 assert time.time() < deadline, "the API did not recover"
                 time.sleep(0.2)
             assert client.get(f"/api/projects/{tenant.project_id}").status_code == 200
+
+
+def test_workers_survive_a_database_outage_without_losing_jobs(throwaway_postgres, tmp_path):
+    """Stop PostgreSQL under a working worker: it waits, reconnects, and every job runs."""
+    from redline.server.config import Settings
+    from redline.server.db import WRITE, make_engine, migrate
+    from redline.server.tables import jobs
+    from redline.server.worker import outbox
+    from redline.server.worker.registry import task
+    from redline.server.worker.runner import Worker
+
+    done = []
+
+    @task("test.outage")
+    def record(ctx, payload):
+        done.append(payload["n"])
+
+    url, start, stop = throwaway_postgres
+    migrate(url)
+    engine = make_engine(url, 4, 4)
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        for n in range(50):
+            outbox.enqueue(conn, "test.outage", {"n": n})
+    worker = Worker(engine, Settings(database_url=url), poll_interval=0.05, name="w").start()
+    deadline = time.time() + 20
+    while not done and time.time() < deadline:
+        time.sleep(0.01)
+    stop()
+    time.sleep(2)
+    start()
+    deadline = time.time() + 60
+    while len(set(done)) < 50 and time.time() < deadline:
+        time.sleep(0.1)
+    worker.stop()
+    with engine.connect() as conn:
+        stuck = conn.execute(select(func.count()).select_from(jobs).where(
+            jobs.c.status != "done")).scalar_one()
+    engine.dispose()
+    assert set(done) == set(range(50)) and stuck == 0

@@ -101,6 +101,11 @@ class Worker:
         self.execute(jobs[0])
         return True
 
+    def _record(self, record, job, *args, **kwargs):
+        patience = float(getattr(self.settings, "job_lease_seconds", 60))
+        return _record_with_retries(record, self.engine, job, self.worker_id, *args,
+                                    patience=patience, **kwargs)
+
     def execute(self, job: outbox.Job) -> str:
         context = Context(self.engine, self.settings, self.worker_id, job)
         started = time.monotonic()
@@ -108,21 +113,37 @@ class Worker:
             handler = handler_for(job.kind)
             handler(context, job.payload)
         except RetryLater as exc:
-            status = outbox.fail(self.engine, job, self.worker_id, str(exc), delay=exc.delay)
+            status = self._record(outbox.fail, job, str(exc), delay=exc.delay)
         except Permanent as exc:
             job.attempts = job.max_attempts
-            status = outbox.fail(self.engine, job, self.worker_id, f"permanent: {exc}")
+            status = self._record(outbox.fail, job, f"permanent: {exc}")
         except Exception as exc:
             log.warning("job %s (%s) attempt %d failed: %s", job.id, job.kind, job.attempts,
                         exc)
-            status = outbox.fail(self.engine, job, self.worker_id,
-                                 f"{type(exc).__name__}: {exc}")
+            status = self._record(outbox.fail, job, f"{type(exc).__name__}: {exc}")
         else:
-            status = "done" if outbox.complete(self.engine, job, self.worker_id) else "lost"
+            status = "done" if self._record(outbox.complete, job) else "lost"
         self.processed += 1
         log.debug("job %s (%s) -> %s in %.0f ms", job.id, job.kind, status,
                   (time.monotonic() - started) * 1000)
         return status
+
+
+def _record_with_retries(record, engine, job, worker_id, *args, patience: float = 60.0,
+                         **kwargs):
+    """Record an attempt's outcome, retrying while the database is unreachable: the job ran,
+    so leaving it `running` until its lease expires would run it again for nothing."""
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            return record(engine, job, worker_id, *args, **kwargs)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("job %s: cannot record its outcome yet; retrying", job.id)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def drain(engine: Engine, settings, max_jobs: int = 10_000) -> int:
