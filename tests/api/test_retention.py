@@ -38,3 +38,33 @@ def test_the_embedded_worker_runs_retention(server):
     loop = RetentionLoop(server.engine, interval=0.05).start()
     loop.stop()
     assert not loop._thread.is_alive()
+
+
+def test_deleting_runs_projects_and_expired_data_queues_blob_deletions(server, tenant):
+    """Artifacts' files go through the outbox, in the transaction that removes their rows."""
+    from sqlalchemy import insert
+
+    from redline.server.tables import artifacts, jobs
+
+    def add_artifact(run_id, key):
+        with server.engine.begin() as conn:
+            conn.execute(insert(artifacts).values(
+                id=f"artifact_{key}", project_id=tenant.project_id, run_id=run_id,
+                type="screenshot", file_name="s.png", storage_key=key, file_size=1,
+                mime_type="image/png", sha256="0" * 64, created_at=utcnow()))
+
+    def queued_keys():
+        with server.engine.connect() as conn:
+            return {job.payload["storageKey"] for job in conn.execute(
+                select(jobs).where(jobs.c.kind == "artifacts.delete_blob"))}
+
+    with tenant.as_key() as client:
+        run_ids = [client.post("/api/runs", json={"status": "running"}).json()["id"]
+                   for _ in range(2)]
+    add_artifact(run_ids[0], f"{tenant.project_id}/a")
+    add_artifact(run_ids[1], f"{tenant.project_id}/b")
+    with tenant.as_user() as owner:
+        assert owner.delete(f"/api/runs/{run_ids[0]}").status_code == 200
+        assert f"{tenant.project_id}/a" in queued_keys()
+        assert owner.delete(f"/api/projects/{tenant.project_id}").status_code == 200
+    assert f"{tenant.project_id}/b" in queued_keys()

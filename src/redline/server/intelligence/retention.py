@@ -15,7 +15,8 @@ from sqlalchemy import Engine, delete, select
 
 from redline.server.db import WRITE
 from redline.server.kit.clock import utcnow
-from redline.server.tables import error_group_cases, error_groups, projects, runs
+from redline.server.runs.service import queue_blob_deletions
+from redline.server.tables import artifacts, error_group_cases, error_groups, projects, runs
 
 log = logging.getLogger("redline.retention")
 
@@ -43,6 +44,7 @@ def purge_expired(engine: Engine, batch: int = BATCH) -> int:
                         error_groups.c.project_id == project_id,
                         error_groups.c.last_seen < cutoff))
                     break
+                queue_blob_deletions(conn, artifacts.c.run_id.in_(ids))
                 conn.execute(delete(runs).where(runs.c.id.in_(ids)))
                 deleted += len(ids)
     if deleted:

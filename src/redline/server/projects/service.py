@@ -83,6 +83,10 @@ def rename_project(conn: Connection, principal: Principal, project_id: str,
 def delete_project(conn: Connection, principal: Principal, project_id: str) -> None:
     access = require_project(conn, principal, project_id, "runs:read")
     require_owner(access, principal)
+    from redline.server.runs.service import queue_blob_deletions
+    from redline.server.tables import artifacts
+
+    queue_blob_deletions(conn, artifacts.c.project_id == project_id)
     repo.delete_project(conn, project_id)
 
 

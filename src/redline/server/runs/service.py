@@ -207,7 +207,24 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def queue_blob_deletions(conn: Connection, condition) -> int:
+    """Before rows of `artifacts` go (with a run or a project), queue the deletion of their
+    blobs through the outbox, in the same transaction: the files go only if the rows do."""
+    from sqlalchemy import select
+
+    from redline.server.tables import artifacts
+    from redline.server.worker import outbox
+
+    keys = conn.execute(select(artifacts.c.storage_key).where(condition)).scalars().all()
+    for key in keys:
+        outbox.enqueue(conn, "artifacts.delete_blob", {"storageKey": key})
+    return len(keys)
+
+
 def delete_run(conn: Connection, principal: Principal, run_id: str) -> None:
-    """Deletes the run with its results and suites (admins: `project:admin`)."""
+    """Deletes the run with its results, suites and artifacts (admins: `project:admin`)."""
+    from redline.server.tables import artifacts
+
     load_run(conn, principal, run_id, "project:admin")
+    queue_blob_deletions(conn, artifacts.c.run_id == run_id)
     repo.delete_run(conn, run_id)

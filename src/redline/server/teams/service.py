@@ -80,6 +80,13 @@ def rename_team(conn: Connection, principal: Principal, team_id: str, name: str)
 def delete_team(conn: Connection, principal: Principal, team_id: str) -> None:
     require_team_role(conn, principal, team_id, "owner")
     require_user(principal)
+    from sqlalchemy import select
+
+    from redline.server.runs.service import queue_blob_deletions
+    from redline.server.tables import artifacts, projects
+
+    queue_blob_deletions(conn, artifacts.c.project_id.in_(
+        select(projects.c.id).where(projects.c.team_id == team_id)))
     repo.delete_team(conn, team_id)
 
 
