@@ -68,3 +68,30 @@ def test_deleting_runs_projects_and_expired_data_queues_blob_deletions(server, t
         assert f"{tenant.project_id}/a" in queued_keys()
         assert owner.delete(f"/api/projects/{tenant.project_id}").status_code == 200
     assert f"{tenant.project_id}/b" in queued_keys()
+
+
+def test_artifacts_of_passed_tests_can_be_kept_for_fewer_days(server, tenant):
+    from sqlalchemy import insert
+
+    from redline.server.tables import artifacts
+
+    with tenant.as_user() as owner:
+        settings = owner.patch(f"/api/projects/{tenant.project_id}/settings", json={
+            "artifactRetentionDays": {"passed": 7, "failed": 30}}).json()
+    assert settings["artifactRetentionDays"] == {"passed": 7, "failed": 30, "flaky": None,
+                                                 "skipped": None}
+    with tenant.as_key() as client:
+        run_id = client.post("/api/runs", json={"status": "running"}).json()["id"]
+    old = utcnow() - timedelta(days=10)
+    with server.engine.begin() as conn:
+        for outcome in ("passed", "failed"):
+            conn.execute(insert(artifacts).values(
+                id=f"artifact_{outcome}{run_id}", project_id=tenant.project_id, run_id=run_id,
+                type="screenshot", file_name="s.png", storage_key=f"k/{outcome}/{run_id}",
+                file_size=1, mime_type="image/png", sha256="0" * 64, test_status=outcome,
+                created_at=old))
+    purge_expired(server.engine)
+    with server.engine.connect() as conn:
+        left = conn.execute(select(artifacts.c.test_status).where(
+            artifacts.c.run_id == run_id)).scalars().all()
+    assert left == ["failed"]  # 10 days old: past 7 for a pass, within 30 for a failure

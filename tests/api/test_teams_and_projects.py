@@ -118,6 +118,8 @@ def test_project_lifecycle_with_the_references_shapes(tenant):
         settings = client.get(f"/api/projects/{project['id']}/settings").json()
         assert settings == {"projectId": project["id"], "dataRetentionDays": 90,
                             "flakinessThreshold": 0.3, "autoQuarantineEnabled": True,
+                            "artifactRetentionDays": {"passed": None, "failed": None,
+                                                      "flaky": None, "skipped": None},
                             "updatedAt": settings["updatedAt"]}
         changed = client.patch(f"/api/projects/{project['id']}/settings",
                                json={"flakinessThreshold": 0.5}).json()

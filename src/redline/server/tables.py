@@ -110,6 +110,9 @@ projects = Table(
     Column("data_retention_days", Integer, nullable=False, default=90),
     Column("flakiness_threshold", Float, nullable=False, default=0.3),
     Column("auto_quarantine_enabled", Boolean, nullable=False, default=True),
+    # days to keep artifacts by their test's outcome: {"passed": 7, "failed": 30, ...};
+    # an outcome not named keeps them as long as the run (dataRetentionDays)
+    Column("artifact_retention_days", Json),
     Column("settings_updated_at", DateTime, nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),

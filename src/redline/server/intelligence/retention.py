@@ -28,8 +28,10 @@ def purge_expired(engine: Engine, batch: int = BATCH) -> int:
     deleted = 0
     now = utcnow()
     with engine.connect() as conn:
-        settings = conn.execute(select(projects.c.id, projects.c.data_retention_days)).all()
-    for project_id, days in settings:
+        settings = conn.execute(select(projects.c.id, projects.c.data_retention_days,
+                                       projects.c.artifact_retention_days)).all()
+    for project_id, days, by_outcome in settings:
+        deleted_artifacts = _purge_artifacts(engine, project_id, by_outcome or {}, now, batch)
         cutoff = now - timedelta(days=days)
         while True:
             with engine.connect().execution_options(**WRITE) as conn, conn.begin():
@@ -47,8 +49,30 @@ def purge_expired(engine: Engine, batch: int = BATCH) -> int:
                 queue_blob_deletions(conn, artifacts.c.run_id.in_(ids))
                 conn.execute(delete(runs).where(runs.c.id.in_(ids)))
                 deleted += len(ids)
+        if deleted_artifacts:
+            log.info("retention: deleted %d artifacts of project %s", deleted_artifacts,
+                     project_id)
     if deleted:
         log.info("retention: deleted %d runs past their projects' retention", deleted)
+    return deleted
+
+
+def _purge_artifacts(engine: Engine, project_id: str, by_outcome: dict, now,
+                     batch: int) -> int:
+    """Artifacts kept for fewer days than their run, by their test's outcome."""
+    deleted = 0
+    for outcome, days in by_outcome.items():
+        cutoff = now - timedelta(days=days)
+        while True:
+            with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                ids = conn.execute(select(artifacts.c.id).where(
+                    artifacts.c.project_id == project_id, artifacts.c.test_status == outcome,
+                    artifacts.c.created_at < cutoff).limit(batch * 50)).scalars().all()
+                if not ids:
+                    break
+                queue_blob_deletions(conn, artifacts.c.id.in_(ids))
+                conn.execute(delete(artifacts).where(artifacts.c.id.in_(ids)))
+                deleted += len(ids)
     return deleted
 
 

@@ -72,8 +72,11 @@ def patch_settings(project_id: str, body: schemas.ProjectSettingsUpdate, respons
                    if_match: Annotated[str | None, Header(max_length=200)] = None):
     """Only the fields given change. Needs `project:admin`. With `If-Match: <ETag>`, a
     concurrent change since that read makes it PRECONDITION_FAILED (412)."""
-    result = service.update_settings(db, caller, project_id,
-                                     body.model_dump(exclude_none=True, by_alias=False), if_match)
+    changes = body.model_dump(exclude_none=True, by_alias=False)
+    if "artifact_retention_days" in changes:  # stored by outcome name, unset ones dropped
+        changes["artifact_retention_days"] = {
+            k: v for k, v in changes["artifact_retention_days"].items() if v is not None}
+    result = service.update_settings(db, caller, project_id, changes, if_match)
     response.headers["ETag"] = service.settings_etag(result)
     return result
 

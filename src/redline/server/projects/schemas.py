@@ -35,11 +35,21 @@ class ProjectRenamed(ApiModel):
     updated_at: str
 
 
+class ArtifactRetention(ApiModel):
+    """Days to keep artifacts by their test's outcome (unset: as long as the run)."""
+
+    passed: int | None = Field(None, ge=1, le=3650)
+    failed: int | None = Field(None, ge=1, le=3650)
+    flaky: int | None = Field(None, ge=1, le=3650)
+    skipped: int | None = Field(None, ge=1, le=3650)
+
+
 class ProjectSettings(ApiModel):
     project_id: str
     data_retention_days: int
     flakiness_threshold: float
     auto_quarantine_enabled: bool
+    artifact_retention_days: ArtifactRetention
     updated_at: str
 
 
@@ -47,6 +57,8 @@ class ProjectSettingsUpdate(ApiModel):
     data_retention_days: int | None = Field(None, ge=1, le=3650)
     flakiness_threshold: float | None = Field(None, ge=0, le=1)
     auto_quarantine_enabled: bool | None = None
+    artifact_retention_days: ArtifactRetention | None = Field(
+        None, description="e.g. {\"passed\": 7, \"failed\": 30, \"flaky\": 30}")
 
 
 class ApiKeyCreate(ApiModel):

@@ -36,6 +36,8 @@ def settings_json(row) -> dict:
     return {"projectId": row.id, "dataRetentionDays": row.data_retention_days,
             "flakinessThreshold": row.flakiness_threshold,
             "autoQuarantineEnabled": row.auto_quarantine_enabled,
+            "artifactRetentionDays": {outcome: (row.artifact_retention_days or {}).get(outcome)
+                                      for outcome in ("passed", "failed", "flaky", "skipped")},
             "updatedAt": iso(row.settings_updated_at)}
 
 
