@@ -111,7 +111,8 @@ def _optional_routers():
     routers = []
     for module in ("redline.server.runs.endpoints", "redline.server.imports.endpoints",
                    "redline.server.results.endpoints", "redline.server.intelligence.endpoints",
-                   "redline.server.webhooks.endpoints", "redline.server.web.views"):
+                   "redline.server.webhooks.endpoints", "redline.server.web.views",
+                   "redline.server.artifacts.endpoints"):
         try:
             routers.append(importlib.import_module(module).router)
         except ModuleNotFoundError as exc:

@@ -6,7 +6,7 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,6 +53,33 @@ class Settings(BaseSettings):
     cookie_secure: bool = Field(True, description="Send the session cookie as Secure "
                                 "(`__Host-session`); turn off only for plain-HTTP development.")
     log_level: str = Field("INFO", description="Log level of the server.")
+    blob_url: str | None = Field(None, description="Where artifact files are kept: "
+                                 "file://<folder> (default file://<data_dir>/blobs) or "
+                                 "s3://bucket/prefix.")
+    s3_endpoint: str | None = Field(None, description="Endpoint of an S3-compatible store "
+                                    "(MinIO, Ceph, R2...); unset for AWS. Credentials come from "
+                                    "the usual AWS_* variables.")
+    s3_redirect: bool = Field(False, description="Answer a valid artifact link with a redirect "
+                              "to a short-lived S3 presigned URL instead of streaming the file "
+                              "through the server.")
+    artifact_url_ttl_seconds: int = Field(3600, ge=1, le=7 * 24 * 3600, description="How "
+                                          "long an artifact link works (at most 7 days).")
+    artifact_public_url: str | None = Field(None, description="Base URL of artifact links; "
+                                            "default public_url. Best another origin than the "
+                                            "dashboard's.")
+
+    @field_validator("blob_url")
+    @classmethod
+    def _blob_url_scheme(cls, value: str | None) -> str | None:
+        if value is not None:
+            from redline.server.artifacts.blobs import parse_blob_url
+
+            parse_blob_url(value)  # ValueError: a settings error at startup
+        return value
+
+    @cached_property
+    def resolved_blob_url(self) -> str:
+        return self.blob_url or (self.data_dir / "blobs").resolve().as_uri()
 
     @cached_property
     def resolved_database_url(self) -> str:
