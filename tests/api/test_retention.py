@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 
 from redline.server.intelligence.retention import RetentionLoop, purge_expired
 from redline.server.kit.clock import utcnow
+from redline.server.kit.ids import new_id
 from redline.server.tables import runs, test_results
 
 
@@ -49,7 +50,7 @@ def test_deleting_runs_projects_and_expired_data_queues_blob_deletions(server, t
     def add_artifact(run_id, key):
         with server.engine.begin() as conn:
             conn.execute(insert(artifacts).values(
-                id=f"artifact_{key}", project_id=tenant.project_id, run_id=run_id,
+                id=new_id("artifact"), project_id=tenant.project_id, run_id=run_id,
                 type="screenshot", file_name="s.png", storage_key=key, file_size=1,
                 mime_type="image/png", sha256="0" * 64, created_at=utcnow()))
 
@@ -86,7 +87,7 @@ def test_artifacts_of_passed_tests_can_be_kept_for_fewer_days(server, tenant):
     with server.engine.begin() as conn:
         for outcome in ("passed", "failed"):
             conn.execute(insert(artifacts).values(
-                id=f"artifact_{outcome}{run_id}", project_id=tenant.project_id, run_id=run_id,
+                id=new_id("artifact"), project_id=tenant.project_id, run_id=run_id,
                 type="screenshot", file_name="s.png", storage_key=f"k/{outcome}/{run_id}",
                 file_size=1, mime_type="image/png", sha256="0" * 64, test_status=outcome,
                 created_at=old))
