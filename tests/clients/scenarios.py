@@ -154,8 +154,13 @@ def build(code: str, request) -> Scenario:
                         how="a table dropped from under the server")
     if code == "UNAVAILABLE":
         srv = get("dead_database_server")
-        return Scenario(code, srv.url, sdk=lambda c: c.health(), cli=["health"],
-                        mcp=("whoami", {}), how="the database is down")
+        # a well-formed key the server must look up (without credentials, or with a malformed
+        # key, it answers AUTH_REQUIRED / AUTH_INVALID before touching the database)
+        from redline.server.kit.tokens import API_KEY_PREFIX, make_token
+
+        return Scenario(code, srv.url, api_key=make_token(API_KEY_PREFIX).token,
+                        sdk=lambda c: c.health(), cli=["health"], mcp=("whoami", {}),
+                        how="the database is down")
     if code == "NETWORK_ERROR":
         return Scenario(code, get("closed_url"), sdk=lambda c: c.health(), cli=["health"],
                         mcp=("whoami", {}), how="nobody listens on the port")
