@@ -77,6 +77,8 @@ def _layout(web: Web, project_id: str | None = None, team_id: str | None = None)
     project = next((p for p in team_projects if p["id"] == project_id), None)
     if project_id and project is None:
         project = projects.get_project(conn, principal, project_id)
+    if project is None and team_projects:
+        project = team_projects[0]  # team pages keep a project's tabs and switcher
     layout = {"me": me, "team_id": team_id, "team": next(
         (t for t in me["teams"] if t["teamId"] == team_id), None), "projects": team_projects,
         "project": project, "role": role,
