@@ -105,5 +105,14 @@ def browser_type_launch_args(browser_type_launch_args):
 
 @pytest.fixture(scope="session")
 def screenshots() -> Path:
+    """test-results/screenshots/, emptied once per test session."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
     return SCREENSHOTS
+
+
+@pytest.fixture(scope="session", autouse=True)
+def delete_output_dir():
+    """pytest-playwright empties test-results/ when its fixtures start, which would take the
+    screenshots written by earlier tests with it: `screenshots` cleans its own folder."""
