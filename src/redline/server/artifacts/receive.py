@@ -39,8 +39,8 @@ class Received:
     path: Path | None = None
 
 
-def too_large(artifact_type: str | None, cap: int) -> ApiError:
-    what = f"a {artifact_type}" if artifact_type else "this file"
+def too_large(artifact_type: str | None, cap: int, fmt: str | None = None) -> ApiError:
+    what = f"a {artifact_type}" if artifact_type else f"any type taking {(fmt or '').upper()}"
     return ApiError("PAYLOAD_TOO_LARGE", f"The file is over the {cap}-byte cap of {what}",
                     {"field": "file", "limit": cap, **({"type": artifact_type}
                                                        if artifact_type else {})})
@@ -196,7 +196,7 @@ class UploadReceiver:
             if len(self._head) >= formats.SNIFF_BYTES:
                 self._detect()
         if self._cap is not None and result.size > self._cap:
-            raise too_large(result.fields.get("type"), self._cap)
+            raise too_large(result.fields.get("type"), self._cap, result.fmt)
         self._pending += chunk
 
     def _detect(self) -> None:
@@ -212,7 +212,7 @@ class UploadReceiver:
         else:
             self._cap = formats.cap_for_format(result.fmt)
         if self._cap is not None and result.size > self._cap:
-            raise too_large(artifact_type, self._cap)
+            raise too_large(artifact_type, self._cap, result.fmt)
 
     def _part_end(self) -> None:
         if self._part == "file":

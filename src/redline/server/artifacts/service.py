@@ -27,7 +27,7 @@ from redline.server.http_errors import ApiError, not_found, validation_error
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
 from redline.server.results.service import load_result
-from redline.server.runs.service import load_run, resolve_project
+from redline.server.runs.service import load_run
 
 DELETE_BLOB = "artifacts.delete_blob"
 GUARD_DELAY = timedelta(minutes=15)
@@ -141,12 +141,14 @@ def authorize_upload(conn: Connection, principal: Principal, fields: dict[str, s
                      partial: bool = False) -> Target | None:
     """Check the ids of an upload against the caller's tenancy: another tenant's project,
     run or test is NOT_FOUND, exactly like a missing one. `partial`: with what is known so far
-    (the query, before the body is read)."""
+    (the query, before the body is read). Without `projectId`, a key's project or else the
+    run's is meant."""
     project_id = fields.get("projectId") or None
     run_id = fields.get("runId") or None
     test_id = fields.get("testId") or None
-    if project_id is not None or not partial:
-        project_id = resolve_project(principal, project_id)
+    if project_id is None and principal.kind == "key":
+        project_id = principal.project_id
+    if project_id is not None:
         require_project(conn, principal, project_id, "artifacts:write")
     if run_id is None:
         if partial:
