@@ -176,3 +176,54 @@ def run_in_terminal(cli: Cli, *args: str, answers: str = "", timeout: float = 30
     proc.wait(timeout=10)
     os.close(master)
     return proc.returncode, output.decode(errors="replace").replace("\r\n", "\n")
+
+
+@dataclass
+class Triage:
+    """A project with real history: runs imported from reports, completed, with statistics.
+
+    - `pw`: the Playwright JSON fixture (branch e2e): nested steps, suites, retries, flaky
+    - `reruns`: pytest-rerunfailures' JUnit fixture (branch unit): flaky results
+    - `base`, `head`, `rerun` on branch main: test_a passes, fails, then passes again on the
+      same commit as `head` (same-commit flaky evidence); test_b fails then is fixed; test_d
+      is new in `head`.
+    """
+
+    tenant: live.Tenant
+    runs: dict
+    folder: Path
+
+    @property
+    def server_url(self) -> str:
+        return self.tenant.server.url
+
+    def env(self) -> dict[str, str]:
+        return {"REDLINE_URL": self.tenant.server.url, "REDLINE_API_KEY": self.tenant.key}
+
+
+MAIN_RUNS = [("base", "m1", {"test_a": "passed", "test_b": "failed", "test_c": "passed"}),
+             ("head", "m2", {"test_a": "failed", "test_b": "passed", "test_c": "passed",
+                             "test_d": "passed"}),
+             ("rerun", "m2", {"test_a": "passed", "test_b": "passed", "test_c": "passed",
+                              "test_d": "skipped"})]
+
+
+@pytest.fixture(scope="session")
+def triage(server, tmp_path_factory) -> Triage:
+    """One populated project for the read-only tests of the SDK, CLI and MCP server."""
+    from redline.sdk import Client
+    from tests.clients import reports
+
+    tenant = live.make_tenant(server)
+    folder = tmp_path_factory.mktemp("triage")
+    runs = {}
+    with Client(server.url, api_key=tenant.key, from_env=False) as ci:
+        runs["pw"] = ci.runs.import_report(reports.PLAYWRIGHT_JSON, branch="e2e",
+                                           commit_sha="pw1")
+        runs["reruns"] = ci.runs.import_report(reports.PYTEST_RERUNS, branch="unit",
+                                               commit_sha="u1")
+        for name, sha, outcomes in MAIN_RUNS:
+            path = folder / f"{name}.xml"
+            path.write_text(reports.junit(outcomes))
+            runs[name] = ci.runs.import_report(path, branch="main", commit_sha=sha)
+    return Triage(tenant, runs, folder)

@@ -425,5 +425,13 @@ class BaseClient:
         return self._system.update_me(name=name, password=password)
 
     def compare(self, base_run_id: str, head_run_id: str):
-        """What changed between two runs (new failures, fixed, flaky)."""
-        return self._system.compare(base_run_id, head_run_id)
+        """What changed from `base_run_id` to `head_run_id` (new failures, fixed, still
+        failing, new and removed tests): `runs.compare(head_run_id, base_run_id)`."""
+        return self.runs.compare(head_run_id, base_run_id)
+
+
+def is_previous(candidate: Any, run: Any) -> bool:
+    """Is `candidate` a finished run of `run`'s branch started before it? (Ids sort by
+    creation time, so the id breaks a tie between equal timestamps.)"""
+    return (candidate.id != run.id and candidate.status in ("passed", "failed")
+            and (candidate.created_at or "", candidate.id) < (run.created_at or "", run.id))

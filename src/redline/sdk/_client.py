@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from redline.sdk._base import BaseClient, Call
+from redline.sdk._base import BaseClient, Call, is_previous
 from redline.sdk.exceptions import RedlineError, RunFailedError, WaitTimeoutError
 from redline.sdk.models import Run
 
@@ -110,6 +110,19 @@ class Client(BaseClient):
             yield from page.data
             next_call = _next_page(next_call, page)
 
+    def _previous_run(self, run: Run | str, scan: int) -> Run | None:
+        if isinstance(run, str):
+            run = self.runs.get(run)
+        if not run.branch:
+            return None
+        for seen, candidate in enumerate(self.runs.iter(run.project_id, branch=run.branch,
+                                                        limit=min(scan, 100))):
+            if seen >= scan:
+                return None
+            if is_previous(candidate, run):
+                return candidate
+        return None
+
     def _wait(self, run_id: str, timeout: float | None, poll: float | None,
               raise_on_failure: bool, on_poll: Callable[[Run], Any] | None) -> Run:
         timeout = DEFAULT_WAIT_TIMEOUT if timeout is None else timeout
@@ -197,6 +210,21 @@ class AsyncClient(BaseClient):
             for item in page.data:
                 yield item
             next_call = _next_page(next_call, page)
+
+    async def _previous_run(self, run: Run | str, scan: int) -> Run | None:
+        if isinstance(run, str):
+            run = await self.runs.get(run)
+        if not run.branch:
+            return None
+        seen = 0
+        async for candidate in self.runs.iter(run.project_id, branch=run.branch,
+                                              limit=min(scan, 100)):
+            if seen >= scan:
+                return None
+            seen += 1
+            if is_previous(candidate, run):
+                return candidate
+        return None
 
     async def _wait(self, run_id: str, timeout: float | None, poll: float | None,
                     raise_on_failure: bool, on_poll: Callable[[Run], Any] | None) -> Run:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 T = TypeVar("T")
@@ -189,11 +189,26 @@ class ApiKeyCreated(ApiKey):
 
 # Runs and results ---------------------------------------------------------------------------
 
+class ImportSummary(Model):
+    """What an import read: the format detected, the files and the results."""
+
+    format: str
+    files: int
+    tests: int
+
+
 class Run(Model):
+    """A run. `GET /api/runs/{id}` sends every field; a list sends a summary (the counts,
+    branch, commit, verdict); `POST /api/runs/import` adds `imported`."""
+
     id: str
     project_id: str | None = None
-    status: str
-    verdict: str | None = None
+    status: str = Field(description="running, passed, failed or cancelled (queued and blocked "
+                        "for executed runs)")
+    verdict: str | None = Field(None, description="What CI gates on, set when the run "
+                                "completes: failures of cases quarantined when it started do "
+                                "not count")
+    quarantined_failures: int | None = None
     source: str | None = None
     branch: str | None = None
     commit_sha: str | None = None
@@ -203,19 +218,20 @@ class Run(Model):
     ci_build_id: str | None = None
     ci_build_url: str | None = None
     run_title: str | None = None
+    shard_current: int | None = None
+    shard_total: int | None = None
     total_tests: int | None = None
     passed_tests: int | None = None
     failed_tests: int | None = None
     skipped_tests: int | None = None
     flaky_tests: int | None = None
-    quarantined_failures: int | None = None
     pass_rate: float | None = None
-    duration: int | None = None
+    duration: int | None = Field(None, description="Milliseconds.")
     tags: list[str] | None = None
-    url: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
     completed_at: str | None = None
+    imported: ImportSummary | None = None
 
     @property
     def is_finished(self) -> bool:
@@ -228,6 +244,24 @@ class Run(Model):
         return self.verdict or self.status
 
 
+class RunUpdated(Model):
+    """What `PATCH /api/runs/{id}` answers: the status and recomputed counts."""
+
+    id: str
+    status: str
+    total_tests: int | None = None
+    passed_tests: int | None = None
+    failed_tests: int | None = None
+    skipped_tests: int | None = None
+    flaky_tests: int | None = None
+    duration: int | None = None
+    updated_at: str | None = None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in TERMINAL_RUN_STATUSES
+
+
 class TestError(Model):
     __test__ = False  # not a pytest test class
 
@@ -236,6 +270,7 @@ class TestError(Model):
     type: str | None = None
     expected: Any = None
     actual: Any = None
+    location: dict[str, Any] | None = Field(None, description="`file`, `line`, `column`")
 
 
 class TestStep(Model):
@@ -245,34 +280,79 @@ class TestStep(Model):
     category: str | None = None
     status: str | None = None
     duration: int | None = None
-    error: TestError | None = None
-    steps: list[TestStep] | None = None
+    error: TestError | None = Field(None, description="A step's error; some reporters send "
+                                    "only its text, kept as `error.message`")
+    steps: list[TestStep] = []
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _error_text(cls, value: Any) -> Any:
+        return {"message": value} if isinstance(value, str) else value
+
+
+class StepList(Model):
+    """A result's steps, outermost first; a step may hold steps."""
+
+    data: list[TestStep]
+
+    def __iter__(self):  # type: ignore[override]
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def walk(self):
+        """Every step, depth first, as `(depth, step)`."""
+        def visit(steps, depth):
+            for step in steps:
+                yield depth, step
+                yield from visit(step.steps, depth + 1)
+        yield from visit(self.data, 0)
 
 
 class TestResult(Model):
+    """A test result. Lists send `id`, `run_id`, `test_case_id`, titles, `file_path`,
+    `variant`, `status`, `duration`, `is_flaky`, `error`; `GET /api/tests/{id}` adds the rest
+    (`suite_id`, `line_number`, `retries`, `attempt`, `tags`, `annotations`, `stdout`,
+    `stderr`, `extra`)."""
+
     __test__ = False  # not a pytest test class
 
     id: str
     run_id: str | None = None
     project_id: str | None = None
     test_case_id: str | None = None
+    suite_id: str | None = None
     title: str | None = None
     full_title: str | None = None
     file_path: str | None = None
     line_number: int | None = None
+    variant: str | None = None
     status: str
     duration: int | None = None
     retries: int | None = None
     attempt: int | None = None
     is_flaky: bool | None = None
-    is_quarantined: bool | None = None
     tags: list[str] | None = None
+    annotations: list[dict[str, Any]] | None = None
     error: TestError | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    extra: dict[str, Any] | None = None
     created_at: str | None = None
+
+
+class BatchResult(Model):
+    """What `POST /api/runs/{id}/tests/batch` answers: the ids, in the order sent."""
+
+    run_id: str | None = None
+    created: int
+    ids: list[str] = []
 
 
 class HistoryEntry(Model):
     run_id: str
+    test_id: str | None = Field(None, description="The result in that run (test_...)")
     status: str
     duration: int | None = None
     branch: str | None = None
@@ -280,57 +360,234 @@ class HistoryEntry(Model):
     created_at: str | None = None
 
 
+class History(Model):
+    """A test case's last 20 results across runs, newest first."""
+
+    data: list[HistoryEntry]
+    total: int | None = None
+
+    def __iter__(self):  # type: ignore[override]
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
 class Suite(Model):
+    """A suite (`POST /api/test-suites`), or a node of a run's suite tree."""
+
     id: str
     title: str
     run_id: str | None = None
     project_id: str | None = None
     file_path: str | None = None
     parent_suite_id: str | None = None
-    children: list[Suite] | None = None
+    children: list[Suite] = []
     created_at: str | None = None
 
 
-class BatchResult(Model):
-    """What `POST /api/runs/{id}/tests/batch` answers (shape kept open)."""
+class SuiteTree(Model):
+    """A run's suites: the top-level ones, each with its `children`."""
 
-    created: int | None = None
-    run_id: str | None = None
-    ids: list[str] = []
+    data: list[Suite]
+
+    def __iter__(self):  # type: ignore[override]
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def walk(self):
+        """Every suite, depth first, as `(depth, suite)`."""
+        def visit(suites, depth):
+            for suite in suites:
+                yield depth, suite
+                yield from visit(suite.children, depth + 1)
+        yield from visit(self.data, 0)
+
+
+# Test intelligence ----------------------------------------------------------------------------
+
+class QuarantineInfo(Model):
+    reason: str | None = None
+    owner: str | None = None
+    by: str | None = Field(None, description="The user who quarantined it (None: automatic)")
+    at: str | None = None
+    expires_at: str | None = None
+
+
+class TestCase(Model):
+    """A test's identity across runs (file + full title + variant) with its statistics over
+    its last 50 results."""
+
+    __test__ = False  # not a pytest test class
+
+    id: str
+    project_id: str | None = None
+    title: str | None = None
+    full_title: str
+    file_path: str | None = None
+    variant: str | None = None
+    status: str = Field(description="new, stable, flaky or broken (fails every time)")
+    flakiness_score: float = 0.0
+    total_runs: int = 0
+    flaky_runs: int = 0
+    failed_runs: int = 0
+    failure_rate: float = 0.0
+    avg_duration: int | None = None
+    last_status: str | None = None
+    last_run_at: str | None = None
+    last_flaky_at: str | None = None
+    tags: list[str] = []
+    is_quarantined: bool = False
+    quarantine: QuarantineInfo | None = None
+    created_at: str | None = None
+
+
+class Evidence(Model):
+    run_id: str
+    commit_sha: str | None = None
+    status: str
+    at: str | None = None
+    kind: str = Field(description="`retry`: flaky within a run; `same-commit`: a pass and a "
+                      "fail on one commit")
+
+
+class FailedIn(Model):
+    run_id: str
+    commit_sha: str | None = None
+    at: str | None = None
+
+
+class QuarantineEvent(Model):
+    action: str = Field(description="quarantine or unquarantine")
+    automatic: bool = False
+    reason: str | None = None
+    owner: str | None = None
+    by: str | None = None
+    expires_at: str | None = None
+    at: str | None = None
+
+
+class TestCaseDetail(TestCase):
+    """A test case with why it is (or is not) flaky: the runs that were evidence, the runs it
+    failed in, the score's formula and its quarantine history (newest first)."""
+
+    evidence: list[Evidence] = []
+    failed_in: list[FailedIn] = []
+    score_formula: str | None = None
+    quarantine_history: list[QuarantineEvent] = []
 
 
 class FlakyTest(Model):
-    test_id: str | None = None
-    test_case_id: str | None = None
+    """One row of `GET /api/flakiness`. `test_id` is the test case's id (`tc_...`)."""
+
+    test_id: str
     test_title: str | None = None
     full_title: str | None = None
     file_path: str | None = None
+    variant: str | None = None
     flakiness_score: float
     total_runs: int | None = None
     flaky_runs: int | None = None
     last_flaky_at: str | None = None
     is_quarantined: bool = False
-    quarantine_reason: str | None = None
+    status: str | None = None
+
+    @property
+    def test_case_id(self) -> str:
+        return self.test_id
 
 
 class FlakinessSummary(Model):
     total_flaky_tests: int | None = None
     quarantined_tests: int | None = None
     average_flakiness_score: float | None = None
+    threshold: float | None = Field(None, description="The project's flakiness threshold")
 
 
-class FlakinessReport(Model):
-    data: list[FlakyTest]
+class FlakinessPage(Page[FlakyTest]):
+    """Flaky tests, highest score first, one page, with the project's summary."""
+
     summary: FlakinessSummary | None = None
-    total: int | None = None
-    next_cursor: str | None = None
+
+
+FlakinessReport = FlakinessPage  # the earlier name
 
 
 class QuarantineResult(Model):
-    test_id: str | None = None
-    test_case_id: str | None = None
+    test_id: str = Field(description="The test case (tc_...)")
     is_quarantined: bool
+    reason: str | None = None
+    owner: str | None = None
+    quarantined_by: str | None = None
+    expires_at: str | None = None
     updated_at: str | None = None
+
+
+class ErrorGroup(Model):
+    """Failures sharing a normalised error (numbers, ids, paths and times stripped)."""
+
+    fingerprint: str
+    message: str
+    error_type: str | None = None
+    occurrences: int = Field(description="Failures in the period asked for")
+    total_occurrences: int | None = None
+    affected_tests: int | None = None
+    first_seen: str | None = None
+    last_seen: str | None = None
+
+
+class TrendPoint(Model):
+    key: str = Field(description="The day (YYYY-MM-DD) or the run id")
+    at: str | None = None
+    runs: int
+    total_tests: int
+    passed_tests: int
+    failed_tests: int
+    skipped_tests: int
+    flaky_tests: int
+    pass_rate: float
+    duration: int
+
+
+class SlowTest(Model):
+    test_id: str = Field(description="The test case (tc_...)")
+    full_title: str
+    file_path: str | None = None
+    avg_duration: int
+
+
+class Trends(Model):
+    project_id: str
+    group_by: str
+    branch: str | None = None
+    days: int
+    points: list[TrendPoint]
+    slowest_tests: list[SlowTest] = []
+
+
+class CompareItem(Model):
+    test_case_id: str
+    test_id: str = Field(description="The result in the compared run (or the base run, for "
+                         "removed tests)")
+    full_title: str
+    file_path: str | None = None
+    status: str
+    base_status: str | None = None
+
+
+class Comparison(Model):
+    """A run (head) against a base run: what a pull request needs to know."""
+
+    run_id: str
+    base_run_id: str
+    summary: dict[str, int]
+    new_failures: list[CompareItem] = []
+    fixed: list[CompareItem] = []
+    still_failing: list[CompareItem] = []
+    new_tests: list[CompareItem] = []
+    removed_tests: list[CompareItem] = []
 
 
 class Artifact(Model):
@@ -356,7 +613,7 @@ class Webhook(Model):
 
 
 class Record(Model):
-    """A resource whose shape this SDK does not pin yet (test cases, error groups, trends,
-    comparisons): its fields are kept as sent."""
+    """A resource whose shape this SDK does not pin (executed-run plans): its fields are kept
+    as sent."""
 
     id: str | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from pydantic.alias_generators import to_camel
@@ -68,12 +69,6 @@ class System(Resource):
     def update_me(self, *, name: str | None = None, password: str | None = None):
         return self._call("PATCH", "/api/me", json=clean({"name": name, "password": password}),
                           model=m.Me)
-
-    def compare(self, base_run_id: str, head_run_id: str):
-        return self._call("GET", "/api/compare",
-                          params={"baseRunId": base_run_id, "headRunId": head_run_id},
-                          model=m.Record)
-
 
 class Auth(Resource):
     def login(self, email: str, password: str) -> m.LoginResult:
@@ -286,31 +281,47 @@ class Runs(Resource):
 
     def list(self, project_id: str | None = None, *, status: str | None = None,
              branch: str | None = None, limit: int | None = None, offset: int | None = None,
-             cursor: str | None = None, **filters: Any) -> m.Page[m.Run]:
+             cursor: str | None = None) -> m.Page[m.Run]:
+        """The project's runs, newest first (a summary of each: counts, branch, commit,
+        verdict). `status`: running, passed, failed or cancelled."""
         params = {"projectId": _project(project_id),
-                  **_camel({"status": status, "branch": branch, **filters}),
+                  **_camel({"status": status, "branch": branch}),
                   **_page(limit, offset, cursor)}
         return self._call("GET", "/api/runs", params=params, model=m.Page[m.Run])
 
     def iter(self, project_id: str | None = None, *, status: str | None = None,
-             branch: str | None = None, limit: int | None = None, **filters: Any):
+             branch: str | None = None, limit: int | None = None):
         """Every run matching the filters, page after page (follows `nextCursor`)."""
         params = {"projectId": _project(project_id),
-                  **_camel({"status": status, "branch": branch, **filters}),
+                  **_camel({"status": status, "branch": branch}),
                   **_page(limit, None, None)}
         return self._iter("GET", "/api/runs", params=params, model=m.Page[m.Run])
 
     def get(self, run_id: str) -> m.Run:
         return self._call("GET", f"/api/runs/{run_id}", model=m.Run)
 
-    def update(self, run_id: str, **fields: Any) -> m.Run:
-        """Finish a run or correct its counts (`status`, `total_tests`, ...)."""
-        return self._call("PATCH", f"/api/runs/{run_id}", json=_camel(fields), model=m.Run,
-                          verify=f"`redline runs get {run_id}`")
+    def update(self, run_id: str, **fields: Any) -> m.RunUpdated:
+        """Finish a run or correct its counts (`status`, `total_tests`, `duration`,
+        `shard_current`, ...). A terminal status completes it: statistics and the verdict are
+        computed then (`runs.get` shows the verdict)."""
+        return self._call("PATCH", f"/api/runs/{run_id}", json=_camel(fields),
+                          model=m.RunUpdated, verify=f"`redline runs get {run_id}`")
 
     def delete(self, run_id: str) -> m.Deleted:
         return self._call("DELETE", f"/api/runs/{run_id}", model=m.Deleted,
                           verify=f"`redline runs get {run_id}`")
+
+    def compare(self, run_id: str, base_run_id: str) -> m.Comparison:
+        """`run_id` against `base_run_id`: new failures, fixed, still failing, new and removed
+        tests (the base must be a run of the same project)."""
+        return self._call("GET", f"/api/runs/{run_id}/compare",
+                          params={"base": base_run_id}, model=m.Comparison)
+
+    def previous(self, run: m.Run | str, *, scan: int = 200):
+        """The finished run of the same branch just before `run` (a run or its id), or None:
+        the base a pull request's run is compared with. Looks through the branch's newest
+        `scan` runs."""
+        return self._c._previous_run(run, scan)  # type: ignore[attr-defined]
 
     def add_tests(self, run_id: str, tests: Iterable[dict[str, Any]], *,
                   idempotency_key: str | None = None) -> m.BatchResult:
@@ -390,13 +401,15 @@ class Tests(Resource):
     def get(self, test_id: str) -> m.TestResult:
         return self._call("GET", f"/api/tests/{test_id}", model=m.TestResult)
 
-    def steps(self, test_id: str) -> m.Page[m.TestStep]:
-        return self._call("GET", f"/api/tests/{test_id}/steps", model=m.Page[m.TestStep])
+    def steps(self, test_id: str) -> m.StepList:
+        """A result's steps (actions, assertions, hooks), nested; `walk()` flattens them."""
+        return self._call("GET", f"/api/tests/{test_id}/steps", model=m.StepList)
 
-    def history(self, test_id: str, *, limit: int | None = None,
-                cursor: str | None = None) -> m.Page[m.HistoryEntry]:
+    def history(self, test_id: str, *, branch: str | None = None) -> m.History:
+        """The last 20 results of the test's case across runs, newest first. `test_id` is a
+        result (`test_...`) or a case (`tc_...`)."""
         return self._call("GET", f"/api/tests/{test_id}/history",
-                          params=_page(limit, None, cursor), model=m.Page[m.HistoryEntry])
+                          params=clean({"branch": branch}), model=m.History)
 
 
 class TestSuites(Resource):
@@ -408,67 +421,123 @@ class TestSuites(Resource):
                 **_camel({"file_path": file_path, "parent_suite_id": parent_suite_id})}
         return self._call("POST", "/api/test-suites", json=body, model=m.Suite)
 
-    def list(self, run_id: str, project_id: str | None = None) -> m.Page[m.Suite]:
+    def list(self, run_id: str, project_id: str | None = None) -> m.SuiteTree:
+        """A run's suite tree: the top-level suites with their `children`."""
         return self._call("GET", "/api/test-suites",
                           params={"runId": run_id, "projectId": _project(project_id)},
-                          model=m.Page[m.Suite])
+                          model=m.SuiteTree)
 
 
 class TestCases(Resource):
+    """Tests by their identity across runs (file + full title + variant), with statistics."""
+
     __test__ = False  # not a pytest test class
 
-    def list(self, project_id: str | None = None, *, search: str | None = None,
-             quarantined: bool | None = None, limit: int | None = None,
-             offset: int | None = None, cursor: str | None = None) -> m.Page[m.Record]:
-        params = {"projectId": _required(project_id),
-                  **_camel({"search": search, "quarantined": quarantined}),
-                  **_page(limit, offset, cursor)}
-        return self._call("GET", "/api/test-cases", params=params, model=m.Page[m.Record])
+    @staticmethod
+    def _params(project_id, status, file, tag, search, sort):
+        return {"projectId": _project(project_id),
+                **_camel({"status": status, "file": file, "tag": tag, "search": search,
+                          "sort": sort})}
 
-    def get(self, test_case_id: str) -> m.Record:
-        return self._call("GET", f"/api/test-cases/{test_case_id}", model=m.Record)
+    def list(self, project_id: str | None = None, *, status: str | None = None,
+             file: str | None = None, tag: str | None = None, search: str | None = None,
+             sort: str | None = None, limit: int | None = None, offset: int | None = None,
+             cursor: str | None = None) -> m.Page[m.TestCase]:
+        """`status`: new, stable, flaky or broken; `file`: exact file path; `search`: in the
+        title or path; `sort`: flakiness (default), failure-rate, duration or title."""
+        params = {**self._params(project_id, status, file, tag, search, sort),
+                  **_page(limit, offset, cursor)}
+        return self._call("GET", "/api/test-cases", params=params, model=m.Page[m.TestCase])
+
+    def iter(self, project_id: str | None = None, *, status: str | None = None,
+             file: str | None = None, tag: str | None = None, search: str | None = None,
+             sort: str | None = None, limit: int | None = None):
+        params = {**self._params(project_id, status, file, tag, search, sort),
+                  **_page(limit, None, None)}
+        return self._iter("GET", "/api/test-cases", params=params, model=m.Page[m.TestCase])
+
+    def get(self, test_id: str) -> m.TestCaseDetail:
+        """A case (`tc_...`, or any of its results `test_...`) with its flakiness evidence,
+        the runs it failed in, the score's formula and its quarantine history."""
+        return self._call("GET", f"/api/test-cases/{test_id}", model=m.TestCaseDetail)
+
+
+def _time(value: datetime | str | None) -> str | None:
+    """A time for the API: ISO 8601; a naive datetime is taken as UTC."""
+    if value is None or isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class Flakiness(Resource):
     def list(self, project_id: str | None = None, *, min_score: float | None = None,
              quarantined: bool | None = None, limit: int | None = None,
-             cursor: str | None = None) -> m.FlakinessReport:
-        """Test cases by flakiness score, highest first, with a summary."""
-        params = {"projectId": _required(project_id),
+             offset: int | None = None, cursor: str | None = None) -> m.FlakinessPage:
+        """Flaky test cases, highest score first, with the project's summary. Without
+        `min_score`: every case with flaky evidence or in quarantine."""
+        params = {"projectId": _project(project_id),
                   **_camel({"min_score": min_score, "quarantined": quarantined}),
-                  **_page(limit, None, cursor)}
-        return self._call("GET", "/api/flakiness", params=params, model=m.FlakinessReport)
+                  **_page(limit, offset, cursor)}
+        return self._call("GET", "/api/flakiness", params=params, model=m.FlakinessPage)
+
+    def iter(self, project_id: str | None = None, *, min_score: float | None = None,
+             quarantined: bool | None = None, limit: int | None = None):
+        params = {"projectId": _project(project_id),
+                  **_camel({"min_score": min_score, "quarantined": quarantined}),
+                  **_page(limit, None, None)}
+        return self._iter("GET", "/api/flakiness", params=params, model=m.FlakinessPage)
 
     def set_quarantine(self, test_id: str, quarantined: bool, project_id: str | None = None, *,
-                       reason: str | None = None) -> m.QuarantineResult:
-        body = {"testId": test_id, "projectId": _required(project_id),
-                "isQuarantined": quarantined, **_camel({"reason": reason})}
-        return self._call("POST", "/api/flakiness", json=body, model=m.QuarantineResult)
+                       reason: str | None = None, owner: str | None = None,
+                       expires_at: datetime | str | None = None) -> m.QuarantineResult:
+        body = {"testId": test_id, "isQuarantined": quarantined,
+                **_camel({"project_id": project_id, "reason": reason, "owner": owner,
+                          "expires_at": _time(expires_at)})}
+        return self._call("POST", "/api/flakiness", json=body, model=m.QuarantineResult,
+                          verify=f"`redline cases get {test_id}`")
 
     def quarantine(self, test_id: str, project_id: str | None = None, *,
-                   reason: str | None = None) -> m.QuarantineResult:
+                   reason: str | None = None, owner: str | None = None,
+                   expires_at: datetime | str | None = None) -> m.QuarantineResult:
         """Quarantine a test case (a result id resolves to its case): its failures stop
-        failing the verdict of runs started afterwards."""
-        return self.set_quarantine(test_id, True, project_id, reason=reason)
+        failing the verdict of runs started afterwards. `owner`: who is fixing it;
+        `expires_at`: when the quarantine lifts by itself (a datetime or ISO 8601)."""
+        return self.set_quarantine(test_id, True, project_id, reason=reason, owner=owner,
+                                   expires_at=expires_at)
 
-    def unquarantine(self, test_id: str, project_id: str | None = None) -> m.QuarantineResult:
-        return self.set_quarantine(test_id, False, project_id)
+    def unquarantine(self, test_id: str, project_id: str | None = None, *,
+                     reason: str | None = None) -> m.QuarantineResult:
+        return self.set_quarantine(test_id, False, project_id, reason=reason)
 
 
 class ErrorGroups(Resource):
-    def list(self, project_id: str | None = None, *, run_id: str | None = None,
-             limit: int | None = None, cursor: str | None = None) -> m.Page[m.Record]:
-        """Failures grouped by their error."""
-        params = {"projectId": _required(project_id), **_camel({"run_id": run_id}),
-                  **_page(limit, None, cursor)}
-        return self._call("GET", "/api/errors", params=params, model=m.Page[m.Record])
+    def list(self, project_id: str | None = None, *, since: datetime | str | None = None,
+             limit: int | None = None, offset: int | None = None,
+             cursor: str | None = None) -> m.Page[m.ErrorGroup]:
+        """Failures grouped by their normalised error, most frequent first, over the failures
+        since `since` (default: 30 days ago)."""
+        params = {"projectId": _project(project_id), **clean({"since": _time(since)}),
+                  **_page(limit, offset, cursor)}
+        return self._call("GET", "/api/errors", params=params, model=m.Page[m.ErrorGroup])
+
+    def iter(self, project_id: str | None = None, *, since: datetime | str | None = None,
+             limit: int | None = None):
+        params = {"projectId": _project(project_id), **clean({"since": _time(since)}),
+                  **_page(limit, None, None)}
+        return self._iter("GET", "/api/errors", params=params, model=m.Page[m.ErrorGroup])
 
 
 class Trends(Resource):
-    def get(self, project_id: str | None = None, *, days: int | None = None,
-            branch: str | None = None) -> m.Record:
-        params = {"projectId": _required(project_id), **_camel({"days": days, "branch": branch})}
-        return self._call("GET", "/api/trends", params=params, model=m.Record)
+    def get(self, project_id: str | None = None, *, group_by: str | None = None,
+            branch: str | None = None, days: int | None = None) -> m.Trends:
+        """Pass rate, counts, duration and flaky count over the last `days` (default 30), per
+        `day` (default) or per `run`, with the slowest test cases."""
+        params = _camel({"group_by": group_by, "branch": branch, "days": days})
+        return self._c._call(_PathProjectCall(  # type: ignore[attr-defined]
+            "GET", "/api/projects/{project}/trends", params=params, model=m.Trends,
+            project_id=project_id))
 
 
 class Artifacts(Resource):

@@ -275,7 +275,7 @@ def render_summary(run, failed, flaky, base_url: str, *, markdown: bool = True,
                    failed_total: int | None = None) -> str:
     outcome = run.outcome
     mark = {"passed": "✅", "failed": "❌"}.get(outcome, "⚠️")
-    link = run.url or f"{base_url}/runs/{run.id}"
+    link = f"{base_url}/runs/{run.id}"
     counts = (f"{run.total_tests or 0} tests: {run.passed_tests or 0} passed, "
               f"{run.failed_tests or 0} failed, {run.flaky_tests or 0} flaky, "
               f"{run.skipped_tests or 0} skipped")
