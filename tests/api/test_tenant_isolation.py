@@ -81,6 +81,8 @@ def victim(server):
                                                   "url": "https://93.184.216.34/hook",
                                                   "events": ["run.completed"]}).json()
         ping = client.post(f"/api/webhooks/{hook['id']}/ping").json()
+        # disabled, so the queued delivery never leaves the machine when a test drains jobs
+        client.patch(f"/api/webhooks/{hook['id']}", json={"isActive": False})
     with b.as_key() as client:
         run = client.post("/api/runs", json={"status": "running"}).json()
         suite = client.post("/api/test-suites", json={"runId": run["id"], "title": "S"}).json()

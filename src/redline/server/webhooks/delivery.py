@@ -61,14 +61,17 @@ def _is_public(address) -> bool:
 def resolve_destination(url: str, allowed: list) -> tuple[str, str]:
     """(the address to connect to, the host name) for an allowed URL; BlockedDestination
     otherwise."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # a malformed host or port
+        raise BlockedDestination(f"not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise BlockedDestination(f"only http and https URLs are allowed, not {parts.scheme!r}")
-    host = parts.hostname
     if not host:
         raise BlockedDestination("the URL has no host")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = port or (443 if parts.scheme == "https" else 80)
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, ValueError) as exc:
         raise BlockedDestination(f"cannot resolve {host!r}: {exc}") from None
