@@ -89,10 +89,27 @@ def victim(server):
         test = client.post("/api/tests", json={"runId": run["id"], "title": "t",
                                                "fullTitle": "S > t", "status": "failed",
                                                "duration": 5}).json()
+        artifact = client.post("/api/upload", data={
+            "type": "screenshot", "runId": run["id"], "projectId": b.project_id},
+            files={"file": ("shot.png", tiny_png(), "image/png")}).json()
     return b, {"team_id": b.team_id, "project_id": b.project_id, "key_id": b.key_id,
                "member_id": members[0]["id"], "invitation_id": invite["id"],
                "run_id": run["id"], "test_id": test["id"], "suite_id": suite["id"],
-               "webhook_id": hook["id"], "delivery_id": ping["id"]}
+               "webhook_id": hook["id"], "delivery_id": ping["id"],
+               "artifact_id": artifact["id"]}
+
+
+def tiny_png() -> bytes:
+    """A real 1x1 PNG."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + chunk(b"IEND", b""))
 
 
 def request_for(method: str, entry: Route, ids: dict[str, str]):
