@@ -53,6 +53,7 @@ class UnsafeArchive(Exception):
 
 @dataclass
 class Budget:
+    ratio_cap: int  # the whole upload may inflate to this (its size x max_ratio)
     total: int = 0  # uncompressed bytes seen so far, across nested archives
 
 
@@ -80,18 +81,14 @@ class Summary:
 def inspect_zip(fp: BinaryIO, size: int, limits: Limits, budget: Budget | None = None,
                 depth: int = 0, where: str = "") -> Summary:
     """Raise UnsafeArchive unless the archive in `fp` (of `size` bytes) is safe to keep."""
-    budget = budget or Budget()
+    budget = budget or Budget(max(limits.ratio_floor, size * limits.max_ratio))
     cd_offset, cd_size, count, _ = _end_record(fp, size, limits)
     entries = _central_directory(fp, cd_offset, cd_size, count, where)
     _check_names(entries, where)
     _check_layout(fp, entries, cd_offset, where)
     summary = Summary(len(entries), 0)
     for entry in sorted(entries, key=lambda e: e.offset):
-        out = _stream_entry(fp, entry, limits, budget, depth, where, summary)
-        summary.uncompressed += out
-    if summary.uncompressed > max(limits.ratio_floor, size * limits.max_ratio):
-        raise UnsafeArchive("ratio", f"{where or 'the archive'} expands {summary.uncompressed} "
-                            f"bytes from {size}: over the {limits.max_ratio}:1 ratio")
+        summary.uncompressed += _stream_entry(fp, entry, limits, budget, depth, where, summary)
     return summary
 
 
@@ -286,6 +283,9 @@ def _stream_entry(fp: BinaryIO, entry: Entry, limits: Limits, budget: Budget, de
         if budget.total > limits.max_total:
             raise UnsafeArchive("total_size", f"the archive inflates to over {limits.max_total} "
                                 "bytes", label)
+        if budget.total > budget.ratio_cap:
+            raise UnsafeArchive("ratio", f"the archive inflates over {limits.max_ratio} times "
+                                "its size", label)
         crc = zlib.crc32(out, crc)
         if len(head) < 4:
             head += out[:4 - len(head)]
