@@ -188,6 +188,7 @@ class S3BlobStore(BlobStore):
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _errors(self, exc: Exception, key: str) -> Exception:
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         if isinstance(exc, ClientError):
@@ -196,7 +197,7 @@ class S3BlobStore(BlobStore):
             if code in ("NoSuchKey", "404", "NotFound") or status == 404:
                 return BlobMissing(key)
             return BlobUnavailable(f"S3 answered {status} {code}")
-        if isinstance(exc, BotoCoreError):
+        if isinstance(exc, BotoCoreError | Boto3Error):  # Boto3Error: a failed managed upload
             return BlobUnavailable(f"S3 cannot be reached: {exc}")
         return exc
 
