@@ -12,7 +12,7 @@ from sqlalchemy import event
 
 from redline.server.web.core import CSP
 from tests.support import live
-from tests.web.conftest import PLAYWRIGHT_REPORT, REPORTS, csrf_of, import_report
+from tests.web.conftest import REPORTS, csrf_of, import_report
 
 
 def _ids(html: str, prefix: str) -> list[str]:

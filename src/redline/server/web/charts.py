@@ -46,8 +46,8 @@ def line_chart(values: list[float | None], labels: list[str], *, title: str, uni
     def y(v: float) -> float:
         return PAD_T + inner_h - (inner_h * v / top if top else 0)
 
-    parts = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" '
-             f'aria-label="{escape(title)}" preserveAspectRatio="none">',
+    parts = [(f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" '
+              f'aria-label="{escape(title)}" preserveAspectRatio="none">'),
              f"<title>{escape(title)}</title>"]
     for fraction in (0, 0.5, 1):
         gy = y(top * fraction)
@@ -81,8 +81,8 @@ def bar_chart(values: list[float], labels: list[str], classes: list[str], *, tit
     inner_w, inner_h = W - PAD_L - PAD_R, H - PAD_T - PAD_B
     slot = inner_w / max(len(values), 1)
     width = max(2.0, slot * 0.7)
-    parts = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" '
-             f'aria-label="{escape(title)}" preserveAspectRatio="none">',
+    parts = [(f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" '
+              f'aria-label="{escape(title)}" preserveAspectRatio="none">'),
              f"<title>{escape(title)}</title>"]
     for fraction in (0, 0.5, 1):
         gy = PAD_T + inner_h - inner_h * fraction
@@ -111,8 +111,8 @@ def rate_bar(passed: int, failed: int, flaky: int, skipped: int) -> Markup:
     total = passed + failed + flaky + skipped
     label = (f"{passed} passed, {failed} failed, {flaky} flaky, {skipped} skipped"
              if total else "no tests")
-    parts = [f'<svg class="ratebar" viewBox="0 0 100 8" preserveAspectRatio="none" '
-             f'role="img" aria-label="{escape(label)}"><title>{escape(label)}</title>',
+    parts = [(f'<svg class="ratebar" viewBox="0 0 100 8" preserveAspectRatio="none" '
+              f'role="img" aria-label="{escape(label)}"><title>{escape(label)}</title>'),
              '<rect class="rb-empty" width="100" height="8"/>']
     x = 0.0
     for css, value in (("rb-passed", passed), ("rb-flaky", flaky), ("rb-failed", failed),

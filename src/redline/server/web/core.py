@@ -247,11 +247,7 @@ def error_page(web: Web, exc: ApiError) -> HTMLResponse:
     context = {"title": titles.get(exc.code, "Something went wrong"), "code": exc.code,
                "message": exc.message, "next_action": kind.next_action,
                "request_id": request_id_of(web.request), "details": exc.details}
-    try:
-        return web.render("error.html", context, status=exc.status, headers=exc.headers)
-    except Exception:  # the layout itself failed: the bare page still says what happened
-        return web.render("error.html", {**context, "bare": True}, status=exc.status,
-                          headers=exc.headers)
+    return web.render("error.html", context, status=exc.status, headers=exc.headers)
 
 
 def secure(response: Response) -> Response:

@@ -9,7 +9,7 @@ from markupsafe import Markup
 from redline.server.kit.clock import parse_iso, utcnow
 
 
-def duration(ms: int | float | None) -> str:
+def duration(ms: float | None) -> str:
     """1234 -> '1.2 s', 95000 -> '1 m 35 s'."""
     if ms is None:
         return "–"
@@ -19,7 +19,7 @@ def duration(ms: int | float | None) -> str:
     seconds = ms / 1000
     if seconds < 60:
         return f"{seconds:.1f} s"
-    minutes, seconds = divmod(int(round(seconds)), 60)
+    minutes, seconds = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes} m {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
