@@ -417,3 +417,23 @@ def test_static_files_are_served_with_a_validator(server, path):
         again = client.get(path, headers={"If-None-Match": first.headers["etag"]})
         assert again.status_code == 304
         assert client.get("/static/..%2fviews.py").status_code == 404
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
+       b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\xcf\xc0\xf0\x1f\x00\x05\x00\x01\xff"
+       b"\x89\x99=\x1d\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def test_a_tests_screenshot_shows_inline_from_this_origin(owner, tenant, imported):
+    run = owner.get(f"/runs/{imported['id']}").text
+    test_id = _ids(run, "tests")[0]
+    with tenant.as_key() as api:
+        uploaded = api.post("/api/upload", data={"type": "screenshot", "runId": imported["id"],
+                                                 "testId": test_id},
+                            files={"file": ("failed-1.png", PNG, "image/png")})
+    assert uploaded.status_code == 201, uploaded.text
+    html = owner.get(f"/tests/{test_id}").text
+    src = re.search(r'<img src="(/artifacts/[^"]+)"', html).group(1).replace("&amp;", "&")
+    image = owner.get(src)
+    assert image.status_code == 200 and image.content == PNG
+    assert "Download" in html

@@ -10,7 +10,9 @@ refreshes the runs list while runs are in progress, selects all rows, and copies
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Annotated
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -42,6 +44,8 @@ from redline.server.web.core import (
     view,
 )
 from redline.server.web.static import serve_static
+from redline.server.web.trace import available as trace_viewer_available
+from redline.server.web.trace import serve_viewer_file
 
 router = APIRouter(include_in_schema=False)
 
@@ -322,6 +326,7 @@ def run_page(request: Request, run_id: str,
     base = f"/runs/{run_id}"
     context = {
         "title": f"Run {run['runTitle'] or run['id']}", "section": "runs", "run": run,
+        "artifacts": [a for a in _artifacts(web, run_id, None) if a["testId"] is None],
         "groups": _group_failures(failed["data"], quarantined),
         "failed_total": failed["total"], "failed_shown": len(failed["data"]),
         "flaky": flaky["data"], "flaky_total": flaky["total"], "comparison": comparison,
@@ -350,8 +355,34 @@ def result_page(request: Request, test_id: str):
     attachments = (result.get("extra") or {}).get("attachments") or []
     context = {"title": result["title"], "section": "runs", "result": result, "steps": steps,
                "run": run, "history": list(reversed(hist)), "attachments": attachments,
+               "artifacts": _artifacts(web, None, test_id),
                "longest": max([s.get("duration") or 0 for s in steps] + [result["duration"], 1])}
     return web.render("result.html", context)
+
+
+def _artifacts(web: Web, run_id: str | None, test_id: str | None) -> list[dict]:
+    """Screenshots, videos, traces and reports, with links on this site's origin (the
+    signed link's path: images and videos load under the page's CSP, 'self')."""
+    try:
+        from redline.server.artifacts import service as artifacts
+    except ModuleNotFoundError:
+        return []
+    listed = artifacts.list_artifacts(web.conn, web.principal, web.settings, run_id, test_id,
+                                      None, web.page(100))["data"]
+    for item in listed:
+        item["local_url"] = _local(item["url"])
+        signed = SimpleNamespace(id=item["id"], project_id=item["projectId"],
+                                 mime_type=item["mimeType"])
+        item["download_url"] = _local(artifacts.mint_url(web.settings, signed, None,
+                                                         "attachment")[0])
+        if item["type"] == "trace" and trace_viewer_available():
+            item["viewer_url"] = "/trace/index.html?" + urlencode({"trace": item["download_url"]})
+    return listed
+
+
+def _local(link: str) -> str:
+    parts = urlsplit(link)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 # -- test cases, flakiness, quarantine ------------------------------------------------------
@@ -666,6 +697,13 @@ def invitation_accept(request: Request, invitation_id: str, csrf: Csrf = "",
     if accepted.get("token"):
         _set_session_cookie(response, web.settings, accepted["token"])
     return response
+
+
+# -- Playwright's trace viewer -----------------------------------------------------------------
+
+@router.get("/trace/{path:path}")
+def trace_viewer(path: str, request: Request):
+    return serve_viewer_file(path, request)
 
 
 # -- static files -------------------------------------------------------------------------------
