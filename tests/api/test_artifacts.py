@@ -70,9 +70,10 @@ def delete_blob_jobs(server, key: str) -> list:
 
 
 def run_delete_blob(server, payload: dict) -> None:
-    from redline.server.artifacts.tasks import delete_blob
+    """What a worker does with the job: the handler registered for its kind."""
+    from redline.server.worker.registry import handler_for
 
-    delete_blob(SimpleNamespace(engine=server.engine, settings=server.app.state.settings,
+    handler_for("artifacts.delete_blob")(SimpleNamespace(engine=server.engine, settings=server.app.state.settings,
                                 worker_id="test"), payload)
 
 
@@ -675,3 +676,24 @@ def test_zips_are_downloads(server, tenant, run_id):
     assert response.headers["content-type"] == "application/zip"
     assert response.headers["content-disposition"] == (
         "attachment; filename=\"trace.zip\"; filename*=UTF-8''trace.zip")
+
+
+def test_an_upload_retried_with_its_idempotency_key_is_stored_once(tenant, run_id):
+    png = media("png", 1000)
+    with tenant.as_key() as client:
+        first = upload_with_key(client, run_id, png, "same-key-1")
+        second = upload_with_key(client, run_id, png, "same-key-1")
+        other = upload_with_key(client, run_id, media("png", 999), "same-key-1")
+        listed = client.get("/api/artifacts", params={"runId": run_id}).json()
+    assert first.status_code == second.status_code == 201
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.json()["id"] == first.json()["id"]
+    error_of(other, "IDEMPOTENCY_BODY_MISMATCH", 409)
+    assert listed["total"] == 1
+
+
+def upload_with_key(client, run_id: str, content: bytes, key: str):
+    body, headers = raw_multipart([(b'form-data; name="type"', b"screenshot"),
+                                   (b'form-data; name="runId"', run_id.encode()),
+                                   (b'form-data; name="file"; filename="i.png"', content)])
+    return client.post("/api/upload", content=body, headers={**headers, "Idempotency-Key": key})

@@ -115,11 +115,17 @@ class LocalBlobStore(BlobStore):
 
     def put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-        except OSError as exc:
-            raise BlobUnavailable(f"cannot write to the blob folder: {exc}") from exc
+        for attempt in range(3):
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+                return
+            except FileNotFoundError as exc:
+                # a delete emptied and removed the run's folder between the two calls
+                if attempt == 2 or not path.exists():
+                    raise BlobUnavailable(f"cannot write to the blob folder: {exc}") from exc
+            except OSError as exc:
+                raise BlobUnavailable(f"cannot write to the blob folder: {exc}") from exc
 
     def open(self, key: str, start: int | None = None, end: int | None = None) -> BlobStream:
         path = self._path(key)
