@@ -3,10 +3,11 @@ same data, in the same run, on a project with many results.
 
     .venv/bin/python bench/dashboard.py [--db sqlite|postgres] [--results 1000000] [--repeat 15]
 
-1. Loads a project through the real ingestion path (the loader of bench/intelligence.py:
-   5,000 test cases, runs of 5,000 results 12 hours apart over several branches, flaky,
-   broken and outage runs), `--results` in all, then one run of 10,000 results on main (the
-   newest, so its page compares it with the previous main run).
+1. Loads a project through the real ingestion path (`runs.new_run`, `results.ingest`,
+   `runs.refresh_counts`, `runs.finish`, one transaction per run, with a moved clock): 5,000
+   test cases, runs of 5,000 results 12 hours apart over several branches, with flaky, broken
+   and skipped tests, `--results` in all; then one run of 10,000 results on main (the newest,
+   so its page compares it with the previous main run).
 2. Starts the server (one uvicorn worker process), signs in through the dashboard's form
    and, for the API, gets a personal token of the same user.
 3. Times, median and p90 of `--repeat` calls after warm-up, each page against the API calls
@@ -31,17 +32,15 @@ from __future__ import annotations
 import argparse
 import random
 import re
+import statistics
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import httpx
 
-import httpx  # noqa: E402
-
-from bench import intelligence as loader  # noqa: E402
-from bench._common import Server, machine_description, scratch_database, temporary_directory  # noqa: E402,E501
+ROOT = Path(__file__).resolve().parent.parent
 
 GOAL_MS = 150.0
 GOAL_RATIO = 2.0
@@ -50,34 +49,116 @@ BIG_RUN = 10_000
 EMAIL, PASSWORD = "bench@example.com", "benchmark-password"
 
 
+BRANCHES = ["main", "main", "main", "feature/checkout", "feature/search", "fix/login"]
+ERRORS = [
+    ("TimeoutError", ("TimeoutError: locator.click: Timeout 10000ms exceeded.\n"
+                      "waiting for locator('[data-row=\"{n}\"]')")),
+    ("expect", "Error: expect(received).toBe(expected)\n\nExpected: {n}\nReceived: {m}"),
+    ("TypeError", "TypeError: Cannot read properties of undefined (reading 'id')"),
+]
+
+
+def _cases(count: int, rng: random.Random) -> list[dict]:
+    kinds = (["skipped"] * (count // 20) + ["flaky"] * (count // 25) + ["broken"] * (count // 100))
+    kinds += ["stable"] * (count - len(kinds))
+    rng.shuffle(kinds)
+    cases = []
+    for i, kind in enumerate(kinds):
+        area = ["auth", "cart", "checkout", "search", "admin"][i % 5]
+        suite = [f"{area.title()} {i // 50}", f"group {(i // 10) % 5}"]
+        title = f"should handle scenario {i}"
+        cases.append({"kind": kind, "file": f"tests/{area}/feature-{i // 50}.spec.ts",
+                      "suite": suite, "title": title, "full": " > ".join([*suite, title]),
+                      "variant": "chromium" if i % 3 else "firefox",
+                      "ms": rng.lognormvariate(6.0, 1.0)})
+    return cases
+
+
+def _results(cases: list[dict], rng: random.Random):
+    from redline.server.imports.parsers.model import ParsedError, ParsedResult
+
+    for case in cases:
+        status, attempt, error = "passed", 1, None
+        roll = rng.random()
+        if case["kind"] == "skipped":
+            status = "skipped"
+        elif case["kind"] == "broken" or (case["kind"] == "flaky" and roll < 0.08):
+            status, attempt = "failed", 3
+        elif case["kind"] == "flaky" and roll < 0.25:
+            status, attempt = "flaky", 2
+        elif roll < 0.002:
+            status, attempt = "failed", 3
+        if status in ("failed", "flaky"):
+            kind, text = ERRORS[hash(case["full"]) % len(ERRORS)]
+            n = rng.randint(1, 9999)
+            error = ParsedError(text.format(n=n, m=n + 1), type=kind,
+                                stack=f"{text.splitlines()[0]}\n    at {case['file']}:12:5")
+        yield ParsedResult(title=case["title"], full_title=case["full"], file_path=case["file"],
+                           line_number=12, suite_path=list(case["suite"]),
+                           variant=case["variant"], status=status,
+                           duration_ms=0 if status == "skipped" else int(case["ms"]),
+                           attempt=attempt, retries=attempt - 1, error=error)
+
+
+def _import(engine, project_id: str, cases, fields: dict, rng: random.Random) -> str:
+    from redline.server.db import WRITE
+    from redline.server.results import service as results
+    from redline.server.runs import service as runs
+
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        run_id = runs.new_run(conn, project_id, dict(fields))
+        _ids, summed = results.ingest(conn, run_id, project_id, _results(cases, rng))
+        runs.refresh_counts(conn, run_id, added_duration=summed // 4)
+        runs.finish(conn, run_id)
+    return run_id
+
+
 def load_project(url: str, total: int, seed: int) -> dict:
-    from redline.server.db import make_engine
+    from sqlalchemy import select
+
+    from redline.server.db import WRITE, make_engine
+    from redline.server.demo import DemoClock
     from redline.server.kit.clock import utcnow
+    from redline.server.system import service as system
+    from redline.server.tables import test_cases
 
     engine = make_engine(url)
     rng = random.Random(seed)
-    setup = loader.setup_project(engine)
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        setup = system.setup(conn, EMAIL, PASSWORD, "Bench", "Bench", "Bench project", "ci")
     project_id = setup["project"]["id"]
     n_runs = max(2, total // CASES)
     end = utcnow() - timedelta(hours=1)
-    cases = loader.make_cases(CASES, n_runs, rng)
-    plans = loader.plan_runs(n_runs, rng, end)
-    clock = loader.MovedClock()
+    cases = _cases(CASES, rng)
+    clock = DemoClock()
     print(f"loading {n_runs} runs x {CASES:,} results ...", flush=True)
-    loaded = loader.load(engine, project_id, cases, plans, seed, clock)
-    big_cases = loader.make_cases(BIG_RUN, n_runs, random.Random(seed + 1))
-    big_plan = loader.RunPlan(n_runs, "main", "f" * 40, False, False, end + timedelta(minutes=20))
-    big_plan.fields = {**plans[-1].fields, "branch": "main", "commit_sha": "f" * 40,
-                       "run_title": "the 10,000-result run"}
     started = time.perf_counter()
     with clock.installed():
-        clock.start_at(big_plan.start)
-        big = loader.import_run(engine, project_id, big_cases, big_plan, seed)
-    print(f"  loaded the {BIG_RUN:,}-result run in {time.perf_counter() - started:.1f} s")
-    ids = loader.pick_ids(engine, project_id, loaded["run_ids"], plans)
+        for k in range(n_runs):
+            clock.moment = end - timedelta(hours=12) * (n_runs - 1 - k)
+            branch = rng.choice(BRANCHES)
+            _import(engine, project_id, cases, {
+                "branch": branch, "commit_sha": f"{rng.getrandbits(160):040x}",
+                "source": "github_action", "ci_build_url": f"https://ci.example.com/{k}",
+                "run_title": f"CI #{k}"}, rng)
+            if (k + 1) % 20 == 0 or k + 1 == n_runs:
+                print(f"  loaded {k + 1}/{n_runs} runs, {(k + 1) * CASES:,} results, "
+                      f"{time.perf_counter() - started:.0f} s", flush=True)
+        seconds = time.perf_counter() - started
+        clock.moment = end + timedelta(minutes=20)
+        big_started = time.perf_counter()
+        big = _import(engine, project_id, _cases(BIG_RUN, random.Random(seed)),
+                      {"branch": "main", "commit_sha": "f" * 40, "source": "cli",
+                       "run_title": f"the {BIG_RUN:,}-result run"}, rng)
+        clock.moment = None
+    print(f"  loaded the {BIG_RUN:,}-result run in {time.perf_counter() - big_started:.1f} s")
+    with engine.connect() as conn:
+        case = conn.execute(select(test_cases.c.id).where(
+            test_cases.c.project_id == project_id, test_cases.c.flaky_runs > 0)
+            .order_by(test_cases.c.flakiness_score.desc()).limit(1)).scalar()
     engine.dispose()
-    return {"project": project_id, "big": big, "case": ids["case"],
-            "results": loaded["results"] + BIG_RUN, "load_seconds": loaded["seconds"]}
+    return {"project": project_id, "big": big, "case": case,
+            "results": n_runs * CASES + BIG_RUN, "load_seconds": seconds}
 
 
 def sign_in(base: str) -> tuple[httpx.Client, httpx.Client]:
@@ -98,7 +179,15 @@ def timed(calls, repeat: int) -> tuple[float, float]:
             response = call()
             assert response.status_code == 200, (response.status_code, response.text[:300])
 
-    return loader.median_ms(run, repeat, warmup=2)
+    for _ in range(2):
+        run()
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - began) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.9))]
 
 
 def main() -> int:
@@ -108,6 +197,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from bench._common import Server, machine_description, scratch_database, temporary_directory
     print(machine_description())
     workdir = temporary_directory("redline-bench-dashboard-")
     url, drop = scratch_database(args.db, workdir)
