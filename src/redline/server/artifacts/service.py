@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import Connection, Engine
 
@@ -232,16 +233,10 @@ def accept_upload(engine: Engine, uow, settings, principal: Principal, received)
               "test_status": test_status, "created_at": utcnow()}
     repo.insert_artifact(conn, values)
     repo.drop_job(conn, guard)
-    row = _Row(**values)
-    url, expires_at = mint_url(settings, row)
+    url, expires_at = mint_url(settings, SimpleNamespace(**values))
     return {"id": artifact_id, "type": artifact_type, "fileName": display,
             "fileSize": received.size, "mimeType": values["mime_type"], "url": url,
             "expiresAt": expires_at, "createdAt": iso(values["created_at"])}
-
-
-class _Row:
-    def __init__(self, **values):
-        self.__dict__.update(values)
 
 
 def _guard(engine: Engine, storage_key: str) -> str:
