@@ -174,3 +174,32 @@ def idempotency_option(fn):
     return click.option("--idempotency-key", metavar="KEY",
                         help="Send this Idempotency-Key (reuse it to retry the same request "
                         "safely; the SDK makes one per call otherwise).")(fn)
+
+
+class When(click.ParamType):
+    """A moment: ISO 8601 (`2026-12-01`, `2026-12-01T10:00:00Z`) or a duration from now
+    (`30m`, `12h`, `7d`, `2w`), ahead for `future=True` (an expiry), else back (a `since`).
+    The value is an aware UTC datetime."""
+
+    name = "WHEN"
+    UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+    def __init__(self, future: bool):
+        self.future = future
+
+    def convert(self, value, param, ctx):
+        from datetime import UTC, datetime, timedelta
+
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        if len(text) > 1 and text[:-1].isdigit() and text[-1].lower() in self.UNITS:
+            delta = timedelta(seconds=int(text[:-1]) * self.UNITS[text[-1].lower()])
+            now = datetime.now(UTC)
+            return now + delta if self.future else now - delta
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{value!r} is neither a time (2026-12-01, 2026-12-01T10:00:00Z) nor a "
+                      "duration (30m, 12h, 7d, 2w)", param, ctx)
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if args in (["--version"], ["-V"]):
         sys.stdout.write(f"redline {__version__}\n")
         return 0
+    # httpx imports its own command line (rich, pygments) unless that import fails; the CLI
+    # never uses it, and skipping it is a third of httpx's import time.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     from redline.cli.app import run
 
     return run(args)

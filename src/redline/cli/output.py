@@ -39,6 +39,10 @@ def print_json(value: Any) -> None:
                                 default=str) + "\n")
 
 
+#: columns holding a time besides those named `...At`
+TIME_COLUMNS = frozenset({"at", "firstSeen", "lastSeen"})
+
+
 def _cell(value: Any, tty: bool, column: str) -> str:
     if value is None:
         return "-" if tty else ""
@@ -48,7 +52,7 @@ def _cell(value: Any, tty: bool, column: str) -> str:
         return str(value).lower()
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
-    if isinstance(value, str) and column.endswith("At") and tty:
+    if isinstance(value, str) and tty and (column.endswith("At") or column in TIME_COLUMNS):
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
@@ -93,3 +97,17 @@ def note(message: str, output: str) -> None:
     if output != "json":
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
+
+
+def print_tree(rows: Sequence[tuple[int, str]]) -> None:
+    """Indented lines, two spaces per level (`(depth, text)` pairs, depth first)."""
+    if not rows and is_terminal():
+        sys.stdout.write("(none)\n")
+    for depth, text in rows:
+        sys.stdout.write("  " * depth + text.replace("\n", " ") + "\n")
+
+
+def first_line(text: str | None, width: int = 160) -> str:
+    """The first line of a message, cut to `width` characters."""
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"

@@ -20,21 +20,29 @@ from pydantic import ValidationError as PydanticValidationError
 
 from redline import __version__
 from redline.sdk import AsyncClient, models
-from redline.sdk.exceptions import RedlineError, ValidationError
+from redline.sdk.exceptions import NotFoundError, RedlineError, ValidationError
 
 log = logging.getLogger("redline.mcp")
 
 INSTRUCTIONS = """\
-Redline stores automated test results. Use these tools to triage CI: list_runs and get_run for
-what failed, test_history and test_steps for one test, flaky_tests for flakiness, quarantine to
-stop a flaky test from failing builds, import_report to send a report file, wait_for_run for a
-verdict. A failed call's text starts with [CODE] (AUTH_FORBIDDEN, NOT_FOUND, VALIDATION_ERROR,
-RATE_LIMITED, WAIT_TIMEOUT, ...) followed by `Next:` with what to do; after WAIT_TIMEOUT call
-wait_for_run again with the same run id, never import again."""
+Redline stores automated test results. To triage CI: list_runs, then get_run for a run's
+verdict and failed tests; compare_runs for what is new since the branch's previous run;
+get_test, test_steps and test_history for one test; get_test_case for why a test counts as
+flaky (evidence, quarantine history); flaky_tests and error_groups across the project; trends
+over time. quarantine stops a flaky test from failing builds (with a reason, an owner and an
+expiry), unquarantine ends it. import_report sends a report file; wait_for_run waits for a
+verdict. A run's `verdict` (not its status) is what CI gates on: failures of quarantined tests
+do not count. A failed call's text starts with [CODE] (AUTH_FORBIDDEN, NOT_FOUND,
+VALIDATION_ERROR, RATE_LIMITED, WAIT_TIMEOUT, ...) followed by `Next:` with what to do; after
+WAIT_TIMEOUT call wait_for_run again with the same run id, never import again."""
 
-RunStatus = Literal["queued", "running", "passed", "failed", "blocked", "cancelled"]
+RunStatus = Literal["running", "passed", "failed", "cancelled"]
 ProjectId = Annotated[str | None, Field(description="Project id (proj_...); omit to use the "
                                         "project of the API key or the configured default.")]
+TestId = Annotated[str, Field(description="A test result (test_...) or a test case (tc_...).")]
+#: characters of an error message (and of a stack, output) a tool returns at most
+MESSAGE_CHARS = 2000
+OUTPUT_CHARS = 8000
 
 
 def error_result(exc: RedlineError) -> CallToolResult:
@@ -72,10 +80,43 @@ class RedlineMCPServer(MCPServer):
                          "errors": errors}))
 
 
+class FailedTest(models.Model):
+    """A failed result, concisely: enough to triage, with ids to dig further."""
+
+    id: str = Field(description="The result (test_...): for get_test, test_steps")
+    test_case_id: str | None = Field(None, description="The case (tc_...): for "
+                                     "get_test_case, quarantine")
+    full_title: str | None = None
+    file_path: str | None = None
+    variant: str | None = None
+    duration: int | None = None
+    error_type: str | None = None
+    error_message: str | None = Field(None, description="The error, cut to 2,000 characters")
+    location: dict[str, Any] | None = None
+
+
+def _cut(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"… [{len(text) - limit} more characters]"
+
+
+def failed_test(result: models.TestResult) -> FailedTest:
+    error = result.error
+    return FailedTest(id=result.id, test_case_id=result.test_case_id,
+                      full_title=result.full_title, file_path=result.file_path,
+                      variant=result.variant, duration=result.duration,
+                      error_type=error.type if error else None,
+                      error_message=_cut(error.message, MESSAGE_CHARS) if error else None,
+                      location=error.location if error else None)
+
+
 class RunWithFailures(models.Model):
     run: models.Run
-    failed_tests: list[models.TestResult] = Field(description="Failed results of the run "
-                                                  "(at most `max_failures`).")
+    failed_total: int = Field(description="How many results of the run failed (quarantined "
+                              "ones included: see run.quarantinedFailures)")
+    failed_tests: list[FailedTest] = Field(description="Failed results of the run (at most "
+                                           "`max_failures`).")
 
 
 class ProjectList(models.Model):
@@ -144,9 +185,12 @@ def build_server(make_client) -> MCPServer:
         = None,
         branch: Annotated[str | None, Field(description="Only runs of this branch.")] = None,
         limit: Annotated[int, Field(ge=1, le=100, description="How many, newest first.")] = 20,
+        cursor: Annotated[str | None, Field(description="nextCursor of the previous page.")]
+        = None,
     ) -> models.Page[models.Run]:
         """Recent runs of a project with their counts and verdicts, newest first."""
-        return await client().runs.list(project_id, status=status, branch=branch, limit=limit)
+        return await client().runs.list(project_id, status=status, branch=branch, limit=limit,
+                                        cursor=cursor)
 
     @tool
     async def get_run(
@@ -154,31 +198,75 @@ def build_server(make_client) -> MCPServer:
         max_failures: Annotated[int, Field(ge=0, le=200, description="Failed tests to "
                                            "include.")] = 20,
     ) -> RunWithFailures:
-        """A run with its counts, verdict and its failed tests (title, file, error)."""
+        """A run with its counts and verdict, and its failed tests (title, file, error)."""
         sdk = client()
         run = await sdk.runs.get(run_id)
-        failed: list[models.TestResult] = []
-        if max_failures:
-            failed = (await sdk.tests.list(run.project_id, run_id=run_id, status="failed",
-                                           limit=max_failures)).data
-        return RunWithFailures(run=run, failed_tests=failed)
+        failed: list[FailedTest] = []
+        total = run.failed_tests or 0
+        if max_failures and total:
+            page = await sdk.tests.list(run.project_id, run_id=run_id, status="failed",
+                                        limit=max_failures)
+            failed, total = [failed_test(t) for t in page.data], page.total or total
+        return RunWithFailures(run=run, failed_total=total, failed_tests=failed)
+
+    @tool
+    async def compare_runs(
+        run_id: Annotated[str, Field(description="The run to look at (run_...).")],
+        base_run_id: Annotated[str | None, Field(description="The run to compare with; omit "
+                                                 "for the previous finished run of the same "
+                                                 "branch.")] = None,
+    ) -> models.Comparison:
+        """What changed since a base run: new failures, still failing, fixed, new and removed
+        tests."""
+        sdk = client()
+        if not base_run_id:
+            run = await sdk.runs.get(run_id)
+            previous = await sdk.runs.previous(run)
+            if previous is None:
+                raise NotFoundError(
+                    f"Run {run_id} has no earlier finished run on its branch "
+                    f"({run.branch or 'no branch'}) to compare with",
+                    details={"field": "base_run_id", "reason": "no_previous_run"},
+                    next_action="Pass base_run_id: list_runs shows the candidates.")
+            base_run_id = previous.id
+        return await sdk.runs.compare(run_id, base_run_id)
+
+    @tool
+    async def get_test(
+        test_id: Annotated[str, Field(description="Test result id (test_...).")],
+    ) -> models.TestResult:
+        """One test result in full: error with stack, retries, annotations, output (stdout
+        and stderr cut to 8,000 characters)."""
+        result = await client().tests.get(test_id)
+        if result.error is not None:
+            result.error.stack = _cut(result.error.stack, OUTPUT_CHARS)
+        result.stdout = _cut(result.stdout, OUTPUT_CHARS)
+        result.stderr = _cut(result.stderr, OUTPUT_CHARS)
+        return result
 
     @tool
     async def test_history(
-        test_id: Annotated[str, Field(description="Test result id (test_...) or test case id "
-                                      "(tc_...).")],
-        limit: Annotated[int, Field(ge=1, le=100)] = 20,
-    ) -> models.Page[models.HistoryEntry]:
-        """How a test did in its recent runs (status, branch, commit): regressions and
-        flakiness patterns."""
-        return await client().tests.history(test_id, limit=limit)
+        test_id: TestId,
+        branch: Annotated[str | None, Field(description="Only runs of this branch.")] = None,
+    ) -> models.History:
+        """The test's last 20 results across runs (status, branch, commit), newest first:
+        regressions and flakiness patterns."""
+        return await client().tests.history(test_id, branch=branch)
 
     @tool
     async def test_steps(
         test_id: Annotated[str, Field(description="Test result id (test_...).")],
-    ) -> models.Page[models.TestStep]:
-        """The steps of one test result (hooks, actions, assertions) with the failing one."""
+    ) -> models.StepList:
+        """The steps of one test result (hooks, actions, assertions), nested, with the
+        failing one."""
         return await client().tests.steps(test_id)
+
+    @tool
+    async def get_test_case(test_id: TestId) -> models.TestCaseDetail:
+        """A test case's statistics and why its flakiness score is what it is: the runs that
+        were evidence, the runs it failed in, its quarantine (who, why, until when) and
+        quarantine history."""
+        return await client().test_cases.get(test_id)
 
     @tool
     async def flaky_tests(
@@ -188,26 +276,57 @@ def build_server(make_client) -> MCPServer:
         quarantined: Annotated[bool | None, Field(description="Only quarantined (true) or "
                                                   "not quarantined (false).")] = None,
         limit: Annotated[int, Field(ge=1, le=200)] = 20,
-    ) -> models.FlakinessReport:
-        """Flaky tests by score, highest first, with a summary."""
+    ) -> models.FlakinessPage:
+        """Flaky test cases by score, highest first, with the project's summary (threshold,
+        counts). `testId` in each row is the case id (tc_...)."""
         return await client().flakiness.list(project_id, min_score=min_score,
                                              quarantined=quarantined, limit=limit)
 
     @tool
     async def quarantine(
-        test_id: Annotated[str, Field(description="Test case (tc_...) or one of its results "
-                                      "(test_...).")],
-        quarantined: Annotated[bool, Field(description="true to quarantine, false to "
-                                           "release.")] = True,
+        test_id: TestId,
         reason: Annotated[str | None, Field(description="Why, for the team.")] = None,
+        owner: Annotated[str | None, Field(description="Who is fixing it.")] = None,
+        expires_at: Annotated[str | None, Field(description="ISO 8601 time the quarantine "
+                                                "lifts by itself (e.g. "
+                                                "2026-12-01T00:00:00Z).")] = None,
         project_id: ProjectId = None,
     ) -> models.QuarantineResult:
-        """Quarantine a flaky test (its failures stop failing verdicts of later runs), or
-        release it."""
-        sdk = client()
-        if quarantined:
-            return await sdk.flakiness.quarantine(test_id, project_id, reason=reason)
-        return await sdk.flakiness.unquarantine(test_id, project_id)
+        """Quarantine a flaky test: its failures stop failing the verdict of runs started
+        from now on."""
+        return await client().flakiness.quarantine(test_id, project_id, reason=reason,
+                                                   owner=owner, expires_at=expires_at)
+
+    @tool
+    async def unquarantine(
+        test_id: TestId,
+        reason: Annotated[str | None, Field(description="Why (e.g. fixed).")] = None,
+        project_id: ProjectId = None,
+    ) -> models.QuarantineResult:
+        """End a test's quarantine: its failures fail verdicts again."""
+        return await client().flakiness.unquarantine(test_id, project_id, reason=reason)
+
+    @tool
+    async def error_groups(
+        project_id: ProjectId = None,
+        since: Annotated[str | None, Field(description="ISO 8601 time; only failures since "
+                                           "then (default: 30 days ago).")] = None,
+        limit: Annotated[int, Field(ge=1, le=100)] = 20,
+    ) -> models.Page[models.ErrorGroup]:
+        """Failures grouped by their normalised error message, most frequent first."""
+        return await client().errors.list(project_id, since=since, limit=limit)
+
+    @tool
+    async def trends(
+        project_id: ProjectId = None,
+        group_by: Annotated[Literal["day", "run"], Field(description="One point per day or "
+                                                         "per run.")] = "day",
+        branch: Annotated[str | None, Field(description="Only runs of this branch.")] = None,
+        days: Annotated[int, Field(ge=1, le=365)] = 30,
+    ) -> models.Trends:
+        """Pass rate, counts, duration and flaky tests over time, with the slowest tests."""
+        return await client().trends.get(project_id, group_by=group_by, branch=branch,
+                                         days=days)
 
     @tool
     async def import_report(
@@ -219,7 +338,7 @@ def build_server(make_client) -> MCPServer:
         branch: Annotated[str | None, Field(description="Branch tested.")] = None,
         commit_sha: Annotated[str | None, Field(description="Commit tested.")] = None,
     ) -> models.Run:
-        """Import a test report as a new run; the result has the run's counts."""
+        """Import a test report as a new run; the result has the run's counts and verdict."""
         return await client().runs.import_report(path, project_id, format=format,
                                                  branch=branch, commit_sha=commit_sha,
                                                  source="mcp")
@@ -234,23 +353,6 @@ def build_server(make_client) -> MCPServer:
     ) -> models.Run:
         """Wait until a run is finished and return it (its verdict honours quarantine)."""
         return await client().runs.wait(run_id, timeout=timeout_seconds, poll=poll_seconds)
-
-    @tool
-    async def compare_runs(
-        base_run_id: Annotated[str, Field(description="The earlier run (run_...).")],
-        head_run_id: Annotated[str, Field(description="The later run (run_...).")],
-    ) -> models.Record:
-        """What changed between two runs: new failures, fixed tests, new flaky tests."""
-        return await client().compare(base_run_id, head_run_id)
-
-    @tool
-    async def error_groups(
-        project_id: ProjectId = None,
-        run_id: Annotated[str | None, Field(description="Only this run's failures.")] = None,
-        limit: Annotated[int, Field(ge=1, le=100)] = 20,
-    ) -> models.Page[models.Record]:
-        """Failures grouped by their error message, biggest group first."""
-        return await client().errors.list(project_id, run_id=run_id, limit=limit)
 
     return server
 

@@ -28,8 +28,10 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 class Model(BaseModel):
+    # defer_build: a model's validator is built the first time it is used, not at import (the
+    # CLI starts faster: a command uses two or three of these models)
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow",
-                              serialize_by_alias=True)
+                              serialize_by_alias=True, defer_build=True)
 
     def to_json(self) -> dict[str, Any]:
         """The wire form (camelCase, extra fields kept)."""

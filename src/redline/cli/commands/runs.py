@@ -1,5 +1,5 @@
-"""Runs and results: `runs`, `upload`, `wait`, `exec`, `summary`, `flakiness`, `quarantine`,
-`unquarantine`, `tests`, `plans`."""
+"""Runs: `runs`, `upload`, `wait`, `exec`, `summary`, `plans` (results and test intelligence:
+`results.py`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 
 import click
 
+from redline.cli import output as out
 from redline.cli.context import (
     Env,
     common_options,
@@ -18,14 +19,18 @@ from redline.cli.context import (
     pagination_options,
     yes_option,
 )
-from redline.cli.failures import Terminated, UsageError
+from redline.cli.failures import CliError, Terminated, UsageError
 
 RUN_COLUMNS = ["id", "status", "verdict", "branch", "commitSha", "totalTests", "failedTests",
                "flakyTests", "createdAt"]
-TEST_COLUMNS = ["id", "status", "fullTitle", "filePath", "duration"]
-HISTORY_COLUMNS = ["runId", "status", "branch", "commitSha", "duration", "createdAt"]
-FLAKY_COLUMNS = ["testCaseId", "testId", "flakinessScore", "flakyRuns", "totalRuns",
-                 "isQuarantined", "testTitle"]
+RUN_FIELDS = ["id", "status", "verdict", "quarantinedFailures", "source", "branch",
+              "commitSha", "commitMessage", "ciBuildId", "ciBuildUrl", "runTitle",
+              "totalTests", "passedTests", "failedTests", "flakyTests", "skippedTests",
+              "passRate", "duration", "createdAt", "completedAt"]
+COMPARE_COLUMNS = ["status", "baseStatus", "fullTitle", "filePath", "testId"]
+COMPARE_SECTIONS = [("newFailures", "New failures"), ("stillFailing", "Still failing"),
+                    ("fixed", "Fixed"), ("newTests", "New tests"),
+                    ("removedTests", "Removed tests")]
 FORMATS = click.Choice(["auto", "junit", "playwright-json", "ctrf"])
 
 
@@ -78,8 +83,7 @@ def runs():
 
 @runs.command("list")
 @common_options(project=True)
-@click.option("--status", type=click.Choice(["queued", "running", "passed", "failed",
-                                              "blocked", "cancelled"]))
+@click.option("--status", type=click.Choice(["running", "passed", "failed", "cancelled"]))
 @click.option("--branch", metavar="BRANCH")
 @pagination_options
 def runs_list(env: Env, status, branch, limit, cursor):
@@ -91,9 +95,73 @@ def runs_list(env: Env, status, branch, limit, cursor):
 @runs.command("get")
 @common_options()
 @click.argument("run_id")
-def runs_get(env: Env, run_id):
-    """Show a run with its counts and verdict."""
-    env.emit(env.client().runs.get(run_id))
+@click.option("--failures", type=click.IntRange(0, 500), default=20, show_default=True,
+              help="Failed tests listed after the run (text mode).")
+def runs_get(env: Env, run_id, failures):
+    """Show a run with its counts and verdict (and, in text mode, its failed tests)."""
+    client = env.client()
+    run = client.runs.get(run_id)
+    if env.output == "json":
+        env.emit(run)
+        return
+    out.print_fields(run, RUN_FIELDS)
+    if failures and run.failed_tests:
+        failed = client.tests.list(run.project_id, run_id=run.id, status="failed",
+                                   limit=failures)
+        click.echo(f"\nFailed tests ({failed.total}):")
+        out.print_table([{**t.to_json(), "error": out.first_line(
+            t.error.message if t.error else None, 100)} for t in failed],
+            ["id", "fullTitle", "filePath", "error"])
+
+
+class NoBaseRun(CliError):
+    code = "NOT_FOUND"
+    exit_code = 4
+    next_action = "Name the run to compare with: --base RUN_ID."
+
+
+def base_run(client, run, base: str | None):
+    """The run `run` is compared with: `base`, else the previous finished run of its branch
+    (None when there is none)."""
+    if base:
+        return base
+    previous = client.runs.previous(run)
+    return previous.id if previous is not None else None
+
+
+@runs.command("compare")
+@common_options()
+@click.argument("run_id")
+@click.option("--base", metavar="RUN_ID", help="The run to compare with (default: the "
+              "previous finished run of the same branch).")
+def runs_compare(env: Env, run_id, base):
+    """What changed since a base run: new failures, still failing, fixed, new and removed
+    tests."""
+    client = env.client()
+    if not base:
+        run = client.runs.get(run_id)
+        base = base_run(client, run, None)
+        if base is None:
+            raise NoBaseRun(f"Run {run_id} has no earlier finished run on its branch "
+                            f"({run.branch or 'no branch'}) to compare with",
+                            details={"field": "--base", "reason": "no_previous_run",
+                                     "branch": run.branch})
+    diff = client.runs.compare(run_id, base)
+    if env.output == "json":
+        env.emit(diff)
+        return
+    counts = ", ".join(f"{diff.summary.get(key, 0)} {title.lower()}"
+                       for key, title in COMPARE_SECTIONS)
+    click.echo(f"{diff.run_id} against {diff.base_run_id}: {counts}")
+    for key, title in COMPARE_SECTIONS:
+        rows = getattr(diff, _snake(key))
+        if rows:
+            click.echo(f"\n{title}:")
+            out.print_table(rows, COMPARE_COLUMNS)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 @runs.command("delete")
@@ -249,133 +317,166 @@ def exec_(env: Env, report_globs, on_outage, timeout, command, report_format, br
 @click.argument("run_id")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "text"]), default="markdown",
               show_default=True)
-@click.option("--max-failures", type=int, default=20, show_default=True,
-              help="Failed tests listed at most.")
-def summary(env: Env, run_id, fmt, max_failures):
-    """What a pull request needs about a run: verdict, failures, flaky, quarantined, link.
+@click.option("--base", metavar="RUN_ID", help="The run new failures are counted against "
+              "(default: the previous finished run of the same branch).")
+@click.option("--max-failures", type=click.IntRange(1, 500), default=20, show_default=True,
+              help="Tests listed at most per section.")
+def summary(env: Env, run_id, fmt, base, max_failures):
+    """What a pull request needs about a run: the verdict, new failures against the branch's
+    previous run, failures that were failing before, fixed, flaky and quarantined tests, and
+    links to the dashboard.
 
     Append it to a PR comment or to $GITHUB_STEP_SUMMARY:
     `redline summary RUN_ID >> "$GITHUB_STEP_SUMMARY"`.
     """
-    client = env.client()
-    run = client.runs.get(run_id)
-    failed = client.tests.list(run.project_id, run_id=run_id, status="failed",
-                               limit=max_failures)
-    flaky = client.tests.list(run.project_id, run_id=run_id, status="flaky", limit=max_failures)
+    data = collect_summary(env.client(), run_id, base, max_failures, env.url)
     if env.output == "json":
-        env.emit({"run": run.to_json(), "failed": [t.to_json() for t in failed.data],
-                  "flaky": [t.to_json() for t in flaky.data]})
+        env.emit(data)
         return 0
-    click.echo(render_summary(run, failed.data, flaky.data, env.url, markdown=fmt == "markdown",
-                              failed_total=failed.total))
+    click.echo(render_summary(data, markdown=fmt == "markdown"))
     return 0
 
 
-def render_summary(run, failed, flaky, base_url: str, *, markdown: bool = True,
-                   failed_total: int | None = None) -> str:
-    outcome = run.outcome
-    mark = {"passed": "✅", "failed": "❌"}.get(outcome, "⚠️")
-    link = f"{base_url}/runs/{run.id}"
-    counts = (f"{run.total_tests or 0} tests: {run.passed_tests or 0} passed, "
-              f"{run.failed_tests or 0} failed, {run.flaky_tests or 0} flaky, "
-              f"{run.skipped_tests or 0} skipped")
+#: failed results read to tell quarantined failures from the others
+MAX_FAILED_READ = 1000
+
+
+def collect_summary(client, run_id: str, base: str | None, limit: int, url: str) -> dict:
+    """Everything the summary shows, as JSON: the run, its base, and the tests by section."""
+    from itertools import islice
+
+    run = client.runs.get(run_id)
+    base_id = base_run(client, run, base)
+    diff = client.runs.compare(run.id, base_id) if base_id else None
+    failed = list(islice(client.tests.iter(run.project_id, run_id=run.id, status="failed",
+                                           limit=min(MAX_FAILED_READ, 500)), MAX_FAILED_READ))
+    flaky = client.tests.list(run.project_id, run_id=run.id, status="flaky", limit=limit)
+    quarantined_cases: set[str] = set()
     if run.quarantined_failures:
-        counts += f", {run.quarantined_failures} failed in quarantine (not counted)"
+        quarantined_cases = {t.test_id for t in client.flakiness.iter(
+            run.project_id, quarantined=True, limit=500)}
+    by_id = {t.id: t for t in failed}
+
+    def result_json(test) -> dict:
+        error = test.error.message if test.error else None
+        return {"testId": test.id, "testCaseId": test.test_case_id,
+                "fullTitle": test.full_title or test.title, "filePath": test.file_path,
+                "variant": test.variant, "status": test.status,
+                "error": out.first_line(error, 300) or None,
+                "url": f"{url}/tests/{test.id}"}
+
+    def item_json(item) -> dict:
+        found = by_id.get(item.test_id)
+        body = result_json(found) if found else {
+            "testId": item.test_id, "testCaseId": item.test_case_id,
+            "fullTitle": item.full_title, "filePath": item.file_path, "status": item.status,
+            "url": f"{url}/tests/{item.test_id}"}
+        return {**body, "baseStatus": item.base_status}
+
+    counted = [t for t in failed if t.test_case_id not in quarantined_cases]
+    quarantined = []
+    for test in [t for t in failed if t.test_case_id in quarantined_cases][:limit]:
+        info = client.test_cases.get(test.test_case_id).quarantine
+        quarantined.append({**result_json(test), "caseUrl": f"{url}/cases/{test.test_case_id}",
+                            "quarantine": info.to_json() if info else None})
+    sections: dict = {"failed": [result_json(t) for t in counted[:limit]],
+                      "failedTotal": len(counted)}
+    if diff is not None:
+        for key in ("new_failures", "still_failing", "fixed"):
+            items = [i for i in getattr(diff, key)
+                     if key == "fixed" or i.test_case_id not in quarantined_cases]
+            name = "".join(w.title() if n else w for n, w in enumerate(key.split("_")))
+            sections[name] = [item_json(i) for i in items[:limit]]
+            sections[name + "Total"] = len(items)
+    return {"run": run.to_json(), "verdict": run.outcome, "baseRunId": base_id,
+            "comparison": diff.summary if diff is not None else None, **sections,
+            "flaky": [result_json(t) for t in flaky.data], "flakyTotal": flaky.total,
+            "quarantined": quarantined,
+            "quarantinedTotal": run.quarantined_failures or 0,
+            "links": {"run": f"{url}/runs/{run.id}",
+                      "base": f"{url}/runs/{base_id}" if base_id else None}}
+
+
+def _title(test: dict) -> str:
+    """The full title, with the variant (a Playwright project) when there is one."""
+    return test["fullTitle"] + (f" [{test['variant']}]" if test.get("variant") else "")
+
+
+def render_summary(data: dict, *, markdown: bool = True) -> str:
+    run, verdict, links = data["run"], data["verdict"], data["links"]
+    counts = (f"{run.get('totalTests') or 0} tests: {run.get('passedTests') or 0} passed, "
+              f"{run.get('failedTests') or 0} failed, {run.get('flakyTests') or 0} flaky, "
+              f"{run.get('skippedTests') or 0} skipped")
+    counts += "".join([f" on `{run['branch']}`" if run.get("branch") else "",
+                       f" at `{run['commitSha'][:12]}`" if run.get("commitSha") else ""])
+    if data["quarantinedTotal"]:
+        counts += (f"; {data['quarantinedTotal']} failure(s) in quarantine, not counted in "
+                   "the verdict")
+    base = data["baseRunId"]
     if not markdown:
-        lines = [f"Redline run {run.id}: {outcome}", counts, link]
-        lines += [f"FAILED {t.full_title or t.title} ({t.file_path or '-'})" for t in failed]
-        lines += [f"FLAKY {t.full_title or t.title}" for t in flaky]
+        lines = [f"Redline run {run['id']}: {verdict}", counts.replace("`", ""),
+                 links["run"]]
+        sections = [("NEW FAILURE", "newFailures"), ("STILL FAILING", "stillFailing"),
+                    ("FIXED", "fixed")] if base else [("FAILED", "failed")]
+        for label, key in [*sections, ("FLAKY", "flaky"), ("QUARANTINED", "quarantined")]:
+            for test in data.get(key) or []:
+                lines.append(f"{label} {_title(test)} ({test.get('filePath') or '-'})"
+                             + (f": {test['error']}" if test.get("error") else ""))
         return "\n".join(lines)
-    lines = [f"### {mark} Redline: {outcome}", "",
-             f"{counts}" + (f" on `{run.branch}`" if run.branch else "")
-             + (f" at `{run.commit_sha[:12]}`" if run.commit_sha else ""), ""]
-    if failed:
-        lines += [f"**Failed ({failed_total or len(failed)})**", ""]
-        for test in failed:
-            message = (test.error.message if test.error and test.error.message else "")
-            message = message.splitlines()[0][:200] if message else ""
-            lines.append(f"- `{test.full_title or test.title}` ({test.file_path or '-'})"
-                         + (f": {message}" if message else ""))
+
+    mark = {"passed": "✅", "failed": "❌"}.get(verdict, "⚠️")
+    lines = [f"### {mark} Redline: {verdict}", "", counts, ""]
+
+    def bullets(tests: list[dict], total: int, *, errors: bool = True) -> None:
+        for test in tests:
+            line = f"- [`{_title(test)}`]({test['url']})"
+            if test.get("filePath"):
+                line += f" (`{test['filePath']}`)"
+            if errors and test.get("error"):
+                line += f": {test['error']}"
+            lines.append(line)
+        if total > len(tests):
+            lines.append(f"- … and {total - len(tests)} more")
         lines.append("")
-    if flaky:
-        lines += ["**Flaky**", ""]
-        lines += [f"- `{t.full_title or t.title}`" for t in flaky]
+
+    if base:
+        previous = f"[{base}]({links['base']})"
+        new = data["newFailuresTotal"]
+        lines.append(f"**New failures ({new})** since {previous}, the previous run"
+                     + (f" on `{run['branch']}`" if run.get("branch") else ""))
         lines.append("")
-    lines.append(f"[View the run in Redline]({link})")
+        if new:
+            bullets(data["newFailures"], new)
+        for key, title in (("stillFailing", "Still failing"), ("fixed", "Fixed")):
+            if data[key + "Total"]:
+                lines += [f"**{title} ({data[key + 'Total']})**", ""]
+                bullets(data[key], data[key + "Total"], errors=key != "fixed")
+    else:
+        if data["failedTotal"]:
+            lines += [f"**Failed ({data['failedTotal']})**", ""]
+            bullets(data["failed"], data["failedTotal"])
+        lines += ["No earlier run of this branch to compare with.", ""]
+    if data["flakyTotal"]:
+        lines += [f"**Flaky ({data['flakyTotal']})**: passed on a retry", ""]
+        bullets(data["flaky"], data["flakyTotal"], errors=False)
+    if data["quarantinedTotal"]:
+        lines += [f"**Quarantined ({data['quarantinedTotal']})**: failed, not counted in the "
+                  "verdict", ""]
+        for test in data["quarantined"]:
+            info = test.get("quarantine") or {}
+            about = [f"owner {info['owner']}" if info.get("owner") else "",
+                     f"until {info['expiresAt'][:10]}" if info.get("expiresAt") else "",
+                     f"“{info['reason']}”" if info.get("reason") else ""]
+            about_text = ", ".join(a for a in about if a)
+            lines.append(f"- [`{_title(test)}`]({test['caseUrl']})"
+                         + (f" (`{test['filePath']}`)" if test.get("filePath") else "")
+                         + (f": {about_text}" if about_text else ""))
+        if data["quarantinedTotal"] > len(data["quarantined"]):
+            lines.append(f"- … and {data['quarantinedTotal'] - len(data['quarantined'])} "
+                         "more")
+        lines.append("")
+    lines.append(f"[View the run in Redline]({links['run']})")
     return "\n".join(lines)
-
-
-@click.command()
-@common_options(project=True)
-@click.option("--min-score", type=click.FloatRange(0, 1), help="Only scores at or above.")
-@click.option("--quarantined/--not-quarantined", default=None,
-              help="Only quarantined (or only not quarantined) tests.")
-@click.option("--limit", type=click.IntRange(1, 500), default=None)
-def flakiness(env: Env, min_score, quarantined, limit):
-    """Flaky tests, highest score first."""
-    report = env.client().flakiness.list(env.project, min_score=min_score,
-                                         quarantined=quarantined, limit=limit)
-    env.emit(report, columns=FLAKY_COLUMNS)
-
-
-@click.command()
-@common_options(project=True)
-@click.argument("test_id")
-@click.option("--reason", metavar="TEXT", help="Why (shown in the dashboard).")
-def quarantine(env: Env, test_id, reason):
-    """Quarantine a test case: its failures stop failing verdicts of later runs."""
-    env.emit(env.client().flakiness.quarantine(test_id, env.project, reason=reason))
-
-
-@click.command()
-@common_options(project=True)
-@click.argument("test_id")
-def unquarantine(env: Env, test_id):
-    """Take a test case out of quarantine."""
-    env.emit(env.client().flakiness.unquarantine(test_id, env.project))
-
-
-@click.group()
-def tests():
-    """Test results: list, show, steps, history."""
-
-
-@tests.command("list")
-@common_options(project=True)
-@click.option("--run", "run_id", metavar="RUN_ID")
-@click.option("--status", type=click.Choice(["passed", "failed", "skipped", "flaky"]))
-@click.option("--search", metavar="TEXT")
-@pagination_options
-def tests_list(env: Env, run_id, status, search, limit, cursor):
-    """Test results, filtered by run, status or title."""
-    env.emit(env.client().tests.list(env.project, run_id=run_id, status=status, search=search,
-                                     limit=limit, cursor=cursor), columns=TEST_COLUMNS)
-
-
-@tests.command("get")
-@common_options()
-@click.argument("test_id")
-def tests_get(env: Env, test_id):
-    """One test result with its error."""
-    env.emit(env.client().tests.get(test_id))
-
-
-@tests.command("steps")
-@common_options()
-@click.argument("test_id")
-def tests_steps(env: Env, test_id):
-    """A test result's steps."""
-    env.emit(env.client().tests.steps(test_id), columns=["title", "category", "status",
-                                                         "duration"])
-
-
-@tests.command("history")
-@common_options()
-@click.argument("test_id")
-@click.option("--limit", type=click.IntRange(1, 500), default=None)
-def tests_history(env: Env, test_id, limit):
-    """The test's recent results across runs."""
-    env.emit(env.client().tests.history(test_id, limit=limit), columns=HISTORY_COLUMNS)
 
 
 @click.group()
