@@ -23,6 +23,8 @@ def strip_ansi(text: str | None) -> str | None:
     """Remove terminal colour codes (Playwright and Jest colour their error messages)."""
     if text is None:
         return None
+    if type(text) is str and "\x1b" not in text:  # nothing to remove
+        return text
     return _ANSI_ESCAPE.sub("", text)
 
 
@@ -78,9 +80,15 @@ def seconds_to_ms(value) -> int:
     if value is None:
         return 0
     try:
-        seconds = float(str(value).replace(",", ""))
+        # a plain number as it is (float() refuses any comma, so the result is the same)
+        seconds = float(value) if type(value) is str else None
     except ValueError:
-        return 0
+        seconds = None
+    if seconds is None:
+        try:
+            seconds = float(str(value).replace(",", ""))
+        except ValueError:
+            return 0
     if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
         return 0
     return round(seconds * 1000)
@@ -88,6 +96,11 @@ def seconds_to_ms(value) -> int:
 
 def number_to_ms(value) -> int:
     """A duration already in milliseconds (JSON formats) as a whole number; junk -> 0."""
+    kind = type(value)
+    if kind is int:
+        return max(value, 0)
+    if kind is float:
+        return round(value) if 0 <= value < math.inf else 0  # NaN compares false
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 0
     if math.isnan(value) or math.isinf(value) or value < 0:
@@ -121,10 +134,11 @@ def expected_and_actual(text: str | None) -> tuple[str | None, str | None]:
     """The expected and actual values an assertion message states, when it states them."""
     if not text:
         return None, None
-    match = _EXPECTED_RECEIVED.search(text)
+    # (each pattern only where its words are: a search costs more than a look for a word)
+    match = _EXPECTED_RECEIVED.search(text) if "Received" in text else None
     if match:
         return match.group(1), match.group(2)
-    match = _EXPECTED_BUT_WAS.search(text)
+    match = _EXPECTED_BUT_WAS.search(text) if "but was:" in text else None
     if match:
         return match.group(1), match.group(2)
     return None, None
@@ -134,7 +148,7 @@ def error_type_from_message(message: str | None) -> str | None:
     """'TypeError' from 'TypeError: x', or 'expect.toBe' for a failed expect() matcher."""
     if not message:
         return None
-    matcher = _MATCHER.search(message)
+    matcher = _MATCHER.search(message) if "expect(" in message else None
     if matcher:
         return f"expect.{matcher.group(1) or ''}{matcher.group(2)}"
     name = _ERROR_NAME.match(message.strip())

@@ -33,7 +33,7 @@ from .common import (
     to_int,
 )
 from .errors import ReportParseError
-from .json_stream import JsonEvents
+from .json_stream import JsonDocument, Shape
 from .model import ParsedError, ParsedResult
 
 # test fields that have a home in ParsedResult; every other field goes to `extra`
@@ -43,59 +43,55 @@ _MAPPED_FIELDS = {
 }
 SUITE_SEPARATOR = " > "
 
+# the containers walked; every value in them (tool, summary, one test) is built whole
+TESTS = Shape("results.tests", "array")
+RESULTS = Shape("results", "map", {"tests": TESTS})
+REPORT = Shape("the report", "map", {"results": RESULTS})
+
 
 def parse_ctrf(stream, metadata: dict) -> Iterator[ParsedResult]:
     """Stream the results of a CTRF JSON report; fills `metadata` as facts are read.
 
-    Raises ReportParseError (with the JSON path) for a malformed report.
+    Each test is built whole in C (json_stream). Raises ReportParseError (with the JSON
+    path) for a malformed report.
     """
-    events = JsonEvents(stream)
-    events.expect_map("the report")
+    document = JsonDocument(stream, REPORT)
     context = {"tool": None}
-    saw_tests = False
-    for key in events.map_keys():
-        if key == "results":
-            events.expect_map("results")
-            for results_key in events.map_keys():
-                if results_key == "tests":
-                    saw_tests = True
-                    for first in events.array_items("results.tests"):
-                        test = events.read_value(first)
-                        if not isinstance(test, dict):
-                            raise events.error("a test must be a JSON object")
-                        try:
-                            result = _test_result(test, context)
-                        except ReportParseError as exc:
-                            raise ReportParseError(exc.message, path=events.where()) from exc
-                        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                            raise events.error(f"unreadable test: {exc}") from exc
-                        yield result
-                elif results_key == "tool":
-                    tool = events.read_value()
-                    if isinstance(tool, dict):
-                        context["tool"] = str(tool.get("name") or "") or None
-                        metadata["tool"] = context["tool"]
-                        if tool.get("version"):
-                            metadata["toolVersion"] = tool["version"]
-                        if tool.get("extra"):
-                            metadata["toolExtra"] = tool["extra"]
-                elif results_key == "summary":
-                    _summary_metadata(events.read_value(), metadata)
-                elif results_key == "environment":
-                    metadata["environment"] = events.read_value()
-                elif results_key == "extra":
-                    value = events.read_value()
-                    if isinstance(value, dict):
-                        metadata.setdefault("extra", {}).update(value)
-                    else:
-                        metadata.setdefault("extra", {})["extra"] = value
+    for container, key, value in document:
+        if container is TESTS:
+            if type(value) is not dict:
+                raise ReportParseError("a test must be a JSON object", path=f"$.results.tests[{key}]")
+            try:
+                result = _test_result(value, context)
+            except ReportParseError as exc:
+                raise ReportParseError(exc.message, path=f"$.results.tests[{key}]") from exc
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ReportParseError(f"unreadable test: {exc}", path=f"$.results.tests[{key}]") from exc
+            yield result
+        elif container is RESULTS:
+            if key == "tool":
+                if isinstance(value, dict):
+                    context["tool"] = str(value.get("name") or "") or None
+                    metadata["tool"] = context["tool"]
+                    if value.get("version"):
+                        metadata["toolVersion"] = value["version"]
+                    if value.get("extra"):
+                        metadata["toolExtra"] = value["extra"]
+            elif key == "summary":
+                _summary_metadata(value, metadata)
+            elif key == "environment":
+                metadata["environment"] = value
+            elif key == "extra":
+                if isinstance(value, dict):
+                    metadata.setdefault("extra", {}).update(value)
                 else:
-                    metadata.setdefault("extra", {})[results_key] = events.read_value()
+                    metadata.setdefault("extra", {})["extra"] = value
+            else:
+                metadata.setdefault("extra", {})[key] = value
         else:
             # reportFormat, specVersion, reportId, timestamp, generatedBy, extra, ...
-            metadata[key] = events.read_value()
-    events.finish()
-    if not saw_tests:
+            metadata[key] = value
+    if not document.saw(TESTS):
         raise ReportParseError("not a CTRF report: no \"results.tests\"", path="$.results")
 
 

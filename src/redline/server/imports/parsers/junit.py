@@ -54,6 +54,7 @@ from .errors import ReportParseError
 from .model import ParsedError, ParsedResult
 
 XINCLUDE_NAMESPACE = "http://www.w3.org/2001/XInclude"
+_XINCLUDE_PREFIX = "{" + XINCLUDE_NAMESPACE + "}"
 FAILURE_TAGS = ("failure", "error")
 RETRY_TAGS = ("rerunFailure", "rerunError", "flakyFailure", "flakyError")
 PLAYWRIGHT_SEPARATOR = " › "
@@ -64,57 +65,75 @@ ATTACHMENT_MARKER = re.compile(r"\[\[ATTACHMENT\|(.+?)\]\]")
 SOURCE_FILE = re.compile(r"\.(py|js|jsx|ts|tsx|mjs|cjs|mts|cts|go|java|kt|rb|cs|php|rs|swift)$")
 
 
-@dataclass
+# statuses, from the one outcome table
+_PASSED = outcomes.map_outcome("passed")
+_FAILED = outcomes.map_outcome("failure")
+_SKIPPED = outcomes.map_outcome("skipped")
+_XFAIL = outcomes.map_outcome("xfail")
+_FAILURE_STATUS = {tag: outcomes.map_outcome(tag) for tag in FAILURE_TAGS}
+# testcase attributes every writer has; others are kept in the result's extra
+_KNOWN_ATTRIBUTES = frozenset(("name", "classname", "file", "line", "time"))
+
+
 class _Failure:
     """A <failure>/<error> element, or one of Surefire's rerun/flaky elements."""
 
-    tag: str
-    message: str | None
-    type: str | None
-    text: str | None
-    duration_ms: int = 0
-    stdout: str = ""
-    stderr: str = ""
+    __slots__ = ("duration_ms", "message", "stderr", "stdout", "tag", "text", "type")
+
+    def __init__(self, tag: str, message: str | None, type: str | None, text: str | None,
+                 duration_ms: int = 0, stdout: str = "", stderr: str = ""):
+        self.tag = tag
+        self.message = message
+        self.type = type
+        self.text = text
+        self.duration_ms = duration_ms
+        self.stdout = stdout
+        self.stderr = stderr
 
 
-@dataclass
 class _Testcase:
     """One <testcase> element, read whole (its children are complete at its end event)."""
 
-    name: str
-    classname: str
-    file: str | None
-    line: int | None
-    duration_ms: int
-    failures: list[_Failure]
-    skipped: _Failure | None
-    retries: list[_Failure]  # rerun*/flaky* elements
-    stdout: str
-    stderr: str
-    properties: list[tuple[str, str]]
-    other_children: list[str]
-    attributes: dict
-    source_line: int | None
+    __slots__ = ("classname", "duration_ms", "failures", "file", "key", "line", "name",
+                 "other_children", "properties", "retries", "skipped", "stderr", "stdout",
+                 "unknown_attributes")
 
-    def key(self) -> tuple:
-        return (self.classname, self.name, self.file)
+    def __init__(self, name: str, classname: str, file: str | None, line: int | None, duration_ms: int):
+        self.name = name
+        self.classname = classname
+        self.file = file
+        self.line = line
+        self.duration_ms = duration_ms
+        self.failures: list[_Failure] = []
+        self.skipped: _Failure | None = None
+        self.retries: list[_Failure] = []  # rerun*/flaky* elements
+        self.stdout = ""
+        self.stderr = ""
+        self.properties: list[tuple[str, str]] = []
+        self.other_children: list[str] = []
+        #: attributes beyond _KNOWN_ATTRIBUTES, in document order (None when there are none)
+        self.unknown_attributes: dict | None = None
+        #: what makes two adjacent testcases the attempts of one test
+        self.key = (classname, name, file)
 
     def own_status(self) -> str:
         if self.failures:
-            return outcomes.map_outcome(self.failures[-1].tag)
+            return _FAILURE_STATUS[self.failures[-1].tag]
         if self.skipped is not None:
             if (self.skipped.type or "").lower() == "pytest.xfail":
-                return outcomes.map_outcome("xfail")
-            return outcomes.map_outcome("skipped")
-        return outcomes.map_outcome("passed")
+                return _XFAIL
+            return _SKIPPED
+        return _PASSED
 
     def attempt_statuses(self) -> list[str]:
         """Statuses of the attempts this one element records, oldest first."""
         own = self.own_status()
-        retried = [outcomes.FAILED for r in self.retries]
-        if own == outcomes.PASSED and any(r.tag.startswith("flaky") for r in self.retries):
-            return [*retried, outcomes.PASSED]
-        return [own, *retried] if own == outcomes.FAILED else [*retried, own]
+        if not self.retries:
+            return [own]
+        retried = [_FAILED for r in self.retries]
+        if own == _PASSED and any(r.tag.startswith("flaky") for r in self.retries):
+            return [*retried, _PASSED]
+        return [own, *retried] if own == _FAILED else [*retried, own]
 
 
 @dataclass
@@ -132,15 +151,31 @@ class _Suite:
     held_groups: list[list[_Testcase]] = field(default_factory=list)
     #: gotestsum: every attempt of every test, by name, in first-seen order
     by_key: dict = field(default_factory=dict)
+    #: identities already worked out, by (dialect, classname, file)
+    identities: dict = field(default_factory=dict)
+
+
+def _local(tag) -> str:
+    """An element's name without its namespace."""
+    if type(tag) is not str:
+        return ""
+    return tag.rsplit("}", 1)[-1] if tag[:1] == "{" else tag
 
 
 def _text(element) -> str:
-    return "".join(element.itertext()) if element is not None else ""
+    if element is None:
+        return ""
+    if len(element) == 0:  # no child elements: its text is all there is
+        return element.text or ""
+    return "".join(element.itertext())
 
 
 def _read_failure(element, tag: str) -> _Failure:
-    failure = _Failure(tag=tag, message=element.get("message"), type=element.get("type") or None,
-                       text=None, duration_ms=seconds_to_ms(element.get("time")))
+    failure = _Failure(tag, element.get("message"), element.get("type") or None, None,
+                       seconds_to_ms(element.get("time")))
+    if len(element) == 0:
+        failure.text = element.text or ""
+        return failure
     texts = [element.text or ""]
     for child in element:
         child_tag = _local(child.tag)
@@ -157,26 +192,29 @@ def _read_failure(element, tag: str) -> _Failure:
 
 
 def _read_testcase(element) -> _Testcase:
+    attributes = element.attrib
     testcase = _Testcase(
         # jest-junit's "{classname} {title}" leaves a leading space when there is no describe
-        name=(element.get("name") or "").strip(),
-        classname=(element.get("classname") or "").strip(),
-        file=element.get("file") or None,
-        line=to_int(element.get("line")),
-        duration_ms=seconds_to_ms(element.get("time")),
-        failures=[], skipped=None, retries=[], stdout="", stderr="", properties=[],
-        other_children=[], attributes=dict(element.attrib), source_line=element.sourceline,
+        (attributes.get("name") or "").strip(),
+        (attributes.get("classname") or "").strip(),
+        attributes.get("file") or None,
+        to_int(attributes.get("line")),
+        seconds_to_ms(attributes.get("time")),
     )
+    if not _KNOWN_ATTRIBUTES.issuperset(attributes.keys()):
+        testcase.unknown_attributes = {k: v for k, v in attributes.items() if k not in _KNOWN_ATTRIBUTES}
     for child in element:
-        tag = _local(child.tag)
-        if tag in FAILURE_TAGS:
+        tag = child.tag
+        if type(tag) is not str or tag[:1] == "{":
+            tag = _local(tag)
+        if tag == "system-out":
+            testcase.stdout += (child.text or "") if len(child) == 0 else _text(child)
+        elif tag in FAILURE_TAGS:
             testcase.failures.append(_read_failure(child, tag))
         elif tag == "skipped":
             testcase.skipped = _read_failure(child, tag)
         elif tag in RETRY_TAGS:
             testcase.retries.append(_read_failure(child, tag))
-        elif tag == "system-out":
-            testcase.stdout += _text(child)
         elif tag == "system-err":
             testcase.stderr += _text(child)
         elif tag == "properties":
@@ -187,13 +225,6 @@ def _read_testcase(element) -> _Testcase:
         else:
             testcase.other_children.append(tag)
     return testcase
-
-
-def _local(tag) -> str:
-    """An element's name without its namespace."""
-    if not isinstance(tag, str):
-        return ""
-    return tag.rsplit("}", 1)[-1] if tag.startswith("{") else tag
 
 
 def _release(element) -> None:
@@ -302,9 +333,29 @@ def _identity(testcase: _Testcase, dialect: str, suite: _Suite) -> tuple[str, li
 
 # ------------------------------------------------------------------ results
 
+def _identity_of(testcase: _Testcase, suite: _Suite) -> tuple[str, list[str], str | None, str | None, dict]:
+    """_identity with the file path normalised. For pytest's and the generic writers'
+    ordinary testcases it depends only on the classname and file, so it is worked out once
+    per class (a fresh list and dict are handed out each time)."""
+    dialect = suite.dialect
+    if dialect in ("playwright", "vitest", "jest") or not testcase.classname or (
+            testcase.classname == "pytest" and testcase.name == "internal"):
+        title, suite_path, file_path, variant, extra = _identity(testcase, dialect, suite)
+        return title, suite_path, normalise_path(file_path), variant, extra
+    cache_key = (dialect, testcase.classname, testcase.file)
+    known = suite.identities.get(cache_key)
+    if known is None:
+        _, suite_path, file_path, variant, extra = _identity(testcase, dialect, suite)
+        known = suite.identities[cache_key] = (suite_path, normalise_path(file_path), variant, extra)
+    suite_path, file_path, variant, extra = known
+    return testcase.name, list(suite_path), file_path, variant, dict(extra)
+
+
 def _attachments_in(text: str) -> list[dict]:
+    if not text or "[[ATTACHMENT|" not in text:
+        return []
     return [{"name": path.rsplit("/", 1)[-1], "contentType": None, "path": path.strip()}
-            for path in ATTACHMENT_MARKER.findall(text or "")]
+            for path in ATTACHMENT_MARKER.findall(text)]
 
 
 def _error_of(failures: list[_Failure], file_hint: str | None) -> ParsedError | None:
@@ -315,16 +366,17 @@ def _error_of(failures: list[_Failure], file_hint: str | None) -> ParsedError | 
     return make_error(first.message, stack, first.type or first.tag, file_hint=file_hint)
 
 
+def _says_something(failures: list[_Failure]) -> bool:
+    return any((f.message or "").strip() not in ("", "{}") or (f.text or "").strip() not in ("", "{}")
+               for f in failures)
+
+
 def _telling_failures(group: list[_Testcase]) -> list[_Failure]:
     """The <failure>/<error> elements that explain the test's failure: the last attempt's,
     unless they say nothing (jest-junit's second entry for a file that failed to load is a
     bare "<failure>{}</failure>"), then the latest earlier attempt's that do."""
-    def says_something(failures: list[_Failure]) -> bool:
-        return any((f.message or "").strip() not in ("", "{}") or (f.text or "").strip() not in ("", "{}")
-                   for f in failures)
-
     for testcase in reversed(group):
-        if testcase.failures and says_something(testcase.failures):
+        if testcase.failures and _says_something(testcase.failures):
             return testcase.failures
     return group[-1].failures
 
@@ -334,33 +386,41 @@ def _build_result(group: list[_Testcase], suite: _Suite, repeats_are_attempts: b
     (repeats_are_attempts=False) several entries a writer made for one attempt."""
     final = group[-1]
     dialect = suite.dialect
-    title, suite_path, file_path, variant, extra = _identity(final, dialect, suite)
-    file_path = normalise_path(file_path)
+    title, suite_path, file_path, variant, extra = _identity_of(final, suite)
+    single = len(group) == 1
 
     # Attempts before the final element were retried, and a runner retries only after a
     # failure (pytest-rerunfailures even writes them as empty, pass-looking elements).
-    earlier_attempts = len(group) - 1 if repeats_are_attempts else 0
-    statuses = [outcomes.FAILED] * earlier_attempts + final.attempt_statuses()
-    status = outcomes.status_of_attempts(statuses)
+    if single and not final.retries:
+        status = final.own_status()
+        attempt = 1
+    else:
+        earlier_attempts = len(group) - 1 if repeats_are_attempts else 0
+        statuses = [_FAILED] * earlier_attempts + final.attempt_statuses()
+        status = outcomes.status_of_attempts(statuses)
+        attempt = len(statuses)
 
     error = None
-    failures = _telling_failures(group)
-    if status == outcomes.FAILED:
+    if status == _FAILED:
+        failures = _telling_failures(group)
         error = _error_of(failures, file_path)
         if error is None and final.retries:
             error = _error_of(final.retries[-1:], file_path)
+        if failures:
+            extra["junitElement"] = failures[0].tag  # 'failure' or 'error'
     elif status == outcomes.FLAKY:
         failed_attempts = [r for r in final.retries if r.tag.startswith(("flaky", "rerun"))]
         earlier = [f for tc in group[:-1] for f in tc.failures]
         error = _error_of((failed_attempts or earlier)[-1:], file_path)
-    if status == outcomes.FAILED and failures:
-        extra["junitElement"] = failures[0].tag  # 'failure' or 'error'
     if len(final.failures) > 1:
         # jest-junit writes one <failure> per message, Vitest one per failed attempt
         extra["failureCount"] = len(final.failures)
 
-    stdout = "".join(tc.stdout for tc in group) + "".join(r.stdout for r in final.retries)
-    stderr = "".join(tc.stderr for tc in group) + "".join(r.stderr for r in final.retries)
+    if single and not final.retries:
+        stdout, stderr = final.stdout, final.stderr
+    else:
+        stdout = "".join(tc.stdout for tc in group) + "".join(r.stdout for r in final.retries)
+        stderr = "".join(tc.stderr for tc in group) + "".join(r.stderr for r in final.retries)
     annotations = []
     if final.skipped is not None and not final.failures:
         skip_type = (final.skipped.type or "").lower()
@@ -382,16 +442,17 @@ def _build_result(group: list[_Testcase], suite: _Suite, repeats_are_attempts: b
         line += 1  # pytest writes the 0-based line of the def
     if final.other_children:
         extra["otherElements"] = sorted(set(final.other_children))
-    known = {"name", "classname", "file", "line", "time"}
-    unknown_attributes = {k: v for k, v in final.attributes.items() if k not in known}
-    if unknown_attributes:
-        extra["attributes"] = unknown_attributes
-    if len(group) > 1:
+    if final.unknown_attributes:
+        extra["attributes"] = final.unknown_attributes
+    if not single:
         extra["testcaseElements"] = len(group)
 
-    attempt = len(statuses)
-    duration = sum(tc.duration_ms for tc in group) + sum(r.duration_ms for r in final.retries)
-    tags = tags_in_title(title) if dialect == "playwright" else []
+    if single:
+        duration = final.duration_ms
+    else:
+        duration = sum(tc.duration_ms for tc in group)
+    if final.retries:
+        duration += sum(r.duration_ms for r in final.retries)
     return ParsedResult(
         title=title,
         full_title=full_title(suite_path, title),
@@ -406,30 +467,41 @@ def _build_result(group: list[_Testcase], suite: _Suite, repeats_are_attempts: b
         error=error,
         stdout=stdout,
         stderr=stderr,
-        tags=tags,
+        tags=tags_in_title(title) if dialect == "playwright" else [],
         annotations=annotations,
         attachments=_attachments_in(stdout),
         extra=extra,
     )
 
 
-def _add_testcase(suite: _Suite, testcase: _Testcase) -> Iterator[ParsedResult]:
-    """Feed one testcase to its suite; yields the results that are now decided."""
+def _add_testcase(suite: _Suite, testcase: _Testcase) -> ParsedResult | list[ParsedResult] | None:
+    """Feed one testcase to its suite; returns what is now decided: one result (the common
+    case, without a generator), a list of results, or None."""
     suite.testcase_elements += 1
     if suite.dialect == "gotestsum":
-        suite.by_key.setdefault(testcase.key(), []).append(testcase)
-        return
-    if suite.pending and testcase.key() == suite.pending[-1].key():
-        suite.pending.append(testcase)
-        return
-    yield from _flush_pending(suite)
+        suite.by_key.setdefault(testcase.key, []).append(testcase)
+        return None
+    pending = suite.pending
+    if pending and testcase.key == pending[-1].key:
+        pending.append(testcase)
+        return None
     suite.pending = [testcase]
+    if not pending:
+        return None
+    if len(pending) == 1:
+        return _build_result(pending, suite)
+    return list(_decide_group(suite, pending))
 
 
 def _flush_pending(suite: _Suite) -> Iterator[ParsedResult]:
     group, suite.pending = suite.pending, []
-    if not group:
-        return
+    if group:
+        yield from _decide_group(suite, group)
+
+
+def _decide_group(suite: _Suite, group: list[_Testcase]) -> Iterator[ParsedResult]:
+    """The results of a group of adjacent testcases with the same name, as far as they can be
+    decided now (an unknown writer's group waits for the end of its suite)."""
     if len(group) == 1:
         yield _build_result(group, suite)
     elif suite.dialect == "pytest":
@@ -497,13 +569,14 @@ def parse_junit(stream, metadata: dict) -> Iterator[ParsedResult]:
     top_level_duration = 0
     try:
         for event, element in context:
-            tag = _local(element.tag)
+            raw_tag = element.tag
+            tag = raw_tag if type(raw_tag) is str and raw_tag[:1] != "{" else _local(raw_tag)
             if event == "start":
                 depth += 1
                 if depth > MAX_XML_DEPTH:
                     raise ReportParseError(f"XML nested deeper than {MAX_XML_DEPTH} levels",
                                            line=element.sourceline)
-                if isinstance(element.tag, str) and element.tag.startswith("{" + XINCLUDE_NAMESPACE + "}"):
+                if tag is not raw_tag and isinstance(raw_tag, str) and raw_tag.startswith(_XINCLUDE_PREFIX):
                     raise ReportParseError("XInclude is not allowed in a report file", line=element.sourceline)
                 if root_dialect is None:
                     _refuse_doctype(element)
@@ -524,8 +597,13 @@ def parse_junit(stream, metadata: dict) -> Iterator[ParsedResult]:
             if tag == "testcase":
                 if not suites:
                     suites.append(_Suite(name="", declared_tests=None, attributes={}, dialect=root_dialect or "junit"))
-                yield from _add_testcase(suites[-1], _read_testcase(element))
+                decided = _add_testcase(suites[-1], _read_testcase(element))
                 _release(element)
+                if decided is not None:
+                    if type(decided) is list:
+                        yield from decided
+                    else:
+                        yield decided
             elif tag == "properties" and suites and _local(getattr(element.getparent(), "tag", "")) == "testsuite":
                 _suite_properties(element, suites[-1], metadata)
             elif tag == "testsuite":

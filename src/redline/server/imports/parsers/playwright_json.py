@@ -27,53 +27,50 @@ from .common import (
     to_int,
 )
 from .errors import ReportParseError
-from .json_stream import JsonEvents
+from .json_stream import JsonDocument, Shape
 from .model import ParsedError, ParsedResult
 
 # what config keys become run metadata
 _CONFIG_METADATA = {"version": "playwrightVersion", "workers": "workers", "rootDir": "rootDir"}
 
+# the containers walked; every value in them (config, stats, one file suite) is built whole
+SUITES = Shape("suites", "array")
+REPORT = Shape("the report", "map", {"suites": SUITES})
+
 
 def parse_playwright_json(stream, metadata: dict) -> Iterator[ParsedResult]:
     """Stream the results of a Playwright JSON report; fills `metadata` as facts are read.
 
-    Raises ReportParseError (with the JSON path) for a malformed report.
+    Each top-level suite (one spec file) is built whole in C (json_stream), then walked
+    here. Raises ReportParseError (with the JSON path) for a malformed report.
     """
-    events = JsonEvents(stream)
-    events.expect_map("the report")
+    document = JsonDocument(stream, REPORT)
     metadata["tool"] = "playwright"
     context = {"rootDir": None}
-    saw_suites = False
-    for key in events.map_keys():
-        if key == "config":
-            config = events.read_value()
-            if not isinstance(config, dict):
-                raise events.error("config must be a JSON object")
-            _config_metadata(config, metadata)
-            context["rootDir"] = config.get("rootDir")
-        elif key == "suites":
-            saw_suites = True
-            for first in events.array_items("suites"):
-                yield from _walk_suite(events, first, [], context, top_level=True)
+    for container, key, value in document:
+        if container is SUITES:
+            yield from _walk_suite(value, f"$.suites[{key}]", [], context, top_level=True)
+        elif key == "config":
+            if not isinstance(value, dict):
+                raise ReportParseError("config must be a JSON object", path="$.config")
+            _config_metadata(value, metadata)
+            context["rootDir"] = value.get("rootDir")
         elif key == "errors":
-            errors = events.read_value()
-            if errors:
+            if value:
                 # errors outside any test (a file that failed to load, global setup)
                 metadata["errors"] = [strip_ansi(e.get("message")) if isinstance(e, dict) else e
-                                      for e in errors]
+                                      for e in value]
         elif key == "stats":
-            stats = events.read_value()
-            if isinstance(stats, dict):
-                if stats.get("startTime"):
-                    metadata["startedAt"] = stats["startTime"]
-                if stats.get("duration") is not None:
-                    metadata["duration"] = number_to_ms(stats.get("duration"))
+            if isinstance(value, dict):
+                if value.get("startTime"):
+                    metadata["startedAt"] = value["startTime"]
+                if value.get("duration") is not None:
+                    metadata["duration"] = number_to_ms(value.get("duration"))
                 # Playwright's own counts: expected, unexpected, flaky, skipped
-                metadata["stats"] = {k: v for k, v in stats.items() if k not in ("startTime", "duration")}
+                metadata["stats"] = {k: v for k, v in value.items() if k not in ("startTime", "duration")}
         else:
-            metadata.setdefault("extra", {})[key] = events.read_value()
-    events.finish()
-    if not saw_suites:
+            metadata.setdefault("extra", {})[key] = value
+    if not document.saw(SUITES):
         raise ReportParseError("not a Playwright JSON report: no \"suites\"", path="$")
 
 
@@ -93,114 +90,166 @@ def _config_metadata(config: dict, metadata: dict) -> None:
         metadata["projects"] = projects
 
 
-def _walk_suite(events: JsonEvents, first, titles: list[str], context: dict,
+def _walk_suite(suite, where: str, titles: list[str], context: dict,
                 top_level: bool) -> Iterator[ParsedResult]:
-    """Results of one suite object and the suites nested in it. A top-level suite is a file:
-    its title is the file path, not part of the suite path."""
-    if first[0] != "start_map":
-        raise events.error("a suite must be a JSON object")
+    """Results of one suite object (`where` is its JSON path) and the suites nested in it.
+    A top-level suite is a file: its title is the file path, not part of the suite path.
+    Keys are read in document order: specs listed before the suite's title do not get it.
+    The depth guard has bounded the nesting, so the recursion is bounded too."""
+    if type(suite) is not dict:
+        raise ReportParseError("a suite must be a JSON object", path=where)
     suite_title = None
-    for key in events.map_keys():
+    for key, value in suite.items():
         if key == "title":
-            suite_title = events.read_value()
+            suite_title = value
         elif key == "specs":
+            if type(value) is not list:
+                raise ReportParseError("specs must be a JSON array", path=f"{where}.specs")
             path = titles if top_level or suite_title is None else [*titles, str(suite_title)]
-            for spec_first in events.array_items("specs"):
-                spec = events.read_value(spec_first)
-                if not isinstance(spec, dict):
-                    raise events.error("a spec must be a JSON object")
-                yield from _spec_results(events, spec, path, context)
+            for index, spec in enumerate(value):
+                if type(spec) is not dict:
+                    raise ReportParseError("a spec must be a JSON object", path=f"{where}.specs[{index}]")
+                yield from _spec_results(spec, where, index, path, context)
         elif key == "suites":
+            if type(value) is not list:
+                raise ReportParseError("suites must be a JSON array", path=f"{where}.suites")
             path = titles if top_level or suite_title is None else [*titles, str(suite_title)]
-            for child_first in events.array_items("suites"):
-                yield from _walk_suite(events, child_first, path, context, top_level=False)
-        else:
-            events.skip_value()
+            for index, child in enumerate(value):
+                yield from _walk_suite(child, f"{where}.suites[{index}]", path, context, top_level=False)
 
 
-def _spec_results(events: JsonEvents, spec: dict, suite_path: list[str], context: dict) -> Iterator[ParsedResult]:
+def _spec_results(spec: dict, suite_where: str, spec_index: int, suite_path: list[str],
+                  context: dict) -> list[ParsedResult]:
+    """The results of the spec at `{suite_where}.specs[{spec_index}]`, one per test (project)."""
     tests = spec.get("tests") or []
-    if not isinstance(tests, list):
-        raise events.error("spec.tests must be a JSON array")
+    if type(tests) is not list:
+        raise ReportParseError("spec.tests must be a JSON array", path=f"{suite_where}.specs[{spec_index}]")
     title = str(spec.get("title", ""))
     root = context["rootDir"]
     file_path = normalise_path(spec.get("file"), root)
+    facts: dict = {}  # what every test of the spec shares, worked out once (see _test_result)
+    results = []
     for index, test in enumerate(tests):
-        if not isinstance(test, dict):
-            raise ReportParseError("a test must be a JSON object", path=f"{events.where()}.tests[{index}]")
-        where = f"{events.where()}.tests[{index}]"
         try:
-            result = _test_result(test, spec, title, suite_path, file_path, root)
+            if type(test) is not dict:
+                raise ReportParseError("a test must be a JSON object")
+            results.append(_test_result(test, spec, title, suite_path, file_path, root, facts))
         except ReportParseError as exc:
-            raise ReportParseError(exc.message, path=exc.path or where) from exc
+            raise ReportParseError(exc.message, path=exc.path or f"{suite_where}.specs[{spec_index}].tests[{index}]") from exc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ReportParseError(f"unreadable test: {exc}", path=where) from exc
-        yield result
+            raise ReportParseError(f"unreadable test: {exc}",
+                                   path=f"{suite_where}.specs[{spec_index}].tests[{index}]") from exc
+    return results
+
+
+_SKIPPED, _FAILED, _FLAKY = outcomes.SKIPPED, outcomes.FAILED, outcomes.FLAKY
 
 
 def _test_result(test: dict, spec: dict, title: str, suite_path: list[str], file_path: str | None,
-                 root: str | None) -> ParsedResult:
-    results = [r for r in test.get("results") or [] if isinstance(r, dict)]
+                 root: str | None, facts: dict) -> ParsedResult:
+    """One result. `facts` caches what the spec's tests share (full title, line, tags); each
+    is worked out where a problem with it would have shown before, so a malformed report
+    fails the same way."""
+    results = [r for r in test.get("results") or [] if type(r) is dict]
     status_word = test.get("status")
     if status_word is None:
         status_word = "expected" if spec.get("ok", True) else "unexpected"
-    try:
-        status = outcomes.map_outcome(str(status_word))
-    except KeyError:
-        raise ReportParseError(f"unknown test status {status_word!r}") from None
-    if status == outcomes.SKIPPED and any(r.get("status") == "interrupted" for r in results):
+    status = outcomes.OUTCOMES.get(status_word) if type(status_word) is str else None
+    if status is None:
+        try:
+            status = outcomes.map_outcome(str(status_word))
+        except KeyError:
+            raise ReportParseError(f"unknown test status {status_word!r}") from None
+    if status == _SKIPPED and any(r.get("status") == "interrupted" for r in results):
         status = outcomes.map_outcome("interrupted")  # the run was stopped while it ran
 
     error = None
-    failing = [r for r in results if r.get("error") or r.get("errors")]
-    if status in (outcomes.FAILED, outcomes.FLAKY) and failing:
-        error = _result_error(failing[-1], file_path, root)
-    elif status == outcomes.FAILED and test.get("expectedStatus") == "failed":
+    if status == _FAILED or status == _FLAKY:
+        failing = [r for r in results if r.get("error") or r.get("errors")]
+        if failing:
+            error = _result_error(failing[-1], file_path, root)
+    if error is None and status == _FAILED and test.get("expectedStatus") == "failed":
         # a test.fail() that passed: Playwright's own words for it
         error = ParsedError(message="Expected to fail, but passed.", type="expected-failure")
 
+    durations = [number_to_ms(r.get("duration")) for r in results]
+    # extra: these keys in this order, each only when not None
+    extra = {}
+    expected_status = test.get("expectedStatus")
+    if expected_status is not None:
+        extra["expectedStatus"] = expected_status
+    project_id = test.get("projectId")
+    if project_id is not None:
+        extra["projectId"] = project_id
+    if (timeout := test.get("timeout")) is not None:
+        extra["timeout"] = timeout
+    if (spec_id := spec.get("id")) is not None:
+        extra["specId"] = spec_id
+    extra["attempts"] = [{"status": r.get("status"), "duration": duration, "retry": r.get("retry"),
+                          "workerIndex": r.get("workerIndex"), "startTime": r.get("startTime")}
+                         for r, duration in zip(results, durations)]
     final = results[-1] if results else {}
-    extra = {
-        "expectedStatus": test.get("expectedStatus"),
-        "projectId": test.get("projectId"),
-        "timeout": test.get("timeout"),
-        "specId": spec.get("id"),
-        "attempts": [{"status": r.get("status"), "duration": number_to_ms(r.get("duration")),
-                      "retry": r.get("retry"), "workerIndex": r.get("workerIndex"),
-                      "startTime": r.get("startTime")} for r in results],
-    }
     if final:
-        extra["workerIndex"] = final.get("workerIndex")
-        extra["parallelIndex"] = final.get("parallelIndex")
-        extra["startTime"] = final.get("startTime")
-    if status == outcomes.SKIPPED and test.get("expectedStatus") != "skipped":
+        if (worker := final.get("workerIndex")) is not None:
+            extra["workerIndex"] = worker
+        if (parallel := final.get("parallelIndex")) is not None:
+            extra["parallelIndex"] = parallel
+        if (start_time := final.get("startTime")) is not None:
+            extra["startTime"] = start_time
+    if status == _SKIPPED and expected_status != "skipped":
         extra["didNotRun"] = True
-    extra = {k: v for k, v in extra.items() if v is not None}
 
-    attempt = 1 if status == outcomes.SKIPPED else max(len(results), 1)
-    variant = test.get("projectName") or test.get("projectId") or None
+    attempt = 1 if status == _SKIPPED else max(len(results), 1)
+    variant = test.get("projectName") or project_id or None
+    if not facts:
+        facts["full_title"] = full_title(suite_path, title)
+        facts["line"] = to_int(spec.get("line"))
+    steps = final.get("steps")
+    steps = [_step(s) for s in steps if isinstance(s, dict)] if steps else []
+    stdout = _output(results, "stdout")
+    stderr = _output(results, "stderr")
+    tags = facts.get("tags")
+    if tags is None:
+        tags = facts["tags"] = normalise_tags(spec.get("tags"))
+    annotations = test.get("annotations")
+    annotations = [{"type": a.get("type"), "description": a.get("description")}
+                   for a in annotations if isinstance(a, dict)] if annotations else []
+    attachments = [_attachment(a, r) for r in results for a in r.get("attachments") or []
+                   if isinstance(a, dict)]
     return ParsedResult(
         title=title,
-        full_title=full_title(suite_path, title),
+        full_title=facts["full_title"],
         file_path=file_path,
-        line_number=to_int(spec.get("line")),
+        line_number=facts["line"],
         suite_path=list(suite_path),
         variant=variant,
         status=status,
-        duration_ms=sum(number_to_ms(r.get("duration")) for r in results),
+        duration_ms=sum(durations),
         attempt=attempt,
         retries=attempt - 1,
         error=error,
-        steps=[_step(s) for s in final.get("steps") or [] if isinstance(s, dict)],
-        stdout="".join(_output_text(item) for r in results for item in r.get("stdout") or []),
-        stderr="".join(_output_text(item) for r in results for item in r.get("stderr") or []),
-        tags=normalise_tags(spec.get("tags")),
-        annotations=[{"type": a.get("type"), "description": a.get("description")}
-                     for a in test.get("annotations") or [] if isinstance(a, dict)],
-        attachments=[_attachment(a, r) for r in results for a in r.get("attachments") or []
-                     if isinstance(a, dict)],
+        steps=steps,
+        stdout=stdout,
+        stderr=stderr,
+        tags=list(tags),
+        annotations=annotations,
+        attachments=attachments,
         extra=extra,
     )
+
+
+def _output(results: list[dict], key: str) -> str:
+    """All attempts' stdout (or stderr) chunks as one text."""
+    texts = []
+    for result in results:
+        items = result.get(key)
+        if items:
+            for item in items:
+                if type(item) is dict and "text" in item:
+                    texts.append(str(item["text"]))
+                else:
+                    texts.append(_output_text(item))
+    return "".join(texts)
 
 
 def _result_error(result: dict, file_hint: str | None, root: str | None) -> ParsedError:
@@ -220,6 +269,7 @@ def _step(step: dict) -> dict:
     message = None
     if isinstance(error, dict):
         message = strip_ansi(error.get("message") or error.get("value"))
+    children = step.get("steps")
     return {
         "title": str(step.get("title", "")),
         # the JSON reporter writes only test.step() steps and does not name the category
@@ -227,7 +277,7 @@ def _step(step: dict) -> dict:
         "status": "failed" if error else "passed",
         "duration": number_to_ms(step.get("duration")),
         "error": message,
-        "steps": [_step(s) for s in step.get("steps") or [] if isinstance(s, dict)],
+        "steps": [_step(s) for s in children if isinstance(s, dict)] if children else [],
     }
 
 
