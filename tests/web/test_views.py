@@ -24,7 +24,8 @@ def _main_pages(client, tenant, run_id: str) -> dict[str, str]:
     test_id = _ids(run, "tests")[0]
     case_id = _ids(run, "cases")[0]
     base = f"/projects/{tenant.project_id}"
-    return {"runs": f"{base}/runs", "run": f"/runs/{run_id}", "test": f"/tests/{test_id}",
+    return {"runs": f"{base}/runs", "run": f"/runs/{run_id}", "suites": f"/runs/{run_id}/suites",
+            "test": f"/tests/{test_id}",
             "case": f"/cases/{case_id}", "flaky": f"{base}/flaky", "errors": f"{base}/errors",
             "trends": f"{base}/trends", "members": f"/teams/{tenant.team_id}/members"}
 

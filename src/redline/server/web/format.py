@@ -38,6 +38,10 @@ def ago(value) -> str:
     moment = _parse(value)
     if moment is None:
         return "never"
+    return _ago(moment)
+
+
+def _ago(moment: datetime) -> str:
     seconds = (utcnow() - moment).total_seconds()
     if seconds < 0:
         return "just now"
@@ -57,8 +61,9 @@ def time_tag(value) -> Markup:
     moment = _parse(value)
     if moment is None:
         return Markup('<span class="muted">never</span>')
-    return Markup('<time datetime="{}" title="{}">{}</time>').format(
-        moment.isoformat(timespec="seconds") + "Z", when(value), ago(value))
+    # plain formatting (no Markup.format): called for every row of every list
+    return Markup(f'<time datetime="{moment.isoformat(timespec="seconds")}Z" '
+                  f'title="{moment:%Y-%m-%d %H:%M} UTC">{_ago(moment)}</time>')
 
 
 def short_sha(value: str | None) -> str:

@@ -55,6 +55,7 @@ RUN_STATUSES = ("running", "passed", "failed", "cancelled", "queued", "blocked")
 RESULT_STATUSES = ("failed", "flaky", "passed", "skipped")
 RUNS_PER_PAGE = 30
 RESULTS_PER_PAGE = 100
+SUITES_ON_RUN_PAGE = 300  # the rest of a big tree is on /runs/{id}/suites
 
 
 def _web(request: Request) -> Web:
@@ -297,6 +298,38 @@ def _group_failures(failures: list[dict], quarantined: set[str]) -> list[dict]:
     return ordered
 
 
+def _trim_tree(nodes: list[dict], budget: int) -> tuple[list[dict], int]:
+    """The first `budget` suites of a tree, depth first, and how many were left out."""
+    kept: list[dict] = []
+    left = budget
+    omitted = 0
+    for node in nodes:
+        if left <= 0:
+            omitted += 1 + _size(node["children"])
+            continue
+        left -= 1
+        children, dropped = _trim_tree(node["children"], left)
+        left -= _size(children)
+        omitted += dropped
+        kept.append({**node, "children": children})
+    return kept, omitted
+
+
+def _size(nodes: list[dict]) -> int:
+    return sum(1 + _size(n["children"]) for n in nodes)
+
+
+@router.get("/runs/{run_id}/suites")
+@view()
+def suites_page(request: Request, run_id: str):
+    web = _web(request)
+    run = runs.get_run(web.conn, web.principal, run_id)
+    _layout(web, run["projectId"])
+    tree = results.suite_tree(web.conn, web.principal, run_id, None)["data"]
+    return web.render("suites.html", {"title": "Suites", "section": "runs", "run": run,
+                                      "tree": tree})
+
+
 @router.get("/runs/{run_id}")
 @view()
 def run_page(request: Request, run_id: str,
@@ -318,7 +351,8 @@ def run_page(request: Request, run_id: str,
     quarantined = {c["testId"] for c in quarantined_now["data"]}
     base_id = intelligence.previous_run_on_branch(conn, row) if row.branch else None
     comparison = intelligence.compare(conn, principal, run_id, base_id) if base_id else None
-    tree = results.suite_tree(conn, principal, run_id, None)["data"]
+    tree, tree_omitted = _trim_tree(results.suite_tree(conn, principal, run_id, None)["data"],
+                                    SUITES_ON_RUN_PAGE)
     status = status if status in RESULT_STATUSES else None
     listing = results.list_results(conn, principal, project_id, run_id, status,
                                    (q or "").strip() or None,
@@ -330,7 +364,8 @@ def run_page(request: Request, run_id: str,
         "groups": _group_failures(failed["data"], quarantined),
         "failed_total": failed["total"], "failed_shown": len(failed["data"]),
         "flaky": flaky["data"], "flaky_total": flaky["total"], "comparison": comparison,
-        "base_id": base_id, "tree": tree, "results": listing["data"],
+        "base_id": base_id, "tree": tree, "tree_omitted": tree_omitted,
+        "results": listing["data"],
         "results_total": listing["total"], "offset": offset, "status": status, "q": q or "",
         "statuses": RESULT_STATUSES, "per_page": RESULTS_PER_PAGE,
         "rate_bar": charts.rate_bar,
