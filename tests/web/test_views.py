@@ -438,3 +438,28 @@ def test_a_tests_screenshot_shows_inline_from_this_origin(owner, tenant, importe
     image = owner.get(src)
     assert image.status_code == 200 and image.content == PNG
     assert "Download" in html
+
+
+def test_an_admin_adds_a_webhook_and_reads_its_delivery_log(start_server):
+    srv = start_server(rate_limit_enabled=False, webhook_allow_nets="127.0.0.0/8")
+    tenant = live.make_tenant(srv)
+    client = httpx.Client(base_url=srv.url)
+    try:
+        token = csrf_of(client.get("/login").text)
+        client.post("/login", data={"email": tenant.email, "password": live.PASSWORD,
+                                    "csrf": token})
+        settings = f"/projects/{tenant.project_id}/settings"
+        created = client.post(f"/projects/{tenant.project_id}/webhooks", data={
+            "csrf": csrf_of(client.get(settings).text), "url": "http://127.0.0.1:9/hook",
+            "event": ["run.failed", "test.flaky"]})
+        assert created.status_code == 201, created.text
+        assert re.search(r'<code id="new-secret">whsec_', created.text)
+        page = client.get(settings).text
+        assert "whsec_" not in page and "http://127.0.0.1:9/hook" in page
+        log = re.search(r'href="(/projects/[^"]+/webhooks/wh_[0-9A-Z]+)"', page).group(1)
+        assert "No deliveries yet" in client.get(log).text
+        pinged = client.post(f"{log}/ping", data={"csrf": csrf_of(client.get(log).text)})
+        assert pinged.status_code == 303
+        assert "No deliveries yet" not in client.get(log).text
+    finally:
+        client.close()

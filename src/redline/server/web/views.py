@@ -558,13 +558,28 @@ def trends_page(request: Request, project_id: str,
 
 # -- settings: project, keys, members and invitations -----------------------------------------
 
+WEBHOOK_EVENTS = ("run.completed", "run.failed", "test.flaky", "test.quarantined")
+
+
+def _webhooks_service():
+    try:
+        from redline.server.webhooks import service
+    except ModuleNotFoundError:
+        return None
+    return service
+
+
 def _settings_context(web: Web, project_id: str, new_key: dict | None = None,
-                      error: str | None = None) -> dict:
+                      new_webhook: dict | None = None) -> dict:
     conn, principal = web.conn, web.principal
     settings = projects.get_settings(conn, principal, project_id)
     keys = projects.list_keys(conn, principal, project_id, web.page(200))
+    hooks = _webhooks_service()
+    listed = hooks.list_webhooks(conn, principal, project_id, web.page(100))["data"] \
+        if hooks else None
     return {"title": "Settings", "section": "settings", "settings": settings,
-            "keys": keys["data"], "new_key": new_key, "error": error}
+            "keys": keys["data"], "new_key": new_key, "webhooks": listed,
+            "new_webhook": new_webhook, "webhook_events": WEBHOOK_EVENTS}
 
 
 @router.get("/projects/{project_id}/settings")
@@ -619,6 +634,75 @@ def key_deactivate(request: Request, project_id: str, key_id: str, csrf: Csrf = 
     web = _web(request)
     projects.update_key(web.conn, web.principal, key_id, False, None)
     raise Redirect(f"/projects/{project_id}/settings?done=deactivated")
+
+
+@router.post("/projects/{project_id}/webhooks")
+@view(write=True)
+def webhook_create(request: Request, project_id: str, csrf: Csrf = "",
+                   url_: Annotated[str, Form(alias="url", max_length=2048)] = "",
+                   event: Annotated[list[str], Form(max_length=4)] = []):  # noqa: B006
+    web = _web(request)
+    hooks = _webhooks_service()
+    events = [e for e in event if e in WEBHOOK_EVENTS]
+    if hooks is None or not events:
+        raise ApiError("VALIDATION_ERROR", "Pick at least one event", {
+            "field": "events", "reason": "required"})
+    created = hooks.create(web.conn, web.principal, project_id, url_.strip(), events, {},
+                           None, web.settings)
+    _layout(web, project_id)
+    # The signing secret is shown once, like a new key.
+    return web.render("settings.html", _settings_context(web, project_id,
+                                                         new_webhook=created), status=201)
+
+
+@router.get("/projects/{project_id}/webhooks/{webhook_id}")
+@view()
+def webhook_page(request: Request, project_id: str, webhook_id: str,
+                 offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+                 done: Annotated[str | None, Query(max_length=40)] = None):
+    web = _web(request)
+    hooks = _webhooks_service()
+    if hooks is None:
+        raise ApiError("UNSUPPORTED", "Webhooks are not on this server", {})
+    hook = hooks.get(web.conn, web.principal, webhook_id)
+    if hook["projectId"] != project_id:
+        raise ApiError("NOT_FOUND", f"Webhook '{webhook_id}' not found",
+                       {"resource": "webhook"})
+    _layout(web, project_id)
+    log = hooks.deliveries(web.conn, web.principal, webhook_id, web.page(50, offset))
+    base = f"/projects/{project_id}/webhooks/{webhook_id}"
+    return web.render("webhook.html", {
+        "title": "Webhook", "section": "settings", "hook": hook, "deliveries": log["data"],
+        "total": log["total"], "done": done,
+        "prev_url": url(base, offset=max(0, offset - 50)) if offset else None,
+        "next_url": url(base, offset=offset + 50) if offset + 50 < log["total"] else None})
+
+
+@router.post("/projects/{project_id}/webhooks/{webhook_id}/ping")
+@view(write=True)
+def webhook_ping(request: Request, project_id: str, webhook_id: str, csrf: Csrf = ""):
+    web = _web(request)
+    _webhooks_service().ping(web.conn, web.principal, webhook_id)
+    raise Redirect(f"/projects/{project_id}/webhooks/{webhook_id}?done=ping+queued")
+
+
+@router.post("/projects/{project_id}/webhooks/{webhook_id}/deliveries/{delivery_id}")
+@view(write=True)
+def webhook_redeliver(request: Request, project_id: str, webhook_id: str, delivery_id: str,
+                      csrf: Csrf = ""):
+    web = _web(request)
+    _webhooks_service().redeliver(web.conn, web.principal, webhook_id, delivery_id)
+    raise Redirect(f"/projects/{project_id}/webhooks/{webhook_id}?done=redelivery+queued")
+
+
+@router.post("/projects/{project_id}/webhooks/{webhook_id}/active")
+@view(write=True)
+def webhook_active(request: Request, project_id: str, webhook_id: str, csrf: Csrf = "",
+                   active: Annotated[str, Form(max_length=5)] = ""):
+    web = _web(request)
+    _webhooks_service().update_webhook(web.conn, web.principal, webhook_id,
+                                       {"is_active": active == "true"}, web.settings)
+    raise Redirect(f"/projects/{project_id}/webhooks/{webhook_id}?done=saved")
 
 
 def _members_context(web: Web, team_id: str, invitation: dict | None = None) -> dict:
