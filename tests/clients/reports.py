@@ -45,6 +45,7 @@ def test_command(report: str, out: Path, exit_code: int) -> list[str]:
         path = pathlib.Path({str(out)!r})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text({report!r})
+        print("collected tests, wrote", path)  # a runner's own output, on stdout
         sys.exit({exit_code})
     """)
     return [sys.executable, "-c", script]

@@ -1,9 +1,9 @@
-"""Runs and results through the SDK, the CLI and the MCP server, on the real server: import
-reports, list and read runs and results, wait, `upload`, `exec`, `summary`."""
+"""Runs and results through the SDK and the CLI on the real server: import reports, list and
+read runs and results, wait, `upload`, `exec`, `summary` (the MCP tools and the test
+intelligence commands: test_intelligence_*.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import textwrap
 from pathlib import Path
@@ -13,7 +13,6 @@ import pytest
 from redline.sdk import Client
 from redline.sdk import exceptions as errors
 from tests.clients.conftest import Cli, run_in_terminal
-from tests.clients.test_mcp import session
 
 FAILING = """\
 <?xml version="1.0" encoding="UTF-8"?>
@@ -185,27 +184,3 @@ def test_exec_when_redline_is_unreachable(tmp_path, closed_url, on_outage, exit_
         assert result.stderr.startswith("Error [NETWORK_ERROR]")
     else:  # says so, never silently
         assert "could not report" in result.stderr and "NETWORK_ERROR" in result.stderr
-
-
-def test_mcp_triage_tools(tenant, reports, tmp_path):
-    async def go():
-        env = {"REDLINE_URL": tenant.server.url, "REDLINE_API_KEY": tenant.key}
-        async with session(env, tmp_path) as client:
-            imported = await client.call_tool("import_report",
-                                              {"path": str(reports["failing"]),
-                                               "branch": "main"})
-            run_id = imported.structured_content["id"]
-            runs = await client.call_tool("list_runs", {"limit": 5})
-            run = await client.call_tool("get_run", {"run_id": run_id})
-            waited = await client.call_tool("wait_for_run", {"run_id": run_id})
-            missing = await client.call_tool("get_run", {"run_id": MISSING_RUN})
-            return imported, runs, run, waited, missing
-
-    imported, runs, run, waited, missing = asyncio.run(go())
-    assert not imported.is_error and imported.structured_content["source"] == "mcp"
-    assert [r["id"] for r in runs.structured_content["data"]] == [
-        imported.structured_content["id"]]
-    failed = run.structured_content["failedTests"]
-    assert [t["status"] for t in failed] == ["failed"]
-    assert waited.structured_content["status"] == "failed"
-    assert missing.is_error and missing.content[0].text.startswith("[NOT_FOUND] ")

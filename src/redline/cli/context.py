@@ -12,7 +12,7 @@ import os
 import shlex
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -182,7 +182,7 @@ class When(click.ParamType):
     The value is an aware UTC datetime."""
 
     name = "WHEN"
-    UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    UNITS: ClassVar[dict[str, int]] = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
     def __init__(self, future: bool):
         self.future = future
@@ -198,7 +198,7 @@ class When(click.ParamType):
             now = datetime.now(UTC)
             return now + delta if self.future else now - delta
         try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(text)
         except ValueError:
             self.fail(f"{value!r} is neither a time (2026-12-01, 2026-12-01T10:00:00Z) nor a "
                       "duration (30m, 12h, 7d, 2w)", param, ctx)

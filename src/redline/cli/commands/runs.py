@@ -270,7 +270,9 @@ def exec_(env: Env, report_globs, on_outage, timeout, command, report_format, br
 
     started = time.time() - 1  # a report written in the same second still counts
     try:
-        proc = subprocess.Popen(list(command))
+        # JSON mode: stdout is the run's JSON alone, so the command's own output goes to stderr
+        proc = subprocess.Popen(list(command),
+                                stdout=sys.stderr if env.output == "json" else None)
     except OSError as exc:
         raise UsageError(f"Cannot run {command[0]!r}: {exc.strerror or exc}",
                          details={"field": "COMMAND", "reason": "not_executable"}) from exc
@@ -460,8 +462,8 @@ def render_summary(data: dict, *, markdown: bool = True) -> str:
         lines += [f"**Flaky ({data['flakyTotal']})**: passed on a retry", ""]
         bullets(data["flaky"], data["flakyTotal"], errors=False)
     if data["quarantinedTotal"]:
-        lines += [f"**Quarantined ({data['quarantinedTotal']})**: failed, not counted in the "
-                  "verdict", ""]
+        lines += [(f"**Quarantined ({data['quarantinedTotal']})**: failed, not counted in "
+                   "the verdict"), ""]
         for test in data["quarantined"]:
             info = test.get("quarantine") or {}
             about = [f"owner {info['owner']}" if info.get("owner") else "",
