@@ -151,8 +151,9 @@ class _Suite:
     held_groups: list[list[_Testcase]] = field(default_factory=list)
     #: gotestsum: every attempt of every test, by name, in first-seen order
     by_key: dict = field(default_factory=dict)
-    #: identities already worked out, by (dialect, classname, file)
-    identities: dict = field(default_factory=dict)
+    #: the last identity worked out: ((dialect, classname, file), identity) - a class's
+    #: testcases come together, and one entry keeps memory flat however many classes there are
+    last_identity: tuple | None = None
 
 
 def _local(tag) -> str:
@@ -336,17 +337,19 @@ def _identity(testcase: _Testcase, dialect: str, suite: _Suite) -> tuple[str, li
 def _identity_of(testcase: _Testcase, suite: _Suite) -> tuple[str, list[str], str | None, str | None, dict]:
     """_identity with the file path normalised. For pytest's and the generic writers'
     ordinary testcases it depends only on the classname and file, so it is worked out once
-    per class (a fresh list and dict are handed out each time)."""
+    for a run of testcases of one class (a fresh list and dict are handed out each time)."""
     dialect = suite.dialect
     if dialect in ("playwright", "vitest", "jest") or not testcase.classname or (
             testcase.classname == "pytest" and testcase.name == "internal"):
         title, suite_path, file_path, variant, extra = _identity(testcase, dialect, suite)
         return title, suite_path, normalise_path(file_path), variant, extra
     cache_key = (dialect, testcase.classname, testcase.file)
-    known = suite.identities.get(cache_key)
-    if known is None:
+    if suite.last_identity is not None and suite.last_identity[0] == cache_key:
+        known = suite.last_identity[1]
+    else:
         _, suite_path, file_path, variant, extra = _identity(testcase, dialect, suite)
-        known = suite.identities[cache_key] = (suite_path, normalise_path(file_path), variant, extra)
+        known = (suite_path, normalise_path(file_path), variant, extra)
+        suite.last_identity = (cache_key, known)
     suite_path, file_path, variant, extra = known
     return testcase.name, list(suite_path), file_path, variant, dict(extra)
 
