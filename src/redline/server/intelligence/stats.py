@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, func, select, update
 
 from redline.server.intelligence import scoring
 from redline.server.kit.clock import iso, parse_iso, utcnow
@@ -154,12 +154,25 @@ def _stats_row(case_id: str, window, stats: scoring.CaseStats, tags) -> dict:
 
 
 def _write_stats(conn: Connection, rows: list[dict]) -> None:
+    """One executemany at the driver level (a run touches thousands of cases)."""
     if not rows:
         return
+    from redline.server.results.repository import driver_datetime, encode_json
+
     columns = [c for c in rows[0] if c != "case_id"]
-    statement = (update(test_cases).where(test_cases.c.id == bindparam("case_id"))
-                 .values({c: bindparam(c) for c in columns}))
-    conn.execute(statement, rows)
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    statement = (f"UPDATE test_cases SET {', '.join(f'{c} = {mark}' for c in columns)} "
+                 f"WHERE id = {mark}")
+
+    def value(column, item):
+        if column in ("recent", "tags"):
+            return encode_json(item)
+        if isinstance(item, datetime):
+            return driver_datetime(conn, item)
+        return item
+
+    conn.exec_driver_sql(statement, [tuple(value(c, row[c]) for c in columns) + (row["case_id"],)
+                                     for row in rows])
 
 
 def recompute_case(conn: Connection, case_id: str) -> dict:
