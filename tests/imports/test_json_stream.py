@@ -141,3 +141,15 @@ def test_half_surrogate_escapes_become_replacement_characters():
     results, _ = parsed(data, Trickle(data))
     assert results[0]["title"] == "a \ufffd b \ufffd \U0001f600"
     results[0]["title"].encode("utf-8")  # a database can store it
+
+
+def test_suites_are_read_in_document_order():
+    """A suite's title applies to the specs and suites that come after it; a key given twice
+    counts twice (the reader walks suites as they come, it does not build them)."""
+    data = (b'{"config": {}, "suites": [{"title": "f.spec.ts", "suites": [{"specs": [SPEC_A], '
+            b'"title": "Outer", "specs": [SPEC_B], "suites": [{"title": "Inner", "specs": [SPEC_C]}], '
+            b'"specs": [SPEC_D]}]}]}')
+    for name in b"ABCD":
+        data = data.replace(b"SPEC_" + bytes([name]), json.dumps(spec(chr(name))).encode())
+    results, _ = parsed(data, Trickle(data))
+    assert [r["full_title"] for r in results] == ["A", "Outer > B", "Outer > Inner > C", "Outer > D"]

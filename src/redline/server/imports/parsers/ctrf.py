@@ -33,7 +33,7 @@ from .common import (
     to_int,
 )
 from .errors import ReportParseError
-from .json_stream import JsonDocument, Shape
+from .json_stream import VALUE, JsonDocument, Shape
 from .model import ParsedError, ParsedResult
 
 # test fields that have a home in ParsedResult; every other field goes to `extra`
@@ -57,7 +57,9 @@ def parse_ctrf(stream, metadata: dict) -> Iterator[ParsedResult]:
     """
     document = JsonDocument(stream, REPORT)
     context = {"tool": None}
-    for container, key, value in document:
+    for event, container, key, value in document:
+        if event != VALUE:
+            continue
         if container is TESTS:
             if type(value) is not dict:
                 raise ReportParseError("a test must be a JSON object", path=f"$.results.tests[{key}]")

@@ -1,14 +1,17 @@
 """Streaming reads of big JSON reports: each value is built by the C scanner of the standard
 `json` module (`JSONDecoder.raw_decode`), the few tokens around the values are read here.
 
-A report is a small "skeleton" of containers the parser walks (Playwright: the root object and
-its "suites" array; CTRF: the root object, "results" and "results.tests"), and the values
-hanging off it: config, stats, one top-level suite (a spec file), one CTRF test. Each such value
-is built whole in C from the text read so far, so a 100k-test report never sits whole in memory
-and Python never touches a test's tokens one by one:
+A report is a small "skeleton" of containers the parser walks (Playwright: the root object,
+"suites" and the suites nested in them, their "specs"; CTRF: the root object, "results" and
+"results.tests"), and the values hanging off it: config, stats, one spec, one CTRF test. Each
+such value is built whole in C from the text read so far, so a 100k-test report never sits
+whole in memory and Python never touches a test's tokens one by one. (Values are kept small on
+purpose: objects that die young cost the garbage collector little, while a whole file suite
+held during its conversion gets promoted and sets off full collections of a server's heap.)
 
-    for container, key, value in JsonDocument(stream, REPORT):  # REPORT: the root Shape
-        ...  # container: the Shape the value hangs off; key: its key (object) or index (array)
+    for event, shape, key, value in JsonDocument(stream, REPORT):  # REPORT: the root Shape
+        ...  # (VALUE, the Shape the value is in, its key or index, the value), or START/END of
+             # a skeleton container (its Shape, key or index, JSON path)
 
 (ijson's C backend builds the same values, but takes about twice as long: 94 ms against 54 ms
 for the suites of a 10k-test Playwright report. And `json` tells where an error is, so the
@@ -44,18 +47,26 @@ _VALUE_STARTS = frozenset('{["-0123456789tfnNI\"')
 
 class Shape:
     """A container of the skeleton: walked here, never built whole. Values in it (other than
-    its skeleton children) are built whole and handed to the parser."""
+    its skeleton children: `children` by key for an object, `item` for every item of an array)
+    are built whole and handed to the parser. Shapes may nest recursively (a suite's suites)."""
 
-    def __init__(self, name: str, kind: str, children: dict[str, Shape] | None = None):
+    def __init__(self, name: str, kind: str, children: dict[str, Shape] | None = None,
+                 item: Shape | None = None):
         assert kind in ("map", "array")
-        self.name = name  # for messages: "the report", "suites", "results.tests"
+        self.name = name  # for messages: "the report", "suites", "a suite", "results.tests"
         self.kind = kind
-        self.children = children or {}
+        self.children = children if children is not None else {}
+        self.item = item
         self.opening = "{" if kind == "map" else "["
 
     def wrong_type(self, path: str) -> ReportParseError:
         kind = "object" if self.kind == "map" else "array"
         return ReportParseError(f"{self.name} must be a JSON {kind}", path=path)
+
+
+# what iterating a JsonDocument gives: (VALUE, container shape, key or index, the value), and
+# (START or END, the skeleton container's shape, its key or index, its JSON path)
+VALUE, START, END = "value", "start", "end"
 
 
 # ------------------------------------------------------------------ values
@@ -379,21 +390,24 @@ class JsonDocument:
 
     # -------------------------------------------------------------- the walk
 
-    def __iter__(self) -> Iterator[tuple[Shape, object, object]]:
+    def __iter__(self) -> Iterator[tuple[str, Shape, object, object]]:
         first = self._peek("$")
         if first != "{":
             if first in _VALUE_STARTS:
                 raise self._root.wrong_type("$")
             self._syntax("Expecting value", "$")
-        yield from self._container(self._root, "$", 1)
+        yield from self._container(self._root, None, "$", 1)
         if self._peek("$", end_allowed=True) != "":
             self._syntax("Extra data after the document", "$")
 
-    def _container(self, shape: Shape, path: str, depth: int) -> Iterator[tuple[Shape, object, object]]:
-        """The values in the skeleton container at the current position (its opening bracket,
-        already checked), at JSON path `path`, nested `depth` deep."""
+    def _container(self, shape: Shape, key, path: str, depth: int
+                   ) -> Iterator[tuple[str, Shape, object, object]]:
+        """START, the values and containers in the skeleton container at the current position
+        (its opening bracket, already checked; `key` in its parent, JSON path `path`, nested
+        `depth` deep), END."""
         self._seen.add(shape.name)
         self._pos += 1
+        yield START, shape, key, path
         if shape.kind == "map":
             closing, index = "}", None
         else:
@@ -401,6 +415,7 @@ class JsonDocument:
         c = self._peek(path)
         if c == closing:
             self._pos += 1
+            yield END, shape, key, path
             return
         while True:
             if index is None:
@@ -418,15 +433,24 @@ class JsonDocument:
                         if c in _VALUE_STARTS:
                             raise child.wrong_type(child_path)
                         self._syntax("Expecting value", child_path)
-                    yield from self._container(child, child_path, depth + 1)
+                    yield from self._container(child, key, child_path, depth + 1)
                 else:
                     if c not in _VALUE_STARTS:
                         self._syntax("Expecting value", child_path)
-                    yield shape, key, self._value(child_path, depth)
+                    yield VALUE, shape, key, self._value(child_path, depth)
             else:
-                if c not in _VALUE_STARTS:
-                    self._syntax("Expecting value", f"{path}[{index}]")
-                yield shape, index, self._value(f"{path}[{index}]", depth)
+                item_path = f"{path}[{index}]"
+                item = shape.item
+                if item is not None:
+                    if c != item.opening:
+                        if c in _VALUE_STARTS:
+                            raise item.wrong_type(item_path)
+                        self._syntax("Expecting value", item_path)
+                    yield from self._container(item, index, item_path, depth + 1)
+                else:
+                    if c not in _VALUE_STARTS:
+                        self._syntax("Expecting value", item_path)
+                    yield VALUE, shape, index, self._value(item_path, depth)
                 index += 1
             c = self._peek(path)
             if c == ",":
@@ -438,6 +462,7 @@ class JsonDocument:
                 continue
             if c == closing:
                 self._pos += 1
+                yield END, shape, key, path
                 return
             self._syntax("Expecting ',' delimiter", path)
 

@@ -27,49 +27,92 @@ from .common import (
     to_int,
 )
 from .errors import ReportParseError
-from .json_stream import JsonDocument, Shape
+from .json_stream import END, START, VALUE, JsonDocument, Shape
 from .model import ParsedError, ParsedResult
 
 # what config keys become run metadata
 _CONFIG_METADATA = {"version": "playwrightVersion", "workers": "workers", "rootDir": "rootDir"}
 
-# the containers walked; every value in them (config, stats, one file suite) is built whole
-SUITES = Shape("suites", "array")
+# the containers walked (a suite's suites nest); every value in them (config, stats, a suite's
+# title, one spec) is built whole
+SPECS = Shape("specs", "array")
+SUITE = Shape("a suite", "map")
+SUITES = Shape("suites", "array", item=SUITE)
+SUITE.children.update({"specs": SPECS, "suites": SUITES})
 REPORT = Shape("the report", "map", {"suites": SUITES})
+
+
+class _Suite:
+    """A suite object being read: its JSON path and the titles of the suites around it.
+    A top-level suite is a file: its title is the file path, not part of the suite path."""
+
+    __slots__ = ("child_titles", "path", "spec_titles", "title", "titles", "top_level")
+
+    def __init__(self, path: str, titles: list[str], top_level: bool):
+        self.path = path
+        self.titles = titles
+        self.top_level = top_level
+        self.title = None
+        self.spec_titles = titles  # for the specs that follow, and the suites that follow
+        self.child_titles = titles
+
+    def titles_so_far(self) -> list[str]:
+        """Keys are read in document order: specs listed before the suite's title do not get it."""
+        if self.top_level or self.title is None:
+            return self.titles
+        return [*self.titles, str(self.title)]
 
 
 def parse_playwright_json(stream, metadata: dict) -> Iterator[ParsedResult]:
     """Stream the results of a Playwright JSON report; fills `metadata` as facts are read.
 
-    Each top-level suite (one spec file) is built whole in C (json_stream), then walked
-    here. Raises ReportParseError (with the JSON path) for a malformed report.
+    Suites are walked as they are read; each spec is built whole in C (json_stream). Raises
+    ReportParseError (with the JSON path) for a malformed report.
     """
     document = JsonDocument(stream, REPORT)
     metadata["tool"] = "playwright"
     context = {"rootDir": None}
-    for container, key, value in document:
-        if container is SUITES:
-            yield from _walk_suite(value, f"$.suites[{key}]", [], context, top_level=True)
-        elif key == "config":
-            if not isinstance(value, dict):
-                raise ReportParseError("config must be a JSON object", path="$.config")
-            _config_metadata(value, metadata)
-            context["rootDir"] = value.get("rootDir")
-        elif key == "errors":
-            if value:
-                # errors outside any test (a file that failed to load, global setup)
-                metadata["errors"] = [strip_ansi(e.get("message")) if isinstance(e, dict) else e
-                                      for e in value]
-        elif key == "stats":
-            if isinstance(value, dict):
-                if value.get("startTime"):
-                    metadata["startedAt"] = value["startTime"]
-                if value.get("duration") is not None:
-                    metadata["duration"] = number_to_ms(value.get("duration"))
-                # Playwright's own counts: expected, unexpected, flaky, skipped
-                metadata["stats"] = {k: v for k, v in value.items() if k not in ("startTime", "duration")}
-        else:
-            metadata.setdefault("extra", {})[key] = value
+    suites: list[_Suite] = []  # the suites being read, outermost first
+    for event, shape, key, value in document:
+        if event == VALUE:
+            if shape is SPECS:
+                suite = suites[-1]
+                if type(value) is not dict:
+                    raise ReportParseError("a spec must be a JSON object", path=f"{suite.path}.specs[{key}]")
+                yield from _spec_results(value, suite.path, key, suite.spec_titles, context)
+            elif shape is SUITE:
+                if key == "title":
+                    suites[-1].title = value
+            elif key == "config":
+                if not isinstance(value, dict):
+                    raise ReportParseError("config must be a JSON object", path="$.config")
+                _config_metadata(value, metadata)
+                context["rootDir"] = value.get("rootDir")
+            elif key == "errors":
+                if value:
+                    # errors outside any test (a file that failed to load, global setup)
+                    metadata["errors"] = [strip_ansi(e.get("message")) if isinstance(e, dict) else e
+                                          for e in value]
+            elif key == "stats":
+                if isinstance(value, dict):
+                    if value.get("startTime"):
+                        metadata["startedAt"] = value["startTime"]
+                    if value.get("duration") is not None:
+                        metadata["duration"] = number_to_ms(value.get("duration"))
+                    # Playwright's own counts: expected, unexpected, flaky, skipped
+                    metadata["stats"] = {k: v for k, v in value.items() if k not in ("startTime", "duration")}
+            else:
+                metadata.setdefault("extra", {})[key] = value
+        elif event == START:
+            if shape is SUITE:
+                parent = suites[-1] if suites else None
+                suites.append(_Suite(value, parent.child_titles if parent else [], top_level=parent is None))
+            elif shape is SPECS:
+                suites[-1].spec_titles = suites[-1].titles_so_far()
+            elif shape is SUITES and suites:
+                suites[-1].child_titles = suites[-1].titles_so_far()
+        elif event == END and shape is SUITE:
+            suites.pop()
     if not document.saw(SUITES):
         raise ReportParseError("not a Playwright JSON report: no \"suites\"", path="$")
 
@@ -88,34 +131,6 @@ def _config_metadata(config: dict, metadata: dict) -> None:
     projects = [p.get("name") or p.get("id") for p in config.get("projects") or [] if isinstance(p, dict)]
     if projects:
         metadata["projects"] = projects
-
-
-def _walk_suite(suite, where: str, titles: list[str], context: dict,
-                top_level: bool) -> Iterator[ParsedResult]:
-    """Results of one suite object (`where` is its JSON path) and the suites nested in it.
-    A top-level suite is a file: its title is the file path, not part of the suite path.
-    Keys are read in document order: specs listed before the suite's title do not get it.
-    The depth guard has bounded the nesting, so the recursion is bounded too."""
-    if type(suite) is not dict:
-        raise ReportParseError("a suite must be a JSON object", path=where)
-    suite_title = None
-    for key, value in suite.items():
-        if key == "title":
-            suite_title = value
-        elif key == "specs":
-            if type(value) is not list:
-                raise ReportParseError("specs must be a JSON array", path=f"{where}.specs")
-            path = titles if top_level or suite_title is None else [*titles, str(suite_title)]
-            for index, spec in enumerate(value):
-                if type(spec) is not dict:
-                    raise ReportParseError("a spec must be a JSON object", path=f"{where}.specs[{index}]")
-                yield from _spec_results(spec, where, index, path, context)
-        elif key == "suites":
-            if type(value) is not list:
-                raise ReportParseError("suites must be a JSON array", path=f"{where}.suites")
-            path = titles if top_level or suite_title is None else [*titles, str(suite_title)]
-            for index, child in enumerate(value):
-                yield from _walk_suite(child, f"{where}.suites[{index}]", path, context, top_level=False)
 
 
 def _spec_results(spec: dict, suite_where: str, spec_index: int, suite_path: list[str],
