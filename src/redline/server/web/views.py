@@ -56,6 +56,7 @@ RESULT_STATUSES = ("failed", "flaky", "passed", "skipped")
 RUNS_PER_PAGE = 30
 RESULTS_PER_PAGE = 100
 SUITES_ON_RUN_PAGE = 300  # the rest of a big tree is on /runs/{id}/suites
+TREE_INLINE_MAX_TESTS = 2000  # bigger runs link to their suite tree instead
 
 
 def _web(request: Request) -> Web:
@@ -351,8 +352,11 @@ def run_page(request: Request, run_id: str,
     quarantined = {c["testId"] for c in quarantined_now["data"]}
     base_id = intelligence.previous_run_on_branch(conn, row) if row.branch else None
     comparison = intelligence.compare(conn, principal, run_id, base_id) if base_id else None
-    tree, tree_omitted = _trim_tree(results.suite_tree(conn, principal, run_id, None)["data"],
-                                    SUITES_ON_RUN_PAGE)
+    if run["totalTests"] <= TREE_INLINE_MAX_TESTS:
+        tree, tree_omitted = _trim_tree(
+            results.suite_tree(conn, principal, run_id, None)["data"], SUITES_ON_RUN_PAGE)
+    else:  # a big run's tree is its own page: the run page stays fast
+        tree, tree_omitted = [], None
     status = status if status in RESULT_STATUSES else None
     listing = results.list_results(conn, principal, project_id, run_id, status,
                                    (q or "").strip() or None,
