@@ -61,11 +61,15 @@ class Env:
     def project(self) -> str | None:
         return self.connection.project
 
-    def client(self, *, anonymous: bool = False, **options: Any):
-        """The SDK client for this command (no credentials when `anonymous`)."""
+    def client(self, *, anonymous: bool = False, printing: bool = False, **options: Any):
+        """The SDK client for this command (no credentials when `anonymous`). `printing`: the
+        command only prints what the calls answer, so in JSON mode they answer the server's
+        JSON as sent (no models: pydantic is not even imported)."""
         from redline import __version__
         from redline.sdk import Client
 
+        if printing and self.output == "json":
+            options.setdefault("raw", True)
         settings = self.connection.client_options()
         if anonymous:
             settings.pop("api_key", None)

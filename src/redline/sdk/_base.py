@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import TypeAdapter
 
 from redline import __version__
 from redline.errors import CATALOG, kind_for_status
@@ -125,6 +124,8 @@ class Call:
     verify: str | None = None
     #: copy the response's ETag onto the result's `etag` (for a later If-Match)
     keep_etag: bool = False
+    #: answer the server's JSON instead of `model` (None: as the client says)
+    raw: bool | None = None
 
     @property
     def is_write(self) -> bool:
@@ -184,6 +185,18 @@ class Credentials:
         if self.token:
             return {"Authorization": f"Bearer {self.token}"}
         return {}
+
+
+def tls_options(url: str) -> dict[str, Any]:
+    """httpx client options for the server at `url`. An `http://` server reached without a
+    proxy never makes a TLS connection (every request goes to `url`; redirects are not
+    followed), so the client skips loading the CA store, which costs tens of milliseconds at
+    each start of the CLI. `https://` (or a proxy) keeps httpx's certificate verification."""
+    proxied = any(os.environ.get(name) for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                                                     "all_proxy"))
+    if url.startswith("http://") and not proxied:
+        return {"verify": False}
+    return {}
 
 
 def new_idempotency_key() -> str:
@@ -249,8 +262,8 @@ def transport_error(exc: httpx.HTTPError, call: Call, url: str,
                                  "reason": type(exc).__name__})
 
 
-def decode(call: Call, response: httpx.Response) -> Any:
-    """The 2xx body as the call's model (None for 204)."""
+def decode(call: Call, response: httpx.Response, raw: bool = False) -> Any:
+    """The 2xx body as the call's model (None for 204), or as sent when `raw`."""
     if response.status_code == 204 or not response.content:
         return None
     try:
@@ -259,7 +272,7 @@ def decode(call: Call, response: httpx.Response) -> Any:
         raise APIError(f"{call.method} {call.path} answered {response.status_code} with a body "
                        "that is not JSON", code="INTERNAL", status=response.status_code,
                        request_id=response.headers.get("x-request-id")) from exc
-    if call.model is None:
+    if call.model is None or raw:
         return body
     result = _adapter(call.model).validate_python(body)
     if call.keep_etag and hasattr(result, "etag"):
@@ -267,13 +280,18 @@ def decode(call: Call, response: httpx.Response) -> Any:
     return result
 
 
-_ADAPTERS: dict[Any, TypeAdapter] = {}
+_ADAPTERS: dict[Any, Any] = {}
 
 
-def _adapter(model: Any) -> TypeAdapter:
+def _adapter(model: Any):
+    """The pydantic TypeAdapter of a model (or of a `_lazy.ModelRef`), made once."""
     adapter = _ADAPTERS.get(model)
     if adapter is None:
-        adapter = _ADAPTERS[model] = TypeAdapter(model)
+        from pydantic import TypeAdapter
+
+        from redline.sdk._lazy import resolve
+
+        adapter = _ADAPTERS[model] = TypeAdapter(resolve(model))
     return adapter
 
 
@@ -293,7 +311,8 @@ class BaseClient:
                  timeout: float = DEFAULT_TIMEOUT, max_retries: int | None = None,
                  max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY,
                  headers: dict[str, str] | None = None, user_agent: str | None = None,
-                 sleep: Callable[[float], Any] | None = None, from_env: bool = True):
+                 sleep: Callable[[float], Any] | None = None, from_env: bool = True,
+                 raw: bool = False):
         if api_key and token:
             raise ValueError("pass api_key or token, not both")
         if from_env and api_key is None and token is None:
@@ -306,6 +325,9 @@ class BaseClient:
         self.max_retries = max_retries
         self.max_retry_delay = max_retry_delay
         self._sleep = sleep
+        #: methods answer the server's JSON (dicts) instead of models; `wait`, `previous`
+        #: and the other helpers still answer models
+        self.raw = raw
         self._implied_project: str | None = None
         self._headers = {"User-Agent": user_agent or f"redline-sdk/{__version__}",
                          "Accept": "application/json", **self.credentials.headers(),
@@ -334,7 +356,8 @@ class BaseClient:
     # -- what both clients do the same way --------------------------------------------------
 
     def _project_from_me(self, me: Any) -> str:
-        project = getattr(me, "project_id", None)
+        project = me.get("projectId") if isinstance(me, dict) else getattr(me, "project_id",
+                                                                             None)
         if not project:
             raise ValidationError(
                 "No project given: pass project_id (or --project), or use a project API key, "
@@ -394,7 +417,29 @@ class BaseClient:
         return retry_delay(error, attempt, call, key, self.max_retry_delay, self.max_retries)
 
     def _decode(self, call: Call, response: httpx.Response) -> Any:
-        return decode(call, response)
+        return decode(call, response, self.raw if call.raw is None else call.raw)
+
+    # -- calls the helpers make, always decoded ---------------------------------------------
+
+    @staticmethod
+    def _get_run_call(run_id: str) -> Call:
+        from redline.sdk._lazy import models as m
+
+        return Call("GET", f"/api/runs/{run_id}", model=m.Run, raw=False)
+
+    @staticmethod
+    def _me_call() -> Call:
+        from redline.sdk._lazy import models as m
+
+        return Call("GET", "/api/me", model=m.Me, raw=True)  # only its projectId is read
+
+    @staticmethod
+    def _branch_runs_call(run: Any, limit: int) -> Call:
+        from redline.sdk._lazy import models as m
+
+        return Call("GET", "/api/runs", params={"projectId": run.project_id,
+                                                "branch": run.branch, "limit": limit},
+                    model=m.Page[m.Run], raw=False)
 
     def _api_error(self, response: httpx.Response) -> APIError:
         return api_error(response)

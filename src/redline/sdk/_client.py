@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from redline.sdk._base import BaseClient, Call, is_previous
+from redline.sdk._base import BaseClient, Call, is_previous, tls_options
 from redline.sdk.exceptions import RedlineError, RunFailedError, WaitTimeoutError
-from redline.sdk.models import Run
+
+if TYPE_CHECKING:
+    from redline.sdk.models import Run
 
 DEFAULT_WAIT_TIMEOUT = 30 * 60.0
 DEFAULT_POLL = 2.0
 
 
+def _items(page: Any) -> list:
+    """A page's items: a model's `data`, or the `data` of the server's JSON (raw)."""
+    return page.get("data") or [] if isinstance(page, dict) else page.data
+
+
 def _next_page(call: Call, page: Any) -> Call | None:
-    cursor = getattr(page, "next_cursor", None)
-    if not cursor or not getattr(page, "data", None):
+    cursor = page.get("nextCursor") if isinstance(page, dict) else getattr(
+        page, "next_cursor", None)
+    if not cursor or not _items(page):
         return None
     params = {k: v for k, v in (call.params or {}).items() if k != "offset"}
     params["cursor"] = cursor
-    return Call(call.method, call.path, params=params, model=call.model)
+    return Call(call.method, call.path, params=params, model=call.model, raw=call.raw)
 
 
 def _wait_message(run_id: str, status: str | None, timeout: float) -> str:
@@ -56,7 +64,8 @@ class Client(BaseClient):
     def __init__(self, url: str | None = None, *, transport: httpx.BaseTransport | None = None,
                  http_client: httpx.Client | None = None, **options: Any):
         super().__init__(url, **options)
-        self._http = http_client or httpx.Client(timeout=self.timeout, transport=transport)
+        self._http = http_client or httpx.Client(timeout=self.timeout, transport=transport,
+                                                 **tls_options(self.url))
         self._owns_http = http_client is None
         self._sleeper: Callable[[float], Any] = self._sleep or time.sleep
 
@@ -101,22 +110,22 @@ class Client(BaseClient):
         if known:
             return known
         self._needs_me_for_project()
-        return self._project_from_me(self._system.me())
+        return self._project_from_me(self._call(self._me_call()))
 
     def _paginate(self, call: Call) -> Iterator[Any]:
         next_call: Call | None = call
         while next_call is not None:
             page = self._call(next_call)
-            yield from page.data
+            yield from _items(page)
             next_call = _next_page(next_call, page)
 
     def _previous_run(self, run: Run | str, scan: int) -> Run | None:
-        if isinstance(run, str):
-            run = self.runs.get(run)
+        if isinstance(run, str) or isinstance(run, dict):
+            run = self._call(self._get_run_call(run if isinstance(run, str) else run["id"]))
         if not run.branch:
             return None
-        for seen, candidate in enumerate(self.runs.iter(run.project_id, branch=run.branch,
-                                                        limit=min(scan, 100))):
+        for seen, candidate in enumerate(self._paginate(self._branch_runs_call(
+                run, min(scan, 100)))):
             if seen >= scan:
                 return None
             if is_previous(candidate, run):
@@ -129,7 +138,7 @@ class Client(BaseClient):
         poll = DEFAULT_POLL if poll is None else poll
         started = time.monotonic()
         while True:
-            run = self.runs.get(run_id)
+            run = self._call(self._get_run_call(run_id))
             if on_poll is not None:
                 on_poll(run)
             if run.is_finished:
@@ -144,6 +153,12 @@ class Client(BaseClient):
             self._sleeper(min(poll, max(0.0, timeout - waited)))
 
 
+async def _async_sleep(seconds: float) -> None:
+    import asyncio  # here: the blocking client (and the CLI) never imports asyncio
+
+    await asyncio.sleep(seconds)
+
+
 class AsyncClient(BaseClient):
     """The same API as `Client` for asyncio: every method is awaited, `iter` is an async
     iterator, and `transport=` takes an `httpx.AsyncBaseTransport`."""
@@ -154,9 +169,11 @@ class AsyncClient(BaseClient):
                  transport: httpx.AsyncBaseTransport | None = None,
                  http_client: httpx.AsyncClient | None = None, **options: Any):
         super().__init__(url, **options)
-        self._http = http_client or httpx.AsyncClient(timeout=self.timeout, transport=transport)
+        self._http = http_client or httpx.AsyncClient(timeout=self.timeout,
+                                                      transport=transport,
+                                                      **tls_options(self.url))
         self._owns_http = http_client is None
-        self._sleeper = self._sleep or asyncio.sleep
+        self._sleeper = self._sleep or _async_sleep
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -193,7 +210,7 @@ class AsyncClient(BaseClient):
                 raise error from cause
             attempts[error.code] = attempts.get(error.code, 0) + 1
             result = self._sleeper(delay)
-            if asyncio.iscoroutine(result):
+            if inspect.isawaitable(result):
                 await result
 
     async def _resolve_project(self) -> str:
@@ -201,24 +218,24 @@ class AsyncClient(BaseClient):
         if known:
             return known
         self._needs_me_for_project()
-        return self._project_from_me(await self._system.me())
+        return self._project_from_me(await self._call(self._me_call()))
 
     async def _paginate(self, call: Call) -> AsyncIterator[Any]:
         next_call: Call | None = call
         while next_call is not None:
             page = await self._call(next_call)
-            for item in page.data:
+            for item in _items(page):
                 yield item
             next_call = _next_page(next_call, page)
 
     async def _previous_run(self, run: Run | str, scan: int) -> Run | None:
-        if isinstance(run, str):
-            run = await self.runs.get(run)
+        if isinstance(run, str) or isinstance(run, dict):
+            run = await self._call(self._get_run_call(run if isinstance(run, str) else
+                                                      run["id"]))
         if not run.branch:
             return None
         seen = 0
-        async for candidate in self.runs.iter(run.project_id, branch=run.branch,
-                                              limit=min(scan, 100)):
+        async for candidate in self._paginate(self._branch_runs_call(run, min(scan, 100))):
             if seen >= scan:
                 return None
             seen += 1
@@ -232,7 +249,7 @@ class AsyncClient(BaseClient):
         poll = DEFAULT_POLL if poll is None else poll
         started = time.monotonic()
         while True:
-            run = await self.runs.get(run_id)
+            run = await self._call(self._get_run_call(run_id))
             if on_poll is not None:
                 on_poll(run)
             if run.is_finished:
@@ -245,5 +262,5 @@ class AsyncClient(BaseClient):
                                        run_id=run_id, last_status=run.status, waited=waited,
                                        run=run)
             result = self._sleeper(min(poll, max(0.0, timeout - waited)))
-            if asyncio.iscoroutine(result):
+            if inspect.isawaitable(result):
                 await result

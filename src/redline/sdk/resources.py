@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic.alias_generators import to_camel
-
-from redline.sdk import models as m
 from redline.sdk._base import IMPLIED_PROJECT, REQUIRED_PROJECT, Call, Upload, clean
 
 if TYPE_CHECKING:
+    from redline.sdk import models as m
     from redline.sdk._base import BaseClient
+else:  # references resolved when a response is decoded: importing this imports no pydantic
+    from redline.sdk._lazy import models as m
+
+
+def to_camel(name: str) -> str:
+    """`commit_sha` -> `commitSha` (a name already in camelCase stays as it is)."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def _camel(fields: dict[str, Any]) -> dict[str, Any]:
@@ -467,8 +473,8 @@ def _time(value: datetime | str | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class Flakiness(Resource):

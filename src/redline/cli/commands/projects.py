@@ -53,7 +53,7 @@ def projects_create(env: Env, team, name, idempotency_key):
 @click.argument("project_id", required=False)
 def projects_get(env: Env, project_id):
     """Show a project (default: the implied one)."""
-    env.emit(env.client().projects.get(project_id or env.project))
+    env.emit(env.client(printing=True).projects.get(project_id or env.project))
 
 
 @projects.command("rename")
@@ -62,7 +62,7 @@ def projects_get(env: Env, project_id):
 @click.argument("name")
 def projects_rename(env: Env, project_id, name):
     """Rename a project."""
-    env.emit(env.client().projects.rename(project_id, name))
+    env.emit(env.client(printing=True).projects.rename(project_id, name))
 
 
 @projects.command("delete")
@@ -72,7 +72,7 @@ def projects_rename(env: Env, project_id, name):
 def projects_delete(env: Env, project_id, yes):
     """Delete a project and all its runs, tests, artifacts, keys and webhooks (owners)."""
     env.confirm(yes, f"delete project {project_id} with all its data")
-    env.emit(env.client().projects.delete(project_id))
+    env.emit(env.client(printing=True).projects.delete(project_id))
 
 
 @click.group()
@@ -128,7 +128,7 @@ def keys():
 @pagination_options
 def keys_list(env: Env, limit, cursor):
     """The project's keys (masked)."""
-    env.emit(env.client().api_keys.list(env.project, limit=limit, cursor=cursor),
+    env.emit(env.client(printing=True).api_keys.list(env.project, limit=limit, cursor=cursor),
              columns=KEY_COLUMNS)
 
 
@@ -153,7 +153,7 @@ def keys_create(env: Env, name, scopes, expires_at, idempotency_key):
 @click.argument("key_id")
 def keys_deactivate(env: Env, key_id):
     """Stop a key from working (it can be activated again)."""
-    env.emit(env.client().api_keys.deactivate(key_id))
+    env.emit(env.client(printing=True).api_keys.deactivate(key_id))
 
 
 @keys.command("activate")
@@ -161,7 +161,7 @@ def keys_deactivate(env: Env, key_id):
 @click.argument("key_id")
 def keys_activate(env: Env, key_id):
     """Let a deactivated key work again."""
-    env.emit(env.client().api_keys.activate(key_id))
+    env.emit(env.client(printing=True).api_keys.activate(key_id))
 
 
 @keys.command("delete")
@@ -171,4 +171,4 @@ def keys_activate(env: Env, key_id):
 def keys_delete(env: Env, key_id, yes):
     """Delete a key for good."""
     env.confirm(yes, f"delete API key {key_id}")
-    env.emit(env.client().api_keys.delete(key_id))
+    env.emit(env.client(printing=True).api_keys.delete(key_id))

@@ -61,7 +61,7 @@ def tests():
 @pagination_options
 def tests_list(env: Env, run_id, status, search, limit, cursor):
     """Test results, filtered by run, status or title."""
-    env.emit(env.client().tests.list(env.project, run_id=run_id, status=status, search=search,
+    env.emit(env.client(printing=True).tests.list(env.project, run_id=run_id, status=status, search=search,
                                      limit=limit, cursor=cursor), columns=TEST_COLUMNS)
 
 
@@ -70,7 +70,7 @@ def tests_list(env: Env, run_id, status, search, limit, cursor):
 @click.argument("test_id")
 def tests_get(env: Env, test_id):
     """One test result with its error (and, in JSON, its output and attachments)."""
-    result = env.client().tests.get(test_id)
+    result = env.client(printing=True).tests.get(test_id)
     if env.output == "json":
         env.emit(result)
         return
@@ -83,7 +83,7 @@ def tests_get(env: Env, test_id):
 @click.argument("test_id")
 def tests_steps(env: Env, test_id):
     """A test result's steps (hooks, actions, assertions), nested."""
-    steps = env.client().tests.steps(test_id)
+    steps = env.client(printing=True).tests.steps(test_id)
     if env.output == "json":
         env.emit(steps)
         return
@@ -106,7 +106,7 @@ def tests_steps(env: Env, test_id):
 def tests_history(env: Env, test_id, branch):
     """The last 20 results of the test's case across runs, newest first (TEST_ID: a result
     test_... or a case tc_...)."""
-    env.emit(env.client().tests.history(test_id, branch=branch), columns=HISTORY_COLUMNS)
+    env.emit(env.client(printing=True).tests.history(test_id, branch=branch), columns=HISTORY_COLUMNS)
 
 
 # -- suites ----------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ def tests_history(env: Env, test_id, branch):
 @click.argument("run_id")
 def suites(env: Env, run_id):
     """A run's suite tree (describe blocks, classes, files)."""
-    tree = env.client().test_suites.list(run_id, env.project)
+    tree = env.client(printing=True).test_suites.list(run_id, env.project)
     if env.output == "json":
         env.emit(tree)
         return
@@ -145,7 +145,7 @@ def cases():
 @pagination_options
 def cases_list(env: Env, status, file, tag, search, sort, limit, cursor):
     """The project's test cases with their flakiness score and failure rate."""
-    env.emit(env.client().test_cases.list(env.project, status=status, file=file, tag=tag,
+    env.emit(env.client(printing=True).test_cases.list(env.project, status=status, file=file, tag=tag,
                                           search=search, sort=sort, limit=limit,
                                           cursor=cursor), columns=CASE_COLUMNS)
 
@@ -156,7 +156,7 @@ def cases_list(env: Env, status, file, tag, search, sort, limit, cursor):
 def cases_get(env: Env, test_id):
     """A test case (tc_..., or one of its results test_...) with the evidence behind its
     flakiness score, the runs it failed in, and its quarantine history."""
-    case = env.client().test_cases.get(test_id)
+    case = env.client(printing=True).test_cases.get(test_id)
     if env.output == "json":
         env.emit(case)
         return
@@ -195,10 +195,10 @@ def flakiness():
 @pagination_options
 def flakiness_list(env: Env, min_score, quarantined, limit, cursor):
     """Flaky test cases, highest score first (testId is the case's id, tc_...)."""
-    report = env.client().flakiness.list(env.project, min_score=min_score,
+    report = env.client(printing=True).flakiness.list(env.project, min_score=min_score,
                                          quarantined=quarantined, limit=limit, cursor=cursor)
     env.emit(report, columns=FLAKY_COLUMNS)
-    if report.summary is not None:
+    if env.output != "json" and report.summary is not None:
         s = report.summary
         env.note(f"{s.total_flaky_tests} flaky at or above the threshold {s.threshold}, "
                  f"{s.quarantined_tests} quarantined, average score "
@@ -216,7 +216,7 @@ def flakiness_list(env: Env, min_score, quarantined, limit, cursor):
 def quarantine(env: Env, test_id, reason, owner, expires):
     """Quarantine a test case (tc_..., or one of its results test_...): its failures stop
     failing the verdict of runs started from now on."""
-    env.emit(env.client().flakiness.quarantine(test_id, env.project, reason=reason,
+    env.emit(env.client(printing=True).flakiness.quarantine(test_id, env.project, reason=reason,
                                                owner=owner, expires_at=expires))
 
 
@@ -226,7 +226,7 @@ def quarantine(env: Env, test_id, reason, owner, expires):
 @click.option("--reason", metavar="TEXT", help="Why (kept in the quarantine history).")
 def unquarantine(env: Env, test_id, reason):
     """Take a test case out of quarantine: its failures fail verdicts again."""
-    env.emit(env.client().flakiness.unquarantine(test_id, env.project, reason=reason))
+    env.emit(env.client(printing=True).flakiness.unquarantine(test_id, env.project, reason=reason))
 
 
 # -- errors and trends -----------------------------------------------------------------------
@@ -244,7 +244,7 @@ def errors():
 def errors_list(env: Env, since, limit, cursor):
     """Error groups, most frequent first: one line per distinct error, with how many
     failures and tests it hit."""
-    page = env.client().errors.list(env.project, since=since, limit=limit, cursor=cursor)
+    page = env.client(printing=True).errors.list(env.project, since=since, limit=limit, cursor=cursor)
     if env.output == "json":
         env.emit(page)
         return
@@ -261,7 +261,7 @@ def errors_list(env: Env, since, limit, cursor):
 @click.option("--days", type=click.IntRange(1, 365), default=30, show_default=True)
 def trends(env: Env, group_by, branch, days):
     """Pass rate, counts, duration and flaky tests over time, and the slowest tests."""
-    result = env.client().trends.get(env.project, group_by=group_by, branch=branch, days=days)
+    result = env.client(printing=True).trends.get(env.project, group_by=group_by, branch=branch, days=days)
     if env.output == "json":
         env.emit(result)
         return

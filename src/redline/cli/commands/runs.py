@@ -88,7 +88,7 @@ def runs():
 @pagination_options
 def runs_list(env: Env, status, branch, limit, cursor):
     """The project's runs, newest first."""
-    env.emit(env.client().runs.list(env.project, status=status, branch=branch, limit=limit,
+    env.emit(env.client(printing=True).runs.list(env.project, status=status, branch=branch, limit=limit,
                                     cursor=cursor), columns=RUN_COLUMNS)
 
 
@@ -99,7 +99,7 @@ def runs_list(env: Env, status, branch, limit, cursor):
               help="Failed tests listed after the run (text mode).")
 def runs_get(env: Env, run_id, failures):
     """Show a run with its counts and verdict (and, in text mode, its failed tests)."""
-    client = env.client()
+    client = env.client(printing=True)
     run = client.runs.get(run_id)
     if env.output == "json":
         env.emit(run)
@@ -171,7 +171,7 @@ def _snake(name: str) -> str:
 def runs_delete(env: Env, run_id, yes):
     """Delete a run with its results and artifacts."""
     env.confirm(yes, f"delete run {run_id} with its results and artifacts")
-    env.emit(env.client().runs.delete(run_id))
+    env.emit(env.client(printing=True).runs.delete(run_id))
 
 
 def _import_options(fn):

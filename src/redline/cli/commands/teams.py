@@ -32,7 +32,7 @@ def teams():
 @pagination_options
 def teams_list(env: Env, limit, cursor):
     """Teams you belong to."""
-    env.emit(env.client().teams.list(limit=limit, cursor=cursor), columns=TEAM_COLUMNS)
+    env.emit(env.client(printing=True).teams.list(limit=limit, cursor=cursor), columns=TEAM_COLUMNS)
 
 
 @teams.command("create")
@@ -41,7 +41,7 @@ def teams_list(env: Env, limit, cursor):
 @click.argument("name")
 def teams_create(env: Env, name, idempotency_key):
     """Create a team; you become its owner."""
-    env.emit(env.client().teams.create(name, idempotency_key=idempotency_key))
+    env.emit(env.client(printing=True).teams.create(name, idempotency_key=idempotency_key))
 
 
 @teams.command("get")
@@ -49,7 +49,7 @@ def teams_create(env: Env, name, idempotency_key):
 @click.argument("team_id")
 def teams_get(env: Env, team_id):
     """Show a team."""
-    env.emit(env.client().teams.get(team_id))
+    env.emit(env.client(printing=True).teams.get(team_id))
 
 
 @teams.command("rename")
@@ -58,7 +58,7 @@ def teams_get(env: Env, team_id):
 @click.argument("name")
 def teams_rename(env: Env, team_id, name):
     """Rename a team (admins and owners)."""
-    env.emit(env.client().teams.rename(team_id, name))
+    env.emit(env.client(printing=True).teams.rename(team_id, name))
 
 
 @teams.command("delete")
@@ -68,7 +68,7 @@ def teams_rename(env: Env, team_id, name):
 def teams_delete(env: Env, team_id, yes):
     """Delete a team with all its projects and their data (owners)."""
     env.confirm(yes, f"delete team {team_id} with all its projects and data")
-    env.emit(env.client().teams.delete(team_id))
+    env.emit(env.client(printing=True).teams.delete(team_id))
 
 
 @click.group()
@@ -107,7 +107,7 @@ def members_invite(env: Env, team, email, role):
 @click.argument("role", type=ROLES)
 def members_set_role(env: Env, member_id, role):
     """Change a member's role (owners; `owner` transfers ownership)."""
-    env.emit(env.client().members.set_role(member_id, role))
+    env.emit(env.client(printing=True).members.set_role(member_id, role))
 
 
 @members.command("remove")
@@ -117,7 +117,7 @@ def members_set_role(env: Env, member_id, role):
 def members_remove(env: Env, member_id, yes):
     """Remove a member from the team (or leave it, with your own member id)."""
     env.confirm(yes, f"remove member {member_id} from the team")
-    env.emit(env.client().members.remove(member_id))
+    env.emit(env.client(printing=True).members.remove(member_id))
 
 
 @click.group()
@@ -143,7 +143,7 @@ def invitations_list(env: Env, team, limit, cursor):
 def invitations_revoke(env: Env, invitation_id, yes):
     """Revoke a pending invitation."""
     env.confirm(yes, f"revoke invitation {invitation_id}")
-    env.emit(env.client().invitations.revoke(invitation_id))
+    env.emit(env.client(printing=True).invitations.revoke(invitation_id))
 
 
 @invitations.command("accept")
