@@ -21,8 +21,9 @@ Safety:
 - nesting deeper than MAX_JSON_DEPTH anywhere in the document is refused, before any parser
   sees those bytes: `_DepthGuard` bounds the nesting of every chunk at C speed
   (bytes.translate/replace) and cuts the text at the offending bracket;
-- malformed JSON, a skeleton container of the wrong type, NaN/Infinity and numbers out of a
-  float's range raise ReportParseError with the JSON path of the problem (`$.suites[3].specs[2]`);
+- malformed JSON, a skeleton container of the wrong type, NaN/Infinity, numbers out of a
+  float's range and integers beyond 64 bits (as yajl refused them) raise ReportParseError with
+  the JSON path of the problem (`$.suites[3].specs[2]`);
 - a \\u escape of half a surrogate pair (which no UTF-8 text can hold) becomes U+FFFD.
 """
 
