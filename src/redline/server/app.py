@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import html
 import logging
 
@@ -87,6 +88,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 async def _lifespan(app: FastAPI):
     """The embedded background work of `redline serve`: one outbox worker thread and the
     hourly retention pass."""
+    # The app's own objects live for the whole process: moving them out of the collector's
+    # reach keeps full collections (triggered by big imports) from walking them every time.
+    gc.collect()
+    gc.freeze()
     loop = worker = None
     if app.state.embedded_worker:
         from redline.server.intelligence.retention import RetentionLoop
