@@ -153,7 +153,11 @@ def flakiness(conn: Connection, principal: Principal, project_id: str | None,
     if quarantined is not None:
         where.append(active if quarantined else ~active)
     total = conn.execute(select(func.count()).select_from(test_cases).where(*where)).scalar_one()
-    rows = conn.execute(select(test_cases).where(*where).order_by(
+    rows = conn.execute(select(
+        test_cases.c.id, test_cases.c.title, test_cases.c.full_title, test_cases.c.file_path,
+        test_cases.c.variant, test_cases.c.flakiness_score, test_cases.c.total_runs,
+        test_cases.c.flaky_runs, test_cases.c.last_flaky_at, test_cases.c.is_quarantined,
+        test_cases.c.quarantine_expires_at, test_cases.c.status).where(*where).order_by(
         test_cases.c.flakiness_score.desc(), test_cases.c.id)
         .limit(page.limit).offset(page.offset)).all()
     threshold = conn.execute(select(projects.c.flakiness_threshold)
@@ -272,40 +276,46 @@ def compare(conn: Connection, principal: Principal, run_id: str, base_id: str) -
     if base.project_id != head.project_id:
         raise not_found("Run", base_id)
 
-    def outcomes(rid: str) -> dict[str, tuple]:
-        found: dict[str, tuple] = {}
-        for r in conn.execute(select(test_results.c.test_case_id, test_results.c.status,
-                                     test_results.c.id, test_results.c.full_title,
-                                     test_results.c.file_path)
-                              .where(test_results.c.run_id == rid)):
-            previous = found.get(r.test_case_id)
-            if previous is None or r.status == "failed":
-                found[r.test_case_id] = (r.status, r.id, r.full_title, r.file_path)
+    def outcomes(rid: str) -> dict[str, tuple[str, str]]:
+        """case -> (status, result id); a failed result wins over its same-case siblings.
+        Only ids and statuses: titles are fetched for the listed tests alone."""
+        found: dict[str, tuple[str, str]] = {}
+        for case_id, status, result_id in conn.execute(
+                select(test_results.c.test_case_id, test_results.c.status, test_results.c.id)
+                .where(test_results.c.run_id == rid)):
+            previous = found.get(case_id)
+            if previous is None or status == "failed":
+                found[case_id] = (status, result_id)
         return found
 
     now_, before = outcomes(head.id), outcomes(base.id)
-
-    def item(case_id: str, entry: tuple, other: tuple | None) -> dict:
-        return {"testCaseId": case_id, "testId": entry[1], "fullTitle": entry[2],
-                "filePath": entry[3], "status": entry[0],
-                "baseStatus": other[0] if other else None}
-
-    groups = {"newFailures": [], "fixed": [], "stillFailing": [], "newTests": [],
-              "removedTests": []}
+    picked: dict[str, list[tuple]] = {"newFailures": [], "fixed": [], "stillFailing": [],
+                                      "newTests": [], "removedTests": []}
     for case_id, entry in now_.items():
         old = before.get(case_id)
         if old is None:
-            groups["newTests"].append(item(case_id, entry, None))
+            picked["newTests"].append((case_id, entry, None))
             if entry[0] == "failed":
-                groups["newFailures"].append(item(case_id, entry, None))
+                picked["newFailures"].append((case_id, entry, None))
         elif entry[0] == "failed":
-            groups["stillFailing" if old[0] == "failed" else "newFailures"].append(
-                item(case_id, entry, old))
+            picked["stillFailing" if old[0] == "failed" else "newFailures"].append(
+                (case_id, entry, old))
         elif old[0] == "failed" and entry[0] in ("passed", "flaky"):
-            groups["fixed"].append(item(case_id, entry, old))
+            picked["fixed"].append((case_id, entry, old))
     for case_id, old in before.items():
         if case_id not in now_:
-            groups["removedTests"].append(item(case_id, old, None))
+            picked["removedTests"].append((case_id, old, None))
+    result_ids = sorted({entry[1] for values in picked.values() for _, entry, _ in values})
+    titles: dict[str, tuple] = {}
+    for start in range(0, len(result_ids), 500):
+        titles.update((r.id, (r.full_title, r.file_path)) for r in conn.execute(
+            select(test_results.c.id, test_results.c.full_title, test_results.c.file_path)
+            .where(test_results.c.id.in_(result_ids[start:start + 500]))))
+    groups = {name: [{"testCaseId": case_id, "testId": entry[1],
+                      "fullTitle": titles[entry[1]][0], "filePath": titles[entry[1]][1],
+                      "status": entry[0], "baseStatus": old[0] if old else None}
+                     for case_id, entry, old in values]
+              for name, values in picked.items()}
     for values in groups.values():
         values.sort(key=lambda i: (i["filePath"] or "", i["fullTitle"]))
     return {"runId": head.id, "baseRunId": base.id,
