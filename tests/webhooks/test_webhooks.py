@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select, update
 from standardwebhooks import Webhook as StandardWebhook
 
+from redline.sdk.webhooks import verify as sdk_verify
 from redline.server.config import Settings
 from redline.server.kit.clock import utcnow
 from redline.server.tables import jobs, webhook_deliveries
@@ -138,6 +139,7 @@ def test_a_delivery_verifies_with_the_standard_webhooks_library(hooked, receiver
     for request in receiver.requests:
         headers = {k.lower(): v for k, v in request["headers"].items()}
         payload = StandardWebhook(hook["secret"]).verify(request["body"], headers)
+        assert sdk_verify(hook["secret"], headers, request["body"]) == payload
         events.append(payload["type"])
         assert payload["data"]["runId"] == run["id"] and payload["data"]["verdict"] == "failed"
         assert headers["x-custom-header"] == "v"
