@@ -279,3 +279,20 @@ def test_the_async_client_triages_too(triage):
 
 async def _collect(iterator):
     return [item.id async for item in iterator]
+
+
+def test_raw_answers_the_servers_json_and_helpers_still_answer_models(triage):
+    runs = triage.runs
+    with ci(triage, raw=True) as client:
+        page = client.runs.list(limit=2)
+        assert isinstance(page, dict) and page["nextCursor"] and len(page["data"]) == 2
+        assert [r["id"] for r in client.runs.iter(limit=2)] == \
+            [runs[n].id for n in ("rerun", "head", "base", "reruns", "pw")]
+        head = client.runs.get(runs["head"].id)
+        assert head["verdict"] == "failed" and head["quarantinedFailures"] == 0
+        with triage.tenant.as_key() as http:
+            assert head == http.get(f"/api/runs/{runs['head'].id}").json()  # as sent
+        previous = client.runs.previous(head)
+        assert isinstance(previous, models.Run) and previous.id == runs["base"].id
+        assert isinstance(client.runs.wait(runs["head"].id), models.Run)
+        assert client.trends.get(group_by="run")["groupBy"] == "run"

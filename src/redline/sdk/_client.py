@@ -120,7 +120,7 @@ class Client(BaseClient):
             next_call = _next_page(next_call, page)
 
     def _previous_run(self, run: Run | str, scan: int) -> Run | None:
-        if isinstance(run, str) or isinstance(run, dict):
+        if isinstance(run, (str, dict)):
             run = self._call(self._get_run_call(run if isinstance(run, str) else run["id"]))
         if not run.branch:
             return None
@@ -229,7 +229,7 @@ class AsyncClient(BaseClient):
             next_call = _next_page(next_call, page)
 
     async def _previous_run(self, run: Run | str, scan: int) -> Run | None:
-        if isinstance(run, str) or isinstance(run, dict):
+        if isinstance(run, (str, dict)):
             run = await self._call(self._get_run_call(run if isinstance(run, str) else
                                                       run["id"]))
         if not run.branch:
