@@ -28,11 +28,16 @@ test: install  ## the whole suite, on SQLite and then on PostgreSQL
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
 
+# Browser tests run in a pytest process of their own: Playwright's sync API keeps an event
+# loop running in the main thread for the rest of the session, where the asyncio-based
+# client tests (SDK AsyncClient, MCP sessions) need to start their own.
 test-sqlite: install
-	REDLINE_TEST_DB=sqlite $(PY) -m pytest $(PYTEST_ARGS)
+	REDLINE_TEST_DB=sqlite $(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
+	REDLINE_TEST_DB=sqlite $(PY) -m pytest -m browser $(PYTEST_ARGS)
 
 test-postgres: install
-	REDLINE_TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS)
+	REDLINE_TEST_DB=postgres $(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
+	REDLINE_TEST_DB=postgres $(PY) -m pytest -m browser $(PYTEST_ARGS)
 
 bench: install  ## benchmarks: print figures beside their baselines
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
