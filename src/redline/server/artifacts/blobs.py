@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import os
 import re
 import tempfile
@@ -83,6 +84,11 @@ class BlobStore:
     def open(self, key: str, start: int | None = None, end: int | None = None) -> BlobStream:
         raise NotImplementedError
 
+    def open_seekable(self, key: str) -> BinaryIO:
+        """The blob as a seekable binary file (for reading one entry of a ZIP); the caller
+        closes it."""
+        raise NotImplementedError
+
     def delete(self, key: str) -> None:
         """Remove a blob; a missing one is not an error (jobs run twice)."""
         raise NotImplementedError
@@ -140,6 +146,14 @@ class LocalBlobStore(BlobStore):
         last = size - 1 if end is None else min(end, size - 1)
         handle.seek(first)
         return BlobStream(_file_chunks(handle, last - first + 1), max(0, last - first + 1))
+
+    def open_seekable(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise BlobMissing(key) from None
+        except OSError as exc:
+            raise BlobUnavailable(f"cannot read the blob folder: {exc}") from exc
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -240,6 +254,16 @@ class S3BlobStore(BlobStore):
         finally:
             body.close()
 
+    def open_seekable(self, key: str) -> BinaryIO:
+        """Ranged GETs behind a 1 MiB read buffer: reading one entry of a report ZIP fetches
+        the end record, the central directory and that entry's bytes, never the archive."""
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise self._errors(exc, key) from exc
+        raw = _S3RangeReader(self, key, int(head["ContentLength"]))
+        return io.BufferedReader(raw, buffer_size=1024 * 1024)
+
     def delete(self, key: str) -> None:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
@@ -267,6 +291,42 @@ class S3BlobStore(BlobStore):
             Params={"Bucket": self.bucket, "Key": self._key(key),
                     "ResponseContentType": content_type,
                     "ResponseContentDisposition": content_disposition})
+
+
+class _S3RangeReader(io.RawIOBase):
+    """A seekable, read-only file over one S3 object, each read one ranged GET."""
+
+    def __init__(self, store: S3BlobStore, key: str, size: int):
+        self.store, self.key, self.size, self.position = store, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.position, 2: self.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        if self.position >= self.size or len(buffer) == 0:
+            return 0
+        last = min(self.size, self.position + len(buffer)) - 1
+        try:
+            response = self.store.client.get_object(
+                Bucket=self.store.bucket, Key=self.store._key(self.key),
+                Range=f"bytes={self.position}-{last}")
+            data = response["Body"].read()
+        except Exception as exc:
+            raise self.store._errors(exc, self.key) from exc
+        buffer[:len(data)] = data
+        self.position += len(data)
+        return len(data)
 
 
 def parse_blob_url(url: str) -> tuple[str, str, str]:

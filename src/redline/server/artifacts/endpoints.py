@@ -9,7 +9,7 @@ import anyio
 from fastapi import Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from redline.server.artifacts import schemas, service
+from redline.server.artifacts import report, schemas, service
 from redline.server.artifacts.blobs import blob_store
 from redline.server.artifacts.receive import UploadReceiver, boundary_of, check_type_field
 from redline.server.auth import Principal
@@ -112,6 +112,20 @@ def delete_artifact(artifact_id: str, db: Db, caller: Uploader):
     job."""
     service.delete_artifact(db, caller, artifact_id)
     return {"success": True, "message": "Artifact deleted successfully"}
+
+
+@router.api_route("/artifacts/{artifact_id}/report/{token}/{entry_path:path}",
+                  include_in_schema=False,
+                  methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
+def serve_report_entry(artifact_id: str, token: str, entry_path: str, request: Request):
+    """One file of an HTML report ZIP, under a signed path (report.py): sandboxed, no
+    credentials."""
+    status, headers, stream = report.open_entry(
+        request.app.state.engine, request.app.state.settings, artifact_id, token, entry_path,
+        request.method)
+    if stream is None:
+        return Response(status_code=status, headers=headers)
+    return StreamingResponse(stream.chunks, status_code=status, headers=headers)
 
 
 @router.api_route("/artifacts/{artifact_id}", include_in_schema=False,

@@ -84,3 +84,37 @@ def verify(secret: bytes, method: str, artifact_id: str, project_id: str, params
         raise BadLink("expired")
     if params.exp - now > MAX_TTL_SECONDS + 60:
         raise BadLink("signature")  # never minted by this server
+
+
+# -- report links -----------------------------------------------------------------------------
+# A report (a ZIP of Playwright's HTML report folder) is browsed entry by entry:
+# `/artifacts/<id>/report/<exp>.<sig>/<entry path>`. The token is in the path, not the query,
+# so the report's relative links (`./app.js`, `data/x.png`) carry it; it covers the artifact,
+# its project and the expiry (any entry of that one archive may be asked for under it), under
+# its own message prefix so it can never be mistaken for a file link's signature.
+
+def report_signature(secret: bytes, artifact_id: str, project_id: str, exp: int) -> str:
+    message = "\n".join(["REPORT", artifact_id, project_id, str(exp)]).encode()
+    mac = hmac.new(_url_key(secret), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def report_token(secret: bytes, artifact_id: str, project_id: str, exp: int) -> str:
+    return f"{exp}.{report_signature(secret, artifact_id, project_id, exp)}"
+
+
+def verify_report_token(secret: bytes, artifact_id: str, project_id: str, token: str,
+                        now: int) -> int:
+    """The token's expiry, or BadLink("parameters" | "signature" | "expired")."""
+    exp_text, dot, sig = token.partition(".")
+    if not dot or not exp_text.isascii() or not exp_text.isdigit() or len(exp_text) > 12:
+        raise BadLink("parameters")
+    exp = int(exp_text)
+    expected = report_signature(secret, artifact_id, project_id, exp)
+    if not hmac.compare_digest(expected.encode(), sig.encode("utf-8", "replace")):
+        raise BadLink("signature")
+    if now > exp:
+        raise BadLink("expired")
+    if exp - now > MAX_TTL_SECONDS + 60:
+        raise BadLink("signature")
+    return exp

@@ -416,6 +416,10 @@ def _artifacts(web: Web, run_id: str | None, test_id: str | None) -> list[dict]:
                                                          "attachment")[0])
         if item["type"] == "trace" and trace_viewer_available():
             item["viewer_url"] = "/trace/index.html?" + urlencode({"trace": item["download_url"]})
+        if item["type"] == "report" and item["mimeType"] == "application/zip":
+            from redline.server.artifacts.report import mint_report_path
+
+            item["report_url"] = mint_report_path(web.settings, signed)
     return listed
 
 
