@@ -61,17 +61,20 @@ def apply_run(conn: Connection, run_id: str) -> None:
     outage = _run_outage(run)
     by_case: dict[str, list] = defaultdict(list)
     failed_cases: list[str] = []
-    failures = []
+    # Only small columns for every result (a run may hold 100k); the errors of failures are
+    # read separately, for them alone.
     for result in conn.execute(
             select(test_results.c.test_case_id, test_results.c.status,
-                   test_results.c.duration, test_results.c.created_at, test_results.c.tags,
-                   test_results.c.error, test_results.c.error_fingerprint)
+                   test_results.c.duration, test_results.c.created_at, test_results.c.tags)
             .where(test_results.c.run_id == run_id).order_by(test_results.c.id)):
         by_case[result.test_case_id].append(result)
         if result.status == "failed":
             failed_cases.append(result.test_case_id)
-        if result.error_fingerprint:
-            failures.append(result)
+    failures = conn.execute(
+        select(test_results.c.test_case_id, test_results.c.created_at, test_results.c.error,
+               test_results.c.error_fingerprint)
+        .where(test_results.c.run_id == run_id,
+               test_results.c.error_fingerprint.is_not(None))).all()
 
     # the verdict: failures of cases quarantined when the run started do not count
     quarantined = quarantined_at(conn, sorted(set(failed_cases)), run.created_at)
@@ -102,6 +105,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
             window = scoring.merge(new, old)
             stats = scoring.case_stats(window, threshold)
             updates.append(_stats_row(case.id, window, stats, results[-1].tags))
+            del by_case[case.id]  # done with it: memory stays bounded by the chunk
             if stats.status == "flaky" and case.status != "flaky":
                 became_flaky.append({"testCaseId": case.id, "fullTitle": case.full_title,
                                      "filePath": case.file_path,
@@ -113,7 +117,8 @@ def apply_run(conn: Connection, run_id: str) -> None:
                     and stats.total_runs >= 5 and stats.flaky_runs
                     and stats.flakiness_score >= threshold):
                 auto_candidates.append(case.id)
-    _write_stats(conn, updates)
+        _write_stats(conn, updates)  # per chunk: never all windows of a big run at once
+        updates = []
     for case_id in auto_candidates:
         set_quarantine(conn, run.project_id, case_id, True, actor_id=None, reason="auto",
                        owner=None, expires_at=None, automatic=True)
