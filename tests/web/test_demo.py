@@ -42,3 +42,27 @@ def test_the_demo_fills_branches_weeks_flaky_and_quarantined_tests(migrated_url)
             assert len(trends["points"]) >= 13
     finally:
         engine.dispose()
+
+
+def test_the_demo_gives_failed_tests_screenshots_in_the_blob_store(migrated_url, tmp_path):
+    from redline.server.artifacts.blobs import blob_store
+    from redline.server.config import Settings
+    from redline.server.tables import artifacts
+
+    settings = Settings(database_url=migrated_url, data_dir=tmp_path, secret_key="x")
+    made = fill_demo(migrated_url, email=f"shots-{secrets.token_hex(4)}@example.com", days=7,
+                     settings=settings)
+    assert made["screenshots"] > 0
+    engine = create_engine(migrated_url)
+    try:
+        with engine.connect() as conn:
+            from sqlalchemy import select
+
+            rows = conn.execute(select(artifacts).where(
+                artifacts.c.project_id == made["projectIds"][0])).all()
+    finally:
+        engine.dispose()
+    assert len(rows) == made["screenshots"]
+    assert all(r.test_id and r.mime_type == "image/png" for r in rows)
+    with blob_store(settings).open_seekable(rows[0].storage_key) as stored:
+        assert stored.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -159,7 +159,7 @@ def _engine(target) -> tuple[Engine, bool]:
 
 def fill_demo(target, *, email: str = DEMO_EMAIL, password: str = DEMO_PASSWORD,
               days: int = 21, seed: int = 7, now: datetime | None = None,
-              log=lambda message: None) -> dict:
+              log=lambda message: None, settings=None) -> dict:
     """Fill a database (an Engine, or a database URL: migrated first) with a demo team:
     a Playwright project with several branches and `days` days of runs, and a pytest project.
     The demo user is created (or reused: then `password` must be theirs). Returns what was
@@ -271,6 +271,8 @@ def fill_demo(target, *, email: str = DEMO_EMAIL, password: str = DEMO_PASSWORD,
                                         "times out waiting for the serial fixture",
                                         "checkout team", None)
         clock.moment = None
+    if settings is not None:
+        made["screenshots"] = _attach_screenshots(engine, settings, web["id"])
     log(f"demo: {made['runs']} runs, {made['results']} results")
     if own_engine:
         engine.dispose()
@@ -288,3 +290,72 @@ COMMIT_MESSAGES = [
 AUTHORS = ["Ada Lovelace", "Grace Hopper", "Linus Torvalds", "Margaret Hamilton",
            "Ken Thompson"]
 
+
+
+def screenshot_png(width: int = 480, height: int = 300, seed: int = 0) -> bytes:
+    """A generated stand-in for a failure screenshot (a page with a header, a form and a red
+    error banner): a real PNG, encoded here, so the demo's artifact pages have images."""
+    import struct
+    import zlib
+
+    rows = []
+    for y in range(height):
+        row = bytearray([0])
+        for x in range(width):
+            if y < 40:
+                pixel = (31, 41, 55)  # header bar
+            elif 60 < y < 90 and 30 < x < width - 30:
+                pixel = (220, 38, 38)  # the error banner
+            elif 120 < y < 250 and 60 < x < width - 60 and (y // 30) % 2 == 0:
+                pixel = (226, 232, 240)  # form fields
+            else:
+                pixel = (248, 250, 252)
+            if (x + y + seed) % 97 == 0:
+                pixel = (203, 213, 225)
+            row += bytes(pixel)
+        rows.append(bytes(row))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"".join(rows), 6)) + chunk(b"IEND", b""))
+
+
+def _attach_screenshots(engine: Engine, settings, project_id: str, runs_to_cover: int = 5) -> int:
+    """A screenshot for each failed test of the project's latest completed runs, stored in
+    the server's blob store as an upload would store it."""
+    import hashlib
+    import io
+
+    from sqlalchemy import insert, select
+
+    from redline.server.artifacts.blobs import blob_store
+    from redline.server.db import WRITE
+    from redline.server.kit.clock import utcnow
+    from redline.server.kit.ids import new_id
+    from redline.server.tables import artifacts, runs, test_results
+
+    store = blob_store(settings)
+    image = screenshot_png()
+    digest = hashlib.sha256(image).hexdigest()
+    count = 0
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        run_ids = conn.execute(select(runs.c.id).where(
+            runs.c.project_id == project_id, runs.c.status == "failed")
+            .order_by(runs.c.created_at.desc()).limit(runs_to_cover)).scalars().all()
+        failed = conn.execute(select(test_results.c.id, test_results.c.run_id).where(
+            test_results.c.run_id.in_(run_ids), test_results.c.status == "failed")).all()
+        for test_id, run_id in failed:
+            artifact_id = new_id("artifact")
+            key = f"{project_id}/{run_id}/{artifact_id}"
+            store.put(key, io.BytesIO(image))
+            conn.execute(insert(artifacts).values(
+                id=artifact_id, project_id=project_id, run_id=run_id, test_id=test_id,
+                type="screenshot", file_name="test-failed-1.png", storage_key=key,
+                file_size=len(image), mime_type="image/png", sha256=digest,
+                test_status="failed", created_at=utcnow()))
+            count += 1
+    return count

@@ -37,7 +37,8 @@ def demo(data_dir, email, password, days):
         os.environ["REDLINE_DATA_DIR"] = str(Path(data_dir))
     settings = Settings()
     made = fill_demo(settings.resolved_database_url, email=email, password=password, days=days,
-                     log=lambda message: click.echo(message, err=True))
-    click.echo(f"Demo ready: {made['runs']} runs, {made['results']} results in 2 projects.")
+                     log=lambda message: click.echo(message, err=True), settings=settings)
+    click.echo(f"Demo ready: {made['runs']} runs, {made['results']} results and "
+               f"{made.get('screenshots', 0)} screenshots in 2 projects.")
     click.echo(f"Sign in at {settings.public_url.rstrip('/')}/login as {email} / {password}")
     return 0
