@@ -23,13 +23,24 @@ def delete_project(conn: Connection, project_id: str) -> None:
     conn.execute(delete(projects).where(projects.c.id == project_id))
 
 
-def list_projects(conn: Connection, team_id: str, user_id: str, only_project: str | None,
-                  limit: int, offset: int):
+def _team_projects_query(team_id: str, user_id: str, only_project: str | None):
     query = (select(projects).join(team_members, (team_members.c.team_id == projects.c.team_id)
                                    & (team_members.c.user_id == user_id))
              .where(projects.c.team_id == team_id))
     if only_project is not None:
         query = query.where(projects.c.id == only_project)
+    return query
+
+
+def team_projects(conn: Connection, team_id: str, user_id: str, only_project: str | None,
+                  limit: int):
+    query = _team_projects_query(team_id, user_id, only_project)
+    return conn.execute(query.order_by(projects.c.id).limit(limit)).all()
+
+
+def list_projects(conn: Connection, team_id: str, user_id: str, only_project: str | None,
+                  limit: int, offset: int):
+    query = _team_projects_query(team_id, user_id, only_project)
     total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
     return conn.execute(query.order_by(projects.c.id).limit(limit).offset(offset)).all(), total
 

@@ -67,6 +67,15 @@ def list_projects(conn: Connection, principal: Principal, team_id: str, page) ->
     return page.page([project_json(r) for r in rows], total)
 
 
+def team_projects(conn: Connection, principal: Principal, team_id: str,
+                  limit: int = 100) -> list[dict]:
+    """The projects of a team the caller sees, without a count (the dashboard's switcher)."""
+    team_role(conn, principal, team_id)
+    only = principal.project_id if principal.kind == "key" else None
+    rows = repo.team_projects(conn, team_id, principal.user_id, only, limit)
+    return [project_json(r) for r in rows]
+
+
 def get_project(conn: Connection, principal: Principal, project_id: str) -> dict:
     require_project(conn, principal, project_id, "runs:read")
     return project_json(repo.get_project(conn, project_id))

@@ -78,8 +78,7 @@ def _layout(web: Web, project_id: str | None = None, team_id: str | None = None)
             teams.get_team(conn, principal, team_id)  # NOT_FOUND, as the API answers
     elif me["teams"]:
         team_id, role = me["teams"][0]["teamId"], me["teams"][0]["role"]
-    team_projects = (projects.list_projects(conn, principal, team_id, web.page(100))["data"]
-                     if team_id else [])
+    team_projects = projects.team_projects(conn, principal, team_id) if team_id else []
     project = next((p for p in team_projects if p["id"] == project_id), None)
     if project_id and project is None:
         project = projects.get_project(conn, principal, project_id)
