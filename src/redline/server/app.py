@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     for router in (system_router, accounts_router, teams_router, projects_router,
                    executions_router):
         app.include_router(router)
-    for extra in _optional_routers():
+    for extra in _feature_routers():
         app.include_router(extra)
 
     install_exception_handlers(app)
@@ -109,21 +109,17 @@ async def _lifespan(app: FastAPI):
             loop.stop()
 
 
-def _optional_routers():
-    """Feature routers added by later parts (ingestion, intelligence, artifacts...)."""
-    import importlib
+def _feature_routers():
+    """Routers of the result features and the dashboard (imported when the app is built)."""
+    from redline.server.artifacts.endpoints import router as artifacts
+    from redline.server.imports.endpoints import router as imports
+    from redline.server.intelligence.endpoints import router as intelligence
+    from redline.server.results.endpoints import router as results
+    from redline.server.runs.endpoints import router as runs
+    from redline.server.web.views import router as web
+    from redline.server.webhooks.endpoints import router as webhooks
 
-    routers = []
-    for module in ("redline.server.runs.endpoints", "redline.server.imports.endpoints",
-                   "redline.server.results.endpoints", "redline.server.intelligence.endpoints",
-                   "redline.server.webhooks.endpoints", "redline.server.web.views",
-                   "redline.server.artifacts.endpoints"):
-        try:
-            routers.append(importlib.import_module(module).router)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise
-    return routers
+    return [runs, imports, results, intelligence, webhooks, web, artifacts]
 
 
 def _install_docs(app: FastAPI) -> None:

@@ -260,6 +260,21 @@ def require_project(conn: Connection, principal: Principal, project_id: str,
     return ProjectAccess(project_id, row.team_id, row.role)
 
 
+def require_in_project(conn: Connection, principal: Principal, row, scope: str, what: str,
+                       ident: str):
+    """A project's row (run, result, key, webhook, ...) the caller may act on with `scope`.
+    A missing row and another tenant's row give the same NOT_FOUND, naming the object."""
+    if row is None:
+        raise not_found(what, ident)
+    try:
+        require_project(conn, principal, row.project_id, scope)
+    except ApiError as exc:
+        if exc.code == "NOT_FOUND":
+            raise not_found(what, ident) from None
+        raise
+    return row
+
+
 def require_owner(access: ProjectAccess, principal: Principal) -> None:
     if principal.kind != "user" or access.role != "owner":
         raise forbidden(["role:owner"], [f"role:{access.role}"],

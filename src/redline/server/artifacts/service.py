@@ -22,7 +22,7 @@ from redline.server.artifacts import formats, signing, zipcheck
 from redline.server.artifacts import repository as repo
 from redline.server.artifacts.blobs import BlobMissing, BlobStream, BlobUnavailable, blob_store
 from redline.server.artifacts.receive import not_the_type, too_large
-from redline.server.auth import Principal, require_project
+from redline.server.auth import Principal, require_in_project, require_project
 from redline.server.db import WRITE, sqlite_write_lock
 from redline.server.http_errors import ApiError, not_found, validation_error
 from redline.server.kit.clock import iso, utcnow
@@ -77,15 +77,7 @@ def artifact_json(settings, row, ttl: int | None = None, disposition: str | None
 
 def load_artifact(conn: Connection, principal: Principal, artifact_id: str, scope: str):
     row = repo.get_artifact(conn, artifact_id)
-    if row is None:
-        raise not_found("Artifact", artifact_id)
-    try:
-        require_project(conn, principal, row.project_id, scope)
-    except ApiError as exc:
-        if exc.code == "NOT_FOUND":
-            raise not_found("Artifact", artifact_id) from None
-        raise
-    return row
+    return require_in_project(conn, principal, row, scope, "Artifact", artifact_id)
 
 
 def get_artifact(conn: Connection, principal: Principal, settings, artifact_id: str,

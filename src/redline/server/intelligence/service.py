@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Text, and_, case, cast, func, or_, select
 
-from redline.server.auth import Principal, require_project
-from redline.server.http_errors import ApiError, not_found, validation_error
+from redline.server.auth import Principal, require_in_project, require_project
+from redline.server.http_errors import not_found, validation_error
 from redline.server.intelligence import scoring, stats
 from redline.server.kit.clock import iso, parse_iso, utcnow
 from redline.server.runs import service as runs
@@ -56,15 +56,7 @@ def resolve_case(conn: Connection, principal: Principal, test_id: str, scope: st
         case_id = test_id
     row = conn.execute(select(test_cases).where(test_cases.c.id == case_id)).first() \
         if case_id else None
-    if row is None:
-        raise not_found("Test", test_id)
-    try:
-        require_project(conn, principal, row.project_id, scope)
-    except ApiError as exc:
-        if exc.code == "NOT_FOUND":
-            raise not_found("Test", test_id) from None
-        raise
-    return row
+    return require_in_project(conn, principal, row, scope, "Test", test_id)
 
 
 SORTS = {"flakiness": test_cases.c.flakiness_score.desc(),

@@ -12,6 +12,7 @@ from redline.server.auth import (
     Principal,
     forbidden,
     require_owner,
+    require_in_project,
     require_project,
     require_team_role,
     require_user,
@@ -161,16 +162,7 @@ def list_keys(conn: Connection, principal: Principal, project_id: str, page) -> 
 
 def _own_key(conn: Connection, principal: Principal, key_id: str):
     row = repo.get_key(conn, key_id)
-    if row is None:
-        raise ApiError("NOT_FOUND", f"API key '{key_id}' not found", {"resource": "api_key"})
-    try:
-        require_project(conn, principal, row.project_id, "project:admin")
-    except ApiError as exc:
-        if exc.code == "NOT_FOUND":
-            raise ApiError("NOT_FOUND", f"API key '{key_id}' not found",
-                           {"resource": "api_key"}) from None
-        raise
-    return row
+    return require_in_project(conn, principal, row, "project:admin", "API key", key_id)
 
 
 def update_key(conn: Connection, principal: Principal, key_id: str, is_active: bool | None,

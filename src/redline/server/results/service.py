@@ -16,7 +16,7 @@ from itertools import islice
 
 from sqlalchemy import Connection
 
-from redline.server.auth import Principal, require_project
+from redline.server.auth import Principal, require_in_project, require_project
 from redline.server.http_errors import ApiError, not_found, validation_error
 from redline.server.imports.parsers.model import ParsedError, ParsedResult
 from redline.server.intelligence.fingerprint import fingerprint
@@ -180,15 +180,7 @@ def create_batch(conn: Connection, principal: Principal, run_id: str, items) -> 
 
 def load_result(conn: Connection, principal: Principal, result_id: str, scope: str):
     row = repo.get_result(conn, result_id)
-    if row is None:
-        raise not_found("Test", result_id)
-    try:
-        require_project(conn, principal, row.project_id, scope)
-    except ApiError as exc:
-        if exc.code == "NOT_FOUND":
-            raise not_found("Test", result_id) from None
-        raise
-    return row
+    return require_in_project(conn, principal, row, scope, "Test", result_id)
 
 
 def result_json(row) -> dict:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
-from redline.server.auth import Principal, require_project
-from redline.server.http_errors import ApiError, not_found, validation_error
+from redline.server.auth import Principal, require_in_project, require_project
+from redline.server.http_errors import ApiError, validation_error
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
 from redline.server.runs import repository as repo
@@ -76,15 +76,7 @@ def load_run(conn: Connection, principal: Principal, run_id: str, scope: str,
              for_update: bool = False):
     """The run, if the caller may act on it with `scope`; another tenant's is NOT_FOUND."""
     row = repo.get_run(conn, run_id, for_update)
-    if row is None:
-        raise not_found("Run", run_id)
-    try:
-        require_project(conn, principal, row.project_id, scope)
-    except ApiError as exc:
-        if exc.code == "NOT_FOUND":
-            raise not_found("Run", run_id) from None
-        raise
-    return row
+    return require_in_project(conn, principal, row, scope, "Run", run_id)
 
 
 def create_run(conn: Connection, principal: Principal, fields: dict) -> tuple[dict, bool]:

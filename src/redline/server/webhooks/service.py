@@ -12,9 +12,9 @@ import json
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
-from redline.server.auth import Principal, require_project
+from redline.server.auth import Principal, require_in_project, require_project
 from redline.server.db import WRITE
-from redline.server.http_errors import ApiError, not_found, validation_error
+from redline.server.http_errors import not_found, validation_error
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
 from redline.server.runs import service as runs
@@ -62,15 +62,7 @@ def _check_secret(secret: str) -> None:
 
 def _load(conn: Connection, principal: Principal, webhook_id: str):
     row = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id)).first()
-    if row is None:
-        raise not_found("Webhook", webhook_id)
-    try:
-        require_project(conn, principal, row.project_id, "project:admin")
-    except ApiError as exc:
-        if exc.code == "NOT_FOUND":
-            raise not_found("Webhook", webhook_id) from None
-        raise
-    return row
+    return require_in_project(conn, principal, row, "project:admin", "Webhook", webhook_id)
 
 
 def create(conn: Connection, principal: Principal, project_id: str | None, url: str,

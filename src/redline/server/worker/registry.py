@@ -27,11 +27,7 @@ def task(kind: str):
 
 def load_tasks() -> None:
     for module in TASK_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise
+        importlib.import_module(module)
 
 
 def handler_for(kind: str) -> Callable:
