@@ -22,3 +22,48 @@ def test_migrating_twice_changes_nothing(migrated_url):
     from redline.server.db import migrate
 
     migrate(migrated_url)  # already at head: a no-op, not an error
+
+
+def test_upgrading_converts_each_case_window_in_place(tmp_path):
+    """0006 packs the old JSON window (`recent`) into `window_state` without reading history.
+    (A scratch SQLite file: the session's database is already at head.)"""
+    import json
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from redline.server import db
+    from redline.server.intelligence import scoring
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = Config()
+    config.set_main_option("script_location", str(db.Path(db.__file__).parent / "migrations"))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "0005")
+    old_window = [["flaky", "c2", "r3", "2026-01-03T00:00:00.000Z", False, 30],
+                  ["passed", "c1", "r2", "2026-01-02T00:00:00.000Z", False, 20],
+                  ["failed", "c1", "r1", "2026-01-01T00:00:00.000Z", False, 10]]
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        moment = "'2026-01-01 00:00:00.000000'"
+        conn.execute(text(f"INSERT INTO teams (id, name, created_at, updated_at) "
+                          f"VALUES ('team_1', 't', {moment}, {moment})"))
+        conn.execute(text(
+            f"INSERT INTO projects (id, team_id, name, data_retention_days, flakiness_threshold, "
+            f"auto_quarantine_enabled, settings_updated_at, created_at, updated_at) VALUES "
+            f"('proj_1', 'team_1', 'p', 90, 0.3, 1, {moment}, {moment}, {moment})"))
+        conn.execute(text(
+            "INSERT INTO test_cases (id, project_id, identity, full_title, title, created_at, "
+            "status, flakiness_score, total_runs, flaky_runs, failed_runs, avg_duration, "
+            "is_quarantined, quarantine_manual, recent) VALUES ('tc_1', 'proj_1', 'i', "
+            "'a > t', 't', '2026-01-01 00:00:00.000000', 'flaky', 0.5, 3, 2, 1, 20, 0, 0, "
+            ":recent)"), {"recent": json.dumps(old_window)})
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        packed = conn.execute(text("SELECT window_state FROM test_cases")).scalar_one()
+    engine.dispose()
+    stats = scoring.CaseWindow.decode(packed).stats(0.3)
+    # newest first: flaky (evidence), a pass on c1 after a failure on c1 (evidence), a fail
+    assert (stats.total_runs, stats.flaky_runs, stats.failed_runs) == (3, 2, 1)
+    assert stats.avg_duration == 20 and stats.last_status == "flaky"

@@ -3,6 +3,7 @@ comparison, checked against expectations computed by hand on sequences of runs."
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -17,25 +18,38 @@ from redline.server.tables import test_cases
 W1, W2 = 0.5 ** 0.1, 0.5 ** 0.2  # weights of the 2nd and 3rd newest results
 
 
-def entry(status, commit="c1", run="r1", outage=False):
-    return scoring.Entry(status, commit, run, "2026-01-01T00:00:00.000Z", outage, 10)
+def entry(status, commit="c1", run="r1", outage=False, duration=10):
+    return scoring.Entry(status, commit, run, outage, duration)
+
+
+def evidence(newest_first):
+    return scoring.replay(newest_first)[1]
+
+
+def score(newest_first):
+    return scoring.replay(newest_first)[0].score()
 
 
 # -- the arithmetic ------------------------------------------------------------------------
 
 def test_a_retry_flake_weighs_by_recency():
     window = [entry("flaky", run="r3"), entry("passed", run="r2"), entry("passed", run="r1")]
-    assert scoring.score(scoring.evidence(window)) == round(1 / (1 + W1 + W2), 4)
+    assert score(window) == round(1 / (1 + W1 + W2), 4)
     window = [entry("passed", run="r3"), entry("passed", run="r2"), entry("flaky", run="r1")]
-    assert scoring.score(scoring.evidence(window)) == round(W2 / (1 + W1 + W2), 4)
+    assert score(window) == round(W2 / (1 + W1 + W2), 4)
 
 
 def test_a_rerun_on_the_same_commit_that_changed_its_mind_is_evidence():
     window = [entry("passed", "c1", "r2"), entry("failed", "c1", "r1")]
-    assert scoring.evidence(window) == [True, False]
-    assert scoring.score([True, False]) == round(1 / (1 + W1), 4)
+    assert evidence(window) == [True, False]
+    assert score(window) == round(1 / (1 + W1), 4)
     # another commit: a fix, not a flake
-    assert scoring.evidence([entry("passed", "c2", "r2"), entry("failed", "c1", "r1")]) == [
+    assert evidence([entry("passed", "c2", "r2"), entry("failed", "c1", "r1")]) == [
+        False, False]
+    # twice in one run is not a re-run; without a commit there is nothing to compare
+    assert evidence([entry("passed", "c1", "r1"), entry("failed", "c1", "r1")]) == [
+        False, False]
+    assert evidence([entry("passed", None, "r2"), entry("failed", None, "r1")]) == [
         False, False]
 
 
@@ -44,18 +58,84 @@ def test_an_outage_run_is_never_evidence():
     assert not scoring.is_outage(failed=3, executed=3)  # too small to call an outage
     window = [entry("flaky", outage=True), entry("passed", "c1", "r2"),
               entry("failed", "c1", "r0", outage=True)]
-    assert scoring.evidence(window) == [False, False, False]
+    assert evidence(window) == [False, False, False]
 
 
 def test_failing_every_time_is_broken_not_flaky():
-    stats = scoring.case_stats([entry("failed", run=f"r{i}") for i in range(3)], 0.3)
+    stats = scoring.replay([entry("failed", run=f"r{i}") for i in range(3)])[0].stats(0.3)
     assert stats.status == "broken" and stats.flakiness_score == 0.0 and stats.failed_runs == 3
 
 
 def test_the_window_keeps_the_newest_fifty():
-    old = [entry("passed", run=f"o{i}") for i in range(50)]
-    window = scoring.merge([entry("flaky", run="new")], old)
-    assert len(window) == 50 and window[0].run_id == "new" and window[-1].run_id == "o48"
+    results = [entry("flaky", run="new", duration=1000)] + [
+        entry("passed", run=f"o{i}", duration=10) for i in range(60)]
+    stats = scoring.replay(results)[0].stats(0.3)
+    assert stats.total_runs == 50 and stats.flaky_runs == 1
+    assert stats.avg_duration == int((1000 + 49 * 10) / 50)
+    assert stats.flakiness_score == round(1 / sum(0.5 ** (i / 10) for i in range(50)), 4)
+
+
+def test_a_result_is_judged_against_the_fifty_before_it():
+    # a pass on c1, then 50 passes on other commits, then a failure on c1: the pass is 51
+    # results back, out of reach; one result fewer in between and it is evidence
+    far = [entry("failed", "c1", "late")] + [entry("passed", f"x{i}", f"m{i}")
+                                             for i in range(50)] + [entry("passed", "c1", "a")]
+    assert evidence(far)[0] is False
+    assert evidence(far[:1] + far[2:])[0] is True
+
+
+def reference_stats(newest_first, threshold):
+    """The definition, spelled out over plain lists: the oracle for CaseWindow."""
+    flags = []
+    for i, result in enumerate(newest_first):
+        before = newest_first[i + 1:i + 1 + scoring.WINDOW]
+        if result.outage:
+            flags.append(False)
+        elif result.status == "flaky":
+            flags.append(True)
+        else:
+            opposite = "failed" if result.status == "passed" else "passed"
+            flags.append(result.commit is not None and any(
+                o.commit == result.commit and o.status == opposite and o.run_id != result.run_id
+                and not o.outage for o in before))
+    window, flags = newest_first[:scoring.WINDOW], flags[:scoring.WINDOW]
+    weights = [0.5 ** (i / 10) for i in range(len(window))]
+    value = round(sum(w for w, f in zip(weights, flags) if f) / sum(weights), 4) if window \
+        else 0.0
+    failed = sum(r.status == "failed" for r in window)
+    if not window:
+        status = "new"
+    elif len(window) >= 2 and failed == len(window):
+        status, value = "broken", 0.0
+    elif any(flags) and value >= threshold:
+        status = "flaky"
+    else:
+        status = "stable"
+    return scoring.CaseStats(
+        status=status, flakiness_score=value, total_runs=len(window), flaky_runs=sum(flags),
+        failed_runs=failed,
+        avg_duration=int(sum(r.duration for r in window) / len(window)) if window else 0,
+        last_status=window[0].status if window else None)
+
+
+def test_the_constant_space_window_agrees_with_the_definition():
+    rng = random.Random(7)
+    for _ in range(300):
+        length = rng.choice([0, 1, 2, 5, 30, 49, 50, 51, 99, 100, 140])
+        commits = [f"c{i}" for i in range(rng.randint(1, 8))] + [None]
+        # a run's results of one case arrive together: now and then two in a row
+        runs = [0]
+        for _ in range(length - 1):
+            runs.append(runs[-1] + (rng.random() < 0.8))
+        results = [entry(rng.choice(["passed", "passed", "failed", "flaky"]),
+                         rng.choice(commits), f"r{run}", rng.random() < 0.1,
+                         rng.randint(0, 5000)) for run in reversed(runs)]
+        window, _flags = scoring.replay(results)
+        expected = reference_stats(results, 0.2)
+        assert window.stats(0.2) == expected
+        # what is stored is all it needs: a window read back continues the same way
+        assert scoring.CaseWindow.decode(window.encode()).stats(0.2) == expected
+        assert len(window.encode()) <= 1024
 
 
 def test_fingerprints_ignore_numbers_ids_paths_and_times_but_keep_frames():
@@ -264,7 +344,7 @@ def test_incremental_statistics_equal_a_recomputation_from_scratch(server, tenan
         for i in range(12):
             report(client, {f"t{j}": statuses[(i + j) % len(statuses)] for j in range(6)},
                    commit=f"c{i // 3}")
-    columns = ["recent", "status", "flakiness_score", "total_runs", "flaky_runs", "failed_runs",
+    columns = ["window_state", "status", "flakiness_score", "total_runs", "flaky_runs", "failed_runs",
                "avg_duration", "last_status", "last_run_at", "last_flaky_at", "last_failed_at"]
     with server.engine.connect() as conn:
         rows = conn.execute(select(test_cases).where(

@@ -211,8 +211,9 @@ test_cases = Table(
     Column("variant", String(255)),
     Column("created_at", DateTime, nullable=False),
     # Statistics kept up to date when a run completes (intelligence/stats.py), so reads never
-    # scan history. `recent` is the window they come from: the newest 50 non-skipped results.
-    Column("recent", Json),
+    # scan history. `window_state` is the window they come from, the newest 50 results that
+    # ran, packed in constant space (intelligence/scoring.py CaseWindow, under 1 KB).
+    Column("window_state", LargeBinary),
     Column("status", String(10), nullable=False, default="new"),  # new|stable|flaky|broken
     Column("flakiness_score", Float, nullable=False, default=0.0),
     Column("total_runs", Integer, nullable=False, default=0),

@@ -58,8 +58,9 @@ def flakiness(db: Db, caller: FlakyCaller, page: Page, project_id: ProjectId = N
 
     flakinessScore = sum(w_i * evidence_i) / sum(w_i) over the newest 50 results that ran,
     w_i = 0.5 ** (i / 10) with i = 0 the newest (a result's weight halves every 10 results).
-    Evidence: status `flaky` (failed, then passed on a retry), or a pass and a fail on the
-    same commit in different runs. Results of runs where over 80% of at least 10 tests failed
+    Evidence: status `flaky` (failed, then passed on a retry), or a pass or a fail on the same
+    commit as one of the test's 50 previous results, from another run, with the opposite
+    outcome (a re-run that changed its mind). Results of runs where over 80% of at least 10 tests failed
     are never evidence. A case that fails every time is `broken`, not flaky. `totalRuns` and
     `flakyRuns` count over the same window."""
     return service.flakiness(db, caller, project_id, min_score, quarantined, page)

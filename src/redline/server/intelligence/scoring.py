@@ -1,14 +1,15 @@
 """Flakiness, as arithmetic on a test case's recent results (pure functions, no database).
 
-The window: a case's newest 50 results that ran (skipped ones say nothing), newest first, each
-an `Entry`. A result is **flaky evidence** when it
+The window: a case's newest 50 results that ran (skipped ones say nothing), newest first. A
+result is **flaky evidence** when it
 
 - has status `flaky` (failed, then passed on a retry in the same run), or
-- is a pass or a fail on the same commit as an older result of the case with the opposite
-  outcome, in another run (a re-run that changed its mind),
+- is a pass or a fail on the same commit as one of the case's 50 results before it, from
+  another run, with the opposite outcome (a re-run that changed its mind),
 
 unless it comes from an **outage run**: one where over 80% of at least 10 executed tests
-failed at once (an infrastructure failure says nothing about one test).
+failed at once (an infrastructure failure says nothing about one test). Whether a result is
+evidence is decided when it arrives, against the results before it, and never changes.
 
     flakinessScore = sum(w_i * evidence_i) / sum(w_i),   w_i = 0.5 ** (i / 10)
 
@@ -16,69 +17,49 @@ with i = 0 the newest result: the weight of a result halves every 10 results. `t
 `flakyRuns` are plain counts over the same window. A case that failed every time over the
 window (at least twice) is `broken`, not flaky; one at or above the project's threshold is
 `flaky`; one with no results yet is `new`; anything else `stable`.
+
+`CaseWindow` keeps the window in constant space, so a run's completion updates each of its
+cases in a few microseconds whatever the history: one bit per result and outcome, an 8-byte
+hash of each result's commit (to find a same-commit result) and the durations. A run's results
+of one case arrive together, so the results of the same run are always the newest ones in the
+window when the next of them arrives. `replay` builds a window from a list of results; the
+incremental path and a recomputation from stored results give byte-identical state.
 """
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 WINDOW = 50
 HALF_LIFE = 10
 OUTAGE_SHARE = 0.8
 OUTAGE_MIN_TESTS = 10
 
-
-@dataclass(frozen=True)
-class Entry:
-    status: str  # passed | failed | flaky
-    commit: str | None
-    run_id: str
-    at: str  # ISO time of the result
-    outage: bool
-    duration: int
-
-    def to_json(self) -> list:
-        return [self.status, self.commit, self.run_id, self.at, self.outage, self.duration]
-
-    @classmethod
-    def from_json(cls, data: list) -> "Entry":
-        return cls(*data)
+WEIGHTS = tuple(0.5 ** (i / HALF_LIFE) for i in range(WINDOW))
+# sum(WEIGHTS[:n]) summed in index order, as the score's numerator is
+_WEIGHT_SUMS = tuple(sum(WEIGHTS[:n]) for n in range(WINDOW + 1))
+_FULL = (1 << WINDOW) - 1
+_NO_COMMIT = bytes(8)
+_COMMIT, _DURATION = 8, 4  # bytes per result in each packed column
+_HEADER = struct.Struct("<BQQQQQ")  # count, failed, passed, outage, evidence, duration sum
+_MAX_DURATION = (1 << 32) - 1
 
 
 def is_outage(failed: int, executed: int) -> bool:
     return executed >= OUTAGE_MIN_TESTS and failed > OUTAGE_SHARE * executed
 
 
-def merge(new_newest_first: list[Entry], old: list[Entry]) -> list[Entry]:
-    """The window after new results arrive (both lists newest first)."""
-    return (new_newest_first + old)[:WINDOW]
+def commit_key(commit: str | None) -> bytes:
+    """8 bytes that stand for a commit in the window (a run's results share one)."""
+    if not commit:
+        return _NO_COMMIT
+    return hashlib.blake2b(commit.encode(), digest_size=_COMMIT).digest()
 
 
-def evidence(entries: list[Entry]) -> list[bool]:
-    flags = []
-    for i, entry in enumerate(entries):
-        if entry.outage:
-            flags.append(False)
-        elif entry.status == "flaky":
-            flags.append(True)
-        else:
-            opposite = "failed" if entry.status == "passed" else "passed"
-            flags.append(entry.commit is not None and any(
-                older.commit == entry.commit and older.status == opposite
-                and older.run_id != entry.run_id and not older.outage
-                for older in entries[i + 1:]))
-    return flags
-
-
-def score(flags: list[bool]) -> float:
-    if not flags:
-        return 0.0
-    weights = [0.5 ** (i / HALF_LIFE) for i in range(len(flags))]
-    return round(sum(w for w, flag in zip(weights, flags) if flag) / sum(weights), 4)
-
-
-@dataclass(frozen=True)
-class CaseStats:
+class CaseStats(NamedTuple):
     status: str
     flakiness_score: float
     total_runs: int
@@ -86,29 +67,141 @@ class CaseStats:
     failed_runs: int
     avg_duration: int
     last_status: str | None
-    last_run_at: str | None
-    last_flaky_at: str | None
-    last_failed_at: str | None
 
 
-def case_stats(entries: list[Entry], threshold: float) -> CaseStats:
-    flags = evidence(entries)
-    value = score(flags)
-    failed = sum(1 for e in entries if e.status == "failed")
-    if not entries:
-        status = "new"
-    elif len(entries) >= 2 and failed == len(entries):
-        status, value = "broken", 0.0
-    elif any(flags) and value >= threshold:
-        status = "flaky"
-    else:
-        status = "stable"
-    flaky_at = next((e.at for e, flag in zip(entries, flags) if flag), None)
-    failed_at = next((e.at for e in entries if e.status == "failed"), None)
-    return CaseStats(
-        status=status, flakiness_score=value, total_runs=len(entries), flaky_runs=sum(flags),
-        failed_runs=failed,
-        avg_duration=int(sum(e.duration for e in entries) / len(entries)) if entries else 0,
-        last_status=entries[0].status if entries else None,
-        last_run_at=entries[0].at if entries else None, last_flaky_at=flaky_at,
-        last_failed_at=failed_at)
+class CaseWindow:
+    """The newest `WINDOW` results of one case. Bit i of each mask is the i-th newest result;
+    `commits` and `durations` hold the results' commit keys and durations newest first."""
+
+    __slots__ = (
+        "commits",
+        "count",
+        "duration_sum",
+        "durations",
+        "evidence",
+        "failed",
+        "outage",
+        "passed",
+    )
+
+    def __init__(self) -> None:
+        self.count = self.failed = self.passed = self.outage = self.evidence = 0
+        self.duration_sum = 0
+        self.commits = self.durations = b""
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> CaseWindow:
+        window = cls()
+        if data:
+            (window.count, window.failed, window.passed, window.outage, window.evidence,
+             window.duration_sum) = _HEADER.unpack_from(data)
+            split = _HEADER.size + _COMMIT * window.count
+            window.commits = data[_HEADER.size:split]
+            window.durations = data[split:]
+        return window
+
+    def encode(self) -> bytes:
+        return (_HEADER.pack(self.count, self.failed, self.passed, self.outage, self.evidence,
+                             self.duration_sum) + self.commits + self.durations)
+
+    def push(self, status: str, commit: bytes, outage: bool, duration: int,
+             same_run: int = 0) -> bool:
+        """Add the newest result (`passed`, `failed` or `flaky`; `commit` from `commit_key`;
+        `same_run` the number of newest results in the window from the same run); answers
+        whether it is flaky evidence."""
+        if outage:
+            is_evidence = False
+        elif status == "flaky":
+            is_evidence = True
+        else:
+            is_evidence = commit != _NO_COMMIT and self._changed_mind(
+                self.passed if status == "failed" else self.failed, commit, same_run)
+        duration = min(max(int(duration), 0), _MAX_DURATION)
+        if self.count == WINDOW:  # the oldest result leaves
+            self.duration_sum -= int.from_bytes(self.durations[-_DURATION:], "little")
+            self.commits = self.commits[:-_COMMIT]
+            self.durations = self.durations[:-_DURATION]
+        else:
+            self.count += 1
+        self.failed = ((self.failed << 1) | (status == "failed")) & _FULL
+        self.passed = ((self.passed << 1) | (status == "passed")) & _FULL
+        self.outage = ((self.outage << 1) | outage) & _FULL
+        self.evidence = ((self.evidence << 1) | is_evidence) & _FULL
+        self.duration_sum += duration
+        self.commits = commit + self.commits
+        self.durations = duration.to_bytes(_DURATION, "little") + self.durations
+        return is_evidence
+
+    def _changed_mind(self, opposite: int, commit: bytes, same_run: int) -> bool:
+        """An earlier result on `commit`, with its bit set in `opposite` (the opposite
+        outcome), not from an outage run, and older than the `same_run` newest (another run)."""
+        candidates = (opposite & ~self.outage) >> same_run << same_run
+        if not candidates:
+            return False
+        found = self.commits.find(commit)
+        while found >= 0:
+            index, misaligned = divmod(found, _COMMIT)
+            if not misaligned and candidates >> index & 1:
+                return True
+            found = self.commits.find(commit, found + 1)
+        return False
+
+    def score(self) -> float:
+        if not self.count:
+            return 0.0
+        total, bits, index = 0, self.evidence, 0
+        while bits:
+            if bits & 1:
+                total += WEIGHTS[index]
+            bits >>= 1
+            index += 1
+        return round(total / _WEIGHT_SUMS[self.count], 4)
+
+    def newest_status(self) -> str | None:
+        if not self.count:
+            return None
+        return "failed" if self.failed & 1 else "passed" if self.passed & 1 else "flaky"
+
+    def stats(self, threshold: float) -> CaseStats:
+        value = self.score()
+        failed = self.failed.bit_count()
+        if not self.count:
+            status = "new"
+        elif self.count >= 2 and failed == self.count:
+            status, value = "broken", 0.0
+        elif self.evidence and value >= threshold:
+            status = "flaky"
+        else:
+            status = "stable"
+        return CaseStats(
+            status=status, flakiness_score=value, total_runs=self.count,
+            flaky_runs=self.evidence.bit_count(), failed_runs=failed,
+            avg_duration=int(self.duration_sum / self.count) if self.count else 0,
+            last_status=self.newest_status())
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One result as `replay` takes it."""
+
+    status: str  # passed | failed | flaky
+    commit: str | None
+    run_id: str
+    outage: bool
+    duration: int
+
+
+def replay(newest_first: list[Entry]) -> tuple[CaseWindow, list[bool]]:
+    """The window after `newest_first` arrived oldest first, and each result's evidence flag
+    (newest first). Give it the newest `2 * WINDOW` results for the window's flags to see
+    the full `WINDOW` results before each of them."""
+    window = CaseWindow()
+    flags: list[bool] = []
+    previous_run, same_run = None, 0
+    for result in reversed(newest_first):
+        same_run = same_run + 1 if result.run_id == previous_run else 0
+        previous_run = result.run_id
+        flags.append(window.push(result.status, commit_key(result.commit), result.outage,
+                                 result.duration, same_run))
+    flags.reverse()
+    return window, flags

@@ -19,7 +19,8 @@ from redline.server.tables import runs as runs_table
 
 SCORE_FORMULA = ("flakinessScore = sum(w_i * evidence_i) / sum(w_i) over the newest 50 results "
                  "that ran, w_i = 0.5 ** (i / 10), i = 0 the newest; evidence: status flaky, or a "
-                 "pass and a fail on the same commit in different runs; results of runs where "
+                 "pass or fail on the same commit as one of the test's 50 previous results, from "
+                 "another run, with the opposite outcome; results of runs where "
                  "over 80% of at least 10 tests failed are not evidence.")
 
 
@@ -93,13 +94,18 @@ def list_cases(conn: Connection, principal: Principal, project_id: str | None,
 def get_case(conn: Connection, principal: Principal, test_id: str) -> dict:
     row = resolve_case(conn, principal, test_id, "runs:read")
     body = case_json(row)
-    window = [scoring.Entry.from_json(e) for e in (row.recent or [])]
-    flags = scoring.evidence(window)
-    body["evidence"] = [{"runId": e.run_id, "commitSha": e.commit, "status": e.status,
-                         "at": e.at, "kind": "retry" if e.status == "flaky" else "same-commit"}
-                        for e, flag in zip(window, flags) if flag]
-    body["failedIn"] = [{"runId": e.run_id, "commitSha": e.commit, "at": e.at}
-                        for e in window if e.status == "failed"]
+    # the window's results, each judged against the WINDOW results before it (as at arrival)
+    rows = stats.window_results(conn, row.id, 2 * scoring.WINDOW)
+    _window, flags = scoring.replay([
+        scoring.Entry(r.status, r.commit_sha, r.run_id, stats.run_outage(r), r.duration)
+        for r in rows])
+    window = list(zip(rows, flags))[:scoring.WINDOW]
+    body["evidence"] = [{"runId": r.run_id, "commitSha": r.commit_sha, "status": r.status,
+                         "at": iso(r.created_at),
+                         "kind": "retry" if r.status == "flaky" else "same-commit"}
+                        for r, flag in window if flag]
+    body["failedIn"] = [{"runId": r.run_id, "commitSha": r.commit_sha, "at": iso(r.created_at)}
+                        for r, _flag in window if r.status == "failed"]
     body["scoreFormula"] = SCORE_FORMULA
     events = conn.execute(select(quarantine_events).where(
         quarantine_events.c.test_case_id == row.id).order_by(

@@ -1,35 +1,51 @@
 """Keeping per-case statistics, verdicts and error groups up to date when a run completes.
 
 `apply_run` is called once per run, in the transaction that completes it, and is idempotent
-(`runs.stats_applied`). It reads the run's results once, the affected cases once (in chunks),
-and writes back with one executemany per table: reads of flakiness, history and errors then
-never scan history. `recompute_case` rebuilds one case's statistics from its stored results;
-a test proves both give the same numbers.
+(`runs.stats_applied`). It reads the run's results joined to their cases in one streamed
+pass, updates each case's constant-size window (scoring.CaseWindow) and writes back with one
+executemany per chunk of cases: reads of flakiness, history and errors then never scan
+history, and a run costs the same whatever the history. `recompute_case` rebuilds one case's
+statistics from its stored results; a test proves both give the same state, byte for byte.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime
 
 from sqlalchemy import Connection, func, select, update
 
 from redline.server.intelligence import scoring
-from redline.server.kit.clock import iso, parse_iso, utcnow
+from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
-from redline.server.tables import (error_group_cases, error_groups, projects, quarantine_events,
-                                   runs, test_cases, test_results)
+from redline.server.results.repository import driver_datetime, encode_json
+from redline.server.tables import (
+    error_group_cases,
+    error_groups,
+    projects,
+    quarantine_events,
+    runs,
+    test_cases,
+    test_results,
+)
 
 CHUNK = 500
 
 
-def _run_outage(run) -> bool:
+def run_outage(run) -> bool:
     return scoring.is_outage(run.failed_tests, run.total_tests - run.skipped_tests)
 
 
-def _entry(result, run, outage: bool) -> scoring.Entry:
-    return scoring.Entry(result.status, run.commit_sha, run.id, iso(result.created_at), outage,
-                         int(result.duration))
+def _advance(window: scoring.CaseWindow, results, flaky_at, failed_at):
+    """Push `results` (oldest first; each `(status, commit key, outage, duration, created_at,
+    same_run)`, none skipped) into the window; answers the new `(last_flaky_at,
+    last_failed_at)`: the times of the newest evidence and the newest failure still in the
+    window (the newest of each is the last to leave it)."""
+    for status, commit, outage, duration, at, same_run in results:
+        if window.push(status, commit, outage, duration, same_run):
+            flaky_at = at
+        if status == "failed":
+            failed_at = at
+    return (flaky_at if window.evidence else None), (failed_at if window.failed else None)
 
 
 def quarantined_at(conn: Connection, case_ids: list[str], moment: datetime) -> set[str]:
@@ -58,23 +74,45 @@ def apply_run(conn: Connection, run_id: str) -> None:
     threshold, auto = conn.execute(
         select(projects.c.flakiness_threshold, projects.c.auto_quarantine_enabled)
         .where(projects.c.id == run.project_id)).one()
-    outage = _run_outage(run)
-    by_case: dict[str, list] = defaultdict(list)
+    outage = run_outage(run)
+    commit = scoring.commit_key(run.commit_sha)
+    now = driver_datetime(conn, utcnow())
     failed_cases: list[str] = []
-    # Only small columns for every result (a run may hold 100k); the errors of failures are
-    # read separately, for them alone.
-    for result in conn.execute(
-            select(test_results.c.test_case_id, test_results.c.status,
-                   test_results.c.duration, test_results.c.created_at, test_results.c.tags)
-            .where(test_results.c.run_id == run_id).order_by(test_results.c.id)):
-        by_case[result.test_case_id].append(result)
-        if result.status == "failed":
-            failed_cases.append(result.test_case_id)
-    failures = conn.execute(
-        select(test_results.c.test_case_id, test_results.c.created_at, test_results.c.error,
-               test_results.c.error_fingerprint)
-        .where(test_results.c.run_id == run_id,
-               test_results.c.error_fingerprint.is_not(None))).all()
+    auto_candidates: list[str] = []
+    became_flaky: list[tuple[str, float]] = []
+    updates: list[tuple] = []
+    retagged: list[tuple] = []
+    # One pass over the run's results joined to their cases, grouped by case; values the
+    # rows carry back (times, tags) stay in the driver's form. Memory is bounded by CHUNK.
+    for rows in _results_by_case(conn, run_id):
+        case = rows[0]  # each row: the case's columns, then one of its results
+        ran = []
+        for row in rows:
+            status = row[_STATUS]
+            if status != "skipped":
+                ran.append((status, commit, outage, row[_STATUS + 1], row[_STATUS + 2],
+                            len(ran)))  # the results before it in `ran` are this run's
+                if status == "failed":
+                    failed_cases.append(case[0])
+        tags = rows[-1][_STATUS + 3]
+        if tags != case[9]:
+            retagged.append((tags if isinstance(tags, str) else encode_json(tags), case[0]))
+        if not ran:
+            continue  # only skipped: the window is unchanged
+        window = scoring.CaseWindow.decode(case[1])
+        flaky_at, failed_at = _advance(window, ran, case[3], case[4])
+        stats = window.stats(threshold)
+        updates.append((window.encode(), *stats, ran[-1][4], flaky_at, failed_at, case[0]))
+        if stats.status == "flaky" and case[2] != "flaky":
+            became_flaky.append((case[0], stats.flakiness_score))
+        active = case[6] and (case[8] is None or case[8] > now)
+        if (auto and not active and not case[7] and stats.total_runs >= 5
+                and stats.flaky_runs and stats.flakiness_score >= threshold):
+            auto_candidates.append(case[0])
+        if len(updates) >= CHUNK:
+            _write_stats(conn, updates, retagged)
+            updates, retagged = [], []
+    _write_stats(conn, updates, retagged)
 
     # the verdict: failures of cases quarantined when the run started do not count
     quarantined = quarantined_at(conn, sorted(set(failed_cases)), run.created_at)
@@ -86,50 +124,76 @@ def apply_run(conn: Connection, run_id: str) -> None:
         verdict = "failed"
     else:
         verdict = "passed"
-
-    updates = []
-    now = utcnow()
-    auto_candidates = []
-    became_flaky: list[dict] = []
-    case_ids = list(by_case)
-    for start in range(0, len(case_ids), CHUNK):
-        chunk = case_ids[start:start + CHUNK]
-        for case in conn.execute(
-                select(test_cases.c.id, test_cases.c.recent, test_cases.c.is_quarantined,
-                       test_cases.c.quarantine_manual, test_cases.c.quarantine_expires_at,
-                       test_cases.c.status, test_cases.c.full_title, test_cases.c.file_path)
-                .where(test_cases.c.id.in_(chunk))):
-            results = by_case[case.id]
-            new = [_entry(r, run, outage) for r in reversed(results) if r.status != "skipped"]
-            old = [scoring.Entry.from_json(e) for e in (case.recent or [])]
-            window = scoring.merge(new, old)
-            stats = scoring.case_stats(window, threshold)
-            updates.append(_stats_row(case.id, window, stats, results[-1].tags))
-            del by_case[case.id]  # done with it: memory stays bounded by the chunk
-            if stats.status == "flaky" and case.status != "flaky":
-                became_flaky.append({"testCaseId": case.id, "fullTitle": case.full_title,
-                                     "filePath": case.file_path,
-                                     "flakinessScore": stats.flakiness_score,
-                                     "runId": run.id})
-            active = case.is_quarantined and (case.quarantine_expires_at is None
-                                              or case.quarantine_expires_at > now)
-            if (auto and not active and not case.quarantine_manual
-                    and stats.total_runs >= 5 and stats.flaky_runs
-                    and stats.flakiness_score >= threshold):
-                auto_candidates.append(case.id)
-        _write_stats(conn, updates)  # per chunk: never all windows of a big run at once
-        updates = []
     for case_id in auto_candidates:
         set_quarantine(conn, run.project_id, case_id, True, actor_id=None, reason="auto",
                        owner=None, expires_at=None, automatic=True)
+    failures = conn.execute(
+        select(test_results.c.test_case_id, test_results.c.created_at, test_results.c.error,
+               test_results.c.error_fingerprint)
+        .where(test_results.c.run_id == run_id,
+               test_results.c.error_fingerprint.is_not(None))).all()
     _record_error_groups(conn, run.project_id, failures)
     conn.execute(update(runs).where(runs.c.id == run_id).values(
         verdict=verdict, quarantined_failures=quarantined_failures, stats_applied=True))
     _emit_run_events(conn, run, verdict, quarantined_failures, became_flaky)
 
 
+# -- the driver-level reads and writes of `apply_run` (a run touches thousands of cases) --
+
+_CASE_COLUMNS = ("id", "window_state", "status", "last_flaky_at", "last_failed_at",
+                 "last_run_at", "is_quarantined", "quarantine_manual", "quarantine_expires_at",
+                 "tags")  # indexes into the rows `apply_run` reads
+_STATUS = len(_CASE_COLUMNS)  # where the result's columns start
+_RESULTS_BY_CASE = (
+    "SELECT {cases}, r.status, r.duration, r.created_at, r.tags "
+    "FROM test_results r JOIN test_cases c ON c.id = r.test_case_id "
+    "WHERE r.run_id = {mark} ORDER BY r.test_case_id, r.id").format(
+        cases=", ".join(f"c.{c}" for c in _CASE_COLUMNS), mark="{mark}")
+
+
+def _results_by_case(conn: Connection, run_id: str):
+    """The run's results grouped by case, in arrival order: one list of rows per case, each
+    row the case's columns (`_CASE_COLUMNS`) then the result's status, duration, created_at
+    and tags. Streamed: a server-side cursor on PostgreSQL, SQLite's own stepping otherwise."""
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor(name=f"apply_{run_id}")
+        cursor.itersize = 2000
+        cursor.execute(_RESULTS_BY_CASE.format(mark="%s"), (run_id,))
+    else:
+        cursor = conn.connection.driver_connection.cursor()
+        cursor.execute(_RESULTS_BY_CASE.format(mark="?"), (run_id,))
+    try:
+        rows: list = []
+        for row in cursor:
+            if rows and row[0] != rows[0][0]:
+                yield rows
+                rows = []
+            rows.append(row)
+        if rows:
+            yield rows
+    finally:
+        cursor.close()
+
+
+_WRITTEN = ("window_state", *scoring.CaseStats._fields, "last_run_at", "last_flaky_at",
+            "last_failed_at")
+
+
+def _write_stats(conn: Connection, rows: list[tuple], retagged: list[tuple]) -> None:
+    """One executemany per table at the driver level; `rows` in `_WRITTEN` order then the
+    case id, `retagged` (tags, case id) for the few cases whose tags changed."""
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    if rows:
+        conn.exec_driver_sql(
+            f"UPDATE test_cases SET {', '.join(f'{c} = {mark}' for c in _WRITTEN)} "
+            f"WHERE id = {mark}", rows)
+    if retagged:
+        conn.exec_driver_sql(f"UPDATE test_cases SET tags = {mark} WHERE id = {mark}",
+                             retagged)
+
+
 def _emit_run_events(conn: Connection, run, verdict: str, quarantined_failures: int,
-                     became_flaky: list[dict]) -> None:
+                     became_flaky: list[tuple[str, float]]) -> None:
     from redline.server.webhooks.service import emit
 
     run = conn.execute(select(runs).where(runs.c.id == run.id)).one()
@@ -142,52 +206,43 @@ def _emit_run_events(conn: Connection, run, verdict: str, quarantined_failures: 
     emit(conn, run.project_id, "run.completed", data)
     if verdict == "failed":
         emit(conn, run.project_id, "run.failed", data)
-    for case in became_flaky:
-        emit(conn, run.project_id, "test.flaky", case)
-
-
-def _stats_row(case_id: str, window, stats: scoring.CaseStats, tags) -> dict:
-    return {"case_id": case_id, "recent": [e.to_json() for e in window],
-            "status": stats.status, "flakiness_score": stats.flakiness_score,
-            "total_runs": stats.total_runs, "flaky_runs": stats.flaky_runs,
-            "failed_runs": stats.failed_runs, "avg_duration": stats.avg_duration,
-            "last_status": stats.last_status,
-            "last_run_at": parse_iso(stats.last_run_at) if stats.last_run_at else None,
-            "last_flaky_at": parse_iso(stats.last_flaky_at) if stats.last_flaky_at else None,
-            "last_failed_at": parse_iso(stats.last_failed_at) if stats.last_failed_at else None,
-            "tags": tags or []}
-
-
-def _write_stats(conn: Connection, rows: list[dict]) -> None:
-    """One executemany at the driver level (a run touches thousands of cases)."""
-    if not rows:
-        return
-    from redline.server.results.repository import driver_datetime, encode_json
-
-    columns = [c for c in rows[0] if c != "case_id"]
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
-    statement = (f"UPDATE test_cases SET {', '.join(f'{c} = {mark}' for c in columns)} "
-                 f"WHERE id = {mark}")
-
-    def value(column, item):
-        if column in ("recent", "tags"):
-            return encode_json(item)
-        if isinstance(item, datetime):
-            return driver_datetime(conn, item)
-        return item
-
-    conn.exec_driver_sql(statement, [tuple(value(c, row[c]) for c in columns) + (row["case_id"],)
-                                     for row in rows])
+    scores = dict(became_flaky)
+    for start in range(0, len(became_flaky), CHUNK):
+        chunk = [case_id for case_id, _score in became_flaky[start:start + CHUNK]]
+        for case in conn.execute(
+                select(test_cases.c.id, test_cases.c.full_title, test_cases.c.file_path)
+                .where(test_cases.c.id.in_(chunk)).order_by(test_cases.c.id)):
+            emit(conn, run.project_id, "test.flaky", {
+                "testCaseId": case.id, "fullTitle": case.full_title,
+                "filePath": case.file_path, "flakinessScore": scores[case.id],
+                "runId": run.id})
 
 
 def recompute_case(conn: Connection, case_id: str) -> dict:
-    """A case's statistics rebuilt from its stored results (the check on the incremental
-    path; also what a retention pass uses after deleting old results)."""
+    """A case's statistics rebuilt from its stored results, as column values: the check on
+    the incremental path. The newest `2 * WINDOW` results are replayed, so each result in the
+    window is judged against the `WINDOW` results before it, as it was when it arrived."""
     threshold = conn.execute(
         select(projects.c.flakiness_threshold).join(
             test_cases, test_cases.c.project_id == projects.c.id)
         .where(test_cases.c.id == case_id)).scalar_one()
-    rows = conn.execute(
+    rows = window_results(conn, case_id, 2 * scoring.WINDOW)[::-1]  # oldest first
+    results = []
+    for index, row in enumerate(rows):
+        same_run = (results[-1][5] + 1 if index and rows[index - 1].run_id == row.run_id
+                    else 0)
+        results.append((row.status, scoring.commit_key(row.commit_sha), run_outage(row),
+                        row.duration, row.created_at, same_run))
+    window = scoring.CaseWindow()
+    flaky_at, failed_at = _advance(window, results, None, None)
+    return dict(zip(_WRITTEN, (window.encode(), *window.stats(threshold),
+                               rows[-1].created_at if rows else None, flaky_at, failed_at)))
+
+
+def window_results(conn: Connection, case_id: str, limit: int) -> list:
+    """The case's newest `limit` results that ran, from runs whose statistics are applied,
+    newest first, with their run's commit and counts."""
+    return conn.execute(
         select(test_results.c.status, test_results.c.duration, test_results.c.created_at,
                test_results.c.tags, runs.c.id.label("run_id"), runs.c.commit_sha,
                runs.c.failed_tests, runs.c.total_tests, runs.c.skipped_tests)
@@ -195,12 +250,7 @@ def recompute_case(conn: Connection, case_id: str) -> dict:
         .where(test_results.c.test_case_id == case_id, test_results.c.status != "skipped",
                runs.c.stats_applied.is_(True))
         .order_by(test_results.c.created_at.desc(), test_results.c.id.desc())
-        .limit(scoring.WINDOW)).all()
-    window = [scoring.Entry(r.status, r.commit_sha, r.run_id, iso(r.created_at),
-                            scoring.is_outage(r.failed_tests, r.total_tests - r.skipped_tests),
-                            int(r.duration)) for r in rows]
-    stats = scoring.case_stats(window, threshold)
-    return _stats_row(case_id, window, stats, rows[0].tags if rows else [])
+        .limit(limit)).all()
 
 
 def set_quarantine(conn: Connection, project_id: str, case_id: str, quarantined: bool, *,
