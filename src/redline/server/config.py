@@ -21,7 +21,8 @@ class Settings(BaseSettings):
                                      "sqlite:///<data_dir>/redline.db. PostgreSQL: "
                                      "postgresql+psycopg://user@host/db")
     db_pool_size: int = Field(10, ge=1, le=500, description="Database connections each "
-                              "process keeps open.")
+                              "process keeps open; also how many requests it runs at once "
+                              "(its threadpool's size; more wait their turn).")
     db_max_overflow: int = Field(10, ge=0, le=500, description="Extra connections a process "
                                  "may open under load. Keep processes x (pool size + overflow) "
                                  "under PostgreSQL's max_connections.")

@@ -23,13 +23,13 @@ class LazyConnection:
     may block); the endpoint's own thread opens it. The UnitOfWork middleware commits or
     rolls it back."""
 
-    __slots__ = ("_uow",)
+    __slots__ = ("uow",)
 
     def __init__(self, uow):
-        self._uow = uow
+        self.uow = uow
 
     def __getattr__(self, name):
-        return getattr(self._uow.connection(), name)
+        return getattr(self.uow.connection(), name)
 
 
 async def get_db(request: Request) -> Connection:
@@ -40,12 +40,14 @@ Db = Annotated[Connection, Depends(get_db)]
 
 
 class Deferred:
-    """Work a dependency leaves for the endpoint's thread (see `OneThreadRouter`)."""
+    """Work a dependency leaves for the endpoint's thread (see `OneThreadRouter`), and the
+    request's unit of work it uses."""
 
-    __slots__ = ("run",)
+    __slots__ = ("run", "uow")
 
-    def __init__(self, run):
+    def __init__(self, run, uow):
         self.run = run
+        self.uow = uow
 
 
 def rate_limited(group: str):
@@ -55,7 +57,8 @@ def rate_limited(group: str):
     so a request costs one threadpool hop, not one per dependency."""
 
     async def dependency(request: Request, response: Response) -> Principal:
-        return Deferred(lambda: _authenticate_and_limit(request, response, group))
+        return Deferred(lambda: _authenticate_and_limit(request, response, group),
+                        request.state.uow)
 
     return dependency
 
@@ -80,7 +83,9 @@ class OneThreadRouter(APIRouter):
     """An APIRouter whose plain (`def`) endpoints run in ONE threadpool call together with
     their deferred dependencies (authentication, rate limit), and whose responses are then
     validated on the event loop: FastAPI alone would hop threads once per sync dependency,
-    once for the endpoint and once more to validate the response."""
+    once for the endpoint and once more to validate the response. A read request (GET,
+    HEAD) also gives its connection back in that call, so the UnitOfWork has nothing left
+    to do in another hop: a read's result is built before the endpoint returns."""
 
     def add_api_route(self, path, endpoint, **kwargs):
         return super().add_api_route(path, _one_thread(endpoint), **kwargs)
@@ -88,6 +93,17 @@ class OneThreadRouter(APIRouter):
 
 def _resolve(kwargs: dict) -> dict:
     return {k: (v.run() if isinstance(v, Deferred) else v) for k, v in kwargs.items()}
+
+
+def _call(function, args, kwargs: dict):
+    """The endpoint with its deferred dependencies, in the current (worker) thread."""
+    try:
+        return function(*args, **_resolve(kwargs))
+    finally:
+        for value in kwargs.values():
+            if isinstance(value, (Deferred, LazyConnection)):
+                if not value.uow.write and value.uow.opened:
+                    value.uow.finish(False)
 
 
 def _one_thread(function):
@@ -100,7 +116,7 @@ def _one_thread(function):
     else:
         @functools.wraps(function)
         async def endpoint(*args, **kwargs):
-            return await run_in_threadpool(lambda: function(*args, **_resolve(kwargs)))
+            return await run_in_threadpool(_call, function, args, kwargs)
     endpoint.one_thread = True  # tests check every route has it: no Deferred left unresolved
     return endpoint
 

@@ -171,6 +171,11 @@ class UnitOfWorkState:
             conn = self.engine.connect()
             if self.write:
                 conn = conn.execution_options(**WRITE)
+            elif conn.dialect.name == "postgresql":
+                # A read needs no transaction there: at READ COMMITTED each statement sees its
+                # own snapshot inside one too, and BEGIN and ROLLBACK are two round trips.
+                # (SQLite keeps its BEGIN: there a read transaction is one snapshot, for free.)
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             conn.begin()
             self._conn = conn
         return self._conn
@@ -192,14 +197,32 @@ class UnitOfWorkState:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
-            for callback in self.after_finish:
+            # Taken, not just read: a finished unit of work is not `opened` any more, so the
+            # middleware does not finish it (and run these) a second time.
+            after_finish, self.after_finish = self.after_finish, []
+            for callback in after_finish:
                 callback()
+        after_commit, self.after_commit = self.after_commit, []
         if commit:
-            for callback in self.after_commit:
+            for callback in after_commit:
                 try:
                     callback()
                 except Exception:  # a wake-up hint failing must not fail the request
                     log.exception("after-commit callback failed")
+
+
+_finishers: anyio.CapacityLimiter | None = None
+
+
+async def finish_in_thread(function, *args):
+    """Run a unit of work's commit or rollback in a thread of its own small pool, not the
+    endpoints' one. A SQLite writer holds the in-process write lock until it finishes, and the
+    endpoints' threads may all be taken by requests waiting for that lock: finishing in one of
+    those would wait for ever."""
+    global _finishers
+    if _finishers is None:
+        _finishers = anyio.CapacityLimiter(16)
+    return await anyio.to_thread.run_sync(function, *args, limiter=_finishers)
 
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
@@ -224,8 +247,10 @@ class UnitOfWork:
             try:
                 await self.app(scope, receive, send)
             finally:
-                if uow.opened:  # no thread hop for requests that never touched the database
-                    await anyio.to_thread.run_sync(uow.finish, False)
+                # No thread hop for requests that never touched the database, nor for those
+                # whose endpoint thread released it already (`deps.OneThreadRouter`).
+                if uow.opened:
+                    await finish_in_thread(uow.finish, False)
             return
 
         key = _header(scope, b"idempotency-key")
@@ -252,7 +277,7 @@ class UnitOfWork:
         try:
             await self.app(scope, receive, buffer)
         except BaseException:
-            await anyio.to_thread.run_sync(uow.finish, False)
+            await finish_in_thread(uow.finish, False)
             if claim is not None:
                 await anyio.to_thread.run_sync(self._release, claim)
             raise
@@ -262,7 +287,7 @@ class UnitOfWork:
         if claim is not None and succeeded:
             record = _stored_response(messages)
         try:
-            await anyio.to_thread.run_sync(
+            await finish_in_thread(
                 uow.finish, succeeded,
                 (lambda conn: _complete(conn, claim, record)) if record is not None else None)
         except Exception:

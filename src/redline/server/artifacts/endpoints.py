@@ -15,6 +15,7 @@ from redline.server.artifacts.receive import UploadReceiver, boundary_of, check_
 from redline.server.auth import Principal
 from redline.server.deps import Db, OneThreadRouter, rate_limited
 from redline.server.kit.pagination import Page
+from redline.server.middleware import finish_in_thread
 from redline.server.schemas import ERROR_RESPONSES, Deleted, ListPage
 
 router = OneThreadRouter(tags=["Artifacts"], responses=ERROR_RESPONSES)
@@ -59,7 +60,7 @@ async def upload(
     if run_id or test_id or project_id:  # tenancy before a single byte of the body
         await anyio.to_thread.run_sync(
             lambda: service.authorize_upload(uow.connection(), caller, query, partial=True))
-    await anyio.to_thread.run_sync(_release_connection, uow)
+    await finish_in_thread(_release_connection, uow)  # it gives the write lock back
     boundary = boundary_of(request.headers.get("content-type", ""))
     settings = request.app.state.settings
     receiver = UploadReceiver(boundary, blob_store(settings).new_staging_file, query)
