@@ -8,9 +8,10 @@ SQLite database seeded with a project, a CI key and `--runs` imported runs (25),
 decodes and prints a real page of 25 runs. The CLI runs with the key in REDLINE_API_KEY, no
 profile, and REDLINE_OUTPUT unset.
 
-Goal (issue 7): each under 3x bare Python start-up (lazy imports). For scale, a fourth line
-times importing the CLI's two dependencies (click, httpx without its own CLI): the floor of
-any command that talks to the server. `--version` imports nothing; `runs list --output json`
+Goal (issue 7): each under 3x bare Python start-up (lazy imports). For scale, further lines
+time importing the CLI's two dependencies (click, httpx without its own CLI) together and
+apart, the floor of any command that talks to the server, and the standard library's
+http.client. `--version` imports nothing; `runs list --output json`
 imports no pydantic (it prints the server's JSON as sent), loads no CA store for an http://
 URL, and no asyncio.
 
@@ -109,7 +110,14 @@ def main(argv: list[str] | None = None) -> int:
                                                         "json"],
                     # what the CLI cannot go below while it is built on click and httpx
                     FLOOR: [python, "-c", ("import sys; sys.modules['httpx._main'] = None; "
-                                           "import click, httpx")]}
+                                           "import click, httpx")],
+                    # ... and each part of that floor, with the standard library's own HTTP
+                    # client for scale (what a client without httpx would start from)
+                    "floor: import click": [python, "-c", "import click"],
+                    "floor: import httpx": [python, "-c", ("import sys; sys.modules["
+                                                           "'httpx._main'] = None; "
+                                                           "import httpx")],
+                    "for scale: import http.client": [python, "-c", "import http.client"]}
         listed = subprocess.run(commands["redline runs list --output json"], env=env,
                                 capture_output=True, text=True, check=True)
         page = json.loads(listed.stdout)

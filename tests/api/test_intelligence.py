@@ -363,3 +363,24 @@ def test_test_cases_sort_and_filter(tenant, sort):
         listed = client.get("/api/test-cases", params={"sort": sort}).json()
         broken = client.get("/api/test-cases", params={"status": "new"}).json()
     assert listed["total"] == 2 and broken["total"] == 0
+
+
+def test_a_case_takes_the_tags_of_its_newest_result(tenant):
+    def run_with(tags, status="passed"):
+        run = client.post("/api/runs", json={"status": "running", "commitSha": "c1"}).json()
+        client.post(f"/api/runs/{run['id']}/tests/batch", json={"tests": [
+            {"title": "tagged", "fullTitle": "Suite > tagged", "filePath": "t.spec.ts",
+             "status": status, "duration": 5, "tags": tags}]})
+        client.patch(f"/api/runs/{run['id']}", json={"status": "passed"})
+
+    with tenant.as_key() as client:
+        run_with(["smoke"])
+        assert [c["title"] for c in client.get(
+            "/api/test-cases", params={"tag": "smoke"}).json()["data"]] == ["tagged"]
+        # a skipped result leaves the window alone but still brings its tags
+        run_with(["nightly"], status="skipped")
+        case = case_of(client, "tagged")
+        assert client.get("/api/test-cases", params={"tag": "smoke"}).json()["data"] == []
+        assert [c["title"] for c in client.get(
+            "/api/test-cases", params={"tag": "nightly"}).json()["data"]] == ["tagged"]
+    assert case["totalRuns"] == 1
