@@ -8,6 +8,8 @@ import functools
 import inspect
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.datastructures import DefaultPlaceholder
+from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from sqlalchemy import Connection
 
@@ -83,30 +85,58 @@ class OneThreadRouter(APIRouter):
     """An APIRouter whose plain (`def`) endpoints run in ONE threadpool call together with
     their deferred dependencies (authentication, rate limit), and whose responses are then
     validated on the event loop: FastAPI alone would hop threads once per sync dependency,
-    once for the endpoint and once more to validate the response. A read request (GET,
-    HEAD) also gives its connection back in that call, so the UnitOfWork has nothing left
-    to do in another hop: a read's result is built before the endpoint returns."""
+    once for the endpoint and once more to validate the response.
+
+    That call also finishes the request's unit of work when nothing after the endpoint can
+    change the outcome, so the UnitOfWork middleware has no second hop to make: a read gives
+    its connection back; a failed request rolls back; a write commits once its result has
+    passed the same response-model validation FastAPI applies next (so a response that would
+    fail as a 500 is never committed) unless its response is to be stored with the effect
+    (Idempotency-Key), which the middleware commits in one transaction as before. On SQLite
+    this also keeps the write lock for one thread call instead of across two hops."""
 
     def add_api_route(self, path, endpoint, **kwargs):
-        return super().add_api_route(path, _one_thread(endpoint), **kwargs)
+        response_model = kwargs.get("response_model")
+        if isinstance(response_model, DefaultPlaceholder):  # none declared
+            response_model = None
+        return super().add_api_route(path, _one_thread(endpoint, response_model), **kwargs)
 
 
 def _resolve(kwargs: dict) -> dict:
     return {k: (v.run() if isinstance(v, Deferred) else v) for k, v in kwargs.items()}
 
 
-def _call(function, args, kwargs: dict):
+def _call(function, args, kwargs: dict, response_type: TypeAdapter | None):
     """The endpoint with its deferred dependencies, in the current (worker) thread."""
+    units = {id(v.uow): v.uow for v in kwargs.values()
+             if isinstance(v, (Deferred, LazyConnection))}.values()
     try:
-        return function(*args, **_resolve(kwargs))
-    finally:
-        for value in kwargs.values():
-            if isinstance(value, (Deferred, LazyConnection)):
-                if not value.uow.write and value.uow.opened:
-                    value.uow.finish(False)
+        result = function(*args, **_resolve(kwargs))
+    except BaseException:
+        for uow in units:
+            if uow.opened:
+                uow.finish(False)
+        raise
+    for uow in units:
+        if not uow.opened:
+            continue
+        if not uow.write:
+            uow.finish(False)
+        elif (not uow.stores_response and response_type is not None
+              and not isinstance(result, Response) and _valid(response_type, result)):
+            uow.finish(True)
+    return result
 
 
-def _one_thread(function):
+def _valid(response_type: TypeAdapter, result) -> bool:
+    try:
+        response_type.validate_python(result, from_attributes=True)  # as FastAPI does
+    except ValidationError:
+        return False  # FastAPI answers 500 and the middleware rolls back
+    return True
+
+
+def _one_thread(function, response_model=None):
     if inspect.iscoroutinefunction(function):
         @functools.wraps(function)
         async def endpoint(*args, **kwargs):
@@ -114,9 +144,11 @@ def _one_thread(function):
                 kwargs = await run_in_threadpool(_resolve, kwargs)
             return await function(*args, **kwargs)
     else:
+        response_type = TypeAdapter(response_model) if response_model is not None else None
+
         @functools.wraps(function)
         async def endpoint(*args, **kwargs):
-            return await run_in_threadpool(_call, function, args, kwargs)
+            return await run_in_threadpool(_call, function, args, kwargs, response_type)
     endpoint.one_thread = True  # tests check every route has it: no Deferred left unresolved
     return endpoint
 

@@ -5,10 +5,11 @@
    database is unreachable), logged with the request id, never a stack trace to the client.
 2. `BodyGuard`: the size cap per path, enforced from Content-Length and while streaming (before
    the whole body is read), and JSON content type on JSON endpoints.
-3. `UnitOfWork`: one database transaction per request, committed in this one place after the
-   endpoint succeeded and before the response leaves; and `Idempotency-Key` handling, whose
-   record is written in that same transaction, so the effect and the record exist together or
-   not at all.
+3. `UnitOfWork`: one database transaction per request (`UnitOfWorkState`), committed only
+   after the endpoint succeeded and before the response leaves: here, or already in the
+   endpoint's thread when nothing after it can change the outcome (`deps.OneThreadRouter`);
+   and `Idempotency-Key` handling, whose record is written in that same transaction (always
+   committed here), so the effect and the record exist together or not at all.
 """
 
 from __future__ import annotations
@@ -156,6 +157,7 @@ class UnitOfWorkState:
         self._conn: Connection | None = None
         self.after_commit: list[Callable[[], None]] = []
         self.after_finish: list[Callable[[], None]] = []  # commit or not, connection released
+        self.stores_response = False  # the response is stored with the effect (idempotency)
         self._lock = None
 
     @property
@@ -263,6 +265,7 @@ class UnitOfWork:
             body_file, request_hash = await _spool_body(receive, scope)
             receive = _replay_body(body_file)
             claim = Claim(_idempotency_scope(scope), key, request_hash)
+            uow.stores_response = True
             replay = await anyio.to_thread.run_sync(self._claim, claim)
             if replay is not None:
                 for message in replay:
@@ -277,7 +280,8 @@ class UnitOfWork:
         try:
             await self.app(scope, receive, buffer)
         except BaseException:
-            await finish_in_thread(uow.finish, False)
+            if uow.opened:
+                await finish_in_thread(uow.finish, False)
             if claim is not None:
                 await anyio.to_thread.run_sync(self._release, claim)
             raise
@@ -287,9 +291,11 @@ class UnitOfWork:
         if claim is not None and succeeded:
             record = _stored_response(messages)
         try:
-            await finish_in_thread(
-                uow.finish, succeeded,
-                (lambda conn: _complete(conn, claim, record)) if record is not None else None)
+            if uow.opened or record is not None:  # else the endpoint's thread finished it
+                await finish_in_thread(
+                    uow.finish, succeeded,
+                    (lambda conn: _complete(conn, claim, record)) if record is not None
+                    else None)
         except Exception:
             if claim is not None:
                 await anyio.to_thread.run_sync(self._release, claim)
