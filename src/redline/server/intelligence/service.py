@@ -278,12 +278,18 @@ def compare(conn: Connection, principal: Principal, run_id: str, base_id: str) -
         """case -> (status, result id); a failed result wins over its same-case siblings.
         Only ids and statuses: titles are fetched for the listed tests alone."""
         found: dict[str, tuple[str, str]] = {}
-        for case_id, status, result_id in conn.execute(
-                select(test_results.c.test_case_id, test_results.c.status, test_results.c.id)
-                .where(test_results.c.run_id == rid)):
-            previous = found.get(case_id)
-            if previous is None or status == "failed":
-                found[case_id] = (status, result_id)
+        # at the driver level: a run holds thousands of results, and rows are all it needs
+        mark = "%s" if conn.dialect.name == "postgresql" else "?"
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.execute("SELECT test_case_id, status, id FROM test_results "
+                           f"WHERE run_id = {mark}", (rid,))
+            for case_id, status, result_id in cursor:
+                previous = found.get(case_id)
+                if previous is None or status == "failed":
+                    found[case_id] = (status, result_id)
+        finally:
+            cursor.close()
         return found
 
     now_, before = outcomes(head.id), outcomes(base.id)
