@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import functools
 import inspect
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.datastructures import DefaultPlaceholder
 from pydantic import TypeAdapter, ValidationError
-from starlette.concurrency import run_in_threadpool
 from sqlalchemy import Connection
+from starlette.concurrency import run_in_threadpool
 
 from redline.server.auth import Principal, authenticate
 from redline.server.http_errors import ApiError

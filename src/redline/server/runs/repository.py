@@ -6,7 +6,6 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 
 from redline.server.tables import runs, test_results
 
-
 _INSERT_RUN = insert(runs)
 
 
