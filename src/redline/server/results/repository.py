@@ -21,9 +21,13 @@ def case_ids(conn: Connection, project_id: str, identities: list[str]) -> dict[s
     try:
         for start in range(0, len(identities), LOOKUP_CHUNK):
             chunk = identities[start:start + LOOKUP_CHUNK]
-            cursor.execute(
-                f"SELECT identity, id FROM test_cases WHERE project_id = {mark} "
-                f"AND identity IN ({', '.join([mark] * len(chunk))})", [project_id, *chunk])
+            if mark == "%s":  # one array parameter: PostgreSQL probes the unique index
+                cursor.execute("SELECT identity, id FROM test_cases WHERE project_id = %s "
+                               "AND identity = ANY(%s)", (project_id, chunk))
+            else:
+                cursor.execute(
+                    "SELECT identity, id FROM test_cases WHERE project_id = ? "
+                    f"AND identity IN ({', '.join('?' * len(chunk))})", [project_id, *chunk])
             found.update(cursor.fetchall())
     finally:
         cursor.close()
