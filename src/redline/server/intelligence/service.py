@@ -12,9 +12,16 @@ from redline.server.auth import Principal, require_in_project, require_project
 from redline.server.http_errors import not_found, validation_error
 from redline.server.intelligence import scoring, stats
 from redline.server.kit.clock import iso, parse_iso, utcnow
+from redline.server.results import repository as results_repo
 from redline.server.runs import service as runs
-from redline.server.tables import (error_group_cases, error_groups, projects, quarantine_events,
-                                   test_cases, test_results)
+from redline.server.tables import (
+    error_group_cases,
+    error_groups,
+    projects,
+    quarantine_events,
+    test_cases,
+    test_results,
+)
 from redline.server.tables import runs as runs_table
 
 SCORE_FORMULA = ("flakinessScore = sum(w_i * evidence_i) / sum(w_i) over the newest 50 results "
@@ -278,18 +285,10 @@ def compare(conn: Connection, principal: Principal, run_id: str, base_id: str) -
         """case -> (status, result id); a failed result wins over its same-case siblings.
         Only ids and statuses: titles are fetched for the listed tests alone."""
         found: dict[str, tuple[str, str]] = {}
-        # at the driver level: a run holds thousands of results, and rows are all it needs
-        mark = "%s" if conn.dialect.name == "postgresql" else "?"
-        cursor = conn.connection.driver_connection.cursor()
-        try:
-            cursor.execute("SELECT test_case_id, status, id FROM test_results "
-                           f"WHERE run_id = {mark}", (rid,))
-            for case_id, status, result_id in cursor:
-                previous = found.get(case_id)
-                if previous is None or status == "failed":
-                    found[case_id] = (status, result_id)
-        finally:
-            cursor.close()
+        for case_id, status, result_id in results_repo.run_outcomes(conn, rid):
+            previous = found.get(case_id)
+            if previous is None or status == "failed":
+                found[case_id] = (status, result_id)
         return found
 
     now_, before = outcomes(head.id), outcomes(base.id)

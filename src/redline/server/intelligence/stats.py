@@ -265,17 +265,15 @@ def recompute_case(conn: Connection, case_id: str) -> dict:
         select(projects.c.flakiness_threshold).join(
             test_cases, test_cases.c.project_id == projects.c.id)
         .where(test_cases.c.id == case_id)).scalar_one()
-    rows = window_results(conn, case_id, 2 * scoring.WINDOW)[::-1]  # oldest first
-    results = []
-    for index, row in enumerate(rows):
-        same_run = (results[-1][5] + 1 if index and rows[index - 1].run_id == row.run_id
-                    else 0)
-        results.append((row.status, scoring.commit_key(row.commit_sha), run_outage(row),
-                        row.duration, row.created_at, same_run))
-    window = scoring.CaseWindow()
-    flaky_at, failed_at = _advance(window, results, None, None)
+    rows = window_results(conn, case_id, 2 * scoring.WINDOW)  # newest first
+    window, flags = scoring.replay([
+        scoring.Entry(r.status, r.commit_sha, r.run_id, run_outage(r), r.duration)
+        for r in rows])
+    in_window = list(zip(rows, flags))[:scoring.WINDOW]
+    flaky_at = next((r.created_at for r, flag in in_window if flag), None)
+    failed_at = next((r.created_at for r, _flag in in_window if r.status == "failed"), None)
     return dict(zip(_WRITTEN, (window.encode(), *window.stats(threshold),
-                               rows[-1].created_at if rows else None, flaky_at, failed_at)))
+                               rows[0].created_at if rows else None, flaky_at, failed_at)))
 
 
 def window_results(conn: Connection, case_id: str, limit: int) -> list:
@@ -283,7 +281,7 @@ def window_results(conn: Connection, case_id: str, limit: int) -> list:
     newest first, with their run's commit and counts."""
     return conn.execute(
         select(test_results.c.status, test_results.c.duration, test_results.c.created_at,
-               test_results.c.tags, runs.c.id.label("run_id"), runs.c.commit_sha,
+               runs.c.id.label("run_id"), runs.c.commit_sha,
                runs.c.failed_tests, runs.c.total_tests, runs.c.skipped_tests)
         .join(runs, runs.c.id == test_results.c.run_id)
         .where(test_results.c.test_case_id == case_id, test_results.c.status != "skipped",

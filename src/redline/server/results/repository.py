@@ -7,16 +7,21 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, insert, or_, select
 
-from redline.server.tables import suites, test_cases, test_results
+from redline.server.tables import suites, test_results
 
 LOOKUP_CHUNK = 500
+
+
+def driver_mark(conn: Connection) -> str:
+    """The parameter placeholder of the driver under `conn` (for driver-level statements)."""
+    return "%s" if conn.dialect.name == "postgresql" else "?"
 
 
 def case_ids(conn: Connection, project_id: str, identities: list[str]) -> dict[str, str]:
     """identity -> case id for the project's cases among `identities`. At the driver level
     (a 10k-test import looks up 10k identities; SQLAlchemy's row handling was most of it)."""
     found: dict[str, str] = {}
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    mark = driver_mark(conn)
     cursor = conn.connection.driver_connection.cursor()
     try:
         for start in range(0, len(identities), LOOKUP_CHUNK):
@@ -34,6 +39,18 @@ def case_ids(conn: Connection, project_id: str, identities: list[str]) -> dict[s
     return found
 
 
+def run_outcomes(conn: Connection, run_id: str) -> list[tuple[str, str, str]]:
+    """(case id, status, result id) of every result of a run, at the driver level: a run
+    holds thousands of results, and plain tuples are all a comparison needs."""
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute("SELECT test_case_id, status, id FROM test_results "
+                       f"WHERE run_id = {driver_mark(conn)}", (run_id,))
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
 CASE_COLUMNS = ("id", "project_id", "identity", "file_path", "full_title", "title", "variant",
                 "created_at")
 
@@ -43,7 +60,7 @@ def insert_cases(conn: Connection, rows: list[tuple]) -> None:
     made are skipped, not errors. Driver-level, like `insert_results`."""
     if not rows:
         return
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    mark = driver_mark(conn)
     conn.exec_driver_sql(
         f"INSERT INTO test_cases ({', '.join(CASE_COLUMNS)}) "
         f"VALUES ({', '.join([mark] * len(CASE_COLUMNS))}) "
