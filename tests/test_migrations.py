@@ -67,3 +67,19 @@ def test_upgrading_converts_each_case_window_in_place(tmp_path):
     # newest first: flaky (evidence), a pass on c1 after a failure on c1 (evidence), a fail
     assert (stats.total_runs, stats.flaky_runs, stats.failed_runs) == (3, 2, 1)
     assert stats.avg_duration == 20 and stats.last_status == "flaky"
+
+
+def test_case_pages_keep_room_for_statistics_updates_on_postgresql(migrated_url):
+    """0007: every run rewrites the statistics of the cases that ran; with half of each page
+    free, PostgreSQL keeps the new row version on its page and leaves the indexes alone."""
+    import pytest
+    from sqlalchemy import text
+
+    if not migrated_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL storage setting: SQLite has no fillfactor")
+    engine = create_engine(migrated_url)
+    with engine.connect() as conn:
+        options = conn.execute(text(
+            "SELECT reloptions FROM pg_class WHERE relname = 'test_cases'")).scalar_one()
+    engine.dispose()
+    assert "fillfactor=50" in options

@@ -212,7 +212,9 @@ test_cases = Table(
     Column("created_at", DateTime, nullable=False),
     # Statistics kept up to date when a run completes (intelligence/stats.py), so reads never
     # scan history. `window_state` is the window they come from, the newest 50 results that
-    # ran, packed in constant space (intelligence/scoring.py CaseWindow, under 1 KB).
+    # ran, packed in constant space (intelligence/scoring.py CaseWindow, under 1 KB). On
+    # PostgreSQL the table's pages are half filled (migration 0007) so that rewriting these
+    # columns leaves the row on its page and the indexes untouched.
     Column("window_state", LargeBinary),
     Column("status", String(10), nullable=False, default="new"),  # new|stable|flaky|broken
     Column("flakiness_score", Float, nullable=False, default=0.0),

@@ -29,6 +29,7 @@ from redline.server.tables import (
 )
 
 CHUNK = 500
+WRITE_CHUNK = 2000  # case rows per write (one COPY round trip on PostgreSQL)
 
 
 def run_outage(run) -> bool:
@@ -84,7 +85,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
     retagged: list[tuple] = []
     _start_writing(conn)
     # One pass over the run's results joined to their cases, grouped by case; values the
-    # rows carry back (times, tags) stay in the driver's form. Memory is bounded by CHUNK.
+    # rows carry back (times, tags) stay in the driver's form. Memory is bounded by WRITE_CHUNK.
     for rows in _results_by_case(conn, run_id):
         case = rows[0]  # each row: the case's columns, then one of its results
         ran = []
@@ -110,7 +111,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
         if (auto and not active and not case[7] and stats.total_runs >= 5
                 and stats.flaky_runs and stats.flakiness_score >= threshold):
             auto_candidates.append(case[0])
-        if len(updates) >= CHUNK:
+        if len(updates) >= WRITE_CHUNK:
             _write_stats(conn, updates, retagged)
             updates, retagged = [], []
     _write_stats(conn, updates, retagged, last=True)
@@ -145,11 +146,19 @@ _CASE_COLUMNS = ("id", "window_state", "status", "last_flaky_at", "last_failed_a
                  "last_run_at", "is_quarantined", "quarantine_manual", "quarantine_expires_at",
                  "tags")  # indexes into the rows `apply_run` reads
 _STATUS = len(_CASE_COLUMNS)  # where the result's columns start
-_RESULTS_BY_CASE = (
-    "SELECT {cases}, r.status, r.duration, r.created_at, r.tags "
-    "FROM test_results r JOIN test_cases c ON c.id = r.test_case_id "
-    "WHERE r.run_id = {mark} ORDER BY r.test_case_id, r.id").format(
-        cases=", ".join(f"c.{c}" for c in _CASE_COLUMNS), mark="{mark}")
+
+
+def _results_by_case_sql(mark: str, tags: str) -> str:
+    """The join `_results_by_case` streams; `tags` shapes a tags column (`{}` its table)."""
+    cases = ", ".join(f"c.{c}" for c in _CASE_COLUMNS[:-1])  # tags, the last, shaped apart
+    return (f"SELECT {cases}, {tags.format('c')}, r.status, r.duration, r.created_at, "
+            f"{tags.format('r')} FROM test_results r JOIN test_cases c ON c.id = r.test_case_id "
+            f"WHERE r.run_id = {mark} ORDER BY r.test_case_id, r.id")
+
+
+_RESULTS_BY_CASE_SQLITE = _results_by_case_sql("?", "{}.tags")  # JSON is text there already
+# PostgreSQL: tags as text too, compared as such (not decoded to be compared and re-encoded)
+_RESULTS_BY_CASE_PG = _results_by_case_sql("%s", "{}.tags::text")
 
 
 def _results_by_case(conn: Connection, run_id: str):
@@ -157,13 +166,17 @@ def _results_by_case(conn: Connection, run_id: str):
     row the case's columns (`_CASE_COLUMNS`) then the result's status, duration, created_at
     and tags. Streamed: a server-side cursor on PostgreSQL, SQLite's own stepping otherwise."""
     if conn.dialect.name == "postgresql":
-        # binary rows: the windows arrive as bytes, not as hex text to decode
+        # The sort of 5,000 wide rows spills to disk at the default work_mem (4 MB): give this
+        # transaction enough to sort a large run in memory.
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+        # binary rows: the windows arrive as bytes, not as hex text to decode; tags as text,
+        # compared as such (the JSON values are only ever written back when they differ)
         cursor = conn.connection.driver_connection.cursor(name=f"apply_{run_id}", binary=True)
         cursor.itersize = 2000
-        cursor.execute(_RESULTS_BY_CASE.format(mark="%s"), (run_id,))
+        cursor.execute(_RESULTS_BY_CASE_PG, (run_id,))
     else:
         cursor = conn.connection.driver_connection.cursor()
-        cursor.execute(_RESULTS_BY_CASE.format(mark="?"), (run_id,))
+        cursor.execute(_RESULTS_BY_CASE_SQLITE, (run_id,))
     try:
         rows: list = []
         for row in cursor:
