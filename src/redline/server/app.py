@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from redline import __version__
 from redline.errors import CATALOG
 from redline.server.config import Settings
-from redline.server.db import make_engine
+from redline.server.db import background_checkpointer, make_engine
 from redline.server.http_errors import install_exception_handlers
 from redline.server.kit.ratelimit import GROUPS, make_limiter
 from redline.server.middleware import BodyGuard, RequestContext, UnitOfWork
@@ -54,7 +54,7 @@ RAW_BODY_PATHS = {"/api/runs/import", "/api/upload"}
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = engine or make_engine(settings.resolved_database_url, settings.db_pool_size,
-                                   settings.db_max_overflow)
+                                   settings.db_max_overflow, checkpoint_in_background=True)
     app = FastAPI(title="Redline API", version=__version__, description=DESCRIPTION,
                   openapi_url=None, docs_url=None, redoc_url=None, lifespan=_lifespan)
     app.state.embedded_worker = False  # `redline serve` turns it on unless --no-worker
@@ -96,6 +96,9 @@ async def _lifespan(app: FastAPI):
     # (on PostgreSQL a new server process each time); they also fight over the GIL.
     anyio.to_thread.current_default_thread_limiter().total_tokens = \
         app.state.settings.db_pool_size
+    checkpointer = background_checkpointer(app.state.engine)
+    if checkpointer is not None:
+        checkpointer.start()
     loop = worker = None
     if app.state.embedded_worker:
         from redline.server.intelligence.retention import RetentionLoop
@@ -111,6 +114,8 @@ async def _lifespan(app: FastAPI):
             worker.stop()
         if loop is not None:
             loop.stop()
+        if checkpointer is not None:
+            checkpointer.stop()
 
 
 def _add_routes(app: FastAPI, router) -> None:
