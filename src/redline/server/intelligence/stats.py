@@ -97,14 +97,15 @@ def apply_run(conn: Connection, run_id: str) -> None:
                 if status == "failed":
                     failed_cases.append(case[0])
         tags = rows[-1][_STATUS + 3]
-        if tags != case[9]:
+        if tags != case[10]:
             retagged.append((tags if isinstance(tags, str) else encode_json(tags), case[0]))
         if not ran:
             continue  # only skipped: the window is unchanged
         window = scoring.CaseWindow.decode(case[1])
         flaky_at, failed_at = _advance(window, ran, case[3], case[4])
         stats = window.stats(threshold)
-        updates.append((window.encode(), *stats, ran[-1][4], flaky_at, failed_at, case[0]))
+        updates.append((window.encode(), *stats, ran[-1][4], flaky_at, failed_at, case[0],
+                        case[9]))
         if stats.status == "flaky" and case[2] != "flaky":
             became_flaky.append((case[0], stats.flakiness_score))
         active = case[6] and (case[8] is None or case[8] > now)
@@ -144,7 +145,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
 
 _CASE_COLUMNS = ("id", "window_state", "status", "last_flaky_at", "last_failed_at",
                  "last_run_at", "is_quarantined", "quarantine_manual", "quarantine_expires_at",
-                 "tags")  # indexes into the rows `apply_run` reads
+                 "flakiness_score", "tags")  # indexes into the rows `apply_run` reads
 _STATUS = len(_CASE_COLUMNS)  # where the result's columns start
 
 
@@ -210,16 +211,28 @@ _PG_APPLY_STAGING = (
     f"FROM {_PG_STAGING} AS s WHERE c.id = s.id")
 
 
+_SQLITE_UPDATE = (f"UPDATE test_cases SET {', '.join(f'{c} = ?' for c in _WRITTEN)} "
+                  "WHERE id = ?")
+_SCORE = _WRITTEN.index("flakiness_score")
+# Most cases' scores do not change from run to run; leaving the column out of their UPDATE
+# spares SQLite the delete and re-insert of their entry in the (project, score) index.
+_SQLITE_UPDATE_SAME_SCORE = (
+    f"UPDATE test_cases SET {', '.join(f'{c} = ?' for c in _WRITTEN if c != 'flakiness_score')}"
+    " WHERE id = ?")
+
+
 def _write_stats(conn: Connection, rows: list[tuple], retagged: list[tuple], *,
                  last: bool = False) -> None:
-    """`rows` in `_WRITTEN` order then the case id; `retagged` (tags, case id) for the few
-    cases whose tags changed. SQLite: one executemany per chunk (its per-row cost is its
-    b-tree work either way). PostgreSQL: staged by COPY, applied when `last`."""
+    """`rows` in `_WRITTEN` order, then the case id and its score before this run;
+    `retagged` (tags, case id) for the few cases whose tags changed. SQLite: executemany
+    (its per-row cost is its b-tree work). PostgreSQL: staged by COPY, applied when `last`."""
     if conn.dialect.name != "postgresql":
-        if rows:
-            conn.exec_driver_sql(
-                f"UPDATE test_cases SET {', '.join(f'{c} = ?' for c in _WRITTEN)} "
-                "WHERE id = ?", rows)
+        changed = [row[:-1] for row in rows if row[_SCORE] != row[-1]]
+        same = [row[:_SCORE] + row[_SCORE + 1:-1] for row in rows if row[_SCORE] == row[-1]]
+        if changed:
+            conn.exec_driver_sql(_SQLITE_UPDATE, changed)
+        if same:
+            conn.exec_driver_sql(_SQLITE_UPDATE_SAME_SCORE, same)
         if retagged:
             conn.exec_driver_sql("UPDATE test_cases SET tags = ? WHERE id = ?", retagged)
         return
@@ -229,7 +242,7 @@ def _write_stats(conn: Connection, rows: list[tuple], retagged: list[tuple], *,
             with cursor.copy(f"COPY {_PG_STAGING} FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(_PG_TYPES)
                 for row in rows:
-                    copy.write_row(row)
+                    copy.write_row(row[:-1])
         if retagged:
             cursor.executemany("UPDATE test_cases SET tags = %s WHERE id = %s", retagged)
         if last:

@@ -20,7 +20,7 @@ from redline.server.http_errors import ApiError, not_found, validation_error
 from redline.server.imports.parsers.model import ParsedError, ParsedResult
 from redline.server.intelligence.fingerprint import fingerprint
 from redline.server.kit.clock import iso, utcnow
-from redline.server.kit.ids import new_id
+from redline.server.kit.ids import new_id, new_ids
 from redline.server.results import repository as repo
 from redline.server.runs import service as runs
 
@@ -106,15 +106,16 @@ def ingest(conn: Connection, run_id: str, project_id: str,
                 first_of.setdefault(identity, result)
             stamp = repo.driver_datetime(conn, now)
             repo.insert_cases(conn, [  # tuples in repo.CASE_COLUMNS order
-                (new_id("tc"), project_id, identity, first_of[identity].file_path,
+                (case_id, project_id, identity, first_of[identity].file_path,
                  first_of[identity].full_title, first_of[identity].title,
-                 first_of[identity].variant, stamp) for identity in missing])
+                 first_of[identity].variant, stamp)
+                for case_id, identity in zip(new_ids("tc", len(missing)), missing)])
             known.update(repo.case_ids(conn, project_id, missing))
         rows = []
         stamp = repo.driver_datetime(conn, now)
         encode = repo.encode_json
-        for identity, result in zip(identities, chunk):
-            result_id = new_id("test")
+        result_ids = new_ids("test", len(chunk))
+        for result_id, identity, result in zip(result_ids, identities, chunk):
             suite_id = suites.suite_for(result.suite_path, result.file_path)
             result_duration = max(0, int(result.duration_ms))
             extra = result.extra
@@ -131,7 +132,7 @@ def ingest(conn: Connection, run_id: str, project_id: str,
                 result.stderr or "", encode(extra),
                 fingerprint(error) if result.status in ("failed", "flaky") else None, stamp))
             duration += result_duration
-            created.append(result_id)
+        created += result_ids
         suites.flush(conn)  # before the results that point at them
         repo.insert_results(conn, rows)
     return created, duration
