@@ -10,17 +10,16 @@ statistics from its stored results; a test proves both give the same state, byte
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, select, update
 
 from redline.server.intelligence import scoring
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
-from redline.server.results.repository import driver_datetime, encode_json
+from redline.server.results.repository import driver_datetime, driver_mark, encode_json
 from redline.server.tables import (
-    error_group_cases,
-    error_groups,
     projects,
     quarantine_events,
     runs,
@@ -130,12 +129,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
     for case_id in auto_candidates:
         set_quarantine(conn, run.project_id, case_id, True, actor_id=None, reason="auto",
                        owner=None, expires_at=None, automatic=True)
-    failures = conn.execute(
-        select(test_results.c.test_case_id, test_results.c.created_at, test_results.c.error,
-               test_results.c.error_fingerprint)
-        .where(test_results.c.run_id == run_id,
-               test_results.c.error_fingerprint.is_not(None))).all()
-    _record_error_groups(conn, run.project_id, failures)
+    _record_error_groups(conn, run.project_id, run_id)
     conn.execute(update(runs).where(runs.c.id == run_id).values(
         verdict=verdict, quarantined_failures=quarantined_failures, stats_applied=True))
     _emit_run_events(conn, run, verdict, quarantined_failures, became_flaky)
@@ -345,41 +339,43 @@ def set_quarantine(conn: Connection, project_id: str, case_id: str, quarantined:
             "expiresAt": iso(expires_at)})
 
 
-def _record_error_groups(conn: Connection, project_id: str, failures: list) -> None:
-    if not failures:
+def _record_error_groups(conn: Connection, project_id: str, run_id: str) -> None:
+    """Count the run's failures into their error groups and each group's cases. At the
+    driver level, like the rest of `apply_run`: a run with a thousand failures is common."""
+    mark = driver_mark(conn)
+    groups: dict[str, list] = {}
+    per_case: dict[tuple[str, str], list] = {}
+    for case_id, created_at, error, fp in conn.exec_driver_sql(
+            "SELECT test_case_id, created_at, error, error_fingerprint FROM test_results "
+            f"WHERE run_id = {mark} AND error_fingerprint IS NOT NULL", (run_id,)):
+        group = groups.get(fp)
+        if group is None:
+            error = (json.loads(error) if isinstance(error, str) else error) or {}
+            # in the order of the INSERT below; times stay in the driver's form (SQLite's text
+            # sorts as the times do)
+            group = groups[fp] = [
+                project_id, fp, (error.get("message") or error.get("stack") or "")[:2000],
+                error.get("type") or None, created_at, created_at, 0]
+        group[6] += 1
+        group[5] = max(group[5], created_at)
+        case = per_case.get((fp, case_id))
+        if case is None:
+            case = per_case[(fp, case_id)] = [project_id, fp, case_id, created_at, created_at, 0]
+        case[5] += 1
+    if not groups:
         return
-    groups: dict[str, dict] = {}
-    per_case: dict[tuple[str, str], dict] = {}
-    for result in failures:
-        fp = result.error_fingerprint
-        error = result.error or {}
-        group = groups.setdefault(fp, {
-            "project_id": project_id, "fingerprint": fp,
-            "message": (error.get("message") or error.get("stack") or "")[:2000],
-            "error_type": (error.get("type") or None), "first_seen": result.created_at,
-            "last_seen": result.created_at, "occurrences": 0})
-        group["occurrences"] += 1
-        group["last_seen"] = max(group["last_seen"], result.created_at)
-        case = per_case.setdefault((fp, result.test_case_id), {
-            "project_id": project_id, "fingerprint": fp, "test_case_id": result.test_case_id,
-            "first_seen": result.created_at, "last_seen": result.created_at,
-            "occurrences": 0})
-        case["occurrences"] += 1
-    _upsert(conn, error_groups, ["project_id", "fingerprint"], list(groups.values()))
-    _upsert(conn, error_group_cases, ["project_id", "fingerprint", "test_case_id"],
-            list(per_case.values()))
-
-
-def _upsert(conn: Connection, table, keys: list[str], rows: list[dict]) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table)
-    statement = statement.on_conflict_do_update(index_elements=keys, set_={
-        "last_seen": func.max(table.c.last_seen, statement.excluded.last_seen)
-        if conn.dialect.name == "sqlite" else func.greatest(table.c.last_seen,
-                                                             statement.excluded.last_seen),
-        "occurrences": table.c.occurrences + statement.excluded.occurrences})
-    conn.execute(statement, rows)
+    latest = "greatest" if conn.dialect.name == "postgresql" else "max"
+    for table, key, extra, rows in (
+            ("error_groups", ("project_id", "fingerprint"), ("message", "error_type"),
+             groups.values()),
+            ("error_group_cases", ("project_id", "fingerprint", "test_case_id"), (),
+             per_case.values())):
+        columns = (*key, *extra, "first_seen", "last_seen", "occurrences")
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join([mark] * len(columns))}) "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE "
+            f"SET last_seen = {latest}({table}.last_seen, excluded.last_seen), "
+            f"occurrences = {table}.occurrences + excluded.occurrences",
+            [tuple(row) for row in rows])
 
