@@ -27,8 +27,12 @@ def case_ids(conn: Connection, project_id: str, identities: list[str]) -> dict[s
         for start in range(0, len(identities), LOOKUP_CHUNK):
             chunk = identities[start:start + LOOKUP_CHUNK]
             if mark == "%s":  # one array parameter: PostgreSQL probes the unique index
+                # Planned afresh each time (prepare=False): psycopg prepares a statement
+                # after its 5th run, and PostgreSQL then keeps a generic plan made while a new
+                # project's cases still fit in a few pages (a sequential scan), which stays
+                # the plan while the import adds 100,000 cases in the same transaction.
                 cursor.execute("SELECT identity, id FROM test_cases WHERE project_id = %s "
-                               "AND identity = ANY(%s)", (project_id, chunk))
+                               "AND identity = ANY(%s)", (project_id, chunk), prepare=False)
             else:
                 cursor.execute(
                     "SELECT identity, id FROM test_cases WHERE project_id = ? "
