@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 
 from sqlalchemy import text
 
@@ -59,4 +60,51 @@ def test_other_engines_keep_sqlites_own_checkpoints(tmp_path):
     assert background_checkpointer(engine) is None
     _write_megabytes(engine)
     assert path.stat().st_size > MEGABYTES << 20
+    engine.dispose()
+
+
+def test_postgresql_case_lookups_probe_the_unique_index_after_a_first_import(migrated_url):
+    """An import looks up its cases by identity, 500 at a time. A new database's cases table
+    has no statistics, or ones taken while it was empty, and nothing analyzes it inside an
+    import's transaction: the planner may then read every case of the project per identity
+    (through any index that starts with project_id). Inserting cases analyzes the table when
+    its statistics know of no rows, so the lookups that follow probe the unique (project,
+    identity) index."""
+    import json
+
+    import pytest
+    from sqlalchemy import create_engine
+
+    from redline.server.results import repository
+
+    if not migrated_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL planner question: SQLite looks up by the unique index")
+    engine = create_engine(migrated_url)
+    with engine.connect() as conn, conn.begin() as transaction:
+        moment = "'2026-01-01 00:00:00'"
+        conn.exec_driver_sql(f"INSERT INTO teams (id, name, created_at, updated_at) "
+                             f"VALUES ('team_lookup', 't', {moment}, {moment})")
+        conn.exec_driver_sql(
+            "INSERT INTO projects (id, team_id, name, data_retention_days, flakiness_threshold, "
+            "auto_quarantine_enabled, settings_updated_at, created_at, updated_at) VALUES "
+            f"('proj_lookup', 'team_lookup', 'p', 90, 0.3, true, {moment}, {moment}, {moment})")
+        # a new database's table, analyzed (or vacuumed) while it was still empty
+        conn.exec_driver_sql("UPDATE pg_class SET reltuples = 0, relpages = 1 "
+                             "WHERE relname = 'test_cases'")
+        conn.exec_driver_sql("DELETE FROM pg_statistic WHERE starelid = 'test_cases'::regclass")
+        identities = [f"{n:040x}" for n in range(5000)]
+        repository.insert_cases(conn, [(f"tc_lookup_{n}", "proj_lookup", identity, "t.py",
+                                         f"t {n}", f"t {n}", None, datetime(2026, 1, 1))
+                                        for n, identity in enumerate(identities)])
+        assert conn.exec_driver_sql("SELECT reltuples FROM pg_class "
+                                    "WHERE relname = 'test_cases'").scalar() >= 5000
+
+        chunk = identities[1000:1000 + repository.LOOKUP_CHUNK]
+        plan = json.dumps(conn.exec_driver_sql(
+            f"EXPLAIN (FORMAT JSON) {repository._PG_CASE_LOOKUP}", ("proj_lookup", chunk)
+        ).scalar())
+        assert "uq_test_cases_project_id_identity" in plan
+        found = repository.case_ids(conn, "proj_lookup", [*chunk, "not-a-case"])
+        assert found == {identity: f"tc_lookup_{1000 + n}" for n, identity in enumerate(chunk)}
+        transaction.rollback()
     engine.dispose()
