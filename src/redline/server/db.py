@@ -73,7 +73,9 @@ def _ping_idle_connections(engine: Engine) -> None:
 
 
 def _configure_sqlite(engine: Engine, checkpoint_in_background: bool) -> None:
-    if checkpoint_in_background and engine.url.database not in (None, "", ":memory:"):
+    # a plain file (not memory, not a "file:" URI the checkpointer's connection would misread)
+    if (checkpoint_in_background and engine.url.database not in (None, "", ":memory:")
+            and not engine.url.query.get("uri")):
         _checkpointers[engine] = SqliteCheckpointer(engine.url.database)
     else:
         checkpoint_in_background = False
