@@ -114,9 +114,15 @@ class CaseWindow:
         elif status == "flaky":
             is_evidence = True
         else:
-            is_evidence = commit != _NO_COMMIT and self._changed_mind(
-                self.passed if status == "failed" else self.failed, commit, same_run)
-        duration = min(max(int(duration), 0), _MAX_DURATION)
+            opposite = self.passed if status == "failed" else self.failed
+            # (no opposite outcome outside outages in the window, the usual case: no search)
+            is_evidence = bool(commit != _NO_COMMIT and opposite & ~self.outage
+                               and self._changed_mind(opposite, commit, same_run))
+        duration = int(duration)
+        if duration < 0:
+            duration = 0
+        elif duration > _MAX_DURATION:
+            duration = _MAX_DURATION
         if self.count == WINDOW:  # the oldest result leaves
             self.duration_sum -= int.from_bytes(self.durations[-_DURATION:], "little")
             self.commits = self.commits[:-_COMMIT]
@@ -163,21 +169,20 @@ class CaseWindow:
         return "failed" if self.failed & 1 else "passed" if self.passed & 1 else "flaky"
 
     def stats(self, threshold: float) -> CaseStats:
-        value = self.score()
+        count, evidence = self.count, self.evidence
+        if not count:
+            return CaseStats("new", 0.0, 0, 0, 0, 0, None)
+        value = self.score() if evidence else 0.0
         failed = self.failed.bit_count()
-        if not self.count:
-            status = "new"
-        elif self.count >= 2 and failed == self.count:
+        if count >= 2 and failed == count:
             status, value = "broken", 0.0
-        elif self.evidence and value >= threshold:
+        elif evidence and value >= threshold:
             status = "flaky"
         else:
             status = "stable"
-        return CaseStats(
-            status=status, flakiness_score=value, total_runs=self.count,
-            flaky_runs=self.evidence.bit_count(), failed_runs=failed,
-            avg_duration=int(self.duration_sum / self.count) if self.count else 0,
-            last_status=self.newest_status())
+        # (positional: this runs for every case of every run)
+        return CaseStats(status, value, count, evidence.bit_count(), failed,
+                         int(self.duration_sum / count), self.newest_status())
 
 
 @dataclass(frozen=True)
