@@ -1,5 +1,7 @@
-"""How the server uses SQLite: the WAL is copied back into the database file by a thread of
-the server's own, not by the commit of whichever request filled it (db.SqliteCheckpointer)."""
+"""How the server uses its database beyond the queries: on SQLite the WAL is copied back into
+the database file by a thread of the server's own, not by the commit of whichever request
+filled it (db.SqliteCheckpointer); on PostgreSQL a first import gives the planner the
+statistics its case lookups need."""
 
 from __future__ import annotations
 
