@@ -9,6 +9,7 @@ half-way stores nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable
 from itertools import islice
@@ -73,12 +74,14 @@ class SuiteIndex:
         self.pending = []
 
 
+_ERROR_FIELDS = tuple(field.name for field in dataclasses.fields(ParsedError))
+
+
 def _error_json(error) -> dict | None:
     if error is None:
         return None
     if isinstance(error, ParsedError):  # (not dataclasses.asdict: slow, and copies deeply)
-        data = {"message": error.message, "stack": error.stack, "type": error.type,
-                "expected": error.expected, "actual": error.actual, "location": error.location}
+        data = {name: getattr(error, name) for name in _ERROR_FIELDS}
     else:
         data = error
     return {k: v for k, v in data.items() if v is not None}
