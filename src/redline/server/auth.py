@@ -21,7 +21,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Connection, bindparam, select, update
 
-from redline.server.db import WRITE
+from redline.server.db import WRITE, DriverSelect
 from redline.server.http_errors import ApiError, not_found
 from redline.server.kit import tokens
 from redline.server.kit.clock import utcnow
@@ -99,9 +99,9 @@ def authenticate(request: Request) -> Principal:
                    "'Authorization: Bearer <token>'", {})
 
 
-# The key, its project's team and its creator's current role in one query, built once: the
-# statement's construction and cache key cost more than its execution (every keyed request).
-_KEY_WITH_ROLE = (
+# The key, its project's team and its creator's current role in one query, built once and run
+# at the driver level: every keyed request runs it.
+_KEY_WITH_ROLE = DriverSelect(
     select(api_keys.c.id, api_keys.c.secret_hash, api_keys.c.project_id, api_keys.c.created_by,
            api_keys.c.scopes, api_keys.c.is_active, api_keys.c.expires_at,
            api_keys.c.last_used_at, projects.c.team_id, team_members.c.role)
@@ -115,7 +115,7 @@ def _authenticate_key(request: Request, key: str) -> Principal:
     lookup = tokens.parse_token(key, tokens.API_KEY_PREFIX)
     if lookup is None:  # mangled, mistyped, or not a Redline key: refused without a query
         raise ApiError("AUTH_INVALID", "The API key is malformed", {"reason": "malformed"})
-    row = _db(request).execute(_KEY_WITH_ROLE, {"lookup": lookup}).first()
+    row = _KEY_WITH_ROLE.first(_db(request), {"lookup": lookup})
     now = utcnow()
     if row is None or not tokens.token_matches(key, row.secret_hash):
         raise ApiError("AUTH_INVALID", "The API key is unknown or revoked", {"reason": "unknown"})

@@ -10,6 +10,7 @@ UNAVAILABLE, which is retryable).
 
 from __future__ import annotations
 
+import collections
 import logging
 import sqlite3
 import threading
@@ -95,7 +96,10 @@ def _configure_sqlite(engine: Engine, checkpoint_in_background: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Connection):
-        immediate = conn.get_execution_options().get("redline_write")
+        options = conn.get_execution_options()
+        if options.get("redline_statement_snapshots"):
+            return  # each statement its own transaction (`SqliteLoopReads`)
+        immediate = options.get("redline_write")
         # Straight to the driver: every request begins a transaction, and a statement through
         # SQLAlchemy costs several times what SQLite takes to run BEGIN.
         conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
@@ -203,3 +207,91 @@ def migrate(url: str) -> None:
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(config, "head")
+
+
+# -- reads on the event loop ---------------------------------------------------------------
+#
+# A read endpoint's database work is short (a keyed GET: two indexed lookups), and handing it
+# to a worker thread and back cost more than the work itself: the thread waits for the GIL,
+# which the busy event loop holds for up to `sys.getswitchinterval()`, and so does the loop
+# when the thread is done. On SQLite, read requests therefore run on the event loop, on one
+# connection of the loop's own: a WAL reader never waits for a writer, and nothing awaits
+# while the connection is in use, so one connection serves every read in turn. Writes keep
+# their worker threads (they may wait for the write lock). PostgreSQL reads keep theirs too:
+# each query waits on the network, and an asyncio driver (SQLAlchemy's asyncio bridge over
+# psycopg's async connections) measured only 15% more keyed GETs a second, with a longer p99.
+
+
+class SqliteLoopReads:
+    """Reads on the event loop's own SQLite connection, one request at a time. Reads see
+    each statement's own snapshot (autocommit), as on PostgreSQL at READ COMMITTED."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._conn: Connection | None = None
+
+    async def run(self, lend, work):
+        """`lend(connection)` gives the request its connection; then `work()` runs."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._conn = self.engine.connect().execution_options(
+                redline_statement_snapshots=True)
+        lend(conn)
+        return work()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def make_loop_reads(engine: Engine) -> SqliteLoopReads | None:
+    """How read requests reach the database on the event loop (see above); None where they
+    run in worker threads."""
+    return SqliteLoopReads(engine) if is_sqlite(engine) else None
+
+
+# -- the hottest reads, at the driver level ------------------------------------------------
+
+
+class DriverSelect:
+    """A prebuilt SELECT run on the driver's own cursor, its values typed by the same
+    SQLAlchemy result processors (datetimes, JSON, booleans), its row a named tuple.
+
+    For the statements every request runs (the credential lookup, a run by id), SQLAlchemy's
+    per-execution bookkeeping (compiled-cache lookup, execution context, result metadata) cost
+    four to five times SQLite's own work: about 23 us against 5 us a statement here."""
+
+    def __init__(self, statement):
+        self.statement = statement
+        self._by_dialect: dict[str, tuple] = {}
+
+    def _prepare(self, dialect) -> tuple:
+        compiled = self.statement.compile(dialect=dialect)
+        names = [column.keyname for column in compiled._result_columns]
+        processors = [column.type._cached_result_processor(dialect, None)
+                      for column in compiled._result_columns]
+        row_type = collections.namedtuple("Row", names, rename=True)  # type: ignore[misc]
+        order = compiled.positiontup  # None: the driver takes named parameters
+        typed = [(index, process) for index, process in enumerate(processors) if process]
+        prepared = (str(compiled), order, typed, row_type)
+        self._by_dialect[dialect.name] = prepared
+        return prepared
+
+    def first(self, conn: Connection, params: dict):
+        """The first row, or None. `conn` must be a synchronous driver's (not asyncio)."""
+        sql, order, processors, row_type = (self._by_dialect.get(conn.dialect.name)
+                                            or self._prepare(conn.dialect))
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            cursor.execute(sql, [params[name] for name in order] if order else params)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        if row is None:
+            return None
+        values = list(row)
+        for index, process in processors:
+            if process is not None:
+                values[index] = process(values[index])
+        return row_type._make(values)

@@ -8,6 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.datastructures import DefaultPlaceholder
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute, _extract_endpoint_context, serialize_response
+from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
@@ -80,6 +83,106 @@ def _authenticate_and_limit(request: Request, response: Response, group: str) ->
     return principal
 
 
+class DirectRoute(APIRoute):
+    """An APIRoute that binds the inputs of simple endpoints itself.
+
+    FastAPI's generic handler solves a tree of dependencies on every request (for each one:
+    its path, query, header and cookie parameters, its cache key, whether it is a generator):
+    for a keyed GET by id that cost about a fifth of the request. Most of Redline's endpoints
+    by id take nothing but path ids (plain strings), the request, its response, and `async`
+    dependencies that take only those two (`get_db`, `rate_limited`). For those, this binds
+    the values directly and serializes the result with FastAPI's own `serialize_response`
+    and the route's response model, as FastAPI does. Any other endpoint (a query parameter,
+    a body, a sync or nested dependency) keeps FastAPI's handler."""
+
+    def get_route_handler(self):
+        plan = _direct_plan(self)
+        if plan is None:
+            return super().get_route_handler()
+        return _direct_handler(self, *plan)
+
+
+def _direct_plan(route: APIRoute):
+    """(path parameter names, request/response parameter names of the endpoint, dependencies
+    as (name, call, its request and response parameter names)), or None."""
+    dependant = route.dependant
+    if (dependant.query_params or dependant.header_params or dependant.cookie_params
+            or dependant.body_params or route.body_field is not None
+            or dependant.background_tasks_param_name or dependant.security_scopes_param_name
+            or dependant.websocket_param_name or dependant.http_connection_param_name
+            or not inspect.iscoroutinefunction(dependant.call)
+            or not isinstance(route.response_class, DefaultPlaceholder)):
+        return None
+    for field in dependant.path_params:
+        if field.field_info.annotation is not str or field.field_info.metadata:
+            return None
+    dependencies = []
+    for sub in dependant.dependencies:
+        if (sub.name is None or not inspect.iscoroutinefunction(sub.call) or sub.dependencies
+                or sub.path_params or sub.query_params or sub.header_params
+                or sub.cookie_params or sub.body_params or sub.background_tasks_param_name
+                or sub.security_scopes_param_name or sub.websocket_param_name
+                or sub.http_connection_param_name
+                or len([p for p in inspect.signature(sub.call).parameters]) != len(
+                    [n for n in (sub.request_param_name, sub.response_param_name) if n])):
+            return None
+        dependencies.append((sub.name, sub.call, sub.request_param_name,
+                             sub.response_param_name))
+    return ([field.name for field in dependant.path_params],
+            (dependant.request_param_name, dependant.response_param_name), dependencies)
+
+
+def _direct_handler(route: APIRoute, path_names, own, dependencies):
+    endpoint = route.dependant.call
+    request_name, response_name = own
+    context = _extract_endpoint_context(endpoint)
+
+    async def handler(request: Request) -> Response:
+        sub_response = Response()
+        del sub_response.headers["content-length"]
+        sub_response.status_code = None  # type: ignore[assignment]  # as FastAPI's
+        path_params = request.path_params
+        values = {name: path_params[name] for name in path_names}
+        solved: dict = {}  # one call per dependency and request, as FastAPI caches them
+        for name, call, takes_request, takes_response in dependencies:
+            value = solved.get(call, solved)
+            if value is solved:
+                kwargs = {}
+                if takes_request:
+                    kwargs[takes_request] = request
+                if takes_response:
+                    kwargs[takes_response] = sub_response
+                value = solved[call] = await call(**kwargs)
+            values[name] = value
+        if request_name:
+            values[request_name] = request
+        if response_name:
+            values[response_name] = sub_response
+        raw = await endpoint(**values)
+        if isinstance(raw, Response):
+            return raw
+        content = await serialize_response(
+            field=route.response_field, response_content=raw,
+            include=route.response_model_include, exclude=route.response_model_exclude,
+            by_alias=route.response_model_by_alias,
+            exclude_unset=route.response_model_exclude_unset,
+            exclude_defaults=route.response_model_exclude_defaults,
+            exclude_none=route.response_model_exclude_none, endpoint_ctx=context,
+            dump_json=route.response_field is not None)
+        status = sub_response.status_code or route.status_code
+        if route.response_field is not None:
+            response = Response(content=content, media_type="application/json",
+                                **({"status_code": status} if status else {}))
+        else:
+            response = JSONResponse(content, **({"status_code": status} if status else {}))
+        if not is_body_allowed_for_status_code(response.status_code):
+            response.body = b""
+        response.headers.raw.extend(sub_response.headers.raw)
+        return response
+
+    return handler
+
+
 class OneThreadRouter(APIRouter):
     """An APIRouter whose plain (`def`) endpoints run in ONE threadpool call together with
     their deferred dependencies (authentication, rate limit), and whose responses are then
@@ -94,11 +197,22 @@ class OneThreadRouter(APIRouter):
     (Idempotency-Key), which the middleware commits in one transaction as before. On SQLite
     this also keeps the write lock for one thread call instead of across two hops."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("route_class", DirectRoute)
+        super().__init__(*args, **kwargs)
+
     def add_api_route(self, path, endpoint, **kwargs):
         response_model = kwargs.get("response_model")
         if isinstance(response_model, DefaultPlaceholder):  # none declared
             response_model = None
-        return super().add_api_route(path, _one_thread(endpoint, response_model), **kwargs)
+        # Reads (GET, HEAD) run on the event loop (db.py, "reads on the event loop"). The
+        # routes that serve blobs also take other methods, and so keep their threads.
+        reads = set(kwargs.get("methods") or ()) <= READ_METHODS
+        return super().add_api_route(path, _one_thread(endpoint, response_model, reads),
+                                     **kwargs)
+
+
+READ_METHODS = {"GET", "HEAD"}
 
 
 def _resolve(kwargs: dict) -> dict:
@@ -135,13 +249,25 @@ def _valid(response_type: TypeAdapter, result) -> bool:
     return True
 
 
-def _one_thread(function, response_model=None):
+def _one_thread(function, response_model=None, reads=False):
     if inspect.iscoroutinefunction(function):
         @functools.wraps(function)
         async def endpoint(*args, **kwargs):
             if any(isinstance(v, Deferred) for v in kwargs.values()):
                 kwargs = await run_in_threadpool(_resolve, kwargs)
             return await function(*args, **kwargs)
+    elif reads:
+        @functools.wraps(function)
+        async def endpoint(*args, **kwargs):
+            uow = next((v.uow for v in kwargs.values()
+                        if isinstance(v, (Deferred, LazyConnection))), None)
+            if uow is None:  # touches neither the database nor the caller's credentials
+                return await run_in_threadpool(function, *args, **kwargs)
+            loop_reads = uow.loop_reads
+            if loop_reads is None:  # a blocking rate limiter (Redis): see `UnitOfWork`
+                return await run_in_threadpool(_call, function, args, kwargs, None)
+            return await loop_reads.run(uow.lend,
+                                        lambda: _call(function, args, kwargs, None))
     else:
         response_type = TypeAdapter(response_model) if response_model is not None else None
 

@@ -19,6 +19,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -151,21 +152,32 @@ class BodyGuard:
 class UnitOfWorkState:
     """The request's database connection, opened on first use, committed once at the end."""
 
-    def __init__(self, engine: Engine, write: bool):
+    def __init__(self, engine: Engine, write: bool, loop_reads=None):
         self.engine = engine
         self.write = write
+        self.loop_reads = loop_reads  # how a read runs on the event loop (db.make_loop_reads)
         self._conn: Connection | None = None
         self.after_commit: list[Callable[[], None]] = []
         self.after_finish: list[Callable[[], None]] = []  # commit or not, connection released
         self.stores_response = False  # the response is stored with the effect (idempotency)
         self._lock = None
+        self._lent: Connection | None = None  # a connection the caller owns (`lend`)
+
+    def lend(self, conn: Connection) -> None:
+        """Use `conn`, which the caller owns, instead of checking one out: the event loop's
+        reads (`db.make_loop_reads`). `finish` ends its transaction but leaves it open, and
+        hands the `after_finish` bookkeeping (which may write) to a thread."""
+        self._lent = conn
 
     @property
     def opened(self) -> bool:
         return self._conn is not None or bool(self.after_finish)
 
     def connection(self) -> Connection:
-        if self._conn is None:
+        if self._conn is None and self._lent is not None:
+            self._lent.begin()
+            self._conn = self._lent
+        elif self._conn is None:
             if self.write and self._lock is None:
                 self._lock = sqlite_write_lock(self.engine)
                 if self._lock is not None:
@@ -183,7 +195,7 @@ class UnitOfWorkState:
         return self._conn
 
     def finish(self, commit: bool, before_commit: Callable[[Connection], None] | None = None):
-        conn = self._conn
+        conn, lent = self._conn, self._lent
         try:
             if commit and (conn is not None or before_commit is not None):
                 conn = self.connection()
@@ -193,17 +205,19 @@ class UnitOfWorkState:
             elif conn is not None:
                 conn.rollback()
         finally:
-            if conn is not None:
+            if conn is not None and conn is not lent:
                 conn.close()
-            self._conn = None
+            self._conn = self._lent = None
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
             # Taken, not just read: a finished unit of work is not `opened` any more, so the
             # middleware does not finish it (and run these) a second time.
             after_finish, self.after_finish = self.after_finish, []
-            for callback in after_finish:
-                callback()
+            if after_finish and lent is not None:  # on the event loop: not here
+                _bookkeeping.submit(_run_all, after_finish)
+            else:
+                _run_all(after_finish)
         after_commit, self.after_commit = self.after_commit, []
         if commit:
             for callback in after_commit:
@@ -212,6 +226,15 @@ class UnitOfWorkState:
                 except Exception:  # a wake-up hint failing must not fail the request
                     log.exception("after-commit callback failed")
 
+
+def _run_all(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        callback()
+
+
+# Bookkeeping a read leaves behind (a key's last use, at most once a minute per key): it writes,
+# so it must not run on the event loop.
+_bookkeeping = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redline-bookkeeping")
 
 _finishers: anyio.CapacityLimiter | None = None
 
@@ -235,15 +258,16 @@ MAX_KEY_LENGTH = 255
 
 
 class UnitOfWork:
-    def __init__(self, app, engine: Engine):
+    def __init__(self, app, engine: Engine, loop_reads=None):
         self.app = app
         self.engine = engine
+        self.loop_reads = loop_reads
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith("/api/"):
             return await self.app(scope, receive, send)
         write = scope["method"] in WRITE_METHODS
-        uow = UnitOfWorkState(self.engine, write)
+        uow = UnitOfWorkState(self.engine, write, None if write else self.loop_reads)
         scope.setdefault("state", {})["uow"] = uow
         if not write:
             try:

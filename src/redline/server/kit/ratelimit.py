@@ -83,6 +83,8 @@ def _decide(tat: float, now: float, limit: Limit) -> tuple[bool, float, Decision
 class MemoryLimiter:
     """Per-process limiter: right for one server process, the default without Redis."""
 
+    blocking = False  # never waits on anything: fine on the event loop
+
     def __init__(self):
         self._tats: dict[str, float] = {}
         self._counters: dict[str, tuple[int, float]] = {}
@@ -137,6 +139,7 @@ class RedisLimiter:
     """Limiter shared by every process that talks to the same Redis."""
 
     RETRY_AFTER_ERROR = 5.0  # seconds on the fallback before Redis is tried again
+    blocking = True  # a network round trip (up to its 0.5 s timeouts): not on the event loop
 
     def __init__(self, url: str):
         import redis

@@ -67,7 +67,7 @@ def parse_token(token: str, prefix: str) -> str | None:
     if not token.startswith(prefix) or len(token) != len(prefix) + body_len:
         return None
     body = token[len(prefix):]
-    if any(c not in _BASE62 for c in body):
+    if not (body.isascii() and body.isalnum()):  # base62: ASCII letters and digits only
         return None
     if not hmac.compare_digest(_checksum(token[:-CHECK_LEN]), token[-CHECK_LEN:]):
         return None
