@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.datastructures import DefaultPlaceholder
-from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute, _extract_endpoint_context, serialize_response
 from fastapi.utils import is_body_allowed_for_status_code
 from pydantic import TypeAdapter, ValidationError
@@ -83,6 +82,9 @@ def _authenticate_and_limit(request: Request, response: Response, group: str) ->
     return principal
 
 
+READ_METHODS = {"GET", "HEAD"}
+
+
 class DirectRoute(APIRoute):
     """An APIRoute that binds the inputs of simple endpoints itself.
 
@@ -123,7 +125,7 @@ def _direct_plan(route: APIRoute):
                 or sub.cookie_params or sub.body_params or sub.background_tasks_param_name
                 or sub.security_scopes_param_name or sub.websocket_param_name
                 or sub.http_connection_param_name
-                or len([p for p in inspect.signature(sub.call).parameters]) != len(
+                or len(inspect.signature(sub.call).parameters) != len(
                     [n for n in (sub.request_param_name, sub.response_param_name) if n])):
             return None
         dependencies.append((sub.name, sub.call, sub.request_param_name,
@@ -173,8 +175,9 @@ def _direct_handler(route: APIRoute, path_names, own, dependencies):
         if route.response_field is not None:
             response = Response(content=content, media_type="application/json",
                                 **({"status_code": status} if status else {}))
-        else:
-            response = JSONResponse(content, **({"status_code": status} if status else {}))
+        else:  # FastAPI's default response class (JSONResponse) and its encoded content
+            response = route.response_class.value(
+                content, **({"status_code": status} if status else {}))
         if not is_body_allowed_for_status_code(response.status_code):
             response.body = b""
         response.headers.raw.extend(sub_response.headers.raw)
@@ -195,7 +198,10 @@ class OneThreadRouter(APIRouter):
     passed the same response-model validation FastAPI applies next (so a response that would
     fail as a 500 is never committed) unless its response is to be stored with the effect
     (Idempotency-Key), which the middleware commits in one transaction as before. On SQLite
-    this also keeps the write lock for one thread call instead of across two hops."""
+    this also keeps the write lock for one thread call instead of across two hops.
+
+    On SQLite, reads (GET, HEAD) make no hop at all: they run on the event loop (db.py,
+    "reads on the event loop"). Routes are `DirectRoute`s."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("route_class", DirectRoute)
@@ -210,9 +216,6 @@ class OneThreadRouter(APIRouter):
         reads = set(kwargs.get("methods") or ()) <= READ_METHODS
         return super().add_api_route(path, _one_thread(endpoint, response_model, reads),
                                      **kwargs)
-
-
-READ_METHODS = {"GET", "HEAD"}
 
 
 def _resolve(kwargs: dict) -> dict:
@@ -264,7 +267,7 @@ def _one_thread(function, response_model=None, reads=False):
             if uow is None:  # touches neither the database nor the caller's credentials
                 return await run_in_threadpool(function, *args, **kwargs)
             loop_reads = uow.loop_reads
-            if loop_reads is None:  # a blocking rate limiter (Redis): see `UnitOfWork`
+            if loop_reads is None:  # PostgreSQL, or a rate limiter across the network
                 return await run_in_threadpool(_call, function, args, kwargs, None)
             return await loop_reads.run(uow.lend,
                                         lambda: _call(function, args, kwargs, None))

@@ -164,9 +164,10 @@ class UnitOfWorkState:
         self._lent: Connection | None = None  # a connection the caller owns (`lend`)
 
     def lend(self, conn: Connection) -> None:
-        """Use `conn`, which the caller owns, instead of checking one out: the event loop's
-        reads (`db.make_loop_reads`). `finish` ends its transaction but leaves it open, and
-        hands the `after_finish` bookkeeping (which may write) to a thread."""
+        """Use `conn`, which the caller owns, as it is, instead of checking one out: the event
+        loop's reads (`db.make_loop_reads`), where each statement is its own transaction, so
+        there is nothing to begin or roll back. `finish` leaves it open, and hands the
+        `after_finish` bookkeeping (which may write) to a thread."""
         self._lent = conn
 
     @property
@@ -175,8 +176,7 @@ class UnitOfWorkState:
 
     def connection(self) -> Connection:
         if self._conn is None and self._lent is not None:
-            self._lent.begin()
-            self._conn = self._lent
+            self._conn = self._lent  # in its owner's state: no BEGIN (see `lend`)
         elif self._conn is None:
             if self.write and self._lock is None:
                 self._lock = sqlite_write_lock(self.engine)
@@ -202,7 +202,7 @@ class UnitOfWorkState:
                 if before_commit is not None:
                     before_commit(conn)
                 conn.commit()
-            elif conn is not None:
+            elif conn is not None and conn is not lent:
                 conn.rollback()
         finally:
             if conn is not None and conn is not lent:
