@@ -280,9 +280,10 @@ class DriverSelect:
 
     def first(self, conn: Connection, params: dict):
         """The first row, or None. `conn` must be a synchronous driver's (not asyncio)."""
-        sql, order, processors, row_type = (self._by_dialect.get(conn.dialect.name)
-                                            or self._prepare(conn.dialect))
-        cursor = conn.connection.driver_connection.cursor()
+        dialect = conn.dialect
+        sql, order, processors, row_type = (self._by_dialect.get(dialect.name)
+                                            or self._prepare(dialect))
+        cursor = conn.connection.dbapi_connection.cursor()
         try:
             cursor.execute(sql, [params[name] for name in order] if order else params)
             row = cursor.fetchone()

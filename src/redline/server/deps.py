@@ -97,10 +97,26 @@ class DirectRoute(APIRoute):
     and the route's response model, as FastAPI does. Any other endpoint (a query parameter,
     a body, a sync or nested dependency) keeps FastAPI's handler."""
 
+    def __init__(self, *args, **kwargs):
+        self.direct = False
+        super().__init__(*args, **kwargs)
+        if self.direct:
+            # Nor FastAPI's per-request wrapping: two exit stacks (for `yield` dependencies,
+            # which these have none of) and a second exception-handler layer (the app's
+            # ExceptionMiddleware applies the same handlers).
+            handler = self.get_route_handler()
+
+            async def app(scope, receive, send):
+                response = await handler(Request(scope, receive, send))
+                await response(scope, receive, send)
+
+            self.app = app
+
     def get_route_handler(self):
         plan = _direct_plan(self)
         if plan is None:
             return super().get_route_handler()
+        self.direct = True
         return _direct_handler(self, *plan)
 
 
