@@ -9,6 +9,7 @@ import asyncio
 import threading
 from typing import Annotated
 
+import pytest
 from fastapi import Depends, Response
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
@@ -192,3 +193,30 @@ def test_a_redis_rate_limiter_keeps_reads_off_the_event_loop(migrated_url, tmp_p
     assert (unlimited.state.loop_reads is not None) is sqlite
     for app in (limited, unlimited):
         app.state.engine.dispose()
+
+
+def test_the_event_loops_connection_is_replaced_after_the_database_went_away(tmp_path):
+    """A read that finds the database unreachable invalidates the loop's connection: the next
+    read opens a new one (the file may have been restored meanwhile) instead of failing on."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from redline.server.db import SqliteLoopReads, make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'loop.db'}")
+    reads = SqliteLoopReads(engine)
+    reads.open()
+    lent: list = []
+
+    def gone():
+        raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("disk I/O error"))
+
+    with pytest.raises(OperationalError):
+        asyncio.run(reads.run(lent.append, gone))
+    asyncio.run(reads.run(lent.append, lambda: lent[-1].execute(select(1)).scalar()))
+    assert lent[0] is not lent[1] and lent[0].invalidated
+    assert asyncio.run(reads.run(lent.append, lambda: lent[-1].execute(select(1)).scalar())) == 1
+    assert lent[2] is lent[1]  # kept while it works
+    asyncio.run(reads.close())
+    engine.dispose()

@@ -108,6 +108,8 @@ async def _lifespan(app: FastAPI):
     checkpointer = background_checkpointer(app.state.engine)
     if checkpointer is not None:
         checkpointer.start()
+    if app.state.loop_reads is not None:
+        app.state.loop_reads.open()
     loop = worker = None
     if app.state.embedded_worker:
         from redline.server.intelligence.retention import RetentionLoop

@@ -230,14 +230,28 @@ class SqliteLoopReads:
         self.engine = engine
         self._conn: Connection | None = None
 
-    async def run(self, lend, work):
-        """`lend(connection)` gives the request its connection; then `work()` runs."""
+    def open(self) -> None:
+        """Check the connection out now (at start-up), so that the event loop does not wait on
+        the pool later, when writers in threads may hold every connection."""
+        self._connection()
+
+    def _connection(self) -> Connection:
         conn = self._conn
         if conn is None or conn.closed or conn.invalidated:
             conn = self._conn = self.engine.connect().execution_options(
                 redline_statement_snapshots=True)
+        return conn
+
+    async def run(self, lend, work):
+        """`lend(connection)` gives the request its connection; then `work()` runs."""
+        conn = self._connection()
         lend(conn)
-        return work()
+        try:
+            return work()
+        except Exception as exc:
+            if is_unavailable(exc):  # the next read opens a new connection (the file may be new)
+                conn.invalidate()
+            raise
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -267,6 +281,8 @@ class DriverSelect:
         self._by_dialect: dict[str, tuple] = {}
 
     def _prepare(self, dialect) -> tuple:
+        # SQLAlchemy's own compiled form and result processors (semi-private attributes of
+        # the pinned 2.1; tests/test_database.py compares the rows with SQLAlchemy's)
         compiled = self.statement.compile(dialect=dialect)
         names = [column.keyname for column in compiled._result_columns]
         processors = [column.type._cached_result_processor(dialect, None)
@@ -293,6 +309,5 @@ class DriverSelect:
             return None
         values = list(row)
         for index, process in processors:
-            if process is not None:
-                values[index] = process(values[index])
+            values[index] = process(values[index])
         return row_type._make(values)
