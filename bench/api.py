@@ -7,7 +7,7 @@ Measures requests per second and p50/p99 latency on loopback at 32 connections o
   (b) an authenticated POST: POST /api/runs with the key when the server has runs, else
       POST /api/teams with a personal token;
   (c) a bare FastAPI route returning static JSON (`async def`), and (c') the same as a plain
-      `def` (run in the threadpool, as Redline's endpoints are);
+      `def` (run in the threadpool, as Redline's writes, and its reads on PostgreSQL, are);
   (d) a raw ASGI app returning static JSON;
 
 each served by its own single uvicorn worker process with the same flags (Redline with rate
