@@ -18,7 +18,7 @@ from starlette.routing import Match, Route
 
 from redline.server.app import create_app
 from redline.server.config import Settings
-from redline.server.deps import Db, DirectRoute, OneThreadRouter, rate_limited
+from redline.server.deps import Db, DirectRoute, OneThreadRouter, rate_limited, sized_by_run
 from redline.server.schemas import Deleted
 
 
@@ -135,8 +135,8 @@ def test_endpoints_with_query_parameters_or_bodies_keep_fastapis_handler(migrate
     app.state.engine.dispose()
 
 
-def test_sqlite_reads_run_on_the_event_loop_and_writes_in_worker_threads(migrated_url,
-                                                                        tmp_path):
+def test_sqlite_reads_run_on_the_event_loop_writes_and_whole_run_reads_in_threads(
+        migrated_url, tmp_path):
     app = create_app(_settings(migrated_url, tmp_path))
     router = OneThreadRouter()
     seen: dict[str, tuple[bool, str]] = {}
@@ -154,6 +154,13 @@ def test_sqlite_reads_run_on_the_event_loop_and_writes_in_worker_threads(migrate
         seen["read"] = where()
         return {}
 
+    @router.get("/api/where/whole-run")
+    @sized_by_run
+    def whole_run(db: Db):
+        db.execute(select(1))
+        seen["whole run"] = where()
+        return {}
+
     @router.post("/api/where/write")
     def write(db: Db):
         db.execute(select(1))
@@ -163,10 +170,12 @@ def test_sqlite_reads_run_on_the_event_loop_and_writes_in_worker_threads(migrate
     app.router.routes.extend(router.routes)
     with TestClient(app) as client:
         assert client.get("/api/where/read").status_code == 200
+        assert client.get("/api/where/whole-run").status_code == 200
         assert client.post("/api/where/write").status_code == 200
     sqlite = app.state.engine.dialect.name == "sqlite"
     app.state.engine.dispose()
     assert seen["read"][0] is sqlite  # PostgreSQL reads keep their worker threads
+    assert seen["whole run"][0] is False  # its work grows with a run: not on the loop
     assert seen["write"][0] is False
 
 

@@ -86,6 +86,15 @@ def _authenticate_and_limit(request: Request, response: Response, group: str) ->
 READ_METHODS = {"GET", "HEAD"}
 
 
+def sized_by_run(endpoint):
+    """Marks a read whose work grows with the size of a run (all of a run's results, its
+    whole suite tree) rather than with a page: it keeps a worker thread, where SQLite runs
+    the query without holding the GIL, so a 100,000-result run does not stall the event loop
+    for every other request meanwhile."""
+    endpoint.sized_by_run = True
+    return endpoint
+
+
 class DirectRoute(APIRoute):
     """An APIRoute that binds the inputs of simple endpoints itself.
 
@@ -228,9 +237,11 @@ class OneThreadRouter(APIRouter):
         response_model = kwargs.get("response_model")
         if isinstance(response_model, DefaultPlaceholder):  # none declared
             response_model = None
-        # Reads (GET, HEAD) run on the event loop (db.py, "reads on the event loop"). The
-        # routes that serve blobs also take other methods, and so keep their threads.
-        reads = set(kwargs.get("methods") or ()) <= READ_METHODS
+        # Reads (GET, HEAD) run on the event loop (db.py, "reads on the event loop"), except
+        # those marked `sized_by_run`. The routes that serve blobs also take other methods,
+        # and so keep their threads.
+        reads = (set(kwargs.get("methods") or ()) <= READ_METHODS
+                 and not getattr(endpoint, "sized_by_run", False))
         return super().add_api_route(path, _one_thread(endpoint, response_model, reads),
                                      **kwargs)
 
