@@ -251,7 +251,8 @@ def _resolve(kwargs: dict) -> dict:
 
 
 def _call(function, args, kwargs: dict, response_type: TypeAdapter | None):
-    """The endpoint with its deferred dependencies, in the current (worker) thread."""
+    """The endpoint with its deferred dependencies, in the current thread (a worker thread,
+    or the event loop's for a SQLite read)."""
     units = {id(v.uow): v.uow for v in kwargs.values()
              if isinstance(v, (Deferred, LazyConnection))}.values()
     try:
@@ -282,7 +283,7 @@ def _valid(response_type: TypeAdapter, result) -> bool:
 
 # Reads that run in threads (PostgreSQL) take at most this many at once. Python threads share
 # one GIL: past a few, more runnable threads only hand it around (a keyed GET on PostgreSQL
-# served 40% more requests a second with 4 threads than with 10). Writes, which may wait on
+# served 20 to 40% more requests a second with 4 threads than with 10, on 2 CPUs). Writes, which may wait on
 # locks, uploads and long imports, keep the whole threadpool.
 READ_THREADS = 4
 _read_limiter: anyio.CapacityLimiter | None = None
