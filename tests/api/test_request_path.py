@@ -229,3 +229,51 @@ def test_the_event_loops_connection_is_replaced_after_the_database_went_away(tmp
     assert lent[2] is lent[1]  # kept while it works
     asyncio.run(reads.close())
     engine.dispose()
+
+
+def test_reads_in_threads_take_at_most_read_threads_at_once(migrated_url, tmp_path):
+    """Where reads run in threads (PostgreSQL; here forced by a Redis rate limiter, which keeps
+    SQLite reads off the loop too), no more than `READ_THREADS` run at once: past a few, more
+    threads only hand the GIL around. Writes are not held to it."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from redline.server.deps import READ_THREADS
+    from tests.support import live
+
+    app = create_app(_settings(migrated_url, tmp_path, redis_url="redis://127.0.0.1:6379/15",
+                               rate_limit_enabled=True))
+    assert app.state.loop_reads is None
+    router = OneThreadRouter()
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def occupy(db) -> dict:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.15)
+        with lock:
+            running[0] -= 1
+        return {}
+
+    @router.get("/api/busy/read")
+    def busy_read(db: Db):
+        return occupy(db)
+
+    @router.post("/api/busy/write")
+    def busy_write(db: Db):
+        return occupy(db)
+
+    app.router.routes.extend(router.routes)
+    with live.LiveServer(app, live.free_port()) as server, server.client() as client, \
+            ThreadPoolExecutor(max_workers=3 * READ_THREADS) as pool:
+        answers = list(pool.map(lambda _: client.get("/api/busy/read").status_code,
+                                range(3 * READ_THREADS)))
+        assert answers == [200] * (3 * READ_THREADS)
+        assert most[0] == READ_THREADS
+        most[0] = 0
+        answers = list(pool.map(lambda _: client.post("/api/busy/write").status_code,
+                                range(3 * READ_THREADS)))
+        assert answers == [200] * (3 * READ_THREADS)
+        assert most[0] > READ_THREADS
