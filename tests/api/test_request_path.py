@@ -38,7 +38,6 @@ def _sample_path(route: Route) -> str:
 def test_the_route_index_picks_the_route_a_full_scan_picks(migrated_url, tmp_path):
     app = create_app(_settings(migrated_url, tmp_path))
     index = app.router.middleware_stack
-    index._build()
     routes = app.router.routes
     checked = 0
     for route in routes:
@@ -47,11 +46,8 @@ def test_the_route_index_picks_the_route_a_full_scan_picks(migrated_url, tmp_pat
         for method in route.methods or {"GET"}:
             scope = {"type": "http", "method": method, "path": _sample_path(route),
                      "root_path": "", "headers": []}
-            first, second = (scope["path"].split("/", 3)[1:3] + ["", ""])[:2]
-            candidates = (index._by_pair.get((first, second)) or index._by_first.get(first)
-                          or index._always)
-            by_index = next((r for r in candidates if r.matches(dict(scope))[0] == Match.FULL),
-                            None)
+            by_index = next((r for r in index.candidates(scope["path"])
+                             if r.matches(dict(scope))[0] == Match.FULL), None)
             by_scan = next(r for r in routes if r.matches(dict(scope))[0] == Match.FULL)
             # the index may not know a path (it then hands it to the full scan), never
             # pick another route than the scan
@@ -222,12 +218,12 @@ def test_the_event_loops_connection_is_replaced_after_the_database_went_away(tmp
         raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("disk I/O error"))
 
     with pytest.raises(OperationalError):
-        asyncio.run(reads.run(lent.append, gone))
-    asyncio.run(reads.run(lent.append, lambda: lent[-1].execute(select(1)).scalar()))
+        reads.run(lent.append, gone)
+    reads.run(lent.append, lambda: lent[-1].execute(select(1)).scalar())
     assert lent[0] is not lent[1] and lent[0].invalidated
-    assert asyncio.run(reads.run(lent.append, lambda: lent[-1].execute(select(1)).scalar())) == 1
+    assert reads.run(lent.append, lambda: lent[-1].execute(select(1)).scalar()) == 1
     assert lent[2] is lent[1]  # kept while it works
-    asyncio.run(reads.close())
+    reads.close()
     engine.dispose()
 
 

@@ -128,7 +128,7 @@ async def _lifespan(app: FastAPI):
         if checkpointer is not None:
             checkpointer.stop()
         if app.state.loop_reads is not None:
-            await app.state.loop_reads.close()
+            app.state.loop_reads.close()
 
 
 def _add_routes(app: FastAPI, router) -> None:
@@ -175,15 +175,17 @@ class RouteIndex:
         self._always = [route for route, (p1, _p2) in patterns if p1 is None]
         self._built_for = (id(routes), len(routes))
 
+    def candidates(self, path: str) -> list:
+        """The routes, in order, that may match `path` (an empty list: ask the router)."""
+        if self._built_for != (id(self.router.routes), len(self.router.routes)):
+            self._build()
+        first, second = _segments(path)
+        return self._by_pair.get((first, second)) or self._by_first.get(first) or self._always
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.dispatch(scope, receive, send)
-        if self._built_for != (id(self.router.routes), len(self.router.routes)):
-            self._build()
-        first, second = _segments(scope["path"])
-        routes = (self._by_pair.get((first, second)) or self._by_first.get(first)
-                  or self._always)
-        for route in routes:
+        for route in self.candidates(scope["path"]):
             match, child_scope = route.matches(scope)
             if match == Match.FULL:
                 scope.setdefault("router", self.router)

@@ -242,8 +242,9 @@ class SqliteLoopReads:
                 redline_statement_snapshots=True)
         return conn
 
-    async def run(self, lend, work):
-        """`lend(connection)` gives the request its connection; then `work()` runs."""
+    def run(self, lend, work):
+        """`lend(connection)` gives the request its connection; then `work()` runs, here, on
+        the event loop's thread."""
         conn = self._connection()
         lend(conn)
         try:
@@ -253,7 +254,7 @@ class SqliteLoopReads:
                 conn.invalidate()
             raise
 
-    async def close(self) -> None:
+    def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -130,15 +130,22 @@ class DirectRoute(APIRoute):
         return _direct_handler(self, *plan)
 
 
+# What a dependant may take for `DirectRoute` to bind it: none of these.
+_NOT_BOUND_DIRECTLY = ("query_params", "header_params", "cookie_params", "body_params",
+                       "background_tasks_param_name", "security_scopes_param_name",
+                       "websocket_param_name", "http_connection_param_name")
+
+
+def _binds_directly(dependant) -> bool:
+    return (inspect.iscoroutinefunction(dependant.call)
+            and not any(getattr(dependant, name) for name in _NOT_BOUND_DIRECTLY))
+
+
 def _direct_plan(route: APIRoute):
     """(path parameter names, request/response parameter names of the endpoint, dependencies
     as (name, call, its request and response parameter names)), or None."""
     dependant = route.dependant
-    if (dependant.query_params or dependant.header_params or dependant.cookie_params
-            or dependant.body_params or route.body_field is not None
-            or dependant.background_tasks_param_name or dependant.security_scopes_param_name
-            or dependant.websocket_param_name or dependant.http_connection_param_name
-            or not inspect.iscoroutinefunction(dependant.call)
+    if (not _binds_directly(dependant) or route.body_field is not None
             or not isinstance(route.response_class, DefaultPlaceholder)):
         return None
     for field in dependant.path_params:
@@ -146,13 +153,9 @@ def _direct_plan(route: APIRoute):
             return None
     dependencies = []
     for sub in dependant.dependencies:
-        if (sub.name is None or not inspect.iscoroutinefunction(sub.call) or sub.dependencies
-                or sub.path_params or sub.query_params or sub.header_params
-                or sub.cookie_params or sub.body_params or sub.background_tasks_param_name
-                or sub.security_scopes_param_name or sub.websocket_param_name
-                or sub.http_connection_param_name
-                or len(inspect.signature(sub.call).parameters) != len(
-                    [n for n in (sub.request_param_name, sub.response_param_name) if n])):
+        own = [n for n in (sub.request_param_name, sub.response_param_name) if n]
+        if (sub.name is None or not _binds_directly(sub) or sub.dependencies or sub.path_params
+                or len(inspect.signature(sub.call).parameters) != len(own)):
             return None
         dependencies.append((sub.name, sub.call, sub.request_param_name,
                              sub.response_param_name))
@@ -314,8 +317,7 @@ def _one_thread(function, response_model=None, reads=False):
             if loop_reads is None:  # PostgreSQL, or a rate limiter across the network
                 return await anyio.to_thread.run_sync(_call, function, args, kwargs, None,
                                                       limiter=_read_threads())
-            return await loop_reads.run(uow.lend,
-                                        lambda: _call(function, args, kwargs, None))
+            return loop_reads.run(uow.lend, lambda: _call(function, args, kwargs, None))
     else:
         response_type = TypeAdapter(response_model) if response_model is not None else None
 
