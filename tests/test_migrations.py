@@ -24,22 +24,29 @@ def test_migrating_twice_changes_nothing(migrated_url):
     migrate(migrated_url)  # already at head: a no-op, not an error
 
 
+def _config(url: str):
+    from alembic.config import Config
+
+    from redline.server import db
+
+    config = Config()
+    config.set_main_option("script_location", str(db.Path(db.__file__).parent / "migrations"))
+    config.set_main_option("sqlalchemy.url", url)
+    return config
+
+
 def test_upgrading_converts_each_case_window_in_place(tmp_path):
     """0006 packs the old JSON window (`recent`) into `window_state` without reading history.
     (A scratch SQLite file: the session's database is already at head.)"""
     import json
 
     from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
-    from redline.server import db
     from redline.server.intelligence import scoring
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = Config()
-    config.set_main_option("script_location", str(db.Path(db.__file__).parent / "migrations"))
-    config.set_main_option("sqlalchemy.url", url)
+    config = _config(url)
     command.upgrade(config, "0005")
     old_window = [["flaky", "c2", "r3", "2026-01-03T00:00:00.000Z", False, 30],
                   ["passed", "c1", "r2", "2026-01-02T00:00:00.000Z", False, 20],
@@ -60,8 +67,8 @@ def test_upgrading_converts_each_case_window_in_place(tmp_path):
             "'a > t', 't', '2026-01-01 00:00:00.000000', 'flaky', 0.5, 3, 2, 1, 20, 0, 0, "
             ":recent)"), {"recent": json.dumps(old_window)})
     command.upgrade(config, "head")
-    with engine.connect() as conn:
-        packed = conn.execute(text("SELECT window_state FROM test_cases")).scalar_one()
+    with engine.connect() as conn:  # (the window lives in test_case_windows since 0008)
+        packed = conn.execute(text("SELECT window_state FROM test_case_windows")).scalar_one()
     engine.dispose()
     stats = scoring.CaseWindow.decode(packed).stats(0.3)
     # newest first: flaky (evidence), a pass on c1 after a failure on c1 (evidence), a fail
@@ -83,3 +90,58 @@ def test_case_pages_keep_room_for_statistics_updates_on_postgresql(migrated_url)
             "SELECT reloptions FROM pg_class WHERE relname = 'test_cases'")).scalar_one()
     engine.dispose()
     assert "fillfactor=50" in options
+
+
+def test_moving_windows_to_their_own_table_keeps_every_result(tmp_path):
+    """0008 moves each case's window, average duration and last run time to
+    `test_case_windows`. On SQLite that rebuilds `test_cases` (copy, drop, rename): the drop of
+    a table other rows refer to must not take those rows with it (an ON DELETE CASCADE fires on
+    a DROP TABLE while foreign keys are enforced)."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from redline.server.intelligence import scoring
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = _config(url)
+    command.upgrade(config, "0007")
+    window = scoring.CaseWindow()
+    window.push("passed", scoring.commit_key("c1"), False, 120)
+    engine = create_engine(url)
+    moment = "'2026-01-01 00:00:00.000000'"
+    with engine.begin() as conn:
+        conn.execute(text(f"INSERT INTO teams (id, name, created_at, updated_at) "
+                          f"VALUES ('team_1', 't', {moment}, {moment})"))
+        conn.execute(text(
+            f"INSERT INTO projects (id, team_id, name, data_retention_days, flakiness_threshold, "
+            f"auto_quarantine_enabled, settings_updated_at, created_at, updated_at) VALUES "
+            f"('proj_1', 'team_1', 'p', 90, 0.3, 1, {moment}, {moment}, {moment})"))
+        conn.execute(text(
+            f"INSERT INTO runs (id, project_id, status, source, tags, grep_patterns, "
+            f"shards_done, total_tests, passed_tests, failed_tests, skipped_tests, flaky_tests, "
+            f"duration, stats_applied, created_at, updated_at) VALUES ('run_1', 'proj_1', "
+            f"'passed', 'api', '[]', '[]', '[]', 1, 1, 0, 0, 0, 120, 1, {moment}, {moment})"))
+        for case_id, state in (("tc_1", window.encode()), ("tc_2", None)):
+            conn.execute(text(
+                "INSERT INTO test_cases (id, project_id, identity, full_title, title, "
+                "created_at, status, flakiness_score, total_runs, flaky_runs, failed_runs, "
+                "avg_duration, last_run_at, is_quarantined, quarantine_manual, window_state) "
+                f"VALUES (:id, 'proj_1', :id, 'a > t', 't', {moment}, 'stable', 0, 1, 0, 0, "
+                f"120, {moment}, 0, 0, :state)"), {"id": case_id, "state": state})
+        conn.execute(text(
+            "INSERT INTO test_results (id, run_id, project_id, test_case_id, title, full_title, "
+            "status, duration, retries, attempt, is_flaky, created_at) VALUES ('test_1', "
+            f"'run_1', 'proj_1', 'tc_1', 't', 'a > t', 'passed', 120, 0, 1, 0, {moment})"))
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        results = conn.execute(text("SELECT count(*) FROM test_results")).scalar_one()
+        windows = conn.execute(text(
+            "SELECT test_case_id, window_state, avg_duration, last_run_at "
+            "FROM test_case_windows")).all()
+        cases = conn.execute(text("SELECT count(*) FROM test_cases")).scalar_one()
+    engine.dispose()
+    assert (results, cases) == (1, 2)
+    # the case that never ran has no window row; the other's values moved unchanged
+    assert [(w.test_case_id, bytes(w.window_state), w.avg_duration) for w in windows] == [
+        ("tc_1", window.encode(), 120)]
+    assert windows[0].last_run_at.startswith("2026-01-01 00:00:00")

@@ -211,19 +211,17 @@ test_cases = Table(
     Column("variant", String(255)),
     Column("created_at", DateTime, nullable=False),
     # Statistics kept up to date when a run completes (intelligence/stats.py), so reads never
-    # scan history. `window_state` is the window they come from, the newest 50 results that
-    # ran, packed in constant space (intelligence/scoring.py CaseWindow, under 1 KB). On
-    # PostgreSQL the table's pages are half filled (migration 0007) so that rewriting these
-    # columns leaves the row on its page and the indexes untouched.
-    Column("window_state", LargeBinary),
+    # scan history. These change only when a case's outcomes do (a failure, a retry, a score
+    # that decays); what changes with every run (the window, the average duration, the last
+    # run) lives in the narrow `test_case_windows`, so that a run rewrites short rows, not
+    # these wide ones. On PostgreSQL the table's pages are half filled (migration 0007) so that
+    # rewriting these columns leaves the row on its page and the indexes untouched.
     Column("status", String(10), nullable=False, default="new"),  # new|stable|flaky|broken
     Column("flakiness_score", Float, nullable=False, default=0.0),
     Column("total_runs", Integer, nullable=False, default=0),
     Column("flaky_runs", Integer, nullable=False, default=0),
     Column("failed_runs", Integer, nullable=False, default=0),
-    Column("avg_duration", BigInteger, nullable=False, default=0),
     Column("last_status", String(10)),
-    Column("last_run_at", DateTime),
     Column("last_flaky_at", DateTime),
     Column("last_failed_at", DateTime),
     Column("tags", Json),
@@ -239,6 +237,19 @@ test_cases = Table(
     Index(None, "project_id", "flakiness_score"),
     Index(None, "project_id", "is_quarantined"),
     Index(None, "quarantined_by"),
+)
+
+# What every run rewrites for each case that ran: its window, the newest 50 results that ran,
+# packed in constant space (intelligence/scoring.py CaseWindow, under 1 KB), and the two
+# figures that move with it. A narrow row of its own per case: a run's completion rewrites
+# these short rows, and a wide `test_cases` row only when its figures changed (migration 0008).
+test_case_windows = Table(
+    "test_case_windows", metadata,
+    Column("test_case_id", String(40), ForeignKey("test_cases.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("window_state", LargeBinary, nullable=False),
+    Column("avg_duration", BigInteger, nullable=False, default=0),
+    Column("last_run_at", DateTime),
 )
 
 quarantine_events = Table(

@@ -19,6 +19,7 @@ from redline.server.tables import (
     error_groups,
     projects,
     quarantine_events,
+    test_case_windows,
     test_cases,
     test_results,
 )
@@ -29,6 +30,18 @@ SCORE_FORMULA = ("flakinessScore = sum(w_i * evidence_i) / sum(w_i) over the new
                  "pass or fail on the same commit as one of the test's 50 previous results, from "
                  "another run, with the opposite outcome; results of runs where "
                  "over 80% of at least 10 tests failed are not evidence.")
+
+
+# A case with the figures every run moves, kept in its own narrow table (`test_case_windows`:
+# a case that never ran has no row there).
+_CASES = test_cases.outerjoin(test_case_windows,
+                              test_case_windows.c.test_case_id == test_cases.c.id)
+_AVG_DURATION = func.coalesce(test_case_windows.c.avg_duration, 0)
+
+
+def _select_cases():
+    return select(test_cases, _AVG_DURATION.label("avg_duration"),
+                  test_case_windows.c.last_run_at).select_from(_CASES)
 
 
 def _active(row, now: datetime) -> bool:
@@ -62,7 +75,7 @@ def resolve_case(conn: Connection, principal: Principal, test_id: str, scope: st
                                .where(test_results.c.id == test_id)).scalar()
     else:
         case_id = test_id
-    row = conn.execute(select(test_cases).where(test_cases.c.id == case_id)).first() \
+    row = conn.execute(_select_cases().where(test_cases.c.id == case_id)).first() \
         if case_id else None
     return require_in_project(conn, principal, row, scope, "Test", test_id)
 
@@ -70,7 +83,7 @@ def resolve_case(conn: Connection, principal: Principal, test_id: str, scope: st
 SORTS = {"flakiness": test_cases.c.flakiness_score.desc(),
          "failure-rate": (test_cases.c.failed_runs * 1.0
                           / func.nullif(test_cases.c.total_runs, 0)).desc(),
-         "duration": test_cases.c.avg_duration.desc(),
+         "duration": _AVG_DURATION.desc(),
          "title": test_cases.c.full_title.asc()}
 
 
@@ -92,7 +105,7 @@ def list_cases(conn: Connection, principal: Principal, project_id: str | None,
         # tags are a short JSON array of strings: match the quoted element
         where.append(cast(test_cases.c.tags, Text).like(f'%"{tag.replace(chr(34), "")}"%'))
     total = conn.execute(select(func.count()).select_from(test_cases).where(*where)).scalar_one()
-    rows = conn.execute(select(test_cases).where(*where).order_by(
+    rows = conn.execute(_select_cases().where(*where).order_by(
         SORTS[sort], test_cases.c.id).limit(page.limit).offset(page.offset)).all()
     now = utcnow()
     return page.page([case_json(r, now) for r in rows], total)
@@ -264,10 +277,12 @@ def trends(conn: Connection, principal: Principal, project_id: str, group_by: st
                "passRate": runs.pass_rate(int(r.passed or 0), int(r.total or 0)),
                "duration": int(r.duration or 0)} for r in rows]
     slowest = conn.execute(select(test_cases.c.id, test_cases.c.full_title,
-                                  test_cases.c.file_path, test_cases.c.avg_duration)
+                                  test_cases.c.file_path, test_case_windows.c.avg_duration)
+                           .select_from(_CASES)
                            .where(test_cases.c.project_id == project_id,
                                   test_cases.c.total_runs > 0)
-                           .order_by(test_cases.c.avg_duration.desc()).limit(10)).all()
+                           .order_by(test_case_windows.c.avg_duration.desc(),
+                                     test_cases.c.id).limit(10)).all()
     return {"projectId": project_id, "groupBy": group_by, "branch": branch, "days": days,
             "points": points,
             "slowestTests": [{"testId": s.id, "fullTitle": s.full_title, "filePath": s.file_path,

@@ -4,7 +4,10 @@
 (`runs.stats_applied`). It reads the run's results joined to their cases in one streamed
 pass, updates each case's constant-size window (scoring.CaseWindow) and writes back with one
 executemany per chunk of cases: reads of flakiness, history and errors then never scan
-history, and a run costs the same whatever the history. `recompute_case` rebuilds one case's
+history, and a run costs the same whatever the history. What every run changes (the window,
+the average duration, the last run) is written to the narrow `test_case_windows`; a case's
+wide `test_cases` row only when its other figures changed, which for most cases of most runs
+they do not. `recompute_case` rebuilds one case's
 statistics from its stored results; a test proves both give the same state, byte for byte.
 """
 
@@ -23,6 +26,7 @@ from redline.server.tables import (
     projects,
     quarantine_events,
     runs,
+    test_case_windows,
     test_cases,
     test_results,
 )
@@ -80,12 +84,17 @@ def apply_run(conn: Connection, run_id: str) -> None:
     failed_cases: list[str] = []
     auto_candidates: list[str] = []
     became_flaky: list[tuple[str, float]] = []
-    updates: list[tuple] = []
+    windows: list[tuple] = []  # cases with a window row, and those without one yet
+    new_windows: list[tuple] = []
+    changed: list[tuple] = []  # cases whose figures in `test_cases` changed
     retagged: list[tuple] = []
     _start_writing(conn)
     # One pass over the run's results joined to their cases, grouped by case; values the
     # rows carry back (times, tags) stay in the driver's form. Memory is bounded by WRITE_CHUNK.
     for rows in _results_by_case(conn, run_id):
+        if len(windows) + len(new_windows) >= WRITE_CHUNK:
+            _write_stats(conn, windows, new_windows, changed, retagged)
+            windows, new_windows, changed, retagged = [], [], [], []
         case = rows[0]  # each row: the case's columns, then one of its results
         ran = []
         for row in rows:
@@ -94,27 +103,38 @@ def apply_run(conn: Connection, run_id: str) -> None:
                 ran.append((status, commit, outage, row[_STATUS + 1], row[_STATUS + 2],
                             len(ran)))  # the results before it in `ran` are this run's
                 if status == "failed":
-                    failed_cases.append(case[0])
+                    failed_cases.append(case[_ID])
         tags = rows[-1][_STATUS + 3]
-        if tags != case[10]:
-            retagged.append((tags if isinstance(tags, str) else encode_json(tags), case[0]))
+        if tags != case[_TAGS]:
+            retagged.append((tags if isinstance(tags, str) else encode_json(tags), case[_ID]))
         if not ran:
             continue  # only skipped: the window is unchanged
-        window = scoring.CaseWindow.decode(case[1])
-        flaky_at, failed_at = _advance(window, ran, case[3], case[4])
+        if len(ran) == 1 and ran[0][0] == "passed" and not outage and case[_WINDOW]:
+            steady = scoring.push_steady_pass(case[_WINDOW], commit, ran[0][3])
+            if steady is not None:  # one more pass, no evidence in sight: a score of 0
+                state, count, failures, average = steady
+                windows.append((state, average, ran[0][4], case[_ID]))
+                figures = ("stable", 0.0, count, 0, failures, "passed", None,
+                           case[_FAILED_AT] if failures else None)
+                if figures != case[_FIGURES:_FIGURES + len(_FIGURE_COLUMNS)]:
+                    changed.append((*figures, case[_ID], case[_SCORE]))
+                continue
+        window = scoring.CaseWindow.decode(case[_WINDOW])
+        flaky_at, failed_at = _advance(window, ran, case[_FLAKY_AT], case[_FAILED_AT])
         stats = window.stats(threshold)
-        updates.append((window.encode(), *stats, ran[-1][4], flaky_at, failed_at, case[0],
-                        case[9]))
-        if stats.status == "flaky" and case[2] != "flaky":
-            became_flaky.append((case[0], stats.flakiness_score))
-        active = case[6] and (case[8] is None or case[8] > now)
-        if (auto and not active and not case[7] and stats.total_runs >= 5
+        (windows if case[_WINDOW] is not None else new_windows).append(
+            (window.encode(), stats.avg_duration, ran[-1][4], case[_ID]))
+        figures = (stats.status, stats.flakiness_score, stats.total_runs, stats.flaky_runs,
+                   stats.failed_runs, stats.last_status, flaky_at, failed_at)
+        if figures != case[_FIGURES:_FIGURES + len(_FIGURE_COLUMNS)]:
+            changed.append((*figures, case[_ID], case[_SCORE]))
+        if stats.status == "flaky" and case[_FIGURES] != "flaky":
+            became_flaky.append((case[_ID], stats.flakiness_score))
+        active = case[_QUARANTINED] and (case[_EXPIRES] is None or case[_EXPIRES] > now)
+        if (auto and not active and not case[_MANUAL] and stats.total_runs >= 5
                 and stats.flaky_runs and stats.flakiness_score >= threshold):
-            auto_candidates.append(case[0])
-        if len(updates) >= WRITE_CHUNK:
-            _write_stats(conn, updates, retagged)
-            updates, retagged = [], []
-    _write_stats(conn, updates, retagged, last=True)
+            auto_candidates.append(case[_ID])
+    _write_stats(conn, windows, new_windows, changed, retagged, last=True)
 
     # the verdict: failures of cases quarantined when the run started do not count
     quarantined = quarantined_at(conn, sorted(set(failed_cases)), run.created_at)
@@ -137,17 +157,26 @@ def apply_run(conn: Connection, run_id: str) -> None:
 
 # -- the driver-level reads and writes of `apply_run` (a run touches thousands of cases) --
 
-_CASE_COLUMNS = ("id", "window_state", "status", "last_flaky_at", "last_failed_at",
-                 "last_run_at", "is_quarantined", "quarantine_manual", "quarantine_expires_at",
-                 "flakiness_score", "tags")  # indexes into the rows `apply_run` reads
+# The figures of `test_cases` that a run may change; written only for the cases where it did.
+_FIGURE_COLUMNS = ("status", "flakiness_score", "total_runs", "flaky_runs", "failed_runs",
+                   "last_status", "last_flaky_at", "last_failed_at")
+# What `apply_run` reads of each case, in this order; the indexes below point into its rows.
+_CASE_COLUMNS = ("c.id", "w.window_state", "c.is_quarantined", "c.quarantine_manual",
+                 "c.quarantine_expires_at", *(f"c.{c}" for c in _FIGURE_COLUMNS), "c.tags")
+_ID, _WINDOW, _QUARANTINED, _MANUAL, _EXPIRES, _FIGURES = range(6)
+_SCORE = _FIGURES + 1
+_FLAKY_AT = _FIGURES + _FIGURE_COLUMNS.index("last_flaky_at")
+_FAILED_AT = _FIGURES + _FIGURE_COLUMNS.index("last_failed_at")
+_TAGS = len(_CASE_COLUMNS) - 1
 _STATUS = len(_CASE_COLUMNS)  # where the result's columns start
 
 
 def _results_by_case_sql(mark: str, tags: str) -> str:
     """The join `_results_by_case` streams; `tags` shapes a tags column (`{}` its table)."""
-    cases = ", ".join(f"c.{c}" for c in _CASE_COLUMNS[:-1])  # tags, the last, shaped apart
+    cases = ", ".join(_CASE_COLUMNS[:-1])  # tags, the last, shaped apart
     return (f"SELECT {cases}, {tags.format('c')}, r.status, r.duration, r.created_at, "
             f"{tags.format('r')} FROM test_results r JOIN test_cases c ON c.id = r.test_case_id "
+            "LEFT JOIN test_case_windows w ON w.test_case_id = c.id "
             f"WHERE r.run_id = {mark} ORDER BY r.test_case_id, r.id")
 
 
@@ -185,70 +214,101 @@ def _results_by_case(conn: Connection, run_id: str):
         cursor.close()
 
 
-_WRITTEN = ("window_state", *scoring.CaseStats._fields, "last_run_at", "last_flaky_at",
-            "last_failed_at")
+_WINDOW_COLUMNS = ("window_state", "avg_duration", "last_run_at")
 
 
-# PostgreSQL: the rows are COPied into a temporary table and applied with one UPDATE ... FROM
-# at the end: over twice as fast as psycopg's pipelined executemany of single-row UPDATEs
+# PostgreSQL: the rows are COPied into temporary tables and applied with one UPDATE ... FROM
+# each at the end: over twice as fast as psycopg's pipelined executemany of single-row UPDATEs
 # (measured 120 vs 290 ms for 5,000 cases; a set-based UPDATE from unnest() arrays was
 # slower still). The rows wait in the database, not in memory.
-_PG_STAGING = "redline_case_stats"
-_PG_TYPES = ("bytea", "text", "float8", "int4", "int4", "int4", "int8", "text", "timestamp",
-             "timestamp", "timestamp", "text")  # _WRITTEN, then the case id
+_PG_WINDOWS, _PG_FIGURES = "redline_case_windows", "redline_case_figures"
+_PG_WINDOW_TYPES = ("bytea", "int8", "timestamp", "text", "bool")  # then the id, and new?
+_PG_FIGURE_TYPES = ("text", "float8", "int4", "int4", "int4", "text", "timestamp",
+                    "timestamp", "text")  # _FIGURE_COLUMNS, then the case id
+
+
+def _pg_staging(name: str, columns: tuple[str, ...], types: tuple[str, ...]) -> str:
+    return (f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} "
+            f"({', '.join(f'{c} {t}' for c, t in zip(columns, types))}) ON COMMIT DELETE ROWS")
+
+
 _PG_CREATE_STAGING = (
-    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_PG_STAGING} "
-    f"({', '.join(f'{c} {t}' for c, t in zip((*_WRITTEN, 'id'), _PG_TYPES))}) "
-    "ON COMMIT DELETE ROWS")
+    _pg_staging(_PG_WINDOWS, (*_WINDOW_COLUMNS, "id", "fresh"), _PG_WINDOW_TYPES),
+    _pg_staging(_PG_FIGURES, (*_FIGURE_COLUMNS, "id"), _PG_FIGURE_TYPES))
 _PG_APPLY_STAGING = (
-    f"UPDATE test_cases AS c SET {', '.join(f'{c} = s.{c}' for c in _WRITTEN)} "
-    f"FROM {_PG_STAGING} AS s WHERE c.id = s.id")
+    f"UPDATE test_case_windows AS w SET {', '.join(f'{c} = s.{c}' for c in _WINDOW_COLUMNS)} "
+    f"FROM {_PG_WINDOWS} AS s WHERE w.test_case_id = s.id AND NOT s.fresh",
+    f"INSERT INTO test_case_windows (test_case_id, {', '.join(_WINDOW_COLUMNS)}) "
+    f"SELECT id, {', '.join(_WINDOW_COLUMNS)} FROM {_PG_WINDOWS} WHERE fresh",
+    f"UPDATE test_cases AS c SET {', '.join(f'{c} = s.{c}' for c in _FIGURE_COLUMNS)} "
+    f"FROM {_PG_FIGURES} AS s WHERE c.id = s.id",
+    f"DELETE FROM {_PG_WINDOWS}", f"DELETE FROM {_PG_FIGURES}",  # a caller may go on
+)
+
+_SQLITE_UPDATE_WINDOW = (f"UPDATE test_case_windows SET "
+                         f"{', '.join(f'{c} = ?' for c in _WINDOW_COLUMNS)} "
+                         "WHERE test_case_id = ?")
+_SQLITE_INSERT_WINDOW = (f"INSERT INTO test_case_windows ({', '.join(_WINDOW_COLUMNS)}, "
+                         f"test_case_id) VALUES (?, ?, ?, ?)")
+_SQLITE_UPDATE_FIGURES = (f"UPDATE test_cases SET {', '.join(f'{c} = ?' for c in _FIGURE_COLUMNS)}"
+                          " WHERE id = ?")
+_NEW_SCORE = _FIGURE_COLUMNS.index("flakiness_score")
+# Leaving an unchanged score out of the UPDATE spares SQLite the delete and re-insert of the
+# case's entry in the (project, score) index.
+_SQLITE_UPDATE_FIGURES_SAME_SCORE = (
+    "UPDATE test_cases SET "
+    f"{', '.join(f'{c} = ?' for c in _FIGURE_COLUMNS if c != 'flakiness_score')} WHERE id = ?")
 
 
-_SQLITE_UPDATE = (f"UPDATE test_cases SET {', '.join(f'{c} = ?' for c in _WRITTEN)} "
-                  "WHERE id = ?")
-_SCORE = _WRITTEN.index("flakiness_score")
-# Most cases' scores do not change from run to run; leaving the column out of their UPDATE
-# spares SQLite the delete and re-insert of their entry in the (project, score) index.
-_SQLITE_UPDATE_SAME_SCORE = (
-    f"UPDATE test_cases SET {', '.join(f'{c} = ?' for c in _WRITTEN if c != 'flakiness_score')}"
-    " WHERE id = ?")
-
-
-def _write_stats(conn: Connection, rows: list[tuple], retagged: list[tuple], *,
-                 last: bool = False) -> None:
-    """`rows` in `_WRITTEN` order, then the case id and its score before this run;
-    `retagged` (tags, case id) for the few cases whose tags changed. SQLite: executemany
-    (its per-row cost is its b-tree work). PostgreSQL: staged by COPY, applied when `last`."""
+def _write_stats(conn: Connection, windows: list[tuple], new_windows: list[tuple],
+                 changed: list[tuple], retagged: list[tuple], *, last: bool = False) -> None:
+    """`windows` and `new_windows` (`_WINDOW_COLUMNS`, then the case id) for the cases with a
+    window row and those without one yet; `changed` (`_FIGURE_COLUMNS`, the case id, then its
+    score before this run) for the cases whose figures changed; `retagged` (tags, case id) for
+    the few whose tags changed. SQLite: executemany (its per-row cost is its b-tree work).
+    PostgreSQL: staged by COPY, applied when `last`."""
     if conn.dialect.name != "postgresql":
-        changed = [row[:-1] for row in rows if row[_SCORE] != row[-1]]
-        same = [row[:_SCORE] + row[_SCORE + 1:-1] for row in rows if row[_SCORE] == row[-1]]
-        if changed:
-            conn.exec_driver_sql(_SQLITE_UPDATE, changed)
+        if windows:
+            conn.exec_driver_sql(_SQLITE_UPDATE_WINDOW, windows)
+        if new_windows:
+            conn.exec_driver_sql(_SQLITE_INSERT_WINDOW, new_windows)
+        rescored = [row[:-1] for row in changed if row[_NEW_SCORE] != row[-1]]
+        same = [row[:_NEW_SCORE] + row[_NEW_SCORE + 1:-1] for row in changed
+                if row[_NEW_SCORE] == row[-1]]
+        if rescored:
+            conn.exec_driver_sql(_SQLITE_UPDATE_FIGURES, rescored)
         if same:
-            conn.exec_driver_sql(_SQLITE_UPDATE_SAME_SCORE, same)
+            conn.exec_driver_sql(_SQLITE_UPDATE_FIGURES_SAME_SCORE, same)
         if retagged:
             conn.exec_driver_sql("UPDATE test_cases SET tags = ? WHERE id = ?", retagged)
         return
     cursor = conn.connection.driver_connection.cursor()
     try:
-        if rows:
-            with cursor.copy(f"COPY {_PG_STAGING} FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(_PG_TYPES)
-                for row in rows:
+        if windows or new_windows:
+            with cursor.copy(f"COPY {_PG_WINDOWS} FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_PG_WINDOW_TYPES)
+                for row in windows:
+                    copy.write_row((*row, False))
+                for row in new_windows:
+                    copy.write_row((*row, True))
+        if changed:
+            with cursor.copy(f"COPY {_PG_FIGURES} FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_PG_FIGURE_TYPES)
+                for row in changed:
                     copy.write_row(row[:-1])
         if retagged:
             cursor.executemany("UPDATE test_cases SET tags = %s WHERE id = %s", retagged)
         if last:
-            cursor.execute(_PG_APPLY_STAGING)
-            cursor.execute(f"DELETE FROM {_PG_STAGING}")  # a caller may go on in this transaction
+            for statement in _PG_APPLY_STAGING:
+                cursor.execute(statement)
     finally:
         cursor.close()
 
 
 def _start_writing(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(_PG_CREATE_STAGING)
+        for statement in _PG_CREATE_STAGING:
+            conn.exec_driver_sql(statement)
 
 
 def _emit_run_events(conn: Connection, run, verdict: str, quarantined_failures: int,
@@ -278,7 +338,8 @@ def _emit_run_events(conn: Connection, run, verdict: str, quarantined_failures: 
 
 
 def recompute_case(conn: Connection, case_id: str) -> dict:
-    """A case's statistics rebuilt from its stored results, as column values: the check on
+    """A case's statistics rebuilt from its stored results, as the column values of
+    `test_case_windows` and `test_cases` (`stored_statistics`): the check on
     the incremental path. The newest `2 * WINDOW` results are replayed, so each result in the
     window is judged against the `WINDOW` results before it, as it was when it arrived."""
     threshold = conn.execute(
@@ -292,8 +353,24 @@ def recompute_case(conn: Connection, case_id: str) -> dict:
     in_window = list(zip(rows, flags))[:scoring.WINDOW]
     flaky_at = next((r.created_at for r, flag in in_window if flag), None)
     failed_at = next((r.created_at for r, _flag in in_window if r.status == "failed"), None)
-    return dict(zip(_WRITTEN, (window.encode(), *window.stats(threshold),
-                               rows[0].created_at if rows else None, flaky_at, failed_at)))
+    figures = window.stats(threshold)
+    return {"window_state": window.encode(), "avg_duration": figures.avg_duration,
+            "last_run_at": rows[0].created_at if rows else None, "status": figures.status,
+            "flakiness_score": figures.flakiness_score, "total_runs": figures.total_runs,
+            "flaky_runs": figures.flaky_runs, "failed_runs": figures.failed_runs,
+            "last_status": figures.last_status, "last_flaky_at": flaky_at,
+            "last_failed_at": failed_at}
+
+
+def stored_statistics(conn: Connection, case_id: str) -> dict:
+    """A case's statistics as `apply_run` left them, in the shape of `recompute_case`."""
+    row = conn.execute(
+        select(*(test_case_windows.c[c] for c in _WINDOW_COLUMNS),
+               *(test_cases.c[c] for c in _FIGURE_COLUMNS))
+        .select_from(test_cases.outerjoin(
+            test_case_windows, test_case_windows.c.test_case_id == test_cases.c.id))
+        .where(test_cases.c.id == case_id)).one()
+    return dict(row._mapping)
 
 
 def window_results(conn: Connection, case_id: str, limit: int) -> list:
