@@ -35,6 +35,19 @@ def _config(url: str):
     return config
 
 
+def _team_and_project(conn) -> None:
+    """A team and a project (`proj_1`) as an old schema holds them, in plain SQL."""
+    from sqlalchemy import text
+
+    moment = "'2026-01-01 00:00:00.000000'"
+    conn.execute(text(f"INSERT INTO teams (id, name, created_at, updated_at) "
+                      f"VALUES ('team_1', 't', {moment}, {moment})"))
+    conn.execute(text(
+        f"INSERT INTO projects (id, team_id, name, data_retention_days, flakiness_threshold, "
+        f"auto_quarantine_enabled, settings_updated_at, created_at, updated_at) VALUES "
+        f"('proj_1', 'team_1', 'p', 90, 0.3, 1, {moment}, {moment}, {moment})"))
+
+
 def test_upgrading_converts_each_case_window_in_place(tmp_path):
     """0006 packs the old JSON window (`recent`) into `window_state` without reading history.
     (A scratch SQLite file: the session's database is already at head.)"""
@@ -53,13 +66,7 @@ def test_upgrading_converts_each_case_window_in_place(tmp_path):
                   ["failed", "c1", "r1", "2026-01-01T00:00:00.000Z", False, 10]]
     engine = create_engine(url)
     with engine.begin() as conn:
-        moment = "'2026-01-01 00:00:00.000000'"
-        conn.execute(text(f"INSERT INTO teams (id, name, created_at, updated_at) "
-                          f"VALUES ('team_1', 't', {moment}, {moment})"))
-        conn.execute(text(
-            f"INSERT INTO projects (id, team_id, name, data_retention_days, flakiness_threshold, "
-            f"auto_quarantine_enabled, settings_updated_at, created_at, updated_at) VALUES "
-            f"('proj_1', 'team_1', 'p', 90, 0.3, 1, {moment}, {moment}, {moment})"))
+        _team_and_project(conn)
         conn.execute(text(
             "INSERT INTO test_cases (id, project_id, identity, full_title, title, created_at, "
             "status, flakiness_score, total_runs, flaky_runs, failed_runs, avg_duration, "
@@ -113,12 +120,7 @@ def test_moving_windows_to_their_own_table_keeps_every_result(tmp_path):
     engine = create_engine(url)
     moment = "'2026-01-01 00:00:00.000000'"
     with engine.begin() as conn:
-        conn.execute(text(f"INSERT INTO teams (id, name, created_at, updated_at) "
-                          f"VALUES ('team_1', 't', {moment}, {moment})"))
-        conn.execute(text(
-            f"INSERT INTO projects (id, team_id, name, data_retention_days, flakiness_threshold, "
-            f"auto_quarantine_enabled, settings_updated_at, created_at, updated_at) VALUES "
-            f"('proj_1', 'team_1', 'p', 90, 0.3, 1, {moment}, {moment}, {moment})"))
+        _team_and_project(conn)
         conn.execute(text(
             f"INSERT INTO runs (id, project_id, status, source, tags, grep_patterns, "
             f"shards_done, total_tests, passed_tests, failed_tests, skipped_tests, flaky_tests, "

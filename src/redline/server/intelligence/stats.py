@@ -236,12 +236,12 @@ _PG_CREATE_STAGING = (
     _pg_staging(_PG_WINDOWS, (*_WINDOW_COLUMNS, "id", "fresh"), _PG_WINDOW_TYPES),
     _pg_staging(_PG_FIGURES, (*_FIGURE_COLUMNS, "id"), _PG_FIGURE_TYPES))
 _PG_APPLY_STAGING = (
-    f"UPDATE test_case_windows AS w SET {', '.join(f'{c} = s.{c}' for c in _WINDOW_COLUMNS)} "
-    f"FROM {_PG_WINDOWS} AS s WHERE w.test_case_id = s.id AND NOT s.fresh",
-    f"INSERT INTO test_case_windows (test_case_id, {', '.join(_WINDOW_COLUMNS)}) "
-    f"SELECT id, {', '.join(_WINDOW_COLUMNS)} FROM {_PG_WINDOWS} WHERE fresh",
-    f"UPDATE test_cases AS c SET {', '.join(f'{c} = s.{c}' for c in _FIGURE_COLUMNS)} "
-    f"FROM {_PG_FIGURES} AS s WHERE c.id = s.id",
+    (f"UPDATE test_case_windows AS w SET {', '.join(f'{c} = s.{c}' for c in _WINDOW_COLUMNS)} "
+     f"FROM {_PG_WINDOWS} AS s WHERE w.test_case_id = s.id AND NOT s.fresh"),
+    (f"INSERT INTO test_case_windows (test_case_id, {', '.join(_WINDOW_COLUMNS)}) "
+     f"SELECT id, {', '.join(_WINDOW_COLUMNS)} FROM {_PG_WINDOWS} WHERE fresh"),
+    (f"UPDATE test_cases AS c SET {', '.join(f'{c} = s.{c}' for c in _FIGURE_COLUMNS)} "
+     f"FROM {_PG_FIGURES} AS s WHERE c.id = s.id"),
     f"DELETE FROM {_PG_WINDOWS}", f"DELETE FROM {_PG_FIGURES}",  # a caller may go on
 )
 
