@@ -150,3 +150,14 @@ def test_moving_windows_to_their_own_table_keeps_every_result(tmp_path):
     assert [(w.test_case_id, bytes(w.window_state), w.avg_duration) for w in windows] == [
         ("tc_1", window.encode(), 120)]
     assert windows[0].last_run_at.startswith("2026-01-01 00:00:00")
+
+    # and back: the downgrade returns the values to test_cases, results kept as well
+    command.downgrade(config, "0007")
+    with engine.connect() as conn:
+        cases = conn.execute(text(
+            "SELECT id, window_state, avg_duration FROM test_cases ORDER BY id")).all()
+        results = conn.execute(text("SELECT count(*) FROM test_results")).scalar_one()
+    engine.dispose()
+    assert results == 1
+    assert [(c.id, c.window_state and bytes(c.window_state), c.avg_duration) for c in cases] == [
+        ("tc_1", window.encode(), 120), ("tc_2", None, 0)]

@@ -48,6 +48,12 @@ _HEADER = struct.Struct("<BQQQQQ")  # count, failed, passed, outage, evidence, d
 _MAX_DURATION = (1 << 32) - 1
 
 
+def _stored_duration(duration) -> int:
+    """A duration as the window keeps it: whole milliseconds in 4 bytes."""
+    duration = int(duration)
+    return 0 if duration < 0 else min(duration, _MAX_DURATION)
+
+
 def is_outage(failed: int, executed: int) -> bool:
     return executed >= OUTAGE_MIN_TESTS and failed > OUTAGE_SHARE * executed
 
@@ -118,11 +124,7 @@ class CaseWindow:
             # (no opposite outcome outside outages in the window, the usual case: no search)
             is_evidence = bool(commit != _NO_COMMIT and opposite & ~self.outage
                                and self._changed_mind(opposite, commit, same_run))
-        duration = int(duration)
-        if duration < 0:
-            duration = 0
-        elif duration > _MAX_DURATION:
-            duration = _MAX_DURATION
+        duration = _stored_duration(duration)
         if self.count == WINDOW:  # the oldest result leaves
             self.duration_sum -= int.from_bytes(self.durations[-_DURATION:], "little")
             self.commits = self.commits[:-_COMMIT]
@@ -195,11 +197,7 @@ def push_steady_pass(state: bytes, commit: bytes, duration: int) -> tuple[bytes,
     count, failed, passed, outage, evidence, duration_sum = _HEADER.unpack_from(state)
     if evidence or failed & ~outage:
         return None
-    duration = int(duration)
-    if duration < 0:
-        duration = 0
-    elif duration > _MAX_DURATION:
-        duration = _MAX_DURATION
+    duration = _stored_duration(duration)
     end = _HEADER.size + _COMMIT * count
     commits, durations = state[_HEADER.size:end], state[end:]
     if count == WINDOW:  # the oldest result leaves

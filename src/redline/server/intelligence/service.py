@@ -39,9 +39,8 @@ _CASES = test_cases.outerjoin(test_case_windows,
 _AVG_DURATION = func.coalesce(test_case_windows.c.avg_duration, 0)
 
 
-def _select_cases():
-    return select(test_cases, _AVG_DURATION.label("avg_duration"),
-                  test_case_windows.c.last_run_at).select_from(_CASES)
+_SELECT_CASES = select(test_cases, _AVG_DURATION.label("avg_duration"),
+                       test_case_windows.c.last_run_at).select_from(_CASES)
 
 
 def _active(row, now: datetime) -> bool:
@@ -75,7 +74,7 @@ def resolve_case(conn: Connection, principal: Principal, test_id: str, scope: st
                                .where(test_results.c.id == test_id)).scalar()
     else:
         case_id = test_id
-    row = conn.execute(_select_cases().where(test_cases.c.id == case_id)).first() \
+    row = conn.execute(_SELECT_CASES.where(test_cases.c.id == case_id)).first() \
         if case_id else None
     return require_in_project(conn, principal, row, scope, "Test", test_id)
 
@@ -105,7 +104,7 @@ def list_cases(conn: Connection, principal: Principal, project_id: str | None,
         # tags are a short JSON array of strings: match the quoted element
         where.append(cast(test_cases.c.tags, Text).like(f'%"{tag.replace(chr(34), "")}"%'))
     total = conn.execute(select(func.count()).select_from(test_cases).where(*where)).scalar_one()
-    rows = conn.execute(_select_cases().where(*where).order_by(
+    rows = conn.execute(_SELECT_CASES.where(*where).order_by(
         SORTS[sort], test_cases.c.id).limit(page.limit).offset(page.offset)).all()
     now = utcnow()
     return page.page([case_json(r, now) for r in rows], total)

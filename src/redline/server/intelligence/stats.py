@@ -7,8 +7,8 @@ executemany per chunk of cases: reads of flakiness, history and errors then neve
 history, and a run costs the same whatever the history. What every run changes (the window,
 the average duration, the last run) is written to the narrow `test_case_windows`; a case's
 wide `test_cases` row only when its other figures changed, which for most cases of most runs
-they do not. `recompute_case` rebuilds one case's
-statistics from its stored results; a test proves both give the same state, byte for byte.
+they do not. `recompute_case` rebuilds one case's statistics from its stored results; a test
+proves both give the same state, byte for byte.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from redline.server.tables import (
     projects,
     quarantine_events,
     runs,
-    test_case_windows,
     test_cases,
     test_results,
 )
@@ -109,25 +108,23 @@ def apply_run(conn: Connection, run_id: str) -> None:
             retagged.append((tags if isinstance(tags, str) else encode_json(tags), case[_ID]))
         if not ran:
             continue  # only skipped: the window is unchanged
-        if len(ran) == 1 and ran[0][0] == "passed" and not outage and case[_WINDOW]:
+        if (len(ran) == 1 and ran[0][0] == "passed" and not outage
+                and case[_WINDOW] is not None):
             steady = scoring.push_steady_pass(case[_WINDOW], commit, ran[0][3])
             if steady is not None:  # one more pass, no evidence in sight: a score of 0
                 state, count, failures, average = steady
                 windows.append((state, average, ran[0][4], case[_ID]))
-                figures = ("stable", 0.0, count, 0, failures, "passed", None,
-                           case[_FAILED_AT] if failures else None)
-                if figures != case[_FIGURES:_FIGURES + len(_FIGURE_COLUMNS)]:
-                    changed.append((*figures, case[_ID], case[_SCORE]))
+                _note_if_changed(changed, case, ("stable", 0.0, count, 0, failures, "passed",
+                                                 None, case[_FAILED_AT] if failures else None))
                 continue
         window = scoring.CaseWindow.decode(case[_WINDOW])
         flaky_at, failed_at = _advance(window, ran, case[_FLAKY_AT], case[_FAILED_AT])
         stats = window.stats(threshold)
         (windows if case[_WINDOW] is not None else new_windows).append(
             (window.encode(), stats.avg_duration, ran[-1][4], case[_ID]))
-        figures = (stats.status, stats.flakiness_score, stats.total_runs, stats.flaky_runs,
-                   stats.failed_runs, stats.last_status, flaky_at, failed_at)
-        if figures != case[_FIGURES:_FIGURES + len(_FIGURE_COLUMNS)]:
-            changed.append((*figures, case[_ID], case[_SCORE]))
+        _note_if_changed(changed, case, (stats.status, stats.flakiness_score, stats.total_runs,
+                                         stats.flaky_runs, stats.failed_runs, stats.last_status,
+                                         flaky_at, failed_at))
         if stats.status == "flaky" and case[_FIGURES] != "flaky":
             became_flaky.append((case[_ID], stats.flakiness_score))
         active = case[_QUARANTINED] and (case[_EXPIRES] is None or case[_EXPIRES] > now)
@@ -169,6 +166,12 @@ _FLAKY_AT = _FIGURES + _FIGURE_COLUMNS.index("last_flaky_at")
 _FAILED_AT = _FIGURES + _FIGURE_COLUMNS.index("last_failed_at")
 _TAGS = len(_CASE_COLUMNS) - 1
 _STATUS = len(_CASE_COLUMNS)  # where the result's columns start
+
+
+def _note_if_changed(changed: list[tuple], case, figures: tuple) -> None:
+    """Queue `figures` (`_FIGURE_COLUMNS`) for writing if they differ from the case's."""
+    if figures != case[_FIGURES:_FIGURES + len(_FIGURE_COLUMNS)]:
+        changed.append((*figures, case[_ID], case[_SCORE]))
 
 
 def _results_by_case_sql(mark: str, tags: str) -> str:
@@ -222,7 +225,8 @@ _WINDOW_COLUMNS = ("window_state", "avg_duration", "last_run_at")
 # (measured 120 vs 290 ms for 5,000 cases; a set-based UPDATE from unnest() arrays was
 # slower still). The rows wait in the database, not in memory.
 _PG_WINDOWS, _PG_FIGURES = "redline_case_windows", "redline_case_figures"
-_PG_WINDOW_TYPES = ("bytea", "int8", "timestamp", "text", "bool")  # then the id, and new?
+# _WINDOW_COLUMNS, then the case id and whether it has no window row yet
+_PG_WINDOW_TYPES = ("bytea", "int8", "timestamp", "text", "bool")
 _PG_FIGURE_TYPES = ("text", "float8", "int4", "int4", "int4", "text", "timestamp",
                     "timestamp", "text")  # _FIGURE_COLUMNS, then the case id
 
@@ -339,7 +343,7 @@ def _emit_run_events(conn: Connection, run, verdict: str, quarantined_failures: 
 
 def recompute_case(conn: Connection, case_id: str) -> dict:
     """A case's statistics rebuilt from its stored results, as the column values of
-    `test_case_windows` and `test_cases` (`stored_statistics`): the check on
+    `test_case_windows` and `test_cases`: the check on
     the incremental path. The newest `2 * WINDOW` results are replayed, so each result in the
     window is judged against the `WINDOW` results before it, as it was when it arrived."""
     threshold = conn.execute(
@@ -360,17 +364,6 @@ def recompute_case(conn: Connection, case_id: str) -> dict:
             "flaky_runs": figures.flaky_runs, "failed_runs": figures.failed_runs,
             "last_status": figures.last_status, "last_flaky_at": flaky_at,
             "last_failed_at": failed_at}
-
-
-def stored_statistics(conn: Connection, case_id: str) -> dict:
-    """A case's statistics as `apply_run` left them, in the shape of `recompute_case`."""
-    row = conn.execute(
-        select(*(test_case_windows.c[c] for c in _WINDOW_COLUMNS),
-               *(test_cases.c[c] for c in _FIGURE_COLUMNS))
-        .select_from(test_cases.outerjoin(
-            test_case_windows, test_case_windows.c.test_case_id == test_cases.c.id))
-        .where(test_cases.c.id == case_id)).one()
-    return dict(row._mapping)
 
 
 def window_results(conn: Connection, case_id: str, limit: int) -> list:
