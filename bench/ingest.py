@@ -7,6 +7,10 @@ Prints, per database: end-to-end import time (median of 3 for 1k and 10k, one ru
 results per second, the ratio to the driver's raw rate, and the server process's peak memory
 (VmHWM) after the 100k import. Goals (issue 4): a 10k-test report in under 0.5 s on SQLite,
 at least 20% of the raw driver rate, peak server memory for 100k under 300 MB.
+
+With `--without-stats`, each database is measured a second time on a server whose per-case
+statistics are switched off (`bench/_without_stats.py`), and the import times with and
+without them are printed side by side (issue 5: within 25%).
 """
 
 from __future__ import annotations
@@ -93,10 +97,11 @@ def raw_rate(kind: str, url: str, rows: int) -> float:
     return rows / elapsed
 
 
-def bench_database(kind: str, sizes: list[int]) -> list[dict]:
+def bench_database(kind: str, sizes: list[int], stats: bool = True) -> list[dict]:
     workdir = temporary_directory(f"redline-ingest-{kind}-")
     url, drop = scratch_database(kind, workdir)
-    server = Server("redline", "redline.server.app:create_app", factory=True, env={
+    target = "redline.server.app:create_app" if stats else "_without_stats:create_app"
+    server = Server("redline", target, factory=True, env={
         "REDLINE_DATABASE_URL": url, "REDLINE_DATA_DIR": str(workdir / "data"),
         "REDLINE_RATE_LIMIT_ENABLED": "false", "REDLINE_MAX_IMPORT_BYTES": str(500 << 20)})
     rows = []
@@ -122,7 +127,7 @@ def bench_database(kind: str, sizes: list[int]) -> list[dict]:
                     assert response.status_code == 201, response.text[:500]
                     assert response.json()["imported"]["tests"] == size
                 seconds = statistics.median(times)
-                rows.append({"db": kind, "format": fmt, "tests": size,
+                rows.append({"db": kind, "stats": stats, "format": fmt, "tests": size,
                              "megabytes": len(body) / 1e6, "seconds": seconds,
                              "per_second": size / seconds})
         peak = peak_rss_mb(server.process.pid)
@@ -142,6 +147,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--without-stats", action="store_true",
+                        help="also measure a server with the per-case statistics off")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -151,8 +158,12 @@ def main() -> None:
     for kind in kinds:
         try:
             results += bench_database(kind, sizes)
+            if args.without_stats:
+                results += bench_database(kind, sizes, stats=False)
         except Exception as exc:  # PostgreSQL missing on a laptop: say so, go on
             print(f"{kind}: skipped ({exc})")
+    without = {(r["db"], r["format"], r["tests"]): r for r in results if not r["stats"]}
+    results = [r for r in results if r["stats"]]
     print(f"\n{'db':8} {'format':16} {'tests':>7} {'MB':>6} {'seconds':>8} {'results/s':>10} "
           f"{'raw/s':>9} {'ratio':>6}")
     for r in results:
@@ -170,8 +181,15 @@ def main() -> None:
                 goal = f" (goal < {GOAL_10K_SQLITE_S} s)" if kind == "sqlite" else ""
                 print(f"{kind}: 10k {r['format']}: {r['seconds']:.3f} s{goal}, "
                       f"{r['ratio']:.0%} of the raw driver rate (goal >= {GOAL_RATIO:.0%})")
+        for r in mine:
+            other = without.get((kind, r["format"], r["tests"]))
+            if other is not None:
+                overhead = r["seconds"] / other["seconds"] - 1
+                print(f"{kind}: {r['tests'] // 1000}k {r['format']}: {r['seconds']:.3f} s with "
+                      f"the statistics, {other['seconds']:.3f} s without: {overhead:+.0%} "
+                      f"(issue 5 goal <= +25%)")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps(results + list(without.values()), indent=2))
 
 
 if __name__ == "__main__":

@@ -161,3 +161,55 @@ def test_moving_windows_to_their_own_table_keeps_every_result(tmp_path):
     assert results == 1
     assert [(c.id, c.window_state and bytes(c.window_state), c.avg_duration) for c in cases] == [
         ("tc_1", window.encode(), 120), ("tc_2", None, 0)]
+
+
+def test_moving_the_run_figures_to_the_narrow_table_keeps_their_values(tmp_path):
+    """0009 moves a case's counts, last status and last flaky and failed times to
+    `test_case_windows`, beside its window; the case that never ran keeps no row there (its
+    counts read as 0). The downgrade returns them to `test_cases`."""
+    from alembic import command
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = _config(url)
+    command.upgrade(config, "0008")
+    engine = create_engine(url)
+    moment = "'2026-01-01 00:00:00.000000'"
+    flaky_at, failed_at = "2026-01-02 00:00:00.000000", "2026-01-03 00:00:00.000000"
+    with engine.begin() as conn:
+        _team_and_project(conn)
+        ran = f"'flaky', 0.4, 12, 3, 5, 'failed', '{flaky_at}', '{failed_at}'"
+        for case_id, figures in (("tc_1", ran), ("tc_2", "'new', 0, 0, 0, 0, NULL, NULL, NULL")):
+            conn.execute(text(
+                "INSERT INTO test_cases (id, project_id, identity, full_title, title, "
+                "created_at, status, flakiness_score, total_runs, flaky_runs, failed_runs, "
+                "last_status, last_flaky_at, last_failed_at, is_quarantined, quarantine_manual)"
+                f" VALUES (:id, 'proj_1', :id, 'a > t', 't', {moment}, {figures}, 0, 0)"),
+                {"id": case_id})
+        conn.execute(text("INSERT INTO test_case_windows (test_case_id, window_state, "
+                          f"avg_duration, last_run_at) VALUES ('tc_1', x'00', 120, {moment})"))
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        windows = conn.execute(text(
+            "SELECT test_case_id, avg_duration, total_runs, flaky_runs, failed_runs, "
+            "last_status, last_flaky_at, last_failed_at FROM test_case_windows")).all()
+        cases = conn.execute(text(
+            "SELECT id, status, flakiness_score FROM test_cases ORDER BY id")).all()
+        columns = {row[1] for row in conn.execute(text("PRAGMA table_info(test_cases)"))}
+    engine.dispose()
+    assert [tuple(w) for w in windows] == [("tc_1", 120, 12, 3, 5, "failed", flaky_at, failed_at)]
+    assert [tuple(c) for c in cases] == [("tc_1", "flaky", 0.4), ("tc_2", "new", 0.0)]
+    assert not columns & {"total_runs", "flaky_runs", "failed_runs", "last_status",
+                          "last_flaky_at", "last_failed_at"}
+
+    command.downgrade(config, "0008")
+    with engine.connect() as conn:
+        cases = conn.execute(text(
+            "SELECT id, total_runs, flaky_runs, failed_runs, last_status, last_flaky_at, "
+            "last_failed_at FROM test_cases ORDER BY id")).all()
+        windows = conn.execute(text("SELECT test_case_id, avg_duration "
+                                    "FROM test_case_windows")).all()
+    engine.dispose()
+    assert [tuple(c) for c in cases] == [("tc_1", 12, 3, 5, "failed", flaky_at, failed_at),
+                                         ("tc_2", 0, 0, 0, None, None, None)]
+    assert [tuple(w) for w in windows] == [("tc_1", 120)]

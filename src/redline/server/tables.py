@@ -210,20 +210,14 @@ test_cases = Table(
     Column("title", Text, nullable=False),
     Column("variant", String(255)),
     Column("created_at", DateTime, nullable=False),
-    # Statistics kept up to date when a run completes (intelligence/stats.py), so reads never
-    # scan history. These change only when a case's outcomes do (a failure, a retry, a score
-    # that decays); what changes with every run (the window, the average duration, the last
-    # run) lives in the narrow `test_case_windows`, so that a run rewrites short rows, not
-    # these wide ones. On PostgreSQL the table's pages are half filled (migration 0007) so that
-    # rewriting these columns leaves the row on its page and the indexes untouched.
+    # The two statistics reads filter and sort by (through the indexes below), kept up to date
+    # when a run completes (intelligence/stats.py). They change only when a case's outcomes do
+    # (a failure, a retry, a score that decays); the figures that move with runs live in the
+    # narrow `test_case_windows`, so that a run rewrites short rows, not these wide ones. On
+    # PostgreSQL the table's pages are half filled (migration 0007) so that rewriting these
+    # columns leaves the row on its page and the indexes untouched.
     Column("status", String(10), nullable=False, default="new"),  # new|stable|flaky|broken
     Column("flakiness_score", Float, nullable=False, default=0.0),
-    Column("total_runs", Integer, nullable=False, default=0),
-    Column("flaky_runs", Integer, nullable=False, default=0),
-    Column("failed_runs", Integer, nullable=False, default=0),
-    Column("last_status", String(10)),
-    Column("last_flaky_at", DateTime),
-    Column("last_failed_at", DateTime),
     Column("tags", Json),
     Column("is_quarantined", Boolean, nullable=False, default=False),
     Column("quarantine_reason", Text),
@@ -239,10 +233,13 @@ test_cases = Table(
     Index(None, "quarantined_by"),
 )
 
-# What every run rewrites for each case that ran: its window, the newest 50 results that ran,
-# packed in constant space (intelligence/scoring.py CaseWindow, under 1 KB), and the two
-# figures that move with it. A narrow row of its own per case: a run's completion rewrites
-# these short rows, and a wide `test_cases` row only when its figures changed (migration 0008).
+# What a run rewrites for each case that ran: its window, the newest 50 results that ran,
+# packed in constant space (intelligence/scoring.py CaseWindow, under 1 KB), and the figures
+# that move with it: the average duration and the last run (every run), the counts over the
+# window (every run of a project's first 50, and as failures come and go), the last status
+# and the times of the last flaky and failed results. A narrow row of its own per case: a
+# run's completion rewrites these short rows, and a wide `test_cases` row only when its status
+# or score changed (migrations 0008 and 0009). A case that never ran has no row here.
 test_case_windows = Table(
     "test_case_windows", metadata,
     Column("test_case_id", String(40), ForeignKey("test_cases.id", ondelete="CASCADE"),
@@ -250,6 +247,12 @@ test_case_windows = Table(
     Column("window_state", LargeBinary, nullable=False),
     Column("avg_duration", BigInteger, nullable=False, default=0),
     Column("last_run_at", DateTime),
+    Column("total_runs", Integer, nullable=False, default=0),
+    Column("flaky_runs", Integer, nullable=False, default=0),
+    Column("failed_runs", Integer, nullable=False, default=0),
+    Column("last_status", String(10)),
+    Column("last_flaky_at", DateTime),
+    Column("last_failed_at", DateTime),
 )
 
 quarantine_events = Table(

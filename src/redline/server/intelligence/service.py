@@ -32,15 +32,22 @@ SCORE_FORMULA = ("flakinessScore = sum(w_i * evidence_i) / sum(w_i) over the new
                  "over 80% of at least 10 tests failed are not evidence.")
 
 
-# A case with the figures every run moves, kept in its own narrow table (`test_case_windows`:
-# a case that never ran has no row there).
+# A case with the figures runs move, kept in their own narrow table (`test_case_windows`:
+# a case that never ran has no row there, and its counts are 0).
 _CASES = test_cases.outerjoin(test_case_windows,
                               test_case_windows.c.test_case_id == test_cases.c.id)
 _AVG_DURATION = func.coalesce(test_case_windows.c.avg_duration, 0)
+_TOTAL_RUNS = func.coalesce(test_case_windows.c.total_runs, 0)
+_FLAKY_RUNS = func.coalesce(test_case_windows.c.flaky_runs, 0)
+_FAILED_RUNS = func.coalesce(test_case_windows.c.failed_runs, 0)
 
 
-_SELECT_CASES = select(test_cases, _AVG_DURATION.label("avg_duration"),
-                       test_case_windows.c.last_run_at).select_from(_CASES)
+_SELECT_CASES = select(
+    test_cases, _AVG_DURATION.label("avg_duration"), test_case_windows.c.last_run_at,
+    _TOTAL_RUNS.label("total_runs"), _FLAKY_RUNS.label("flaky_runs"),
+    _FAILED_RUNS.label("failed_runs"), test_case_windows.c.last_status,
+    test_case_windows.c.last_flaky_at, test_case_windows.c.last_failed_at,
+).select_from(_CASES)
 
 
 def _active(row, now: datetime) -> bool:
@@ -80,8 +87,8 @@ def resolve_case(conn: Connection, principal: Principal, test_id: str, scope: st
 
 
 SORTS = {"flakiness": test_cases.c.flakiness_score.desc(),
-         "failure-rate": (test_cases.c.failed_runs * 1.0
-                          / func.nullif(test_cases.c.total_runs, 0)).desc(),
+         "failure-rate": (test_case_windows.c.failed_runs * 1.0
+                          / func.nullif(test_case_windows.c.total_runs, 0)).desc(),
          "duration": _AVG_DURATION.desc(),
          "title": test_cases.c.full_title.asc()}
 
@@ -166,25 +173,26 @@ def flakiness(conn: Connection, principal: Principal, project_id: str | None,
     if min_score is not None:
         where.append(test_cases.c.flakiness_score >= min_score)
     else:
-        where.append(or_(test_cases.c.flaky_runs > 0, active))
+        where.append(or_(test_case_windows.c.flaky_runs > 0, active))
     if quarantined is not None:
         where.append(active if quarantined else ~active)
-    total = conn.execute(select(func.count()).select_from(test_cases).where(*where)).scalar_one()
+    total = conn.execute(select(func.count()).select_from(_CASES).where(*where)).scalar_one()
     rows = conn.execute(select(
         test_cases.c.id, test_cases.c.title, test_cases.c.full_title, test_cases.c.file_path,
-        test_cases.c.variant, test_cases.c.flakiness_score, test_cases.c.total_runs,
-        test_cases.c.flaky_runs, test_cases.c.last_flaky_at, test_cases.c.is_quarantined,
-        test_cases.c.quarantine_expires_at, test_cases.c.status).where(*where).order_by(
+        test_cases.c.variant, test_cases.c.flakiness_score, _TOTAL_RUNS.label("total_runs"),
+        _FLAKY_RUNS.label("flaky_runs"), test_case_windows.c.last_flaky_at,
+        test_cases.c.is_quarantined, test_cases.c.quarantine_expires_at, test_cases.c.status)
+        .select_from(_CASES).where(*where).order_by(
         test_cases.c.flakiness_score.desc(), test_cases.c.id)
         .limit(page.limit).offset(page.offset)).all()
     threshold = conn.execute(select(projects.c.flakiness_threshold)
                              .where(projects.c.id == project_id)).scalar_one()
     summary = conn.execute(select(
-        func.count().filter(and_(test_cases.c.flaky_runs > 0,
+        func.count().filter(and_(test_case_windows.c.flaky_runs > 0,
                                  test_cases.c.flakiness_score >= threshold)),
         func.count().filter(active),
-        func.avg(case((test_cases.c.flaky_runs > 0, test_cases.c.flakiness_score))))
-        .where(test_cases.c.project_id == project_id)).one()
+        func.avg(case((test_case_windows.c.flaky_runs > 0, test_cases.c.flakiness_score))))
+        .select_from(_CASES).where(test_cases.c.project_id == project_id)).one()
     body = page.page([{
         "testId": r.id, "testTitle": r.title, "fullTitle": r.full_title,
         "filePath": r.file_path, "variant": r.variant, "flakinessScore": r.flakiness_score,
@@ -279,7 +287,7 @@ def trends(conn: Connection, principal: Principal, project_id: str, group_by: st
                                   test_cases.c.file_path, test_case_windows.c.avg_duration)
                            .select_from(_CASES)
                            .where(test_cases.c.project_id == project_id,
-                                  test_cases.c.total_runs > 0)
+                                  test_case_windows.c.total_runs > 0)
                            .order_by(test_case_windows.c.avg_duration.desc(),
                                      test_cases.c.id).limit(10)).all()
     return {"projectId": project_id, "groupBy": group_by, "branch": branch, "days": days,

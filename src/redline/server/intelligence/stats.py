@@ -4,10 +4,10 @@
 (`runs.stats_applied`). It reads the run's results joined to their cases in one streamed
 pass, updates each case's constant-size window (scoring.CaseWindow) and writes back with one
 executemany per chunk of cases: reads of flakiness, history and errors then never scan
-history, and a run costs the same whatever the history. What every run changes (the window,
-the average duration, the last run) is written to the narrow `test_case_windows`; a case's
-wide `test_cases` row only when its other figures changed, which for most cases of most runs
-they do not. `recompute_case` rebuilds one case's statistics from its stored results; a test
+history, and a run costs the same whatever the history. What runs change (the window, the
+average duration, the last run, the counts, the last status) is written to the narrow
+`test_case_windows`; a case's wide `test_cases` row only when its status or score changed,
+which for most cases of most runs they do not. `recompute_case` rebuilds one case's statistics from its stored results; a test
 proves both give the same state, byte for byte.
 """
 
@@ -85,7 +85,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
     became_flaky: list[tuple[str, float]] = []
     windows: list[tuple] = []  # cases with a window row, and those without one yet
     new_windows: list[tuple] = []
-    changed: list[tuple] = []  # cases whose figures in `test_cases` changed
+    changed: list[tuple] = []  # cases whose status or score in `test_cases` changed
     retagged: list[tuple] = []
     _start_writing(conn)
     # One pass over the run's results joined to their cases, grouped by case; values the
@@ -113,18 +113,18 @@ def apply_run(conn: Connection, run_id: str) -> None:
             steady = scoring.push_steady_pass(case[_WINDOW], commit, ran[0][3])
             if steady is not None:  # one more pass, no evidence in sight: a score of 0
                 state, count, failures, average = steady
-                windows.append((state, average, ran[0][4], case[_ID]))
-                _note_if_changed(changed, case, ("stable", 0.0, count, 0, failures, "passed",
-                                                 None, case[_FAILED_AT] if failures else None))
+                windows.append((state, average, ran[0][4], count, 0, failures, "passed", None,
+                                case[_FAILED_AT] if failures else None, case[_ID]))
+                _note_if_changed(changed, case, ("stable", 0.0))
                 continue
         window = scoring.CaseWindow.decode(case[_WINDOW])
         flaky_at, failed_at = _advance(window, ran, case[_FLAKY_AT], case[_FAILED_AT])
         stats = window.stats(threshold)
         (windows if case[_WINDOW] is not None else new_windows).append(
-            (window.encode(), stats.avg_duration, ran[-1][4], case[_ID]))
-        _note_if_changed(changed, case, (stats.status, stats.flakiness_score, stats.total_runs,
-                                         stats.flaky_runs, stats.failed_runs, stats.last_status,
-                                         flaky_at, failed_at))
+            (window.encode(), stats.avg_duration, ran[-1][4], stats.total_runs,
+             stats.flaky_runs, stats.failed_runs, stats.last_status, flaky_at, failed_at,
+             case[_ID]))
+        _note_if_changed(changed, case, (stats.status, stats.flakiness_score))
         if stats.status == "flaky" and case[_FIGURES] != "flaky":
             became_flaky.append((case[_ID], stats.flakiness_score))
         active = case[_QUARANTINED] and (case[_EXPIRES] is None or case[_EXPIRES] > now)
@@ -155,15 +155,18 @@ def apply_run(conn: Connection, run_id: str) -> None:
 # -- the driver-level reads and writes of `apply_run` (a run touches thousands of cases) --
 
 # The figures of `test_cases` that a run may change; written only for the cases where it did.
-_FIGURE_COLUMNS = ("status", "flakiness_score", "total_runs", "flaky_runs", "failed_runs",
-                   "last_status", "last_flaky_at", "last_failed_at")
+_FIGURE_COLUMNS = ("status", "flakiness_score")
+# What every run writes to `test_case_windows` for each case that ran, then the case id.
+_WINDOW_COLUMNS = ("window_state", "avg_duration", "last_run_at", "total_runs", "flaky_runs",
+                   "failed_runs", "last_status", "last_flaky_at", "last_failed_at")
 # What `apply_run` reads of each case, in this order; the indexes below point into its rows.
 _CASE_COLUMNS = ("c.id", "w.window_state", "c.is_quarantined", "c.quarantine_manual",
-                 "c.quarantine_expires_at", *(f"c.{c}" for c in _FIGURE_COLUMNS), "c.tags")
+                 "c.quarantine_expires_at", *(f"c.{c}" for c in _FIGURE_COLUMNS),
+                 "w.last_flaky_at", "w.last_failed_at", "c.tags")
 _ID, _WINDOW, _QUARANTINED, _MANUAL, _EXPIRES, _FIGURES = range(6)
 _SCORE = _FIGURES + 1
-_FLAKY_AT = _FIGURES + _FIGURE_COLUMNS.index("last_flaky_at")
-_FAILED_AT = _FIGURES + _FIGURE_COLUMNS.index("last_failed_at")
+_FLAKY_AT = _CASE_COLUMNS.index("w.last_flaky_at")
+_FAILED_AT = _CASE_COLUMNS.index("w.last_failed_at")
 _TAGS = len(_CASE_COLUMNS) - 1
 _STATUS = len(_CASE_COLUMNS)  # where the result's columns start
 
@@ -217,18 +220,15 @@ def _results_by_case(conn: Connection, run_id: str):
         cursor.close()
 
 
-_WINDOW_COLUMNS = ("window_state", "avg_duration", "last_run_at")
-
-
 # PostgreSQL: the rows are COPied into temporary tables and applied with one UPDATE ... FROM
 # each at the end: over twice as fast as psycopg's pipelined executemany of single-row UPDATEs
 # (measured 120 vs 290 ms for 5,000 cases; a set-based UPDATE from unnest() arrays was
 # slower still). The rows wait in the database, not in memory.
 _PG_WINDOWS, _PG_FIGURES = "redline_case_windows", "redline_case_figures"
 # _WINDOW_COLUMNS, then the case id and whether it has no window row yet
-_PG_WINDOW_TYPES = ("bytea", "int8", "timestamp", "text", "bool")
-_PG_FIGURE_TYPES = ("text", "float8", "int4", "int4", "int4", "text", "timestamp",
-                    "timestamp", "text")  # _FIGURE_COLUMNS, then the case id
+_PG_WINDOW_TYPES = ("bytea", "int8", "timestamp", "int4", "int4", "int4", "text", "timestamp",
+                    "timestamp", "text", "bool")
+_PG_FIGURE_TYPES = ("text", "float8", "text")  # _FIGURE_COLUMNS, then the case id
 
 
 def _pg_staging(name: str, columns: tuple[str, ...], types: tuple[str, ...]) -> str:
@@ -253,7 +253,7 @@ _SQLITE_UPDATE_WINDOW = (f"UPDATE test_case_windows SET "
                          f"{', '.join(f'{c} = ?' for c in _WINDOW_COLUMNS)} "
                          "WHERE test_case_id = ?")
 _SQLITE_INSERT_WINDOW = (f"INSERT INTO test_case_windows ({', '.join(_WINDOW_COLUMNS)}, "
-                         f"test_case_id) VALUES (?, ?, ?, ?)")
+                         f"test_case_id) VALUES ({', '.join('?' * (len(_WINDOW_COLUMNS) + 1))})")
 _SQLITE_UPDATE_FIGURES = (f"UPDATE test_cases SET {', '.join(f'{c} = ?' for c in _FIGURE_COLUMNS)}"
                           " WHERE id = ?")
 _NEW_SCORE = _FIGURE_COLUMNS.index("flakiness_score")
