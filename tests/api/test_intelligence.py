@@ -160,12 +160,21 @@ def test_the_steady_pass_shortcut_gives_the_bytes_of_the_long_way():
             assert window.failed & ~window.outage or window.evidence
             continue
         steady += 1
+        before = window.stats(0.3)
         assert not window.push("passed", commit, False, duration)
         stats = window.stats(0.3)
         assert shortcut == (window.encode(), stats.total_runs, stats.failed_runs,
-                            stats.avg_duration)
+                            stats.avg_duration, before.status)
+        assert before.flakiness_score == 0.0 and before.status in ("stable", "broken")
         assert stats[:2] == ("stable", 0.0) and stats.last_status == "passed"
     assert steady > 100 and declined > 50
+    # a window of outage failures alone is broken; the pass makes it stable
+    outages = scoring.CaseWindow()
+    for _ in range(2):
+        outages.push("failed", scoring.commit_key("c1"), True, 10)
+    assert outages.stats(0.3).status == "broken"
+    assert scoring.push_steady_pass(outages.encode(), scoring.commit_key("c2"), 10)[-1] == \
+        "broken"
 
 
 def test_fingerprints_ignore_numbers_ids_paths_and_times_but_keep_frames():
@@ -419,3 +428,20 @@ def test_a_case_takes_the_tags_of_its_newest_result(tenant):
         assert [c["title"] for c in client.get(
             "/api/test-cases", params={"tag": "nightly"}).json()["data"]] == ["tagged"]
     assert case["totalRuns"] == 1
+
+
+def test_tags_follow_the_newest_result_as_it_arrives(tenant):
+    """Tags are the test's, not a statistic: they change when a result brings new ones, before
+    its run completes, and the newest of several results in one batch wins."""
+    def result(tags):
+        return {"title": "tagged", "fullTitle": "Suite > tagged", "filePath": "t.spec.ts",
+                "status": "passed", "duration": 5, "tags": tags}
+
+    with tenant.as_key() as client:
+        run = client.post("/api/runs", json={"status": "running"}).json()
+        client.post(f"/api/runs/{run['id']}/tests/batch", json={"tests": [result(["a"])]})
+        assert case_of(client, "tagged")["tags"] == ["a"]
+        client.post(f"/api/runs/{run['id']}/tests/batch",
+                    json={"tests": [result(["b"]), result(["c", "d"])]})
+        assert case_of(client, "tagged")["tags"] == ["c", "d"]
+        assert case_of(client, "tagged")["totalRuns"] == 0  # the run is still running

@@ -187,16 +187,19 @@ class CaseWindow:
                          int(self.duration_sum / count), self.newest_status())
 
 
-def push_steady_pass(state: bytes, commit: bytes, duration: int) -> tuple[bytes, int, int, int] | None:
+def push_steady_pass(state: bytes, commit: bytes,
+                     duration: int) -> tuple[bytes, int, int, int, str] | None:
     """`CaseWindow.push` of one pass from a run that is not an outage, for the usual window:
     no evidence in it, and no failure but in outage runs (a pass can then be no evidence, and
-    the score stays 0). Answers the new packed state, the window's count, its failures and its
-    average duration; None for any other window (push it the long way). Most cases of most
-    runs take this path: it skips the decoding, the object and the score, and gives the bytes
-    the long way would (a test compares the two)."""
+    the score stays 0, as it was). Answers the new packed state, the window's count, its
+    failures, its average duration, and its status before the pass (`stable`, or `broken`
+    when it held only failures; `stable` after); None for any other window (push it the long
+    way). Most cases of most runs take this path: it skips the decoding, the object and the
+    score, and gives the bytes and figures the long way would (a test compares the two)."""
     count, failed, passed, outage, evidence, duration_sum = _HEADER.unpack_from(state)
     if evidence or failed & ~outage:
         return None
+    before = "broken" if count >= 2 and failed.bit_count() == count else "stable"
     duration = _stored_duration(duration)
     end = _HEADER.size + _COMMIT * count
     commits, durations = state[_HEADER.size:end], state[end:]
@@ -210,7 +213,7 @@ def push_steady_pass(state: bytes, commit: bytes, duration: int) -> tuple[bytes,
     packed = (_HEADER.pack(count, failed, ((passed << 1) | 1) & _FULL, (outage << 1) & _FULL,
                            0, duration_sum)
               + commit + commits + duration.to_bytes(_DURATION, "little") + durations)
-    return packed, count, failed.bit_count(), int(duration_sum / count)
+    return packed, count, failed.bit_count(), int(duration_sum / count), before
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,17 @@
 """Keeping per-case statistics, verdicts and error groups up to date when a run completes.
 
 `apply_run` is called once per run, in the transaction that completes it, and is idempotent
-(`runs.stats_applied`). It reads the run's results joined to their cases in one streamed
-pass, updates each case's constant-size window (scoring.CaseWindow) and writes back with one
-executemany per chunk of cases: reads of flakiness, history and errors then never scan
-history, and a run costs the same whatever the history. What runs change (the window, the
-average duration, the last run, the counts, the last status) is written to the narrow
-`test_case_windows`; a case's wide `test_cases` row only when its status or score changed,
-which for most cases of most runs they do not. `recompute_case` rebuilds one case's statistics from its stored results; a test
-proves both give the same state, byte for byte.
+(`runs.stats_applied`). It reads the run's results joined to their cases' windows in one
+streamed pass, updates each case's constant-size window (scoring.CaseWindow) and writes back
+with one executemany per chunk of cases: reads of flakiness, history and errors then never
+scan history, and a run costs the same whatever the history. What runs change (the window,
+the average duration, the last run, the counts, the last status) is written to the narrow
+`test_case_windows`; a case's wide `test_cases` row is read only for the cases whose window
+held a failure or evidence (the others' status and score follow from the window), and
+written only when its status or score changed, which for most cases of most runs they do not.
+(A case's tags follow its newest result at ingestion: results/service.py.) `recompute_case`
+rebuilds one case's statistics from its stored results; a test proves both give the same
+state, byte for byte.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from sqlalchemy import Connection, select, update
 from redline.server.intelligence import scoring
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
-from redline.server.results.repository import driver_datetime, driver_mark, encode_json
+from redline.server.results.repository import driver_datetime, driver_mark
 from redline.server.tables import (
     projects,
     quarantine_events,
@@ -86,15 +89,33 @@ def apply_run(conn: Connection, run_id: str) -> None:
     windows: list[tuple] = []  # cases with a window row, and those without one yet
     new_windows: list[tuple] = []
     changed: list[tuple] = []  # cases whose status or score in `test_cases` changed
-    retagged: list[tuple] = []
+    long_way: list[tuple] = []  # (case id, its new stats): judged against its case row
+
+    def judge_long_way() -> None:
+        """The status and score of the cases that took the long way, against their stored
+        ones and their quarantine: one read of their `test_cases` rows."""
+        stored = _case_rows(conn, [case_id for case_id, _stats in long_way])
+        for case_id, stats in long_way:
+            status, score, quarantined, manual, expires = stored[case_id]
+            if (stats.status, stats.flakiness_score) != (status, score):
+                changed.append((stats.status, stats.flakiness_score, case_id, score))
+            if stats.status == "flaky" and status != "flaky":
+                became_flaky.append((case_id, stats.flakiness_score))
+            active = quarantined and (expires is None or expires > now)
+            if (auto and not active and not manual and stats.total_runs >= 5
+                    and stats.flaky_runs and stats.flakiness_score >= threshold):
+                auto_candidates.append(case_id)
+        long_way.clear()
+
     _start_writing(conn)
-    # One pass over the run's results joined to their cases, grouped by case; values the
-    # rows carry back (times, tags) stay in the driver's form. Memory is bounded by WRITE_CHUNK.
+    # One pass over the run's results joined to their windows, grouped by case; values the
+    # rows carry back (times) stay in the driver's form. Memory is bounded by WRITE_CHUNK.
     for rows in _results_by_case(conn, run_id):
         if len(windows) + len(new_windows) >= WRITE_CHUNK:
-            _write_stats(conn, windows, new_windows, changed, retagged)
-            windows, new_windows, changed, retagged = [], [], [], []
-        case = rows[0]  # each row: the case's columns, then one of its results
+            judge_long_way()
+            _write_stats(conn, windows, new_windows, changed)
+            windows, new_windows, changed = [], [], []
+        case = rows[0]  # each row: the case's id and window columns, then one of its results
         ran = []
         for row in rows:
             status = row[_STATUS]
@@ -103,19 +124,20 @@ def apply_run(conn: Connection, run_id: str) -> None:
                             len(ran)))  # the results before it in `ran` are this run's
                 if status == "failed":
                     failed_cases.append(case[_ID])
-        tags = rows[-1][_STATUS + 3]
-        if tags != case[_TAGS]:
-            retagged.append((tags if isinstance(tags, str) else encode_json(tags), case[_ID]))
         if not ran:
             continue  # only skipped: the window is unchanged
         if (len(ran) == 1 and ran[0][0] == "passed" and not outage
                 and case[_WINDOW] is not None):
             steady = scoring.push_steady_pass(case[_WINDOW], commit, ran[0][3])
             if steady is not None:  # one more pass, no evidence in sight: a score of 0
-                state, count, failures, average = steady
+                state, count, failures, average, before = steady
                 windows.append((state, average, ran[0][4], count, 0, failures, "passed", None,
                                 case[_FAILED_AT] if failures else None, case[_ID]))
-                _note_if_changed(changed, case, ("stable", 0.0))
+                # Its score was 0 and stays 0: the case row changes only if it was broken.
+                # (Every write of a window writes the status it gives, so the stored status is
+                # the one the window before this pass gives.)
+                if before != "stable":
+                    changed.append(("stable", 0.0, case[_ID], 0.0))
                 continue
         window = scoring.CaseWindow.decode(case[_WINDOW])
         flaky_at, failed_at = _advance(window, ran, case[_FLAKY_AT], case[_FAILED_AT])
@@ -124,14 +146,9 @@ def apply_run(conn: Connection, run_id: str) -> None:
             (window.encode(), stats.avg_duration, ran[-1][4], stats.total_runs,
              stats.flaky_runs, stats.failed_runs, stats.last_status, flaky_at, failed_at,
              case[_ID]))
-        _note_if_changed(changed, case, (stats.status, stats.flakiness_score))
-        if stats.status == "flaky" and case[_FIGURES] != "flaky":
-            became_flaky.append((case[_ID], stats.flakiness_score))
-        active = case[_QUARANTINED] and (case[_EXPIRES] is None or case[_EXPIRES] > now)
-        if (auto and not active and not case[_MANUAL] and stats.total_runs >= 5
-                and stats.flaky_runs and stats.flakiness_score >= threshold):
-            auto_candidates.append(case[_ID])
-    _write_stats(conn, windows, new_windows, changed, retagged, last=True)
+        long_way.append((case[_ID], stats))
+    judge_long_way()
+    _write_stats(conn, windows, new_windows, changed, last=True)
 
     # the verdict: failures of cases quarantined when the run started do not count
     quarantined = quarantined_at(conn, sorted(set(failed_cases)), run.created_at)
@@ -159,48 +176,33 @@ _FIGURE_COLUMNS = ("status", "flakiness_score")
 # What every run writes to `test_case_windows` for each case that ran, then the case id.
 _WINDOW_COLUMNS = ("window_state", "avg_duration", "last_run_at", "total_runs", "flaky_runs",
                    "failed_runs", "last_status", "last_flaky_at", "last_failed_at")
-# What `apply_run` reads of each case, in this order; the indexes below point into its rows.
-_CASE_COLUMNS = ("c.id", "w.window_state", "c.is_quarantined", "c.quarantine_manual",
-                 "c.quarantine_expires_at", *(f"c.{c}" for c in _FIGURE_COLUMNS),
-                 "w.last_flaky_at", "w.last_failed_at", "c.tags")
-_ID, _WINDOW, _QUARANTINED, _MANUAL, _EXPIRES, _FIGURES = range(6)
-_SCORE = _FIGURES + 1
-_FLAKY_AT = _CASE_COLUMNS.index("w.last_flaky_at")
-_FAILED_AT = _CASE_COLUMNS.index("w.last_failed_at")
-_TAGS = len(_CASE_COLUMNS) - 1
+# What `apply_run` reads of each case with its results, in this order (indexes below).
+# Not the case's own row: a steady pass needs none of it, the long way reads it apart.
+_CASE_COLUMNS = ("r.test_case_id", "w.window_state", "w.last_flaky_at", "w.last_failed_at")
+_ID, _WINDOW, _FLAKY_AT, _FAILED_AT = range(4)
 _STATUS = len(_CASE_COLUMNS)  # where the result's columns start
 
 
-def _note_if_changed(changed: list[tuple], case, figures: tuple) -> None:
-    """Queue `figures` (`_FIGURE_COLUMNS`) for writing if they differ from the case's."""
-    if figures != case[_FIGURES:_FIGURES + len(_FIGURE_COLUMNS)]:
-        changed.append((*figures, case[_ID], case[_SCORE]))
-
-
-def _results_by_case_sql(mark: str, tags: str) -> str:
-    """The join `_results_by_case` streams; `tags` shapes a tags column (`{}` its table)."""
-    cases = ", ".join(_CASE_COLUMNS[:-1])  # tags, the last, shaped apart
-    return (f"SELECT {cases}, {tags.format('c')}, r.status, r.duration, r.created_at, "
-            f"{tags.format('r')} FROM test_results r JOIN test_cases c ON c.id = r.test_case_id "
-            "LEFT JOIN test_case_windows w ON w.test_case_id = c.id "
+def _results_by_case_sql(mark: str) -> str:
+    return (f"SELECT {', '.join(_CASE_COLUMNS)}, r.status, r.duration, r.created_at "
+            "FROM test_results r LEFT JOIN test_case_windows w ON w.test_case_id = r.test_case_id "
             f"WHERE r.run_id = {mark} ORDER BY r.test_case_id, r.id")
 
 
-_RESULTS_BY_CASE_SQLITE = _results_by_case_sql("?", "{}.tags")  # JSON is text there already
-# PostgreSQL: tags as text too, compared as such (not decoded to be compared and re-encoded)
-_RESULTS_BY_CASE_PG = _results_by_case_sql("%s", "{}.tags::text")
+_RESULTS_BY_CASE_SQLITE = _results_by_case_sql("?")
+_RESULTS_BY_CASE_PG = _results_by_case_sql("%s")
 
 
 def _results_by_case(conn: Connection, run_id: str):
     """The run's results grouped by case, in arrival order: one list of rows per case, each
-    row the case's columns (`_CASE_COLUMNS`) then the result's status, duration, created_at
-    and tags. Streamed: a server-side cursor on PostgreSQL, SQLite's own stepping otherwise."""
+    row the case's id and window columns (`_CASE_COLUMNS`) then the result's status, duration
+    and created_at. Streamed: a server-side cursor on PostgreSQL, SQLite's own stepping
+    otherwise."""
     if conn.dialect.name == "postgresql":
-        # The sort of 5,000 wide rows spills to disk at the default work_mem (4 MB): give this
-        # transaction enough to sort a large run in memory.
+        # The sort of 5,000 rows with their windows spills to disk at the default work_mem
+        # (4 MB): give this transaction enough to sort a large run in memory.
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-        # binary rows: the windows arrive as bytes, not as hex text to decode; tags as text,
-        # compared as such (the JSON values are only ever written back when they differ)
+        # binary rows: the windows arrive as bytes, not as hex text to decode
         cursor = conn.connection.driver_connection.cursor(name=f"apply_{run_id}", binary=True)
         cursor.itersize = 2000
         cursor.execute(_RESULTS_BY_CASE_PG, (run_id,))
@@ -264,13 +266,34 @@ _SQLITE_UPDATE_FIGURES_SAME_SCORE = (
     f"{', '.join(f'{c} = ?' for c in _FIGURE_COLUMNS if c != 'flakiness_score')} WHERE id = ?")
 
 
+def _case_rows(conn: Connection, case_ids: list[str]) -> dict[str, tuple]:
+    """case id -> (status, score, is_quarantined, quarantine_manual, quarantine_expires_at),
+    at the driver level (times in the driver's form, as `apply_run` compares them)."""
+    found: dict[str, tuple] = {}
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        for start in range(0, len(case_ids), CHUNK):
+            chunk = case_ids[start:start + CHUNK]
+            if conn.dialect.name == "postgresql":
+                cursor.execute(f"{_CASE_ROWS} = ANY(%s)", (chunk,))
+            else:
+                cursor.execute(f"{_CASE_ROWS} IN ({', '.join('?' * len(chunk))})", chunk)
+            found.update((row[0], row[1:]) for row in cursor.fetchall())
+    finally:
+        cursor.close()
+    return found
+
+
+_CASE_ROWS = ("SELECT id, status, flakiness_score, is_quarantined, quarantine_manual, "
+              "quarantine_expires_at FROM test_cases WHERE id")
+
+
 def _write_stats(conn: Connection, windows: list[tuple], new_windows: list[tuple],
-                 changed: list[tuple], retagged: list[tuple], *, last: bool = False) -> None:
+                 changed: list[tuple], *, last: bool = False) -> None:
     """`windows` and `new_windows` (`_WINDOW_COLUMNS`, then the case id) for the cases with a
     window row and those without one yet; `changed` (`_FIGURE_COLUMNS`, the case id, then its
-    score before this run) for the cases whose figures changed; `retagged` (tags, case id) for
-    the few whose tags changed. SQLite: executemany (its per-row cost is its b-tree work).
-    PostgreSQL: staged by COPY, applied when `last`."""
+    score before this run) for the cases whose status or score changed. SQLite: executemany
+    (its per-row cost is its b-tree work). PostgreSQL: staged by COPY, applied when `last`."""
     if conn.dialect.name != "postgresql":
         if windows:
             conn.exec_driver_sql(_SQLITE_UPDATE_WINDOW, windows)
@@ -283,8 +306,6 @@ def _write_stats(conn: Connection, windows: list[tuple], new_windows: list[tuple
             conn.exec_driver_sql(_SQLITE_UPDATE_FIGURES, rescored)
         if same:
             conn.exec_driver_sql(_SQLITE_UPDATE_FIGURES_SAME_SCORE, same)
-        if retagged:
-            conn.exec_driver_sql("UPDATE test_cases SET tags = ? WHERE id = ?", retagged)
         return
     cursor = conn.connection.driver_connection.cursor()
     try:
@@ -300,8 +321,6 @@ def _write_stats(conn: Connection, windows: list[tuple], new_windows: list[tuple
                 copy.set_types(_PG_FIGURE_TYPES)
                 for row in changed:
                     copy.write_row(row[:-1])
-        if retagged:
-            cursor.executemany("UPDATE test_cases SET tags = %s WHERE id = %s", retagged)
         if last:
             for statement in _PG_APPLY_STAGING:
                 cursor.execute(statement)

@@ -21,35 +21,61 @@ def driver_mark(conn: Connection) -> str:
     return "%s" if conn.dialect.name == "postgresql" else "?"
 
 
-# PostgreSQL: one probe of the unique (project, identity) index per identity. Without
+# PostgreSQL: one probe of the unique (project, identity) index per identity (the LIMIT keeps
+# the planner from turning the lateral subquery into a join of its choice). Without
 # statistics for the table (see `_analyze_cases_if_unknown`), the plain
 # "project_id = %s AND identity = ANY(%s)" read every case of the project (a bitmap scan on
 # project_id): 50-80 ms a chunk of 500 at 100k cases, against 2-7 ms for this.
 _PG_CASE_LOOKUP = (
-    "SELECT w.identity, (SELECT c.id FROM test_cases c "
-    "WHERE c.project_id = %s AND c.identity = w.identity) "
-    "FROM unnest(%s::text[]) AS w(identity)")
+    "SELECT w.identity, c.id, c.tags FROM unnest(%s::text[]) AS w(identity) "
+    "CROSS JOIN LATERAL (SELECT id, tags FROM test_cases "
+    "WHERE project_id = %s AND identity = w.identity LIMIT 1) AS c")
 
 
-def case_ids(conn: Connection, project_id: str, identities: list[str]) -> dict[str, str]:
-    """identity -> case id for the project's cases among `identities`. At the driver level
-    (a 10k-test import looks up 10k identities; SQLAlchemy's row handling was most of it)."""
-    found: dict[str, str] = {}
+def known_cases(conn: Connection, project_id: str,
+                identities: list[str]) -> dict[str, tuple[str, object]]:
+    """identity -> (case id, its tags) for the project's cases among `identities`; the tags
+    as the driver gives them (JSON text on SQLite, decoded on PostgreSQL: see `tags_differ`).
+    At the driver level (a 10k-test import looks up 10k identities; SQLAlchemy's row
+    handling was most of it)."""
+    found: dict[str, tuple[str, object]] = {}
     mark = driver_mark(conn)
     cursor = conn.connection.driver_connection.cursor()
     try:
         for start in range(0, len(identities), LOOKUP_CHUNK):
             chunk = identities[start:start + LOOKUP_CHUNK]
             if mark == "%s":
-                cursor.execute(_PG_CASE_LOOKUP, (project_id, chunk))
+                cursor.execute(_PG_CASE_LOOKUP, (chunk, project_id))
             else:
                 cursor.execute(
-                    "SELECT identity, id FROM test_cases WHERE project_id = ? "
+                    "SELECT identity, id, tags FROM test_cases WHERE project_id = ? "
                     f"AND identity IN ({', '.join('?' * len(chunk))})", [project_id, *chunk])
-            found.update(row for row in cursor.fetchall() if row[1] is not None)
+            found.update((identity, (case_id, tags))
+                         for identity, case_id, tags in cursor.fetchall())
     finally:
         cursor.close()
     return found
+
+
+def tags_differ(stored, tags: list | None, encoded: str | None) -> bool:
+    """Whether a case's stored tags (as `known_cases` gives them) differ from a result's
+    (`tags`, and `encoded` by `encode_json`). On SQLite the text is compared first: it was
+    written by the same encoder, nearly always."""
+    if isinstance(stored, str):
+        return stored != encoded and json.loads(stored) != tags
+    return stored != tags
+
+
+def update_case_tags(conn: Connection, rows: list[tuple[str | None, str]]) -> None:
+    """(tags as JSON text, case id) pairs."""
+    if rows:
+        conn.exec_driver_sql(
+            f"UPDATE test_cases SET tags = {_json_mark(conn)} WHERE id = {driver_mark(conn)}",
+            rows)
+
+
+def _json_mark(conn: Connection) -> str:
+    return "%s::jsonb" if conn.dialect.name == "postgresql" else "?"
 
 
 def run_outcomes(conn: Connection, run_id: str) -> list[tuple[str, str, str]]:
@@ -65,7 +91,7 @@ def run_outcomes(conn: Connection, run_id: str) -> list[tuple[str, str, str]]:
 
 
 CASE_COLUMNS = ("id", "project_id", "identity", "file_path", "full_title", "title", "variant",
-                "created_at")
+                "tags", "created_at")
 
 
 def insert_cases(conn: Connection, rows: list[tuple]) -> None:
@@ -74,9 +100,9 @@ def insert_cases(conn: Connection, rows: list[tuple]) -> None:
     if not rows:
         return
     mark = driver_mark(conn)
+    marks = [_json_mark(conn) if column == "tags" else mark for column in CASE_COLUMNS]
     conn.exec_driver_sql(
-        f"INSERT INTO test_cases ({', '.join(CASE_COLUMNS)}) "
-        f"VALUES ({', '.join([mark] * len(CASE_COLUMNS))}) "
+        f"INSERT INTO test_cases ({', '.join(CASE_COLUMNS)}) VALUES ({', '.join(marks)}) "
         "ON CONFLICT (project_id, identity) DO NOTHING", rows)
     if conn.dialect.name == "postgresql":
         _analyze_cases_if_unknown(conn)

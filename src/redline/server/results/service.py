@@ -101,24 +101,27 @@ def ingest(conn: Connection, run_id: str, project_id: str,
             result.file_path = normalise_path(result.file_path)
             identities.append(case_identity(result.file_path, result.full_title, result.variant))
         wanted = list(dict.fromkeys(identities))
-        known = repo.case_ids(conn, project_id, wanted)
+        known = repo.known_cases(conn, project_id, wanted)
         missing = [i for i in wanted if i not in known]
+        encode = repo.encode_json
         if missing:
-            first_of: dict[str, ParsedResult] = {}
+            last_of: dict[str, ParsedResult] = {}
             for identity, result in zip(identities, chunk):
-                first_of.setdefault(identity, result)
+                last_of[identity] = result
             stamp = repo.driver_datetime(conn, now)
             repo.insert_cases(conn, [  # tuples in repo.CASE_COLUMNS order
-                (case_id, project_id, identity, first_of[identity].file_path,
-                 first_of[identity].full_title, first_of[identity].title,
-                 first_of[identity].variant, stamp)
+                (case_id, project_id, identity, last_of[identity].file_path,
+                 last_of[identity].full_title, last_of[identity].title,
+                 last_of[identity].variant, encode(last_of[identity].tags), stamp)
                 for case_id, identity in zip(new_ids("tc", len(missing)), missing)])
-            known.update(repo.case_ids(conn, project_id, missing))
+            known.update(repo.known_cases(conn, project_id, missing))
         rows = []
+        newest: dict[str, ParsedResult] = {}  # case id -> its newest result here
         stamp = repo.driver_datetime(conn, now)
-        encode = repo.encode_json
         result_ids = new_ids("test", len(chunk))
         for result_id, identity, result in zip(result_ids, identities, chunk):
+            case_id = known[identity][0]
+            newest[case_id] = result
             suite_id = suites.suite_for(result.suite_path, result.file_path)
             result_duration = max(0, int(result.duration_ms))
             extra = result.extra
@@ -127,7 +130,7 @@ def ingest(conn: Connection, run_id: str, project_id: str,
             error = _error_json(result.error)
             # tuple in repo.RESULT_COLUMNS order
             rows.append((
-                result_id, run_id, project_id, known[identity], suite_id, result.title,
+                result_id, run_id, project_id, case_id, suite_id, result.title,
                 result.full_title, result.file_path, result.line_number, result.variant,
                 result.status, result_duration, result.retries, result.attempt,
                 result.status == "flaky", encode(result.tags), encode(result.annotations),
@@ -138,6 +141,14 @@ def ingest(conn: Connection, run_id: str, project_id: str,
         created += result_ids
         suites.flush(conn)  # before the results that point at them
         repo.insert_results(conn, rows)
+        # a case takes the tags of its newest result (skipped ones too)
+        stored = dict(known.values())
+        retagged = []
+        for case_id, result in newest.items():
+            encoded = encode(result.tags)
+            if repo.tags_differ(stored[case_id], result.tags, encoded):
+                retagged.append((encoded, case_id))
+        repo.update_case_tags(conn, retagged)
     return created, duration
 
 
