@@ -120,7 +120,7 @@ def load_project(url: str, total: int, seed: int) -> dict:
     from redline.server.demo import DemoClock
     from redline.server.kit.clock import utcnow
     from redline.server.system import service as system
-    from redline.server.tables import test_cases
+    from redline.server.tables import test_case_windows, test_cases
 
     engine = make_engine(url)
     rng = random.Random(seed)
@@ -153,8 +153,9 @@ def load_project(url: str, total: int, seed: int) -> dict:
         clock.moment = None
     print(f"  loaded the {BIG_RUN:,}-result run in {time.perf_counter() - big_started:.1f} s")
     with engine.connect() as conn:
-        case = conn.execute(select(test_cases.c.id).where(
-            test_cases.c.project_id == project_id, test_cases.c.flaky_runs > 0)
+        case = conn.execute(select(test_cases.c.id).join(
+            test_case_windows, test_case_windows.c.test_case_id == test_cases.c.id).where(
+            test_cases.c.project_id == project_id, test_case_windows.c.flaky_runs > 0)
             .order_by(test_cases.c.flakiness_score.desc()).limit(1)).scalar()
     engine.dispose()
     return {"project": project_id, "big": big, "case": case,

@@ -301,7 +301,7 @@ def vacuum(engine, tables: str = "") -> None:
 def load(engine, project_id: str, cases: list[Case], plans: list[RunPlan], seed: int,
          clock: MovedClock) -> dict:
     """Every run through the ingestion path. When the PostgreSQL server runs without
-    autovacuum, `VACUUM ANALYZE` of the tables runs rewrite (test_cases, error groups) every
+    autovacuum, `VACUUM ANALYZE` of the tables runs rewrite (cases, windows, error groups) every
     10 runs stands in for it (counted in the loading time, reported apart)."""
     spent = {"apply_run": 0.0, "vacuum": 0.0}
     stand_in = autovacuum_off(engine)
@@ -327,7 +327,8 @@ def load(engine, project_id: str, cases: list[Case], plans: list[RunPlan], seed:
             done = len(run_ids)
             if stand_in and done % 10 == 0:
                 vacuum_started = time.perf_counter()
-                vacuum(engine, "test_cases, error_groups, error_group_cases, runs")
+                vacuum(engine, "test_cases, test_case_windows, error_groups, error_group_cases, "
+                               "runs")
                 spent["vacuum"] += time.perf_counter() - vacuum_started
             if done % 20 == 0 or done == len(plans):
                 elapsed = time.perf_counter() - started
@@ -348,10 +349,12 @@ def plain_queries(kind: str, ids: dict) -> dict[str, tuple[str, tuple]]:
     p = "?" if kind == "sqlite" else "%s"
     day = "date(created_at)" if kind == "sqlite" else "date_trunc('day', created_at)"
     flaky = "CASE WHEN status = 'flaky' THEN 1.0 ELSE 0.0 END"
-    flakiness = ("SELECT id, title, full_title, file_path, variant, flakiness_score, "
-                 "total_runs, flaky_runs, last_flaky_at, is_quarantined, status FROM test_cases "
-                 f"WHERE project_id = {p} AND flaky_runs > 0 "
-                 "ORDER BY flakiness_score DESC, id LIMIT 50")
+    flakiness = ("SELECT c.id, c.title, c.full_title, c.file_path, c.variant, "
+                 "c.flakiness_score, w.total_runs, w.flaky_runs, w.last_flaky_at, "
+                 "c.is_quarantined, c.status FROM test_cases c "
+                 "JOIN test_case_windows w ON w.test_case_id = c.id "
+                 f"WHERE c.project_id = {p} AND w.flaky_runs > 0 "
+                 "ORDER BY c.flakiness_score DESC, c.id LIMIT 50")
     history = ("SELECT r.run_id, r.id, r.status, r.duration, u.branch, u.commit_sha, "
                "r.created_at FROM test_results r JOIN runs u ON u.id = r.run_id "
                f"WHERE r.test_case_id = {p} ORDER BY r.created_at DESC, r.id DESC LIMIT 20")
@@ -437,11 +440,12 @@ def pick_ids(engine, project_id: str, run_ids: list[str], plans: list[RunPlan]) 
     """A flaky case with a long history, and the newest main-branch run with its predecessor."""
     from sqlalchemy import select
 
-    from redline.server.tables import test_cases
+    from redline.server.tables import test_case_windows, test_cases
 
     with engine.connect() as conn:
-        case = conn.execute(select(test_cases.c.id).where(
-            test_cases.c.project_id == project_id, test_cases.c.flaky_runs > 0)
+        case = conn.execute(select(test_cases.c.id).join(
+            test_case_windows, test_case_windows.c.test_case_id == test_cases.c.id).where(
+            test_cases.c.project_id == project_id, test_case_windows.c.flaky_runs > 0)
             .order_by(test_cases.c.flakiness_score.desc()).limit(1)).scalar()
         if case is None:
             case = conn.execute(select(test_cases.c.id).where(

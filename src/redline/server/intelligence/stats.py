@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 
 from sqlalchemy import Connection, select, update
 
@@ -116,6 +118,20 @@ def apply_run(conn: Connection, run_id: str) -> None:
             _write_stats(conn, windows, new_windows, changed)
             windows, new_windows, changed = [], [], []
         case = rows[0]  # each row: the case's id and window columns, then one of its results
+        if (not outage and len(rows) == 1 and case[_STATUS] == "passed"
+                and case[_WINDOW] is not None):
+            steady = scoring.push_steady_pass(case[_WINDOW], commit, case[_STATUS + 1])
+            if steady is not None:  # one more pass, no evidence in sight: a score of 0
+                state, count, failures, average, before = steady
+                windows.append((state, average, case[_STATUS + 2], count, 0, failures,
+                                "passed", None, case[_FAILED_AT] if failures else None,
+                                case[_KEY]))
+                # Its score was 0 and stays 0: the case row changes only if it was broken.
+                # (Every write of a window writes the status it gives, so the stored status is
+                # the one the window before this pass gives.)
+                if before != "stable":
+                    changed.append(("stable", 0.0, case[_ID], 0.0))
+                continue
         ran = []
         for row in rows:
             status = row[_STATUS]
@@ -126,26 +142,15 @@ def apply_run(conn: Connection, run_id: str) -> None:
                     failed_cases.append(case[_ID])
         if not ran:
             continue  # only skipped: the window is unchanged
-        if (len(ran) == 1 and ran[0][0] == "passed" and not outage
-                and case[_WINDOW] is not None):
-            steady = scoring.push_steady_pass(case[_WINDOW], commit, ran[0][3])
-            if steady is not None:  # one more pass, no evidence in sight: a score of 0
-                state, count, failures, average, before = steady
-                windows.append((state, average, ran[0][4], count, 0, failures, "passed", None,
-                                case[_FAILED_AT] if failures else None, case[_ID]))
-                # Its score was 0 and stays 0: the case row changes only if it was broken.
-                # (Every write of a window writes the status it gives, so the stored status is
-                # the one the window before this pass gives.)
-                if before != "stable":
-                    changed.append(("stable", 0.0, case[_ID], 0.0))
-                continue
         window = scoring.CaseWindow.decode(case[_WINDOW])
         flaky_at, failed_at = _advance(window, ran, case[_FLAKY_AT], case[_FAILED_AT])
         stats = window.stats(threshold)
-        (windows if case[_WINDOW] is not None else new_windows).append(
-            (window.encode(), stats.avg_duration, ran[-1][4], stats.total_runs,
-             stats.flaky_runs, stats.failed_runs, stats.last_status, flaky_at, failed_at,
-             case[_ID]))
+        figures = (window.encode(), stats.avg_duration, ran[-1][4], stats.total_runs,
+                   stats.flaky_runs, stats.failed_runs, stats.last_status, flaky_at, failed_at)
+        if case[_WINDOW] is not None:
+            windows.append((*figures, case[_KEY]))
+        else:
+            new_windows.append((*figures, case[_ID]))
         long_way.append((case[_ID], stats))
     judge_long_way()
     _write_stats(conn, windows, new_windows, changed, last=True)
@@ -176,21 +181,24 @@ _FIGURE_COLUMNS = ("status", "flakiness_score")
 # What every run writes to `test_case_windows` for each case that ran, then the case id.
 _WINDOW_COLUMNS = ("window_state", "avg_duration", "last_run_at", "total_runs", "flaky_runs",
                    "failed_runs", "last_status", "last_flaky_at", "last_failed_at")
-# What `apply_run` reads of each case with its results, in this order (indexes below).
-# Not the case's own row: a steady pass needs none of it, the long way reads it apart.
+# What `apply_run` reads of each case with its results, in this order (indexes below): the
+# case id, its window's columns and the key its window row is updated by (SQLite: the row's
+# rowid, one b-tree search instead of two; PostgreSQL: the case id). Not the case's own row:
+# a steady pass needs none of it, the long way reads it apart.
 _CASE_COLUMNS = ("r.test_case_id", "w.window_state", "w.last_flaky_at", "w.last_failed_at")
-_ID, _WINDOW, _FLAKY_AT, _FAILED_AT = range(4)
-_STATUS = len(_CASE_COLUMNS)  # where the result's columns start
+_ID, _WINDOW, _FLAKY_AT, _FAILED_AT, _KEY = range(5)
+_STATUS = _KEY + 1  # where the result's columns start
 
 
-def _results_by_case_sql(mark: str) -> str:
-    return (f"SELECT {', '.join(_CASE_COLUMNS)}, r.status, r.duration, r.created_at "
-            "FROM test_results r LEFT JOIN test_case_windows w ON w.test_case_id = r.test_case_id "
+def _results_by_case_sql(mark: str, window_key: str) -> str:
+    return (f"SELECT {', '.join(_CASE_COLUMNS)}, {window_key}, r.status, r.duration, "
+            "r.created_at FROM test_results r "
+            "LEFT JOIN test_case_windows w ON w.test_case_id = r.test_case_id "
             f"WHERE r.run_id = {mark} ORDER BY r.test_case_id, r.id")
 
 
-_RESULTS_BY_CASE_SQLITE = _results_by_case_sql("?")
-_RESULTS_BY_CASE_PG = _results_by_case_sql("%s")
+_RESULTS_BY_CASE_SQLITE = _results_by_case_sql("?", "w.rowid")
+_RESULTS_BY_CASE_PG = _results_by_case_sql("%s", "r.test_case_id")
 
 
 def _results_by_case(conn: Connection, run_id: str):
@@ -210,14 +218,8 @@ def _results_by_case(conn: Connection, run_id: str):
         cursor = conn.connection.driver_connection.cursor()
         cursor.execute(_RESULTS_BY_CASE_SQLITE, (run_id,))
     try:
-        rows: list = []
-        for row in cursor:
-            if rows and row[0] != rows[0][0]:
-                yield rows
-                rows = []
-            rows.append(row)
-        if rows:
-            yield rows
+        for _case_id, rows in groupby(cursor, itemgetter(_ID)):
+            yield list(rows)
     finally:
         cursor.close()
 
@@ -253,7 +255,7 @@ _PG_APPLY_STAGING = (
 
 _SQLITE_UPDATE_WINDOW = (f"UPDATE test_case_windows SET "
                          f"{', '.join(f'{c} = ?' for c in _WINDOW_COLUMNS)} "
-                         "WHERE test_case_id = ?")
+                         "WHERE rowid = ?")  # the rowid `_results_by_case` read
 _SQLITE_INSERT_WINDOW = (f"INSERT INTO test_case_windows ({', '.join(_WINDOW_COLUMNS)}, "
                          f"test_case_id) VALUES ({', '.join('?' * (len(_WINDOW_COLUMNS) + 1))})")
 _SQLITE_UPDATE_FIGURES = (f"UPDATE test_cases SET {', '.join(f'{c} = ?' for c in _FIGURE_COLUMNS)}"
@@ -290,8 +292,9 @@ _CASE_ROWS = ("SELECT id, status, flakiness_score, is_quarantined, quarantine_ma
 
 def _write_stats(conn: Connection, windows: list[tuple], new_windows: list[tuple],
                  changed: list[tuple], *, last: bool = False) -> None:
-    """`windows` and `new_windows` (`_WINDOW_COLUMNS`, then the case id) for the cases with a
-    window row and those without one yet; `changed` (`_FIGURE_COLUMNS`, the case id, then its
+    """`windows` (`_WINDOW_COLUMNS`, then the window row's key read by `_results_by_case`) and
+    `new_windows` (`_WINDOW_COLUMNS`, then the case id) for the cases with a window row and
+    those without one yet; `changed` (`_FIGURE_COLUMNS`, the case id, then its
     score before this run) for the cases whose status or score changed. SQLite: executemany
     (its per-row cost is its b-tree work). PostgreSQL: staged by COPY, applied when `last`."""
     if conn.dialect.name != "postgresql":
