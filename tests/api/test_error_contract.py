@@ -249,3 +249,21 @@ def test_every_server_code_has_a_test_here(code):
                 # client tests check the SDK/CLI/MCP mapping with a stub server instead.
                 "INSUFFICIENT_CREDITS"}
     assert code in provoked
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("GET", "/api/runs/run_%00", None),
+    ("GET", "/api/runs?branch=main%00", None),
+    ("POST", "/api/flakiness", {"testId": "tc_\u0000", "isQuarantined": False}),
+    ("POST", "/api/runs", {"status": "running", "branch": "main\u0000"}),
+])
+def test_a_nul_character_is_a_bad_request_never_a_server_error(tenant, server, method, path,
+                                                               body):
+    """PostgreSQL's text cannot hold U+0000 (SQLite's can): where the database refuses one, the
+    client hears what to fix (schemathesis found the 500 this was)."""
+    with tenant.as_key() as client:
+        response = client.request(method, path, json=body)
+    assert response.status_code < 500, response.text
+    if server.engine.dialect.name == "postgresql":
+        error = assert_envelope(response, "VALIDATION_ERROR")
+        assert error["details"]["reason"] == "nul_character"

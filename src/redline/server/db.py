@@ -90,6 +90,10 @@ def _configure_sqlite(engine: Engine, checkpoint_in_background: bool) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # Sorts that outgrow the page cache (2 MB) spill to memory, not to temporary files:
+        # a run's statistics sort its results with their windows (3.5 MB for 5,000 cases),
+        # 11 ms with the spill in a file, 8 ms in memory.
+        cursor.execute("PRAGMA temp_store=MEMORY")
         if checkpoint_in_background:
             cursor.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_SAFETY_NET_PAGES}")
         cursor.close()
@@ -178,6 +182,15 @@ def sqlite_write_lock(engine: Engine) -> threading.Lock | None:
     if not is_sqlite(engine):
         return None
     return _write_locks.setdefault(id(engine), threading.Lock())
+
+
+def is_nul_in_text(exc: BaseException) -> bool:
+    """Is this PostgreSQL refusing a text value with a NUL character in it (from a path, a
+    query or a JSON string: SQLite stores them, PostgreSQL's text cannot)? A bad request, not
+    a fault of the server. The driver's own error, or SQLAlchemy's wrapping of it."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    return (type(orig).__name__ in ("DataError", "UntranslatableCharacter")
+            and "NUL (0x00)" in str(orig))
 
 
 def is_unavailable(exc: BaseException) -> bool:

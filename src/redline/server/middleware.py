@@ -27,7 +27,7 @@ import anyio
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from redline.server.db import WRITE, is_unavailable, sqlite_write_lock
+from redline.server.db import WRITE, is_nul_in_text, is_unavailable, sqlite_write_lock
 from redline.server.http_errors import ApiError, error_response
 from redline.server.kit.clock import utcnow
 from redline.server.kit.ids import new_id
@@ -89,6 +89,10 @@ def exception_response(exc: BaseException, request_id: str | None):
     if isinstance(exc, RecursionError):
         return error_response("VALIDATION_ERROR", "The body is nested too deeply",
                               {"field": "body", "reason": "too_deep"}, request_id)
+    if is_nul_in_text(exc):
+        return error_response("VALIDATION_ERROR", "Text values cannot contain the NUL "
+                              "character (U+0000): remove it and send the request again",
+                              {"reason": "nul_character"}, request_id)
     if is_unavailable(exc):
         log.warning("database unavailable [%s]: %s", request_id, exc)
         return error_response("UNAVAILABLE", "The database cannot be reached right now",
