@@ -308,11 +308,16 @@ def test_automatic_quarantine_follows_the_settings_and_yields_to_people(tenant):
                     json={"flakinessThreshold": 0.3, "autoQuarantineEnabled": True})
     with tenant.as_key() as client:
         for i in range(4):
-            report(client, {"auto": "flaky" if i % 2 else "passed"}, commit=f"c{i}")
+            outcome = "flaky" if i % 2 else "passed"
+            report(client, {"auto": outcome, "twin": outcome, "calm": "passed"},
+                   commit=f"c{i}")
         assert case_of(client, "auto")["isQuarantined"] is False  # 4 results: not yet
-        report(client, {"auto": "flaky"}, commit="c9")
+        report(client, {"auto": "flaky", "twin": "flaky", "calm": "passed"}, commit="c9")
         case = case_of(client, "auto")
         assert case["isQuarantined"] is True and case["quarantine"]["reason"] == "auto"
+        # several cases crossing the threshold in one run are quarantined together
+        assert case_of(client, "twin")["quarantine"]["reason"] == "auto"
+        assert case_of(client, "calm")["isQuarantined"] is False
         client.post("/api/flakiness", json={"testId": case["id"], "isQuarantined": False})
         report(client, {"auto": "flaky"}, commit="c10")
         assert case_of(client, "auto")["isQuarantined"] is False  # the person's call stands

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, select, update
 
 from redline.server.intelligence import scoring
 from redline.server.kit.clock import iso, utcnow
-from redline.server.kit.ids import new_id
+from redline.server.kit.ids import new_ids
 from redline.server.results.repository import driver_datetime, driver_mark
 from redline.server.tables import (
     projects,
@@ -165,9 +165,8 @@ def apply_run(conn: Connection, run_id: str) -> None:
         verdict = "failed"
     else:
         verdict = "passed"
-    for case_id in auto_candidates:
-        set_quarantine(conn, run.project_id, case_id, True, actor_id=None, reason="auto",
-                       owner=None, expires_at=None, automatic=True)
+    _set_quarantine(conn, run.project_id, auto_candidates, True, actor_id=None, reason="auto",
+                    owner=None, expires_at=None, automatic=True)
     _record_error_groups(conn, run.project_id, run_id)
     conn.execute(update(runs).where(runs.c.id == run_id).values(
         verdict=verdict, quarantined_failures=quarantined_failures, stats_applied=True))
@@ -339,7 +338,7 @@ def _start_writing(conn: Connection) -> None:
 
 def _emit_run_events(conn: Connection, run, verdict: str, quarantined_failures: int,
                      became_flaky: list[tuple[str, float]]) -> None:
-    from redline.server.webhooks.service import emit
+    from redline.server.webhooks.service import emit, emit_each
 
     run = conn.execute(select(runs).where(runs.c.id == run.id)).one()
     data = {"runId": run.id, "projectId": run.project_id, "status": run.status,
@@ -352,15 +351,19 @@ def _emit_run_events(conn: Connection, run, verdict: str, quarantined_failures: 
     if verdict == "failed":
         emit(conn, run.project_id, "run.failed", data)
     scores = dict(became_flaky)
-    for start in range(0, len(became_flaky), CHUNK):
-        chunk = [case_id for case_id, _score in became_flaky[start:start + CHUNK]]
-        for case in conn.execute(
-                select(test_cases.c.id, test_cases.c.full_title, test_cases.c.file_path)
-                .where(test_cases.c.id.in_(chunk)).order_by(test_cases.c.id)):
-            emit(conn, run.project_id, "test.flaky", {
-                "testCaseId": case.id, "fullTitle": case.full_title,
-                "filePath": case.file_path, "flakinessScore": scores[case.id],
-                "runId": run.id})
+
+    def flaky_events():  # read only when a webhook subscribes to test.flaky
+        for start in range(0, len(became_flaky), CHUNK):
+            chunk = [case_id for case_id, _score in became_flaky[start:start + CHUNK]]
+            for case in conn.execute(
+                    select(test_cases.c.id, test_cases.c.full_title, test_cases.c.file_path)
+                    .where(test_cases.c.id.in_(chunk)).order_by(test_cases.c.id)):
+                yield {"testCaseId": case.id, "fullTitle": case.full_title,
+                       "filePath": case.file_path, "flakinessScore": scores[case.id],
+                       "runId": run.id}
+
+    if became_flaky:
+        emit_each(conn, run.project_id, "test.flaky", flaky_events())
 
 
 def recompute_case(conn: Connection, case_id: str) -> dict:
@@ -406,29 +409,48 @@ def set_quarantine(conn: Connection, project_id: str, case_id: str, quarantined:
                    actor_id: str | None, reason: str | None, owner: str | None,
                    expires_at: datetime | None, automatic: bool = False) -> None:
     """Quarantine or release a case, recording who, when and why in its history."""
+    _set_quarantine(conn, project_id, [case_id], quarantined, actor_id=actor_id, reason=reason,
+                    owner=owner, expires_at=expires_at, automatic=automatic)
+
+
+def _set_quarantine(conn: Connection, project_id: str, case_ids: list[str], quarantined: bool,
+                    *, actor_id: str | None, reason: str | None, owner: str | None,
+                    expires_at: datetime | None, automatic: bool) -> None:
+    """`set_quarantine` of several cases alike, in a statement per table (a run may cross the
+    threshold for hundreds of cases at once)."""
+    if not case_ids:
+        return
     now = utcnow()
-    conn.execute(quarantine_events.insert().values(
-        id=new_id("qe"),
-        project_id=project_id, test_case_id=case_id,
-        action="quarantine" if quarantined else "unquarantine", automatic=automatic,
-        reason=reason, owner=owner, expires_at=expires_at if quarantined else None,
-        actor_id=actor_id, created_at=now))
+    action = "quarantine" if quarantined else "unquarantine"
+    expires = expires_at if quarantined else None
+    conn.execute(quarantine_events.insert(), [
+        {"id": event_id, "project_id": project_id, "test_case_id": case_id, "action": action,
+         "automatic": automatic, "reason": reason, "owner": owner, "expires_at": expires,
+         "actor_id": actor_id, "created_at": now}
+        for event_id, case_id in zip(new_ids("qe", len(case_ids)), case_ids)])
     values = {"is_quarantined": quarantined, "quarantined_by": actor_id,
               "quarantined_at": now, "quarantine_reason": reason if quarantined else None,
               "quarantine_owner": owner if quarantined else None,
-              "quarantine_expires_at": expires_at if quarantined else None}
+              "quarantine_expires_at": expires}
     if not automatic:
         values["quarantine_manual"] = True
-    conn.execute(update(test_cases).where(test_cases.c.id == case_id).values(**values))
+    for start in range(0, len(case_ids), CHUNK):
+        conn.execute(update(test_cases).where(test_cases.c.id.in_(case_ids[start:start + CHUNK]))
+                     .values(**values))
     if quarantined:
-        from redline.server.webhooks.service import emit
+        from redline.server.webhooks.service import emit_each
 
-        case = conn.execute(select(test_cases.c.full_title, test_cases.c.file_path)
-                            .where(test_cases.c.id == case_id)).one()
-        emit(conn, project_id, "test.quarantined", {
-            "testCaseId": case_id, "fullTitle": case.full_title, "filePath": case.file_path,
-            "reason": reason, "owner": owner, "automatic": automatic,
-            "expiresAt": iso(expires_at)})
+        def events():  # read only when a webhook subscribes to test.quarantined
+            for start in range(0, len(case_ids), CHUNK):
+                for case in conn.execute(
+                        select(test_cases.c.id, test_cases.c.full_title, test_cases.c.file_path)
+                        .where(test_cases.c.id.in_(case_ids[start:start + CHUNK]))
+                        .order_by(test_cases.c.id)):
+                    yield {"testCaseId": case.id, "fullTitle": case.full_title,
+                           "filePath": case.file_path, "reason": reason, "owner": owner,
+                           "automatic": automatic, "expiresAt": iso(expires_at)}
+
+        emit_each(conn, project_id, "test.quarantined", events())
 
 
 def _record_error_groups(conn: Connection, project_id: str, run_id: str) -> None:

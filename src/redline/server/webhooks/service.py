@@ -9,6 +9,7 @@ every attempt (status, attempts, response code, latency, error).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
@@ -170,12 +171,23 @@ def _queue(conn: Connection, webhook, event: str, data: dict) -> str:
 def emit(conn: Connection, project_id: str, event: str, data: dict) -> int:
     """Queue `event` for every active webhook of the project subscribed to it, in the
     caller's transaction. Returns how many deliveries were queued."""
+    return emit_each(conn, project_id, event, [data])
+
+
+def emit_each(conn: Connection, project_id: str, event: str, payloads: Iterable[dict]) -> int:
+    """`emit` of one event per payload, the subscribers read once. `payloads` is not
+    consumed when no webhook subscribes (a lazy one then costs nothing)."""
     subscribed = [row for row in conn.execute(select(webhooks).where(
         webhooks.c.project_id == project_id, webhooks.c.is_active.is_(True)))
         if event in row.events]
-    for webhook in subscribed:
-        _queue(conn, webhook, event, data)
-    return len(subscribed)
+    if not subscribed:
+        return 0
+    queued = 0
+    for data in payloads:
+        for webhook in subscribed:
+            _queue(conn, webhook, event, data)
+            queued += 1
+    return queued
 
 
 def deliver(engine: Engine, settings, delivery_id: str, last_attempt: bool) -> None:
