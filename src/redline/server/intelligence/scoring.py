@@ -144,15 +144,7 @@ class CaseWindow:
         """An earlier result on `commit`, with its bit set in `opposite` (the opposite
         outcome), not from an outage run, and older than the `same_run` newest (another run)."""
         candidates = (opposite & ~self.outage) >> same_run << same_run
-        if not candidates:
-            return False
-        found = self.commits.find(commit)
-        while found >= 0:
-            index, misaligned = divmod(found, _COMMIT)
-            if not misaligned and candidates >> index & 1:
-                return True
-            found = self.commits.find(commit, found + 1)
-        return False
+        return bool(candidates) and _commit_among(self.commits, commit, candidates)
 
     def score(self) -> float:
         if not self.count:
@@ -187,22 +179,37 @@ class CaseWindow:
                          int(self.duration_sum / count), self.newest_status())
 
 
+def _commit_among(commits: bytes, commit: bytes, candidates: int) -> bool:
+    """Is `commit` the key of one of the packed `commits` whose bit is set in `candidates`?"""
+    found = commits.find(commit)
+    while found >= 0:
+        index, misaligned = divmod(found, _COMMIT)
+        if not misaligned and candidates >> index & 1:
+            return True
+        found = commits.find(commit, found + 1)
+    return False
+
+
 def push_steady_pass(state: bytes, commit: bytes,
                      duration: int) -> tuple[bytes, int, int, int, str] | None:
     """`CaseWindow.push` of one pass from a run that is not an outage, for the usual window:
-    no evidence in it, and no failure but in outage runs (a pass can then be no evidence, and
-    the score stays 0, as it was). Answers the new packed state, the window's count, its
-    failures, its average duration, and its status before the pass (`stable`, or `broken`
-    when it held only failures; `stable` after); None for any other window (push it the long
-    way). Most cases of most runs take this path: it skips the decoding, the object and the
-    score, and gives the bytes and figures the long way would (a test compares the two)."""
+    no evidence in it, and no failure outside outages on the same commit (the pass is then no
+    evidence, and the score stays 0, as it was). Answers the new packed state, the window's
+    count, its failures, its average duration, and its status before the pass (`stable`, or
+    `broken` when it held only failures; `stable` after); None for any other window (push it
+    the long way). Most cases of most runs take this path: it skips the decoding, the object
+    and the score, and gives the bytes and figures the long way would (a test compares the
+    two)."""
     count, failed, passed, outage, evidence, duration_sum = _HEADER.unpack_from(state)
-    if evidence or failed & ~outage:
+    if evidence:
         return None
-    before = "broken" if count >= 2 and failed.bit_count() == count else "stable"
-    duration = _stored_duration(duration)
     end = _HEADER.size + _COMMIT * count
     commits, durations = state[_HEADER.size:end], state[end:]
+    failures = failed & ~outage
+    if failures and commit != _NO_COMMIT and _commit_among(commits, commit, failures):
+        return None  # it changed its mind on this commit: evidence
+    before = "broken" if count >= 2 and failed.bit_count() == count else "stable"
+    duration = _stored_duration(duration)
     if count == WINDOW:  # the oldest result leaves
         duration_sum -= int.from_bytes(durations[-_DURATION:], "little")
         commits, durations = commits[:-_COMMIT], durations[:-_DURATION]

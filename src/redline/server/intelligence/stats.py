@@ -6,9 +6,10 @@ streamed pass, updates each case's constant-size window (scoring.CaseWindow) and
 with one executemany per chunk of cases: reads of flakiness, history and errors then never
 scan history, and a run costs the same whatever the history. What runs change (the window,
 the average duration, the last run, the counts, the last status) is written to the narrow
-`test_case_windows`; a case's wide `test_cases` row is read only for the cases whose window
-held a failure or evidence (the others' status and score follow from the window), and
-written only when its status or score changed, which for most cases of most runs they do not.
+`test_case_windows`; a case's wide `test_cases` row is read only for the cases a pass did
+not leave at a score of 0 (`scoring.push_steady_pass`: for those the status and score follow
+from the window), and written only when its status or score changed, which for most cases of
+most runs they do not.
 (A case's tags follow its newest result at ingestion: results/service.py.) `recompute_case`
 rebuilds one case's statistics from its stored results; a test proves both give the same
 state, byte for byte.

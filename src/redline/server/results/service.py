@@ -105,14 +105,14 @@ def ingest(conn: Connection, run_id: str, project_id: str,
         missing = [i for i in wanted if i not in known]
         encode = repo.encode_json
         if missing:
-            last_of: dict[str, ParsedResult] = {}
+            first_of: dict[str, ParsedResult] = {}
             for identity, result in zip(identities, chunk):
-                last_of[identity] = result
+                first_of.setdefault(identity, result)
             stamp = repo.driver_datetime(conn, now)
             repo.insert_cases(conn, [  # tuples in repo.CASE_COLUMNS order
-                (case_id, project_id, identity, last_of[identity].file_path,
-                 last_of[identity].full_title, last_of[identity].title,
-                 last_of[identity].variant, encode(last_of[identity].tags), stamp)
+                (case_id, project_id, identity, first_of[identity].file_path,
+                 first_of[identity].full_title, first_of[identity].title,
+                 first_of[identity].variant, encode(first_of[identity].tags), stamp)
                 for case_id, identity in zip(new_ids("tc", len(missing)), missing)])
             known.update(repo.known_cases(conn, project_id, missing))
         rows = []
