@@ -256,6 +256,7 @@ def test_every_server_code_has_a_test_here(code):
     ("GET", "/api/runs?branch=main%00", None),
     ("POST", "/api/flakiness", {"testId": "tc_\u0000", "isQuarantined": False}),
     ("POST", "/api/runs", {"status": "running", "branch": "main\u0000"}),
+    ("POST", "/api/runs", {"status": "running", "tags": ["smoke\u0000"]}),  # JSON: jsonb
 ])
 def test_a_nul_character_is_a_bad_request_never_a_server_error(tenant, server, method, path,
                                                                body):

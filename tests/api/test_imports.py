@@ -199,3 +199,26 @@ def test_importing_into_another_tenants_run_is_not_found(tenant, other_tenant):
         response = import_files(client, [FIXTURES / "junit" / "jest-junit.xml"],
                                 runId=theirs["id"])
     assert response.status_code == 404
+
+
+def test_output_with_a_nul_character_is_kept(server, tenant):
+    """A test that prints binary puts U+0000 in its output, and a runner's JSON report carries
+    it (as \\u0000). PostgreSQL's text cannot hold it: there it becomes U+FFFD, in the text
+    columns and inside the JSON ones; SQLite keeps it as it came. The import goes through."""
+    from tests.imports.synthetic import playwright_report
+
+    body = playwright_report(10).replace(b"attempt 1\\n", b"attempt 1\\u0000\\n")
+    body = body.replace(b"Received: 1", b"Received: 1\\u0000")
+    with tenant.as_key() as client:
+        response = client.post("/api/runs/import", content=body,
+                               headers={"content-type": "application/json"})
+        assert response.status_code == 201, response.text
+        assert response.json()["imported"]["tests"] == 10
+        listed = client.get("/api/tests", params={"runId": response.json()["id"],
+                                                  "limit": 50}).json()["data"]
+        details = [client.get(f"/api/tests/{t['id']}").json() for t in listed]
+    nul = "\ufffd" if server.engine.dialect.name == "postgresql" else "\x00"
+    printed = [d["stdout"] for d in details if d["stdout"]]  # (a skipped test prints nothing)
+    assert len(printed) >= 8 and all(f"attempt 1{nul}" in text for text in printed)
+    failed = [d for d in details if d["error"] and "Received: 1" in d["error"]["message"]]
+    assert failed and all(f"Received: 1{nul}" in d["error"]["message"] for d in failed)

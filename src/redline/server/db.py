@@ -185,12 +185,18 @@ def sqlite_write_lock(engine: Engine) -> threading.Lock | None:
 
 
 def is_nul_in_text(exc: BaseException) -> bool:
-    """Is this PostgreSQL refusing a text value with a NUL character in it (from a path, a
-    query or a JSON string: SQLite stores them, PostgreSQL's text cannot)? A bad request, not
-    a fault of the server. The driver's own error, or SQLAlchemy's wrapping of it."""
+    """Is this PostgreSQL refusing a NUL character (from a path, a query or a JSON string:
+    SQLite stores them, PostgreSQL's text and jsonb cannot)? A bad request, not a fault of
+    the server. The driver's own error (psycopg refuses one in a text value before sending
+    it; the server one escaped in JSON as \\u0000), or SQLAlchemy's wrapping of it."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    return (type(orig).__name__ in ("DataError", "UntranslatableCharacter")
-            and "NUL (0x00)" in str(orig))
+    name = type(orig).__name__
+    if name == "DataError":
+        return "NUL (0x00)" in str(orig)
+    if name == "UntranslatableCharacter":
+        diag = getattr(orig, "diag", None)
+        return "\\u0000" in f"{orig} {getattr(diag, 'message_detail', '') or ''}"
+    return False
 
 
 def is_unavailable(exc: BaseException) -> bool:

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import Connection, func, insert, or_, select
 from sqlalchemy.exc import DBAPIError
 
+from redline.server.db import is_nul_in_text
 from redline.server.tables import suites, test_results
 
 LOOKUP_CHUNK = 500
@@ -171,14 +172,53 @@ def insert_results(conn: Connection, rows: list[tuple]) -> None:
         return
     columns = ", ".join(RESULT_COLUMNS)
     if conn.dialect.name == "postgresql":
-        cursor = conn.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY test_results ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        cursor.close()
+        # PostgreSQL's text cannot hold U+0000, which a test's output sometimes does (a test
+        # that prints binary): a chunk refused for one is written again with U+FFFD in its
+        # place, rather than the whole import refused. The savepoint keeps the transaction
+        # usable after the refusal; the usual chunk pays its two round trips and nothing else.
+        try:
+            with conn.begin_nested():
+                _copy_results(conn, columns, rows)
+        except Exception as exc:
+            if not is_nul_in_text(exc):
+                raise
+            _copy_results(conn, columns, [_without_nul(row) for row in rows])
     else:
         marks = ", ".join("?" * len(RESULT_COLUMNS))
         conn.exec_driver_sql(f"INSERT INTO test_results ({columns}) VALUES ({marks})", rows)
+
+
+def _copy_results(conn: Connection, columns: str, rows: list[tuple]) -> None:
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        with cursor.copy(f"COPY test_results ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    finally:
+        cursor.close()
+
+
+_JSON_AT = frozenset(i for i, column in enumerate(RESULT_COLUMNS) if column in JSON_COLUMNS)
+
+
+def _without_nul(row: tuple) -> tuple:
+    """A result row with every U+0000 replaced by U+FFFD, in its text and in its JSON (where
+    it is written as the escape \\u0000: decoded, replaced in every string, encoded again)."""
+    return tuple(
+        (encode_json(_replace_nul(json.loads(value))) if "\\u0000" in value else value)
+        if index in _JSON_AT and value is not None
+        else value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+        for index, value in enumerate(row))
+
+
+def _replace_nul(value):
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_replace_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_replace_nul(key): _replace_nul(item) for key, item in value.items()}
+    return value
 
 
 def run_suites(conn: Connection, run_id: str):
