@@ -204,11 +204,14 @@ _JSON_AT = frozenset(i for i, column in enumerate(RESULT_COLUMNS) if column in J
 def _without_nul(row: tuple) -> tuple:
     """A result row with every U+0000 replaced by U+FFFD, in its text and in its JSON (where
     it is written as the escape \\u0000: decoded, replaced in every string, encoded again)."""
-    return tuple(
-        (encode_json(_replace_nul(json.loads(value))) if "\\u0000" in value else value)
-        if index in _JSON_AT and value is not None
-        else value.replace("\x00", "\ufffd") if isinstance(value, str) else value
-        for index, value in enumerate(row))
+    cleaned = []
+    for index, value in enumerate(row):
+        if index in _JSON_AT and value is not None and "\\u0000" in value:
+            value = encode_json(_replace_nul(json.loads(value)))
+        elif isinstance(value, str):
+            value = value.replace("\x00", "\ufffd")
+        cleaned.append(value)
+    return tuple(cleaned)
 
 
 def _replace_nul(value):
