@@ -144,7 +144,7 @@ def test_the_steady_pass_shortcut_gives_the_bytes_of_the_long_way():
     `CaseWindow.push` would; any other window, or a pass that would be evidence (a failure
     outside an outage on the same commit), it hands back (None)."""
     rng = random.Random(11)
-    steady = declined = 0
+    steady = declined = quiet_ones = 0
     for _ in range(400):
         window = scoring.CaseWindow()
         mostly_passing = rng.random() < 0.7
@@ -164,18 +164,23 @@ def test_the_steady_pass_shortcut_gives_the_bytes_of_the_long_way():
         before = window.stats(0.3)
         assert not window.push("passed", commit, False, duration)
         stats = window.stats(0.3)
+        quiet = before.last_status == "passed" and stats.failed_runs == before.failed_runs
         assert shortcut == (window.encode(), stats.total_runs, stats.failed_runs,
-                            stats.avg_duration, before.status)
+                            stats.avg_duration, before.status, quiet)
+        if quiet:  # what a quiet pass does not write stays as it was
+            assert (stats.flaky_runs, stats.failed_runs, stats.last_status) == \
+                (before.flaky_runs, before.failed_runs, before.last_status)
+            quiet_ones += 1
         assert before.flakiness_score == 0.0 and before.status in ("stable", "broken")
         assert stats[:2] == ("stable", 0.0) and stats.last_status == "passed"
-    assert steady > 100 and declined > 50
+    assert steady > 100 and declined > 50 and 50 < quiet_ones < steady
     # a window of outage failures alone is broken; the pass makes it stable
     outages = scoring.CaseWindow()
     for _ in range(2):
         outages.push("failed", scoring.commit_key("c1"), True, 10)
     assert outages.stats(0.3).status == "broken"
-    assert scoring.push_steady_pass(outages.encode(), scoring.commit_key("c2"), 10)[-1] == \
-        "broken"
+    assert scoring.push_steady_pass(outages.encode(), scoring.commit_key("c2"), 10)[-2:] == \
+        ("broken", False)
 
 
 def test_fingerprints_ignore_numbers_ids_paths_and_times_but_keep_frames():

@@ -191,24 +191,31 @@ def _commit_among(commits: bytes, commit: bytes, candidates: int) -> bool:
 
 
 def push_steady_pass(state: bytes, commit: bytes,
-                     duration: int) -> tuple[bytes, int, int, int, str] | None:
+                     duration: int) -> tuple[bytes, int, int, int, str, bool] | None:
     """`CaseWindow.push` of one pass from a run that is not an outage, for the usual window:
     no evidence in it, and no failure outside outages on the same commit (the pass is then no
     evidence, and the score stays 0, as it was). Answers the new packed state, the window's
-    count, its failures, its average duration, and its status before the pass (`stable`, or
-    `broken` when it held only failures; `stable` after); None for any other window (push it
-    the long way). Most cases of most runs take this path: it skips the decoding, the object
-    and the score, and gives the bytes and figures the long way would (a test compares the
-    two)."""
+    count, its failures, its average duration, its status before the pass (`stable`, or
+    `broken` when it held only failures; `stable` after), and whether the pass is quiet: the
+    newest result before it a pass, and no failure leaving the window (its failure count, last
+    status and the times of its last failure and evidence then stay as they were); None for any
+    other window (push it the long way). Most cases of most runs take this path: it skips the
+    decoding, the object and the score, and gives the bytes and figures the long way would (a
+    test compares the two)."""
     count, failed, passed, outage, evidence, duration_sum = _HEADER.unpack_from(state)
     if evidence:
         return None
     end = _HEADER.size + _COMMIT * count
     commits, durations = state[_HEADER.size:end], state[end:]
-    failures = failed & ~outage
-    if failures and commit != _NO_COMMIT and _commit_among(commits, commit, failures):
-        return None  # it changed its mind on this commit: evidence
-    before = "broken" if count >= 2 and failed.bit_count() == count else "stable"
+    if failed:
+        if (commit != _NO_COMMIT and failed & ~outage
+                and _commit_among(commits, commit, failed & ~outage)):
+            return None  # it changed its mind on this commit: evidence
+        before = "broken" if count >= 2 and failed.bit_count() == count else "stable"
+    else:
+        before = "stable"
+    # the newest result a pass, and no failure leaving: the pass moves no failure count
+    quiet = passed & 1 == 1 and not (count == WINDOW and failed >> (WINDOW - 1))
     duration = _stored_duration(duration)
     if count == WINDOW:  # the oldest result leaves
         duration_sum -= int.from_bytes(durations[-_DURATION:], "little")
@@ -217,10 +224,11 @@ def push_steady_pass(state: bytes, commit: bytes,
         count += 1
     duration_sum += duration
     failed = (failed << 1) & _FULL
-    packed = (_HEADER.pack(count, failed, ((passed << 1) | 1) & _FULL, (outage << 1) & _FULL,
-                           0, duration_sum)
-              + commit + commits + duration.to_bytes(_DURATION, "little") + durations)
-    return packed, count, failed.bit_count(), int(duration_sum / count), before
+    packed = b"".join((
+        _HEADER.pack(count, failed, ((passed << 1) | 1) & _FULL, (outage << 1) & _FULL, 0,
+                     duration_sum),
+        commit, commits, duration.to_bytes(_DURATION, "little"), durations))
+    return packed, count, failed.bit_count(), int(duration_sum / count), before, quiet
 
 
 @dataclass(frozen=True)

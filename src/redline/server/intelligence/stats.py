@@ -58,22 +58,34 @@ def _advance(window: scoring.CaseWindow, results, flaky_at, failed_at):
 
 
 def quarantined_at(conn: Connection, case_ids: list[str], moment: datetime) -> set[str]:
-    """The cases that were quarantined at `moment` (from the quarantine history)."""
+    """The cases that were quarantined at `moment` (from the quarantine history). At the
+    driver level, like the rest of `apply_run`: a run with hundreds of failures asks about
+    hundreds of cases (through SQLAlchemy, compiling and building rows took 4 ms of a run)."""
     quarantined: set[str] = set()
-    for start in range(0, len(case_ids), CHUNK):
-        chunk = case_ids[start:start + CHUNK]
-        last: dict[str, tuple] = {}
-        for row in conn.execute(
-                select(quarantine_events.c.test_case_id, quarantine_events.c.action,
-                       quarantine_events.c.expires_at, quarantine_events.c.created_at,
-                       quarantine_events.c.id)
-                .where(quarantine_events.c.test_case_id.in_(chunk),
-                       quarantine_events.c.created_at <= moment)
-                .order_by(quarantine_events.c.created_at, quarantine_events.c.id)):
-            last[row.test_case_id] = (row.action, row.expires_at)
-        quarantined |= {case for case, (action, expires) in last.items()
-                        if action == "quarantine" and (expires is None or expires > moment)}
+    when = driver_datetime(conn, moment)  # SQLite: text that sorts as the times do
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        for start in range(0, len(case_ids), CHUNK):
+            chunk = case_ids[start:start + CHUNK]
+            if conn.dialect.name == "postgresql":
+                cursor.execute(_QUARANTINE_HISTORY.format(cases="= ANY(%s)", mark="%s"),
+                               (chunk, when))
+            else:
+                cursor.execute(_QUARANTINE_HISTORY.format(
+                    cases=f"IN ({', '.join('?' * len(chunk))})", mark="?"), (*chunk, when))
+            last: dict[str, tuple] = {}
+            for case_id, action, expires in cursor.fetchall():  # oldest first: the last wins
+                last[case_id] = (action, expires)
+            quarantined |= {case for case, (action, expires) in last.items()
+                            if action == "quarantine" and (expires is None or expires > when)}
+    finally:
+        cursor.close()
     return quarantined
+
+
+_QUARANTINE_HISTORY = ("SELECT test_case_id, action, expires_at FROM quarantine_events "
+                       "WHERE test_case_id {cases} AND created_at <= {mark} "
+                       "ORDER BY created_at, id")
 
 
 def apply_run(conn: Connection, run_id: str) -> None:
@@ -91,6 +103,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
     became_flaky: list[tuple[str, float]] = []
     windows: list[tuple] = []  # cases with a window row, and those without one yet
     new_windows: list[tuple] = []
+    quiet: list[tuple] = []  # passes that changed no more than `_QUIET_COLUMNS` of a window
     changed: list[tuple] = []  # cases whose status or score in `test_cases` changed
     long_way: list[tuple] = []  # (case id, its new stats): judged against its case row
 
@@ -111,28 +124,32 @@ def apply_run(conn: Connection, run_id: str) -> None:
         long_way.clear()
 
     _start_writing(conn)
+    push_steady_pass = scoring.push_steady_pass
     # One pass over the run's results joined to their windows, grouped by case; values the
     # rows carry back (times) stay in the driver's form. Memory is bounded by WRITE_CHUNK.
     for rows in _results_by_case(conn, run_id):
-        if len(windows) + len(new_windows) >= WRITE_CHUNK:
+        if len(windows) + len(new_windows) + len(quiet) >= WRITE_CHUNK:
             judge_long_way()
-            _write_stats(conn, windows, new_windows, changed)
-            windows, new_windows, changed = [], [], []
+            _write_stats(conn, windows, new_windows, quiet, changed)
+            windows, new_windows, quiet, changed = [], [], [], []
         case = rows[0]  # each row: the case's id and window columns, then one of its results
-        if (not outage and len(rows) == 1 and case[_STATUS] == "passed"
-                and case[_WINDOW] is not None):
-            steady = scoring.push_steady_pass(case[_WINDOW], commit, case[_STATUS + 1])
-            if steady is not None:  # one more pass, no evidence in sight: a score of 0
-                state, count, failures, average, before = steady
-                windows.append((state, average, case[_STATUS + 2], count, 0, failures,
-                                "passed", None, case[_FAILED_AT] if failures else None,
-                                case[_KEY]))
-                # Its score was 0 and stays 0: the case row changes only if it was broken.
-                # (Every write of a window writes the status it gives, so the stored status is
-                # the one the window before this pass gives.)
-                if before != "stable":
-                    changed.append(("stable", 0.0, case[_ID], 0.0))
-                continue
+        if len(rows) == 1 and not outage:
+            case_id, state, _flaky_at, failed_at, key, status, duration, created_at = case
+            if status == "passed" and state is not None:
+                steady = push_steady_pass(state, commit, duration)
+                if steady is not None:  # one more pass, no evidence in sight: a score of 0
+                    state, count, failures, average, before, quiet_pass = steady
+                    if quiet_pass:  # the last status, the counts and the times stay
+                        quiet.append((state, average, created_at, count, key))
+                    else:
+                        windows.append((state, average, created_at, count, 0, failures,
+                                        "passed", None, failed_at if failures else None, key))
+                    # Its score was 0 and stays 0: the case row changes only if it was broken.
+                    # (Every write of a window writes the status it gives, so the stored
+                    # status is the one the window before this pass gives.)
+                    if before != "stable":
+                        changed.append(("stable", 0.0, case_id, 0.0))
+                    continue
         ran = []
         for row in rows:
             status = row[_STATUS]
@@ -154,7 +171,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
             new_windows.append((*figures, case[_ID]))
         long_way.append((case[_ID], stats))
     judge_long_way()
-    _write_stats(conn, windows, new_windows, changed, last=True)
+    _write_stats(conn, windows, new_windows, quiet, changed, last=True)
 
     # the verdict: failures of cases quarantined when the run started do not count
     quarantined = quarantined_at(conn, sorted(set(failed_cases)), run.created_at)
@@ -181,6 +198,10 @@ _FIGURE_COLUMNS = ("status", "flakiness_score")
 # What every run writes to `test_case_windows` for each case that ran, then the case id.
 _WINDOW_COLUMNS = ("window_state", "avg_duration", "last_run_at", "total_runs", "flaky_runs",
                    "failed_runs", "last_status", "last_flaky_at", "last_failed_at")
+# What a quiet pass changes (scoring.push_steady_pass: one after a pass, with no failure
+# leaving the window): the rest of a window row stays, and SQLite binds less (a fifth of the
+# time of writing a whole row).
+_QUIET_COLUMNS = ("window_state", "avg_duration", "last_run_at", "total_runs")
 # What `apply_run` reads of each case with its results, in this order (indexes below): the
 # case id, its window's columns and the key its window row is updated by (SQLite: the row's
 # rowid, one b-tree search instead of two; PostgreSQL: the case id). Not the case's own row:
@@ -256,6 +277,8 @@ _PG_APPLY_STAGING = (
 _SQLITE_UPDATE_WINDOW = (f"UPDATE test_case_windows SET "
                          f"{', '.join(f'{c} = ?' for c in _WINDOW_COLUMNS)} "
                          "WHERE rowid = ?")  # the rowid `_results_by_case` read
+_SQLITE_UPDATE_QUIET = (f"UPDATE test_case_windows SET "
+                        f"{', '.join(f'{c} = ?' for c in _QUIET_COLUMNS)} WHERE rowid = ?")
 _SQLITE_INSERT_WINDOW = (f"INSERT INTO test_case_windows ({', '.join(_WINDOW_COLUMNS)}, "
                          f"test_case_id) VALUES ({', '.join('?' * (len(_WINDOW_COLUMNS) + 1))})")
 _SQLITE_UPDATE_FIGURES = (f"UPDATE test_cases SET {', '.join(f'{c} = ?' for c in _FIGURE_COLUMNS)}"
@@ -291,15 +314,18 @@ _CASE_ROWS = ("SELECT id, status, flakiness_score, is_quarantined, quarantine_ma
 
 
 def _write_stats(conn: Connection, windows: list[tuple], new_windows: list[tuple],
-                 changed: list[tuple], *, last: bool = False) -> None:
-    """`windows` (`_WINDOW_COLUMNS`, then the window row's key read by `_results_by_case`) and
-    `new_windows` (`_WINDOW_COLUMNS`, then the case id) for the cases with a window row and
-    those without one yet; `changed` (`_FIGURE_COLUMNS`, the case id, then its
-    score before this run) for the cases whose status or score changed. SQLite: executemany
-    (its per-row cost is its b-tree work). PostgreSQL: staged by COPY, applied when `last`."""
+                 quiet: list[tuple], changed: list[tuple], *, last: bool = False) -> None:
+    """`windows` (`_WINDOW_COLUMNS`, then the window row's key read by `_results_by_case`),
+    `new_windows` (`_WINDOW_COLUMNS`, then the case id) and `quiet` (`_QUIET_COLUMNS`, then
+    the key) for the cases with a window row, those without one yet and the passes after
+    passes; `changed` (`_FIGURE_COLUMNS`, the case id, then its score before this run) for the
+    cases whose status or score changed. SQLite: executemany (its per-row cost is its b-tree
+    work). PostgreSQL: staged by COPY, applied when `last`."""
     if conn.dialect.name != "postgresql":
         if windows:
             conn.exec_driver_sql(_SQLITE_UPDATE_WINDOW, windows)
+        if quiet:
+            conn.exec_driver_sql(_SQLITE_UPDATE_QUIET, quiet)
         if new_windows:
             conn.exec_driver_sql(_SQLITE_INSERT_WINDOW, new_windows)
         rescored = [row[:-1] for row in changed if row[_NEW_SCORE] != row[-1]]
@@ -312,11 +338,13 @@ def _write_stats(conn: Connection, windows: list[tuple], new_windows: list[tuple
         return
     cursor = conn.connection.driver_connection.cursor()
     try:
-        if windows or new_windows:
+        if windows or new_windows or quiet:
             with cursor.copy(f"COPY {_PG_WINDOWS} FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(_PG_WINDOW_TYPES)
                 for row in windows:
                     copy.write_row((*row, False))
+                for *figures, key in quiet:  # (PostgreSQL rewrites the whole row anyway)
+                    copy.write_row((*figures, 0, 0, "passed", None, None, key, False))
                 for row in new_windows:
                     copy.write_row((*row, True))
         if changed:
@@ -461,8 +489,11 @@ def _record_error_groups(conn: Connection, project_id: str, run_id: str) -> None
     groups: dict[str, list] = {}
     per_case: dict[tuple[str, str], list] = {}
     for case_id, created_at, error, fp in conn.exec_driver_sql(
+            # (only failures have a fingerprint, results/service.py: the status narrows the
+            # scan of the (run, status) index to them)
             "SELECT test_case_id, created_at, error, error_fingerprint FROM test_results "
-            f"WHERE run_id = {mark} AND error_fingerprint IS NOT NULL", (run_id,)):
+            f"WHERE run_id = {mark} AND status IN ('failed', 'flaky') "
+            "AND error_fingerprint IS NOT NULL", (run_id,)):
         group = groups.get(fp)
         if group is None:
             error = (json.loads(error) if isinstance(error, str) else error) or {}
