@@ -48,6 +48,47 @@ def _team_and_project(conn) -> None:
         f"('proj_1', 'team_1', 'p', 90, 0.3, 1, {moment}, {moment}, {moment})"))
 
 
+def _wide_window(pushes: list[tuple[str, str | None, int]], *,
+                 commits: list[str | None] | None = None,
+                 durations: list[int] | None = None) -> bytes:
+    """A window of `pushes` (oldest first: status, commit, duration) packed as before 0010:
+    8-byte commit keys and 4-byte durations after the same header; `commits` and `durations`
+    (oldest first) in place of the pushes' own, when given."""
+    import hashlib
+    import struct
+
+    from redline.server.intelligence import scoring
+
+    window = scoring.CaseWindow()
+    for status, commit, duration in pushes:
+        window.push(status, scoring.commit_key(commit), False, duration)
+    commits = [c for _s, c, _d in pushes] if commits is None else commits
+    durations = [d for _s, _c, d in pushes] if durations is None else durations
+    return (struct.pack("<BQQQQQ", window.count, window.failed, window.passed, window.outage,
+                        window.evidence, sum(durations))
+            + b"".join(hashlib.blake2b(c.encode(), digest_size=8).digest() if c else bytes(8)
+                       for c in commits[::-1])
+            + b"".join(d.to_bytes(4, "little") for d in durations[::-1]))
+
+
+def _run_with_result(conn, number: int, commit: str, status: str, duration: int) -> None:
+    """run_N on `commit` (statistics applied) with one result of tc_1, on day N, in plain SQL."""
+    from sqlalchemy import text
+
+    moment = f"'2026-01-0{number} 00:00:00.000000'"
+    conn.execute(text(
+        "INSERT INTO runs (id, project_id, commit_sha, status, source, tags, grep_patterns, "
+        "shards_done, total_tests, passed_tests, failed_tests, skipped_tests, flaky_tests, "
+        f"duration, stats_applied, created_at, updated_at) VALUES ('run_{number}', 'proj_1', "
+        f"'{commit}', 'passed', 'api', '[]', '[]', '[]', 1, 1, 0, 0, 0, {duration}, 1, "
+        f"{moment}, {moment})"))
+    conn.execute(text(
+        "INSERT INTO test_results (id, run_id, project_id, test_case_id, title, full_title, "
+        f"status, duration, retries, attempt, is_flaky, created_at) VALUES ('test_{number}', "
+        f"'run_{number}', 'proj_1', 'tc_1', 't', 'a > t', '{status}', {duration}, 0, 1, 0, "
+        f"{moment})"))
+
+
 def test_upgrading_converts_each_case_window_in_place(tmp_path):
     """0006 packs the old JSON window (`recent`) into `window_state` without reading history.
     (A scratch SQLite file: the session's database is already at head.)"""
@@ -117,16 +158,18 @@ def test_moving_windows_to_their_own_table_keeps_every_result(tmp_path):
     command.upgrade(config, "0007")
     window = scoring.CaseWindow()
     window.push("passed", scoring.commit_key("c1"), False, 120)
+    wide = _wide_window([("passed", "c1", 120)])  # as windows were packed then
     engine = create_engine(url)
     moment = "'2026-01-01 00:00:00.000000'"
     with engine.begin() as conn:
         _team_and_project(conn)
         conn.execute(text(
-            f"INSERT INTO runs (id, project_id, status, source, tags, grep_patterns, "
-            f"shards_done, total_tests, passed_tests, failed_tests, skipped_tests, flaky_tests, "
-            f"duration, stats_applied, created_at, updated_at) VALUES ('run_1', 'proj_1', "
-            f"'passed', 'api', '[]', '[]', '[]', 1, 1, 0, 0, 0, 120, 1, {moment}, {moment})"))
-        for case_id, state in (("tc_1", window.encode()), ("tc_2", None)):
+            f"INSERT INTO runs (id, project_id, commit_sha, status, source, tags, grep_patterns,"
+            f" shards_done, total_tests, passed_tests, failed_tests, skipped_tests, flaky_tests,"
+            f" duration, stats_applied, created_at, updated_at) VALUES ('run_1', 'proj_1', "
+            f"'c1', 'passed', 'api', '[]', '[]', '[]', 1, 1, 0, 0, 0, 120, 1, {moment}, "
+            f"{moment})"))
+        for case_id, state in (("tc_1", wide), ("tc_2", None)):
             conn.execute(text(
                 "INSERT INTO test_cases (id, project_id, identity, full_title, title, "
                 "created_at, status, flakiness_score, total_runs, flaky_runs, failed_runs, "
@@ -146,7 +189,8 @@ def test_moving_windows_to_their_own_table_keeps_every_result(tmp_path):
         cases = conn.execute(text("SELECT count(*) FROM test_cases")).scalar_one()
     engine.dispose()
     assert (results, cases) == (1, 2)
-    # the case that never ran has no window row; the other's values moved unchanged
+    # the case that never ran has no window row; the other's values moved unchanged (and
+    # its window in the layout of 0010)
     assert [(w.test_case_id, bytes(w.window_state), w.avg_duration) for w in windows] == [
         ("tc_1", window.encode(), 120)]
     assert windows[0].last_run_at.startswith("2026-01-01 00:00:00")
@@ -160,7 +204,7 @@ def test_moving_windows_to_their_own_table_keeps_every_result(tmp_path):
     engine.dispose()
     assert results == 1
     assert [(c.id, c.window_state and bytes(c.window_state), c.avg_duration) for c in cases] == [
-        ("tc_1", window.encode(), 120), ("tc_2", None, 0)]
+        ("tc_1", wide, 120), ("tc_2", None, 0)]
 
 
 def test_moving_the_run_figures_to_the_narrow_table_keeps_their_values(tmp_path):
@@ -213,3 +257,56 @@ def test_moving_the_run_figures_to_the_narrow_table_keeps_their_values(tmp_path)
     assert [tuple(c) for c in cases] == [("tc_1", 12, 3, 5, "failed", flaky_at, failed_at),
                                          ("tc_2", 0, 0, 0, None, None, None)]
     assert [tuple(w) for w in windows] == [("tc_1", 120)]
+
+
+def test_halving_the_windows_keeps_what_they_say(tmp_path):
+    """0010 packs each window with 4-byte commit keys and 2-byte durations (exact below
+    32.768 s, to 1.024 s above): the same window as the current code pushes, and its average
+    from the durations as kept. The downgrade widens it back, the commit keys hashed again
+    from the commits of the stored results it holds; a result retention deleted leaves an
+    empty key."""
+    import hashlib
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from redline.server.intelligence import scoring
+
+    pushes = [("passed", "c1", 120), ("failed", "c2", 40_000), ("failed", "c1", 95)]
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = _config(url)
+    command.upgrade(config, "0009")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        _team_and_project(conn)
+        conn.execute(text(
+            "INSERT INTO test_cases (id, project_id, identity, full_title, title, created_at, "
+            "status, flakiness_score, is_quarantined, quarantine_manual) VALUES ('tc_1', "
+            "'proj_1', 'i', 'a > t', 't', '2026-01-01 00:00:00.000000', 'flaky', 0.5, 0, 0)"))
+        for number, (status, commit, duration) in enumerate(pushes, start=1):
+            _run_with_result(conn, number, commit, status, duration)
+        conn.execute(text(
+            "INSERT INTO test_case_windows (test_case_id, window_state, avg_duration, "
+            "total_runs) VALUES ('tc_1', :state, 13405, 3)"), {"state": _wide_window(pushes)})
+    command.upgrade(config, "head")
+    with engine.connect() as conn:
+        state, average = conn.execute(text(
+            "SELECT window_state, avg_duration FROM test_case_windows")).one()
+    window = scoring.CaseWindow()
+    for status, commit, duration in pushes:
+        window.push(status, scoring.commit_key(commit), False, duration)
+    assert bytes(state) == window.encode() and len(state) == 41 + 6 * 3
+    # 40,000 ms is kept as 39 steps of 1,024 ms: (120 + 39,936 + 95) / 3
+    assert average == window.stats(0.3).avg_duration == 13383
+    assert window.stats(0.3)[1:5] == (window.score(), 3, 1, 2)  # the evidence: c1 re-run
+
+    with engine.begin() as conn:  # retention took the oldest result
+        conn.execute(text("DELETE FROM test_results WHERE id = 'test_1'"))
+    command.downgrade(config, "0009")
+    with engine.connect() as conn:
+        state, average = conn.execute(text(
+            "SELECT window_state, avg_duration FROM test_case_windows")).one()
+    engine.dispose()
+    wide = _wide_window(pushes, commits=[None, "c2", "c1"], durations=[120, 39_936, 95])
+    assert bytes(state) == wide and average == 13383
+    assert hashlib.blake2b(b"c1", digest_size=8).digest() in bytes(state)

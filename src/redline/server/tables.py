@@ -234,7 +234,7 @@ test_cases = Table(
 )
 
 # What a run rewrites for each case that ran: its window, the newest 50 results that ran,
-# packed in constant space (intelligence/scoring.py CaseWindow, under 1 KB), and the figures
+# packed in constant space (intelligence/scoring.py CaseWindow, 341 bytes), and the figures
 # that move with it: the average duration and the last run (every run), the counts over the
 # window (every run of a project's first 50, and as failures come and go), the last status
 # and the times of the last flaky and failed results. A narrow row of its own per case: a

@@ -19,8 +19,9 @@ window (at least twice) is `broken`, not flaky; one at or above the project's th
 `flaky`; one with no results yet is `new`; anything else `stable`.
 
 `CaseWindow` keeps the window in constant space, so a run's completion updates each of its
-cases in a few microseconds whatever the history: one bit per result and outcome, an 8-byte
-hash of each result's commit (to find a same-commit result) and the durations. A run's results
+cases in a few microseconds whatever the history: one bit per result and outcome, a 4-byte
+hash of each result's commit (to find a same-commit result) and its duration in 2 bytes
+(`duration_code`), 341 bytes for a full window. A run's results
 of one case arrive together, so the results of the same run are always the newest ones in the
 window when the next of them arrives. `replay` builds a window from a list of results; the
 incremental path and a recomputation from stored results give byte-identical state.
@@ -42,16 +43,31 @@ WEIGHTS = tuple(0.5 ** (i / HALF_LIFE) for i in range(WINDOW))
 # sum(WEIGHTS[:n]) summed in index order, as the score's numerator is
 _WEIGHT_SUMS = tuple(sum(WEIGHTS[:n]) for n in range(WINDOW + 1))
 _FULL = (1 << WINDOW) - 1
-_NO_COMMIT = bytes(8)
-_COMMIT, _DURATION = 8, 4  # bytes per result in each packed column
+# Bytes per result in each packed column. Every run rewrites the window of each of its cases:
+# the fewer bytes, the fewer pages a run writes (8-byte keys and 4-byte durations made a row
+# twice as long, and its write a quarter slower on SQLite).
+_COMMIT, _DURATION = 4, 2
+_NO_COMMIT = bytes(_COMMIT)
 _HEADER = struct.Struct("<BQQQQQ")  # count, failed, passed, outage, evidence, duration sum
-_MAX_DURATION = (1 << 32) - 1
+_EXACT_DURATIONS = 0x8000  # durations below it (ms) are kept exactly; above, in steps of
+_DURATION_STEP_BITS = 10  # 1,024 ms, up to about 9.3 hours
 
 
-def _stored_duration(duration) -> int:
-    """A duration as the window keeps it: whole milliseconds in 4 bytes."""
+def duration_code(duration) -> int:
+    """A duration (ms) as the window keeps it in 2 bytes: exact below 32.768 s, to the
+    nearest 1.024 s above (a long test's average is read in seconds)."""
     duration = int(duration)
-    return 0 if duration < 0 else min(duration, _MAX_DURATION)
+    if duration < _EXACT_DURATIONS:
+        return duration if duration > 0 else 0
+    steps = (duration + (1 << _DURATION_STEP_BITS - 1)) >> _DURATION_STEP_BITS
+    return _EXACT_DURATIONS | min(steps, _EXACT_DURATIONS - 1)
+
+
+def code_duration(code: int) -> int:
+    """The milliseconds a `duration_code` stands for."""
+    if code < _EXACT_DURATIONS:
+        return code
+    return (code & (_EXACT_DURATIONS - 1)) << _DURATION_STEP_BITS
 
 
 def is_outage(failed: int, executed: int) -> bool:
@@ -59,10 +75,13 @@ def is_outage(failed: int, executed: int) -> bool:
 
 
 def commit_key(commit: str | None) -> bytes:
-    """8 bytes that stand for a commit in the window (a run's results share one)."""
+    """4 bytes that stand for a commit in the window (a run's results share one): the first
+    bytes of its 8-byte BLAKE2b hash, the key windows kept before migration 0010. A result
+    takes another commit's result in its window for a re-run with a chance of at most 49 in
+    2**32 (1 in 88 million)."""
     if not commit:
         return _NO_COMMIT
-    return hashlib.blake2b(commit.encode(), digest_size=_COMMIT).digest()
+    return hashlib.blake2b(commit.encode(), digest_size=8).digest()[:_COMMIT]
 
 
 class CaseStats(NamedTuple):
@@ -124,9 +143,10 @@ class CaseWindow:
             # (no opposite outcome outside outages in the window, the usual case: no search)
             is_evidence = bool(commit != _NO_COMMIT and opposite & ~self.outage
                                and self._changed_mind(opposite, commit, same_run))
-        duration = _stored_duration(duration)
+        code = duration_code(duration)
         if self.count == WINDOW:  # the oldest result leaves
-            self.duration_sum -= int.from_bytes(self.durations[-_DURATION:], "little")
+            self.duration_sum -= code_duration(
+                int.from_bytes(self.durations[-_DURATION:], "little"))
             self.commits = self.commits[:-_COMMIT]
             self.durations = self.durations[:-_DURATION]
         else:
@@ -135,9 +155,9 @@ class CaseWindow:
         self.passed = ((self.passed << 1) | (status == "passed")) & _FULL
         self.outage = ((self.outage << 1) | outage) & _FULL
         self.evidence = ((self.evidence << 1) | is_evidence) & _FULL
-        self.duration_sum += duration
+        self.duration_sum += code_duration(code)
         self.commits = commit + self.commits
-        self.durations = duration.to_bytes(_DURATION, "little") + self.durations
+        self.durations = code.to_bytes(_DURATION, "little") + self.durations
         return is_evidence
 
     def _changed_mind(self, opposite: int, commit: bytes, same_run: int) -> bool:
@@ -216,18 +236,18 @@ def push_steady_pass(state: bytes, commit: bytes,
         before = "stable"
     # the newest result a pass, and no failure leaving: the pass moves no failure count
     quiet = passed & 1 == 1 and not (count == WINDOW and failed >> (WINDOW - 1))
-    duration = _stored_duration(duration)
+    code = duration_code(duration)
     if count == WINDOW:  # the oldest result leaves
-        duration_sum -= int.from_bytes(durations[-_DURATION:], "little")
+        duration_sum -= code_duration(int.from_bytes(durations[-_DURATION:], "little"))
         commits, durations = commits[:-_COMMIT], durations[:-_DURATION]
     else:
         count += 1
-    duration_sum += duration
+    duration_sum += code_duration(code)
     failed = (failed << 1) & _FULL
     packed = b"".join((
         _HEADER.pack(count, failed, ((passed << 1) | 1) & _FULL, (outage << 1) & _FULL, 0,
                      duration_sum),
-        commit, commits, duration.to_bytes(_DURATION, "little"), durations))
+        commit, commits, code.to_bytes(_DURATION, "little"), durations))
     return packed, count, failed.bit_count(), int(duration_sum / count), before, quiet
 
 
