@@ -58,7 +58,7 @@ def duration_code(duration) -> int:
     nearest 1.024 s above (a long test's average is read in seconds)."""
     duration = int(duration)
     if duration < _EXACT_DURATIONS:
-        return duration if duration > 0 else 0
+        return max(0, duration)
     steps = (duration + (1 << _DURATION_STEP_BITS - 1)) >> _DURATION_STEP_BITS
     return _EXACT_DURATIONS | min(steps, _EXACT_DURATIONS - 1)
 

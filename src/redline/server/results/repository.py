@@ -6,6 +6,7 @@ import json
 import logging
 from datetime import datetime
 
+import orjson
 from sqlalchemy import Connection, func, insert, or_, select
 from sqlalchemy.exc import DBAPIError
 
@@ -141,12 +142,15 @@ RESULT_COLUMNS = ("id", "run_id", "project_id", "test_case_id", "suite_id", "tit
                   "retries", "attempt", "is_flaky", "tags", "annotations", "error", "steps",
                   "stdout", "stderr", "extra", "error_fingerprint", "created_at")
 JSON_COLUMNS = {"tags", "annotations", "error", "steps", "extra"}
-# One encoder for every value: json.dumps with arguments builds a new JSONEncoder per call,
-# a fifth of the cost of encoding a result's steps. The values are trees fresh from a parser
-# or a request body, never cyclic: the encoder's check for cycles (a quarter of its time on a
-# result's steps and attempts) is left out.
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
-                           check_circular=False).encode
+# The JSON columns of a result (its steps above all) are encoded by orjson: a third of the
+# time of the standard library's encoder on a Playwright report's results (23 against 71 ms
+# for 10,000). What orjson refuses (an integer beyond 64 bits, nesting deeper than 255, a lone
+# surrogate) the standard library encodes as before: one encoder for those, as json.dumps
+# with arguments builds a new JSONEncoder per call; the values are trees fresh from a parser
+# or a request body, never cyclic, so its check for cycles is left out.
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS  # keys that are numbers become strings, as in json
+_encode_fallback = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                                    check_circular=False).encode
 
 
 def encode_json(value) -> str | None:
@@ -155,7 +159,10 @@ def encode_json(value) -> str | None:
         return None
     if not value and isinstance(value, (list, dict)):
         return "[]" if isinstance(value, list) else "{}"
-    return _encode(value)
+    try:
+        return orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
+    except TypeError:  # (orjson.JSONEncodeError is one)
+        return _encode_fallback(value)
 
 
 def sqlite_datetime(value: datetime) -> str:
