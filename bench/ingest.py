@@ -55,7 +55,8 @@ RAW_COLUMNS = (("id", "varchar(40) PRIMARY KEY"), ("run_id", "varchar(40)"),
                ("tags", "JSON"), ("annotations", "JSON"), ("error", "JSON"), ("steps", "JSON"),
                ("stdout", "text"), ("stderr", "text"), ("extra", "JSON"),
                ("error_fingerprint", "varchar(40)"), ("created_at", "timestamp"))
-RAW_INDEXES = ("CREATE INDEX raw_a ON raw_results (run_id, status)",
+RAW_INDEXES = ("CREATE INDEX raw_a ON raw_results (run_id, status, test_case_id, duration, "
+               "created_at)",
                "CREATE INDEX raw_b ON raw_results (test_case_id, created_at)",
                "CREATE INDEX raw_c ON raw_results (project_id, created_at)",
                "CREATE INDEX raw_d ON raw_results (suite_id)")

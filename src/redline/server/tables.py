@@ -312,7 +312,9 @@ test_results = Table(
     Column("extra", Json),
     Column("error_fingerprint", String(40)),
     Column("created_at", DateTime, nullable=False),
-    Index(None, "run_id", "status"),
+    # A run's results by status; it also holds what a run's statistics and its counts read
+    # of each result, so that SQLite reads those from the index alone (migration 0011).
+    Index(None, "run_id", "status", "test_case_id", "duration", "created_at"),
     Index(None, "suite_id"),  # deleting suites sets this to NULL: without it, a full scan
     Index(None, "test_case_id", "created_at"),
     Index(None, "project_id", "created_at"),

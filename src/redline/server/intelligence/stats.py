@@ -211,15 +211,17 @@ _ID, _WINDOW, _FLAKY_AT, _FAILED_AT, _KEY = range(5)
 _STATUS = _KEY + 1  # where the result's columns start
 
 
-def _results_by_case_sql(mark: str, window_key: str) -> str:
+def _results_by_case_sql(mark: str, window_key: str, arrival: str) -> str:
     return (f"SELECT {', '.join(_CASE_COLUMNS)}, {window_key}, r.status, r.duration, "
             "r.created_at FROM test_results r "
             "LEFT JOIN test_case_windows w ON w.test_case_id = r.test_case_id "
-            f"WHERE r.run_id = {mark} ORDER BY r.test_case_id, r.id")
+            f"WHERE r.run_id = {mark} ORDER BY r.test_case_id, {arrival}")
 
 
-_RESULTS_BY_CASE_SQLITE = _results_by_case_sql("?", "w.rowid")
-_RESULTS_BY_CASE_PG = _results_by_case_sql("%s", "r.test_case_id")
+# The result's columns come from the (run, status, case, duration, created_at) index alone on
+# SQLite, the rowid (in every SQLite index) standing for the order of arrival.
+_RESULTS_BY_CASE_SQLITE = _results_by_case_sql("?", "w.rowid", "r.rowid")
+_RESULTS_BY_CASE_PG = _results_by_case_sql("%s", "r.test_case_id", "r.id")
 
 
 def _results_by_case(conn: Connection, run_id: str):
