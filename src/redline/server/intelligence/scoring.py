@@ -49,6 +49,8 @@ _FULL = (1 << WINDOW) - 1
 _COMMIT, _DURATION = 4, 2
 _NO_COMMIT = bytes(_COMMIT)
 _HEADER = struct.Struct("<BQQQQQ")  # count, failed, passed, outage, evidence, duration sum
+_HEADER_SIZE = _HEADER.size
+_unpack_header, _pack_header = _HEADER.unpack_from, _HEADER.pack  # (the steady path's)
 _EXACT_DURATIONS = 0x8000  # durations below it (ms) are kept exactly; above, in steps of
 _DURATION_STEP_BITS = 10  # 1,024 ms, up to about 9.3 hours
 
@@ -222,30 +224,33 @@ def push_steady_pass(state: bytes, commit: bytes,
     other window (push it the long way). Most cases of most runs take this path: it skips the
     decoding, the object and the score, and gives the bytes and figures the long way would (a
     test compares the two)."""
-    count, failed, passed, outage, evidence, duration_sum = _HEADER.unpack_from(state)
+    count, failed, passed, outage, evidence, duration_sum = _unpack_header(state)
     if evidence:
         return None
-    end = _HEADER.size + _COMMIT * count
-    commits, durations = state[_HEADER.size:end], state[end:]
     if failed:
-        if (commit != _NO_COMMIT and failed & ~outage
-                and _commit_among(commits, commit, failed & ~outage)):
+        failures = failed & ~outage
+        if (failures and commit != _NO_COMMIT and _commit_among(
+                state[_HEADER_SIZE:_HEADER_SIZE + _COMMIT * count], commit, failures)):
             return None  # it changed its mind on this commit: evidence
         before = "broken" if count >= 2 and failed.bit_count() == count else "stable"
     else:
         before = "stable"
     # the newest result a pass, and no failure leaving: the pass moves no failure count
     quiet = passed & 1 == 1 and not (count == WINDOW and failed >> (WINDOW - 1))
-    code = duration_code(duration)
+    code = (duration if type(duration) is int and 0 <= duration < _EXACT_DURATIONS
+            else duration_code(duration))
+    end = _HEADER_SIZE + _COMMIT * count  # where the commits end and the durations begin
     if count == WINDOW:  # the oldest result leaves
-        duration_sum -= code_duration(int.from_bytes(durations[-_DURATION:], "little"))
-        commits, durations = commits[:-_COMMIT], durations[:-_DURATION]
+        left = int.from_bytes(state[-_DURATION:], "little")
+        duration_sum -= left if left < _EXACT_DURATIONS else code_duration(left)
+        commits, durations = state[_HEADER_SIZE:end - _COMMIT], state[end:-_DURATION]
     else:
         count += 1
-    duration_sum += code_duration(code)
+        commits, durations = state[_HEADER_SIZE:end], state[end:]
+    duration_sum += code if code < _EXACT_DURATIONS else code_duration(code)
     failed = (failed << 1) & _FULL
     packed = b"".join((
-        _HEADER.pack(count, failed, ((passed << 1) | 1) & _FULL, (outage << 1) & _FULL, 0,
+        _pack_header(count, failed, ((passed << 1) | 1) & _FULL, (outage << 1) & _FULL, 0,
                      duration_sum),
         commit, commits, code.to_bytes(_DURATION, "little"), durations))
     return packed, count, failed.bit_count(), int(duration_sum / count), before, quiet
