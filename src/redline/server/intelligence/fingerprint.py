@@ -8,6 +8,7 @@ identifies it: the error type, the message's words, and the stack frames by file
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -32,6 +33,9 @@ _JAVA_FRAME = re.compile(r"^\s*at (?P<fn>[\w$.<>]+)\((?P<file>[\w$.]+)(?::\d+)?\
 MAX_FRAMES = 8
 
 
+# (a pure function of short texts that repeat: a report's failures share their files and,
+# often, their messages; eight substitutions each took 3% of a failing report's import)
+@functools.lru_cache(maxsize=4096)
 def normalise_text(text: str) -> str:
     for pattern, replacement in _RULES:
         text = pattern.sub(replacement, text)
