@@ -410,6 +410,26 @@ def test_incremental_statistics_equal_a_recomputation_from_scratch(server, tenan
             assert fresh == kept
 
 
+def test_passes_after_a_failure_keep_it_in_the_counts(server, tenant):
+    """A pass that follows a pass, with no failure leaving the window, takes the quiet path
+    (only the window, its average, its count and the last run are written): a failure still
+    in the window keeps its count and its time, as a recomputation gives them."""
+    with tenant.as_key() as client:
+        for number, status in enumerate(["passed", "failed", "passed", "passed", "passed"]):
+            report(client, {"t": status}, commit=f"c{number}")  # a commit each: no re-run
+        case = case_of(client, "t")
+    assert (case["status"], case["totalRuns"], case["failedRuns"], case["failureRate"],
+            case["lastStatus"]) == ("stable", 5, 1, 0.2, "passed")
+    with server.engine.connect() as conn:
+        fresh = recompute_case(conn, case["id"])
+        window = conn.execute(select(test_case_windows).where(
+            test_case_windows.c.test_case_id == case["id"])).one()
+    assert fresh["last_failed_at"] is not None
+    kept = {column: getattr(window, column) for column in fresh
+            if column in test_case_windows.c}
+    assert kept == {column: fresh[column] for column in kept} and len(kept) >= 9
+
+
 @pytest.mark.parametrize("sort", ["flakiness", "failure-rate", "duration", "title"])
 def test_test_cases_sort_and_filter(tenant, sort):
     with tenant.as_key() as client:

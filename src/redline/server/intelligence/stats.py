@@ -126,6 +126,9 @@ def apply_run(conn: Connection, run_id: str) -> None:
 
     _start_writing(conn)
     push_steady_pass = scoring.push_steady_pass
+    # (PostgreSQL writes a whole new row version whatever changed: a quiet pass is written
+    # whole there, like any other)
+    narrow_writes = conn.dialect.name != "postgresql"
     # One pass over the run's results joined to their windows, grouped by case; values the
     # rows carry back (times) stay in the driver's form. Memory is bounded by WRITE_CHUNK.
     for rows in _results_by_case(conn, run_id):
@@ -140,7 +143,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
                 steady = push_steady_pass(state, commit, duration)
                 if steady is not None:  # one more pass, no evidence in sight: a score of 0
                     state, count, failures, average, before, quiet_pass = steady
-                    if quiet_pass:  # the last status, the counts and the times stay
+                    if quiet_pass and narrow_writes:  # the last status, counts, times stay
                         quiet.append((state, average, created_at, count, key))
                     else:
                         windows.append((state, average, created_at, count, 0, failures,
@@ -325,8 +328,8 @@ def _write_stats(conn: Connection, windows: list[tuple], new_windows: list[tuple
                  last: bool = False) -> None:
     """`windows` (`_WINDOW_COLUMNS`, then the window row's key read by `_results_by_case`),
     `new_windows` (`_WINDOW_COLUMNS`, then the case id) and `quiet` (`_QUIET_COLUMNS`, then
-    the key) for the cases with a window row, those without one yet and the passes after
-    passes; `changed` (`_FIGURE_COLUMNS`, the case id, then its score before this run) for the
+    the key; SQLite only) for the cases with a window row, those without one yet and the
+    quiet passes; `changed` (`_FIGURE_COLUMNS`, the case id, then its score before this run) for the
     cases whose status or score changed. SQLite: executemany (its per-row cost is its b-tree
     work). PostgreSQL: staged by COPY, applied when `last`; `staged` counts what this
     `apply_run` staged so far, by kind."""
@@ -347,13 +350,11 @@ def _write_stats(conn: Connection, windows: list[tuple], new_windows: list[tuple
         return
     cursor = conn.connection.driver_connection.cursor()
     try:
-        if windows or new_windows or quiet:
+        if windows or new_windows:
             with cursor.copy(f"COPY {_PG_WINDOWS} FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(_PG_WINDOW_TYPES)
                 for row in windows:
                     copy.write_row((*row, False))
-                for *figures, key in quiet:  # (PostgreSQL rewrites the whole row anyway)
-                    copy.write_row((*figures, 0, 0, "passed", None, None, key, False))
                 for row in new_windows:
                     copy.write_row((*row, True))
         if changed:
@@ -361,7 +362,7 @@ def _write_stats(conn: Connection, windows: list[tuple], new_windows: list[tuple
                 copy.set_types(_PG_FIGURE_TYPES)
                 for row in changed:
                     copy.write_row(row[:-1])
-        staged["windows"] += len(windows) + len(quiet)
+        staged["windows"] += len(windows)
         staged["new windows"] += len(new_windows)
         staged["figures"] += len(changed)
         if last:
