@@ -93,43 +93,45 @@ def _rewrite(conn, rows: list[dict]) -> list[dict]:
 
 
 def upgrade() -> None:
+    _convert((_WIDE_KEY, _WIDE_DURATION), _narrowed)
+
+
+def downgrade() -> None:
+    _convert((_NARROW_KEY, _NARROW_DURATION), _widened)
+
+
+def _convert(sizes: tuple[int, int], convert) -> None:
+    """Rewrite every window packed with `sizes` (bytes a key, bytes a duration) as
+    `convert(conn, case id, header, keys, durations)` packs it: (its state, its average)."""
     conn = op.get_bind()
     rows = []
     for case_id, state in _windows(conn):  # (the key is never rewritten: batches go on)
         if len(rows) >= _BATCH:
             rows = _rewrite(conn, rows)
-        found = _entries(bytes(state), _WIDE_KEY, _WIDE_DURATION)
-        if found is None:
-            continue
-        header, keys, durations = found
-        codes = [_code(d) for d in durations]
-        total = sum(_milliseconds(c) for c in codes)
-        rows.append({"id": case_id, "average": int(total / len(codes)) if codes else 0,
-                     "state": _pack(header, [k[:_NARROW_KEY] for k in keys], codes,
-                                    _NARROW_DURATION, total)})
+        found = _entries(bytes(state), *sizes)
+        if found is not None:
+            state, average = convert(conn, case_id, *found)
+            rows.append({"id": case_id, "state": state, "average": average})
     _rewrite(conn, rows)
 
 
-def downgrade() -> None:
-    conn = op.get_bind()
-    rows = []
-    for case_id, state in _windows(conn):
-        if len(rows) >= _BATCH:
-            rows = _rewrite(conn, rows)
-        found = _entries(bytes(state), _NARROW_KEY, _NARROW_DURATION)
-        if found is None:
-            continue
-        header, keys, codes = found
-        commits = conn.execute(sa.text(
-            "SELECT runs.commit_sha FROM test_results r JOIN runs ON runs.id = r.run_id "
-            "WHERE r.test_case_id = :id AND r.status != 'skipped' AND runs.stats_applied "
-            "ORDER BY r.created_at DESC, r.id DESC LIMIT :count"),
-            {"id": case_id, "count": len(keys)}).scalars().all()
-        wide = [hashlib.blake2b(commit.encode(), digest_size=_WIDE_KEY).digest() if commit
-                else bytes(_WIDE_KEY) for commit in commits]
-        wide += [bytes(_WIDE_KEY)] * (len(keys) - len(wide))
-        durations = [_milliseconds(c) for c in codes]
-        total = sum(durations)
-        rows.append({"id": case_id, "average": int(total / len(durations)) if durations else 0,
-                     "state": _pack(header, wide, durations, _WIDE_DURATION, total)})
-    _rewrite(conn, rows)
+def _narrowed(_conn, _case_id, header, keys: list[bytes], durations: list[int]):
+    codes = [_code(d) for d in durations]
+    total = sum(_milliseconds(c) for c in codes)
+    return (_pack(header, [k[:_NARROW_KEY] for k in keys], codes, _NARROW_DURATION, total),
+            int(total / len(codes)) if codes else 0)
+
+
+def _widened(conn, case_id: str, header, keys: list[bytes], codes: list[int]):
+    commits = conn.execute(sa.text(
+        "SELECT runs.commit_sha FROM test_results r JOIN runs ON runs.id = r.run_id "
+        "WHERE r.test_case_id = :id AND r.status != 'skipped' AND runs.stats_applied "
+        "ORDER BY r.created_at DESC, r.id DESC LIMIT :count"),
+        {"id": case_id, "count": len(keys)}).scalars().all()
+    wide = [hashlib.blake2b(commit.encode(), digest_size=_WIDE_KEY).digest() if commit
+            else bytes(_WIDE_KEY) for commit in commits]
+    wide += [bytes(_WIDE_KEY)] * (len(keys) - len(wide))  # results retention deleted
+    durations = [_milliseconds(c) for c in codes]
+    total = sum(durations)
+    return (_pack(header, wide, durations, _WIDE_DURATION, total),
+            int(total / len(durations)) if durations else 0)
