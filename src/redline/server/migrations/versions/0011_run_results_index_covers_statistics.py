@@ -7,10 +7,11 @@ Create Date: 2026-11-24
 `test_results (run_id, status)` becomes `(run_id, status, test_case_id, duration,
 created_at)`: the completion of a run (intelligence/stats.py apply_run) and its counts by
 status (runs.refresh_counts) read only these columns of a run's results, so SQLite answers
-both from the index alone instead of looking up each result's row (a Playwright result's row
-carries its steps and output: 10 ms of the 35 of a 5,000-result run's statistics went to
-these lookups). Every query that used the old index (a run's results by status) uses this one
-the same way: its first columns are the old index.
+both from the index alone instead of looking up each result's row (whose steps and output
+make it long): for a 5,000-result run, the read of its results with their windows 10.2 ->
+7.8 ms, its statistics 39 -> 35 ms, its counts by status 1.2 -> 0.5 ms. Every query that used
+the old index (a run's results by status) uses this one the same way: its first columns are
+the old index.
 """
 from alembic import op
 
