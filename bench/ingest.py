@@ -73,13 +73,16 @@ def stored_rows(kind: str, url: str, run_id: str) -> list[tuple]:
     """The rows an import stored for a run, as the driver reads them (JSON as text)."""
     names = [name for name, _type in RAW_COLUMNS]
     if kind == "sqlite":
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
             return conn.execute(f"SELECT {', '.join(names)} FROM test_results "
                                 "WHERE run_id = ?", (run_id,)).fetchall()
+        finally:
+            conn.close()
     import psycopg
 
-    columns = ", ".join(f"{name}::text" if kind == "JSON" else name
-                        for name, kind in RAW_COLUMNS)
+    columns = ", ".join(f"{name}::text" if column_type == "JSON" else name
+                        for name, column_type in RAW_COLUMNS)
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
         return conn.execute(f"SELECT {columns} FROM test_results WHERE run_id = %s",
                             (run_id,)).fetchall()
@@ -88,11 +91,12 @@ def stored_rows(kind: str, url: str, run_id: str) -> list[tuple]:
 def raw_rate(kind: str, url: str, rows: list[tuple], repeat: int = 3) -> float:
     """Rows per second the driver alone inserts `rows` into a table shaped like test_results
     (with its indexes), in one transaction: the ceiling for ingestion. Median of `repeat`."""
+    json_type = "text" if kind == "sqlite" else "jsonb"
+    ddl = ("CREATE TABLE raw_results (" + ", ".join(
+        f"{name} {json_type if column_type == 'JSON' else column_type}"
+        for name, column_type in RAW_COLUMNS) + ")")
     rates = []
     for _ in range(repeat):
-        types = {"JSON": "text" if kind == "sqlite" else "jsonb"}
-        ddl = ("CREATE TABLE raw_results (" + ", ".join(
-            f"{name} {types.get(kind_, kind_)}" for name, kind_ in RAW_COLUMNS) + ")")
         if kind == "sqlite":
             path = url.removeprefix("sqlite:///") + ".raw"
             conn = sqlite3.connect(path, isolation_level=None)
