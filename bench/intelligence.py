@@ -331,7 +331,8 @@ def load(engine, project_id: str, cases: list[Case], plans: list[RunPlan], seed:
             done = len(run_ids)
             if stand_in and done % 10 == 0:
                 vacuum_started = time.perf_counter()
-                vacuum(engine, "test_cases, test_case_windows, error_groups, error_group_cases, "
+                vacuum(engine, "test_cases, test_case_windows, window_buckets, error_groups, "
+                               "error_group_cases, "
                                "runs")
                 spent["vacuum"] += time.perf_counter() - vacuum_started
             if done % 20 == 0 or done == len(plans):
@@ -354,7 +355,7 @@ def plain_queries(kind: str, ids: dict) -> dict[str, tuple[str, tuple]]:
     day = "date(created_at)" if kind == "sqlite" else "date_trunc('day', created_at)"
     flaky = "CASE WHEN status = 'flaky' THEN 1.0 ELSE 0.0 END"
     flakiness = ("SELECT c.id, c.title, c.full_title, c.file_path, c.variant, "
-                 "c.flakiness_score, w.total_runs, w.flaky_runs, w.last_flaky_at, "
+                 "c.flakiness_score, w.bucket_id, w.slot, w.flaky_runs, w.last_flaky_at, "
                  "c.is_quarantined, c.status FROM test_cases c "
                  "JOIN test_case_windows w ON w.test_case_id = c.id "
                  f"WHERE c.project_id = {p} AND w.flaky_runs > 0 "

@@ -114,7 +114,7 @@ def test_upgrading_converts_each_case_window_in_place(tmp_path):
             "is_quarantined, quarantine_manual, recent) VALUES ('tc_1', 'proj_1', 'i', "
             "'a > t', 't', '2026-01-01 00:00:00.000000', 'flaky', 0.5, 3, 2, 1, 20, 0, 0, "
             ":recent)"), {"recent": json.dumps(old_window)})
-    command.upgrade(config, "head")
+    command.upgrade(config, "0011")
     with engine.connect() as conn:  # (the window lives in test_case_windows since 0008)
         packed = conn.execute(text("SELECT window_state FROM test_case_windows")).scalar_one()
     engine.dispose()
@@ -180,7 +180,7 @@ def test_moving_windows_to_their_own_table_keeps_every_result(tmp_path):
             "INSERT INTO test_results (id, run_id, project_id, test_case_id, title, full_title, "
             "status, duration, retries, attempt, is_flaky, created_at) VALUES ('test_1', "
             f"'run_1', 'proj_1', 'tc_1', 't', 'a > t', 'passed', 120, 0, 1, 0, {moment})"))
-    command.upgrade(config, "head")
+    command.upgrade(config, "0011")
     with engine.connect() as conn:
         results = conn.execute(text("SELECT count(*) FROM test_results")).scalar_one()
         windows = conn.execute(text(
@@ -232,7 +232,7 @@ def test_moving_the_run_figures_to_the_narrow_table_keeps_their_values(tmp_path)
                 {"id": case_id})
         conn.execute(text("INSERT INTO test_case_windows (test_case_id, window_state, "
                           f"avg_duration, last_run_at) VALUES ('tc_1', x'00', 120, {moment})"))
-    command.upgrade(config, "head")
+    command.upgrade(config, "0011")
     with engine.connect() as conn:
         windows = conn.execute(text(
             "SELECT test_case_id, avg_duration, total_runs, flaky_runs, failed_runs, "
@@ -288,7 +288,7 @@ def test_halving_the_windows_keeps_what_they_say(tmp_path):
         conn.execute(text(
             "INSERT INTO test_case_windows (test_case_id, window_state, avg_duration, "
             "total_runs) VALUES ('tc_1', :state, 13405, 3)"), {"state": _wide_window(pushes)})
-    command.upgrade(config, "head")
+    command.upgrade(config, "0011")
     with engine.connect() as conn:
         state, average = conn.execute(text(
             "SELECT window_state, avg_duration FROM test_case_windows")).one()
@@ -310,3 +310,66 @@ def test_halving_the_windows_keeps_what_they_say(tmp_path):
     wide = _wide_window(pushes, commits=[None, "c2", "c1"], durations=[120, 39_936, 95])
     assert bytes(state) == wide and average == 13383
     assert hashlib.blake2b(b"c1", digest_size=8).digest() in bytes(state)
+
+
+def test_putting_the_windows_in_buckets_by_file_keeps_what_they_say(tmp_path):
+    """0012 moves each window, with its last run, into a slot of its file's bucket (256 cases
+    a bucket at most; cases without a file share the bucket of ''); the total runs and the
+    average are then read from the slot. The downgrade puts them back in each case's row."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from redline.server.intelligence import scoring
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = _config(url)
+    command.upgrade(config, "0011")
+    engine = create_engine(url)
+    window = scoring.CaseWindow()
+    for duration in (100, 300):
+        window.push("passed", scoring.commit_key("c1"), False, duration)
+    # 258 cases of one file (two buckets), one without a file (one more); tc_000 never ran
+    cases = [(f"tc_{n:03}", "tests/a.spec.ts") for n in range(258)] + [("tc_nofile", None)]
+    with engine.begin() as conn:
+        _team_and_project(conn)
+        conn.execute(text(
+            "INSERT INTO test_cases (id, project_id, identity, file_path, full_title, title, "
+            "created_at, status, flakiness_score, is_quarantined, quarantine_manual) VALUES "
+            "(:id, 'proj_1', :id, :file, :id, :id, '2026-01-01 00:00:00.000000', 'stable', 0, "
+            "0, 0)"), [{"id": case_id, "file": file} for case_id, file in cases])
+        conn.execute(text(
+            "INSERT INTO test_case_windows (test_case_id, window_state, avg_duration, "
+            "last_run_at, total_runs, flaky_runs, failed_runs, last_status) VALUES (:id, "
+            ":state, 200, '2026-01-02 03:04:05.678901', 2, 0, 0, 'passed')"),
+            [{"id": case_id, "state": window.encode()} for case_id, _file in cases[1:]])
+    command.upgrade(config, "0012")
+    with engine.connect() as conn:
+        buckets = conn.execute(text(
+            "SELECT id, file_path, part, slots, state FROM window_buckets ORDER BY id")).all()
+        slots = dict(conn.execute(text(
+            "SELECT test_case_id, bucket_id || ':' || slot FROM test_case_windows")).all())
+    assert [(b.file_path, b.part, b.slots, len(b.state)) for b in buckets] == [
+        ("", 0, 1, scoring.SLOT),
+        ("tests/a.spec.ts", 0, 256, 256 * scoring.SLOT),
+        ("tests/a.spec.ts", 1, 1, scoring.SLOT)]
+    assert slots["tc_nofile"] == f"{buckets[0].id}:0"
+    assert slots["tc_001"] == f"{buckets[1].id}:0" and slots["tc_257"] == f"{buckets[2].id}:0"
+    assert "tc_000" not in slots
+    last = buckets[2].state
+    assert scoring.slot_window(last, 0) == window.encode()
+    total, average, micros = scoring.slot_figures(last, 0)
+    from redline.server.intelligence.stats import slot_time
+
+    assert (total, average, str(slot_time(micros))) == (2, 200, "2026-01-02 03:04:05.678901")
+
+    command.downgrade(config, "0011")
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT test_case_id, window_state, avg_duration, last_run_at, total_runs "
+            "FROM test_case_windows ORDER BY test_case_id")).all()
+        tables = conn.execute(text(
+            "SELECT name FROM sqlite_master WHERE name = 'window_buckets'")).all()
+    engine.dispose()
+    assert len(rows) == 258 and not tables
+    assert {(bytes(r.window_state), r.avg_duration, r.last_run_at, r.total_runs)
+            for r in rows} == {(window.encode(), 200, "2026-01-02 03:04:05.678901", 2)}

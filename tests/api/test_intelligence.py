@@ -3,6 +3,7 @@ comparison, checked against expectations computed by hand on sequences of runs."
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import timedelta
 
@@ -11,9 +12,9 @@ from sqlalchemy import select, update
 
 from redline.server.intelligence import scoring
 from redline.server.intelligence.fingerprint import fingerprint
-from redline.server.intelligence.stats import recompute_case
+from redline.server.intelligence.stats import recompute_case, stored_case
 from redline.server.kit.clock import utcnow
-from redline.server.tables import test_case_windows, test_cases
+from redline.server.tables import test_cases
 
 W1, W2 = 0.5 ** 0.1, 0.5 ** 0.2  # weights of the 2nd and 3rd newest results
 
@@ -140,9 +141,10 @@ def test_the_constant_space_window_agrees_with_the_definition():
 
 def test_the_steady_pass_shortcut_gives_the_bytes_of_the_long_way():
     """Most cases of most runs add one pass that is no evidence to a window without evidence:
-    `push_steady_pass` does that without decoding the window, and must leave exactly what
-    `CaseWindow.push` would; any other window, or a pass that would be evidence (a failure
-    outside an outage on the same commit), it hands back (None)."""
+    `push_steady_pass` does that in the window's slot of its bucket without decoding it, and
+    must leave exactly what `CaseWindow.push` would; any other window, or a pass that would be
+    evidence (a failure outside an outage on the same commit), it hands back (None), the
+    bucket untouched."""
     rng = random.Random(11)
     steady = declined = quiet_ones = 0
     for _ in range(400):
@@ -155,8 +157,13 @@ def test_the_steady_pass_shortcut_gives_the_bytes_of_the_long_way():
             window.push(status, scoring.commit_key(rng.choice(["c1", "c2", None])), outage,
                         rng.randint(-5, 2**33))
         commit, duration = scoring.commit_key(rng.choice(["c1", "c3"])), rng.randint(-5, 2**33)
-        shortcut = scoring.push_steady_pass(window.encode(), commit, duration)
+        bucket = bytearray(os.urandom(3 * scoring.SLOT))  # the window in the middle slot
+        bucket[scoring.SLOT:2 * scoring.SLOT] = bytes(scoring.SLOT)
+        scoring.put_slot(bucket, 1, window.encode(), 7)
+        untouched = bytes(bucket)
+        shortcut = scoring.push_steady_pass(bucket, 1, commit, duration, 1234)
         if shortcut is None:  # a window with evidence, or a pass that would be evidence
+            assert bucket == untouched
             declined += 1
             assert window.evidence or window.push("passed", commit, False, duration)
             continue
@@ -165,8 +172,12 @@ def test_the_steady_pass_shortcut_gives_the_bytes_of_the_long_way():
         assert not window.push("passed", commit, False, duration)
         stats = window.stats(0.3)
         quiet = before.last_status == "passed" and stats.failed_runs == before.failed_runs
-        assert shortcut == (window.encode(), stats.total_runs, stats.failed_runs,
-                            stats.avg_duration, before.status, quiet)
+        assert shortcut == (stats.total_runs, stats.failed_runs, stats.avg_duration,
+                            before.status, quiet)
+        assert scoring.slot_window(bucket, 1) == window.encode()
+        assert scoring.slot_figures(bucket, 1) == (stats.total_runs, stats.avg_duration, 1234)
+        assert bucket[:scoring.SLOT] == untouched[:scoring.SLOT]  # its neighbours unchanged
+        assert bucket[2 * scoring.SLOT:] == untouched[2 * scoring.SLOT:]
         if quiet:  # what a quiet pass does not write stays as it was
             assert (stats.flaky_runs, stats.failed_runs, stats.last_status) == \
                 (before.flaky_runs, before.failed_runs, before.last_status)
@@ -179,7 +190,9 @@ def test_the_steady_pass_shortcut_gives_the_bytes_of_the_long_way():
     for _ in range(2):
         outages.push("failed", scoring.commit_key("c1"), True, 10)
     assert outages.stats(0.3).status == "broken"
-    assert scoring.push_steady_pass(outages.encode(), scoring.commit_key("c2"), 10)[-2:] == \
+    bucket = bytearray(scoring.SLOT)
+    scoring.put_slot(bucket, 0, outages.encode(), 1)
+    assert scoring.push_steady_pass(bucket, 0, scoring.commit_key("c2"), 10, 2)[-2:] == \
         ("broken", False)
 
 
@@ -400,11 +413,8 @@ def test_incremental_statistics_equal_a_recomputation_from_scratch(server, tenan
         assert len(rows) == 6
         for row in rows:
             fresh = recompute_case(conn, row.id)
-            # what every run moves is kept in its own table; the rest in test_cases
-            window = conn.execute(select(test_case_windows).where(
-                test_case_windows.c.test_case_id == row.id)).one()
-            kept = {column: getattr(window if column in test_case_windows.c else row, column)
-                    for column in fresh}
+            # the window in its bucket's slot, its figures in its row, the rest in test_cases
+            kept = stored_case(conn, row.id)
             assert set(fresh) >= {"window_state", "avg_duration", "last_run_at", "status",
                                   "flakiness_score", "total_runs", "last_flaky_at"}
             assert fresh == kept
@@ -412,8 +422,8 @@ def test_incremental_statistics_equal_a_recomputation_from_scratch(server, tenan
 
 def test_passes_after_a_failure_keep_it_in_the_counts(server, tenant):
     """A pass that follows a pass, with no failure leaving the window, takes the quiet path
-    (only the window, its average, its count and the last run are written): a failure still
-    in the window keeps its count and its time, as a recomputation gives them."""
+    (only its window's slot is written, not its figures): a failure still in the window keeps
+    its count and its time, as a recomputation gives them."""
     with tenant.as_key() as client:
         for number, status in enumerate(["passed", "failed", "passed", "passed", "passed"]):
             report(client, {"t": status}, commit=f"c{number}")  # a commit each: no re-run
@@ -422,12 +432,9 @@ def test_passes_after_a_failure_keep_it_in_the_counts(server, tenant):
             case["lastStatus"]) == ("stable", 5, 1, 0.2, "passed")
     with server.engine.connect() as conn:
         fresh = recompute_case(conn, case["id"])
-        window = conn.execute(select(test_case_windows).where(
-            test_case_windows.c.test_case_id == case["id"])).one()
+        kept = stored_case(conn, case["id"])
     assert fresh["last_failed_at"] is not None
-    kept = {column: getattr(window, column) for column in fresh
-            if column in test_case_windows.c}
-    assert kept == {column: fresh[column] for column in kept} and len(kept) >= 9
+    assert kept == fresh
 
 
 @pytest.mark.parametrize("sort", ["flakiness", "failure-rate", "duration", "title"])
@@ -438,6 +445,56 @@ def test_test_cases_sort_and_filter(tenant, sort):
         listed = client.get("/api/test-cases", params={"sort": sort}).json()
         broken = client.get("/api/test-cases", params={"status": "new"}).json()
     assert listed["total"] == 2 and broken["total"] == 0
+
+
+def test_windows_kept_in_buckets_by_file_read_back_in_every_sort(server, tenant):
+    """The windows of a test file's cases share buckets of 256 slots: a file of 300 cases
+    takes two. Whichever bucket a window is in, the lists sort by what it says: by duration
+    (slowest first, ties by case id), by failure rate (the cases that never ran last), and the
+    slowest tests of the trends; and each window is what a recomputation gives."""
+    from redline.server.tables import window_buckets
+
+    def run(outcomes: dict[str, tuple[str, str, int]]) -> None:
+        made = client.post("/api/runs", json={"status": "running", "commitSha": "c1"}).json()
+        client.post(f"/api/runs/{made['id']}/tests/batch", json={"tests": [
+            {"title": name, "fullTitle": f"S > {name}", "filePath": file, "status": status,
+             "duration": duration} for name, (file, status, duration) in outcomes.items()]})
+        client.patch(f"/api/runs/{made['id']}", json={"status": "passed"})
+
+    big = {f"big{n:03}": ("tests/big.spec.ts", "passed", n) for n in range(300)}
+    small = {"sfail": ("tests/small.spec.ts", "failed", 5000),
+             "spass": ("tests/small.spec.ts", "passed", 5000),
+             "sskip": ("tests/small.spec.ts", "skipped", 0)}  # never runs: no window
+    with tenant.as_key() as client:
+        run({**big, **small})
+        run({**big, **small, "sfail": ("tests/small.spec.ts", "passed", 5000)})
+        cases = client.get("/api/test-cases", params={"sort": "title", "limit": 500}).json()
+        ids = {c["title"]: c["id"] for c in cases["data"]}
+        by_duration = client.get("/api/test-cases",
+                                 params={"sort": "duration", "limit": 4}).json()
+        by_failures = client.get("/api/test-cases",
+                                 params={"sort": "failure-rate", "limit": 500}).json()
+        trends = client.get(f"/api/projects/{tenant.project_id}/trends").json()
+    assert cases["total"] == 303
+    top = sorted(["sfail", "spass"], key=ids.get)  # 5,000 ms both: by id
+    assert [c["title"] for c in by_duration["data"]] == [*top, "big299", "big298"]
+    assert [(c["avgDuration"], c["totalRuns"]) for c in by_duration["data"]] == [
+        (5000, 2), (5000, 2), (299, 2), (298, 2)]
+    assert by_duration["total"] == 303
+    failures = [c["title"] for c in by_failures["data"]]
+    assert failures[0] == "sfail" and failures[-1] == "sskip"
+    assert failures[1:-1] == sorted(failures[1:-1], key=ids.get)
+    assert [t["testId"] for t in trends["slowestTests"]] == [
+        ids[name] for name in [*top, *(f"big{n}" for n in range(299, 291, -1))]]
+    with server.engine.connect() as conn:
+        parts = conn.execute(select(window_buckets.c.part, window_buckets.c.slots).where(
+            window_buckets.c.project_id == tenant.project_id,
+            window_buckets.c.file_path == "tests/big.spec.ts")
+            .order_by(window_buckets.c.part)).all()
+        assert [tuple(p) for p in parts] == [(0, 256), (1, 44)]
+        for name in ("big000", "big299", "sfail"):
+            assert stored_case(conn, ids[name]) == recompute_case(conn, ids[name])
+        assert stored_case(conn, ids["sskip"]) is None
 
 
 def test_a_case_takes_the_tags_of_its_newest_result(tenant):

@@ -233,26 +233,40 @@ test_cases = Table(
     Index(None, "quarantined_by"),
 )
 
-# What a run rewrites for each case that ran: its window, the newest 50 results that ran,
-# packed in constant space (intelligence/scoring.py CaseWindow, 341 bytes), and the figures
-# that move with it: the average duration and the last run (every run), the counts over the
-# window (every run of a project's first 50, and as failures come and go), the last status
-# and the times of the last flaky and failed results. A narrow row of its own per case: a
-# run's completion rewrites these short rows, and a wide `test_cases` row only when its status
-# or score changed (migrations 0008 and 0009). A case that never ran has no row here.
+# A case's window, the newest 50 results that ran packed in constant space
+# (intelligence/scoring.py CaseWindow, 341 bytes), and the time of its last result live in a
+# slot of a bucket: the windows of one test file's cases side by side in one value
+# (`BUCKET_SLOTS` cases at most; a larger file takes further parts). Every run moves every
+# window it touches, so a run rewrites a few buckets, not one row per case (migration 0012);
+# the total runs, the average duration and the last run are read from the slot's header.
+window_buckets = Table(
+    "window_buckets", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    _fk("project_id", "projects.id"),
+    Column("file_path", String(1000), nullable=False),  # '' for cases without a file
+    Column("part", Integer, nullable=False),
+    Column("slots", Integer, nullable=False),  # slots in use, each `scoring.SLOT` bytes
+    Column("state", LargeBinary, nullable=False),
+    UniqueConstraint("project_id", "file_path", "part"),
+)
+
+# The figures of a case that change only when its outcomes do (a failure comes or leaves the
+# window, a flaky result, a pass after a failure), beside where its window lives: readers
+# filter and sort by them in SQL, and most cases of most runs leave them alone (a pass after a
+# pass). A case that never ran has no row here.
 test_case_windows = Table(
     "test_case_windows", metadata,
     Column("test_case_id", String(40), ForeignKey("test_cases.id", ondelete="CASCADE"),
            primary_key=True),
-    Column("window_state", LargeBinary, nullable=False),
-    Column("avg_duration", BigInteger, nullable=False, default=0),
-    Column("last_run_at", DateTime),
-    Column("total_runs", Integer, nullable=False, default=0),
+    Column("bucket_id", Integer, ForeignKey("window_buckets.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("slot", Integer, nullable=False),
     Column("flaky_runs", Integer, nullable=False, default=0),
     Column("failed_runs", Integer, nullable=False, default=0),
     Column("last_status", String(10)),
     Column("last_flaky_at", DateTime),
     Column("last_failed_at", DateTime),
+    Index(None, "bucket_id"),  # deleting a bucket (its project) finds its cases' rows
 )
 
 quarantine_events = Table(

@@ -50,9 +50,44 @@ _COMMIT, _DURATION = 4, 2
 _NO_COMMIT = bytes(_COMMIT)
 _HEADER = struct.Struct("<BQQQQQ")  # count, failed, passed, outage, evidence, duration sum
 _HEADER_SIZE = _HEADER.size
-_unpack_header, _pack_header = _HEADER.unpack_from, _HEADER.pack  # (the steady path's)
+_unpack_header, _pack_header_into = _HEADER.unpack_from, _HEADER.pack_into  # (the steady
+# path's)
 _EXACT_DURATIONS = 0x8000  # durations below it (ms) are kept exactly; above, in steps of
 _DURATION_STEP_BITS = 10  # 1,024 ms, up to about 9.3 hours
+
+
+# A case's window lives in a slot of its bucket (`window_buckets`: the cases of one test file
+# together, migration 0012): the window, zero-padded to its full size, then the time of the
+# case's last result in microseconds since the epoch (0: none). A run rewrites a few buckets,
+# not a row per case.
+FULL_WINDOW = _HEADER_SIZE + (_COMMIT + _DURATION) * WINDOW  # 341 bytes
+SLOT = FULL_WINDOW + 8
+_LAST_RUN = struct.Struct("<q")
+BUCKET_SLOTS = 256  # a file with more cases takes further buckets
+
+
+def slot_window(bucket, slot: int) -> bytes:
+    """The window kept in `slot` of a bucket's state, unpadded (its count is its first byte)."""
+    start = slot * SLOT
+    return bytes(bucket[start:start + _HEADER_SIZE + (_COMMIT + _DURATION) * bucket[start]])
+
+
+def put_slot(bucket: bytearray, slot: int, window: bytes, last_run_micros: int) -> None:
+    """Write a window and its last run time into `slot` (a window only grows: the padding
+    after it stays zero)."""
+    start = slot * SLOT
+    bucket[start:start + len(window)] = window
+    _LAST_RUN.pack_into(bucket, start + FULL_WINDOW, last_run_micros)
+
+
+def slot_figures(bucket, slot: int) -> tuple[int, int, int]:
+    """(total runs, average duration, last run in microseconds since the epoch or 0) of the
+    window in `slot`, read from its header alone."""
+    start = slot * SLOT
+    count, _failed, _passed, _outage, _evidence, duration_sum = _HEADER.unpack_from(bucket,
+                                                                                   start)
+    return (count, int(duration_sum / count) if count else 0,
+            _LAST_RUN.unpack_from(bucket, start + FULL_WINDOW)[0])
 
 
 def duration_code(duration) -> int:
@@ -212,25 +247,29 @@ def _commit_among(commits: bytes, commit: bytes, candidates: int) -> bool:
     return False
 
 
-def push_steady_pass(state: bytes, commit: bytes,
-                     duration: int) -> tuple[bytes, int, int, int, str, bool] | None:
-    """`CaseWindow.push` of one pass from a run that is not an outage, for the usual window:
-    no evidence in it, and no failure outside outages on the same commit (the pass is then no
-    evidence, and the score stays 0, as it was). Answers the new packed state, the window's
-    count, its failures, its average duration, its status before the pass (`stable`, or
-    `broken` when it held only failures; `stable` after), and whether the pass is quiet: the
-    newest result before it a pass, and no failure leaving the window (its failure count, last
-    status and the times of its last failure and evidence then stay as they were); None for any
-    other window (push it the long way). Most cases of most runs take this path: it skips the
-    decoding, the object and the score, and gives the bytes and figures the long way would (a
+def push_steady_pass(bucket: bytearray, slot: int, commit: bytes, duration: int,
+                     last_run: int) -> tuple[int, int, int, str, bool] | None:
+    """`CaseWindow.push` of one pass from a run that is not an outage, for the usual window,
+    in place in `slot` of a bucket (with the last run, `put_slot`'s): no evidence in it, and
+    no failure outside outages on the same commit (the pass is then no evidence, and the score
+    stays 0, as it was). Answers the window's count, its failures and its average duration
+    after the pass, its status before it (`stable`, or `broken` when it held only failures;
+    `stable` after), and whether the pass is quiet: the newest result before it a pass, and no
+    failure leaving the window (its failure count, last status and the times of its last
+    failure and evidence then stay as they were); None, the bucket untouched, for any other
+    window (push it the long way). Most cases of most runs take this path: it skips the
+    decoding, the object and the score, and leaves the bytes and figures the long way would (a
     test compares the two)."""
-    count, failed, passed, outage, evidence, duration_sum = _unpack_header(state)
+    start = slot * SLOT
+    count, failed, passed, outage, evidence, duration_sum = _unpack_header(bucket, start)
     if evidence:
         return None
+    keys = start + _HEADER_SIZE
+    end = keys + _COMMIT * count  # where the commits end and the durations begin
     if failed:
         failures = failed & ~outage
-        if (failures and commit != _NO_COMMIT and _commit_among(
-                state[_HEADER_SIZE:_HEADER_SIZE + _COMMIT * count], commit, failures)):
+        if (failures and commit != _NO_COMMIT
+                and _commit_among(bucket[keys:end], commit, failures)):
             return None  # it changed its mind on this commit: evidence
         before = "broken" if count >= 2 and failed.bit_count() == count else "stable"
     else:
@@ -239,21 +278,27 @@ def push_steady_pass(state: bytes, commit: bytes,
     quiet = passed & 1 == 1 and not (count == WINDOW and failed >> (WINDOW - 1))
     code = (duration if type(duration) is int and 0 <= duration < _EXACT_DURATIONS
             else duration_code(duration))
-    end = _HEADER_SIZE + _COMMIT * count  # where the commits end and the durations begin
-    if count == WINDOW:  # the oldest result leaves
-        left = int.from_bytes(state[-_DURATION:], "little")
+    if count == WINDOW:  # the oldest result leaves: each list moves along by one, in place
+        last = end + _DURATION * (WINDOW - 1)
+        left = int.from_bytes(bucket[last:last + _DURATION], "little")
         duration_sum -= left if left < _EXACT_DURATIONS else code_duration(left)
-        commits, durations = state[_HEADER_SIZE:end - _COMMIT], state[end:-_DURATION]
-    else:
+        bucket[end + _DURATION:last + _DURATION] = bucket[end:last]
+        bucket[keys + _COMMIT:end] = bucket[keys:end - _COMMIT]
+        bucket[end:end + _DURATION] = code.to_bytes(_DURATION, "little")
+    else:  # one more of each: the durations move behind the longer list of commits
+        durations = bucket[end:end + _DURATION * count]
+        bucket[keys + _COMMIT:end + _COMMIT] = bucket[keys:end]
+        end += _COMMIT
+        bucket[end:end + _DURATION * (count + 1)] = (code.to_bytes(_DURATION, "little")
+                                                     + durations)
         count += 1
-        commits, durations = state[_HEADER_SIZE:end], state[end:]
+    bucket[keys:keys + _COMMIT] = commit
     duration_sum += code if code < _EXACT_DURATIONS else code_duration(code)
     failed = (failed << 1) & _FULL
-    packed = b"".join((
-        _pack_header(count, failed, ((passed << 1) | 1) & _FULL, (outage << 1) & _FULL, 0,
-                     duration_sum),
-        commit, commits, code.to_bytes(_DURATION, "little"), durations))
-    return packed, count, failed.bit_count(), int(duration_sum / count), before, quiet
+    _pack_header_into(bucket, start, count, failed, ((passed << 1) | 1) & _FULL,
+                      (outage << 1) & _FULL, 0, duration_sum)
+    _LAST_RUN.pack_into(bucket, start + FULL_WINDOW, last_run)
+    return count, failed.bit_count(), int(duration_sum / count), before, quiet
 
 
 @dataclass(frozen=True)

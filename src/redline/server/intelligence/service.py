@@ -32,22 +32,23 @@ SCORE_FORMULA = ("flakinessScore = sum(w_i * evidence_i) / sum(w_i) over the new
                  "over 80% of at least 10 tests failed are not evidence.")
 
 
-# A case with the figures runs move, kept in their own narrow table (`test_case_windows`:
-# a case that never ran has no row there, and its counts are 0).
+# A case with the figures its outcomes move, kept in their own narrow table
+# (`test_case_windows`: a case that never ran has no row there, and its counts are 0), and
+# where its window lives: its total runs, average duration and last run are read from there
+# (`stats.slot_figures`).
 _CASES = test_cases.outerjoin(test_case_windows,
                               test_case_windows.c.test_case_id == test_cases.c.id)
-_AVG_DURATION = func.coalesce(test_case_windows.c.avg_duration, 0)
-_TOTAL_RUNS = func.coalesce(test_case_windows.c.total_runs, 0)
 _FLAKY_RUNS = func.coalesce(test_case_windows.c.flaky_runs, 0)
 _FAILED_RUNS = func.coalesce(test_case_windows.c.failed_runs, 0)
+_WHERE_ITS_WINDOW_IS = (test_case_windows.c.bucket_id, test_case_windows.c.slot)
 
 
 _SELECT_CASES = select(
-    test_cases, _AVG_DURATION.label("avg_duration"), test_case_windows.c.last_run_at,
-    _TOTAL_RUNS.label("total_runs"), _FLAKY_RUNS.label("flaky_runs"),
+    test_cases, *_WHERE_ITS_WINDOW_IS, _FLAKY_RUNS.label("flaky_runs"),
     _FAILED_RUNS.label("failed_runs"), test_case_windows.c.last_status,
     test_case_windows.c.last_flaky_at, test_case_windows.c.last_failed_at,
 ).select_from(_CASES)
+_NEVER_RAN = (0, 0, None)  # total runs, average duration, last run
 
 
 def _active(row, now: datetime) -> bool:
@@ -56,17 +57,21 @@ def _active(row, now: datetime) -> bool:
                                          or row.quarantine_expires_at > now)
 
 
-def case_json(row, now: datetime | None = None) -> dict:
+def case_json(row, figures: tuple[int, int, datetime | None],
+              now: datetime | None = None) -> dict:
+    """A case's JSON from its `_SELECT_CASES` row and the `figures` of its window (total
+    runs, average duration, last run: `stats.slot_figures`)."""
     now = now or utcnow()
     quarantined = _active(row, now)
+    total_runs, avg_duration, last_run_at = figures
     return {"id": row.id, "projectId": row.project_id, "title": row.title,
             "fullTitle": row.full_title, "filePath": row.file_path, "variant": row.variant,
             "status": row.status, "flakinessScore": row.flakiness_score,
-            "totalRuns": row.total_runs, "flakyRuns": row.flaky_runs,
+            "totalRuns": total_runs, "flakyRuns": row.flaky_runs,
             "failedRuns": row.failed_runs,
-            "failureRate": round(row.failed_runs / row.total_runs, 4) if row.total_runs else 0.0,
-            "avgDuration": row.avg_duration, "lastStatus": row.last_status,
-            "lastRunAt": iso(row.last_run_at), "lastFlakyAt": iso(row.last_flaky_at),
+            "failureRate": round(row.failed_runs / total_runs, 4) if total_runs else 0.0,
+            "avgDuration": avg_duration, "lastStatus": row.last_status,
+            "lastRunAt": iso(last_run_at), "lastFlakyAt": iso(row.last_flaky_at),
             "tags": row.tags or [], "isQuarantined": quarantined,
             "quarantine": {"reason": row.quarantine_reason, "owner": row.quarantine_owner,
                            "by": row.quarantined_by, "at": iso(row.quarantined_at),
@@ -86,11 +91,24 @@ def resolve_case(conn: Connection, principal: Principal, test_id: str, scope: st
     return require_in_project(conn, principal, row, scope, "Test", test_id)
 
 
-SORTS = {"flakiness": test_cases.c.flakiness_score.desc(),
-         "failure-rate": (test_case_windows.c.failed_runs * 1.0
-                          / func.nullif(test_case_windows.c.total_runs, 0)).desc(),
-         "duration": _AVG_DURATION.desc(),
-         "title": test_cases.c.full_title.asc()}
+# Sorts by a stored column, in SQL; then those by figures read from the windows' slots, in
+# Python over the matching cases (a project's windows are a few hundred bytes a case).
+SQL_SORTS = {"flakiness": test_cases.c.flakiness_score.desc(),
+             "title": test_cases.c.full_title.asc()}
+
+
+def _slot_sort_key(sort: str):
+    def failure_rate(case, figures):  # the cases that never ran last
+        total = figures.get(case.id, _NEVER_RAN)[0]
+        return (not total, -(case.failed_runs / total) if total else 0.0, case.id)
+
+    def duration(case, figures):
+        return (-figures.get(case.id, _NEVER_RAN)[1], case.id)
+
+    return {"failure-rate": failure_rate, "duration": duration}[sort]
+
+
+SORTS = (*SQL_SORTS, "failure-rate", "duration")
 
 
 def list_cases(conn: Connection, principal: Principal, project_id: str | None,
@@ -111,15 +129,27 @@ def list_cases(conn: Connection, principal: Principal, project_id: str | None,
         # tags are a short JSON array of strings: match the quoted element
         where.append(cast(test_cases.c.tags, Text).like(f'%"{tag.replace(chr(34), "")}"%'))
     total = conn.execute(select(func.count()).select_from(test_cases).where(*where)).scalar_one()
-    rows = conn.execute(_SELECT_CASES.where(*where).order_by(
-        SORTS[sort], test_cases.c.id).limit(page.limit).offset(page.offset)).all()
+    if sort in SQL_SORTS:
+        rows = conn.execute(_SELECT_CASES.where(*where).order_by(
+            SQL_SORTS[sort], test_cases.c.id).limit(page.limit).offset(page.offset)).all()
+    else:
+        matching = conn.execute(select(test_cases.c.id, *_WHERE_ITS_WINDOW_IS,
+                                       _FAILED_RUNS.label("failed_runs"))
+                                .select_from(_CASES).where(*where)).all()
+        figures = stats.slot_figures(conn, matching)
+        key = _slot_sort_key(sort)
+        matching.sort(key=lambda case: key(case, figures))
+        ids = [case.id for case in matching[page.offset:page.offset + page.limit]]
+        found = {r.id: r for r in conn.execute(_SELECT_CASES.where(test_cases.c.id.in_(ids)))}
+        rows = [found[case_id] for case_id in ids]
+    figures = stats.slot_figures(conn, rows)
     now = utcnow()
-    return page.page([case_json(r, now) for r in rows], total)
+    return page.page([case_json(r, figures.get(r.id, _NEVER_RAN), now) for r in rows], total)
 
 
 def get_case(conn: Connection, principal: Principal, test_id: str) -> dict:
     row = resolve_case(conn, principal, test_id, "runs:read")
-    body = case_json(row)
+    body = case_json(row, stats.slot_figures(conn, [row]).get(row.id, _NEVER_RAN))
     # the window's results, each judged against the WINDOW results before it (as at arrival)
     rows = stats.window_results(conn, row.id, 2 * scoring.WINDOW)
     _window, flags = scoring.replay([
@@ -179,7 +209,7 @@ def flakiness(conn: Connection, principal: Principal, project_id: str | None,
     total = conn.execute(select(func.count()).select_from(_CASES).where(*where)).scalar_one()
     rows = conn.execute(select(
         test_cases.c.id, test_cases.c.title, test_cases.c.full_title, test_cases.c.file_path,
-        test_cases.c.variant, test_cases.c.flakiness_score, _TOTAL_RUNS.label("total_runs"),
+        test_cases.c.variant, test_cases.c.flakiness_score, *_WHERE_ITS_WINDOW_IS,
         _FLAKY_RUNS.label("flaky_runs"), test_case_windows.c.last_flaky_at,
         test_cases.c.is_quarantined, test_cases.c.quarantine_expires_at, test_cases.c.status)
         .select_from(_CASES).where(*where).order_by(
@@ -193,10 +223,11 @@ def flakiness(conn: Connection, principal: Principal, project_id: str | None,
         func.count().filter(active),
         func.avg(case((test_case_windows.c.flaky_runs > 0, test_cases.c.flakiness_score))))
         .select_from(_CASES).where(test_cases.c.project_id == project_id)).one()
+    figures = stats.slot_figures(conn, rows)
     body = page.page([{
         "testId": r.id, "testTitle": r.title, "fullTitle": r.full_title,
         "filePath": r.file_path, "variant": r.variant, "flakinessScore": r.flakiness_score,
-        "totalRuns": r.total_runs, "flakyRuns": r.flaky_runs,
+        "totalRuns": figures.get(r.id, _NEVER_RAN)[0], "flakyRuns": r.flaky_runs,
         "lastFlakyAt": iso(r.last_flaky_at), "isQuarantined": _active(r, now),
         "status": r.status} for r in rows], total)
     body["summary"] = {"totalFlakyTests": summary[0], "quarantinedTests": summary[1],
@@ -283,17 +314,15 @@ def trends(conn: Connection, principal: Principal, project_id: str, group_by: st
                "flakyTests": int(r.flaky or 0),
                "passRate": runs.pass_rate(int(r.passed or 0), int(r.total or 0)),
                "duration": int(r.duration or 0)} for r in rows]
-    slowest = conn.execute(select(test_cases.c.id, test_cases.c.full_title,
-                                  test_cases.c.file_path, test_case_windows.c.avg_duration)
-                           .select_from(_CASES)
-                           .where(test_cases.c.project_id == project_id,
-                                  test_case_windows.c.total_runs > 0)
-                           .order_by(test_case_windows.c.avg_duration.desc(),
-                                     test_cases.c.id).limit(10)).all()
+    slowest = stats.slowest_cases(conn, project_id, 10)
+    titles = {r.id: r for r in conn.execute(
+        select(test_cases.c.id, test_cases.c.full_title, test_cases.c.file_path)
+        .where(test_cases.c.id.in_([case_id for case_id, _average in slowest])))}
     return {"projectId": project_id, "groupBy": group_by, "branch": branch, "days": days,
             "points": points,
-            "slowestTests": [{"testId": s.id, "fullTitle": s.full_title, "filePath": s.file_path,
-                              "avgDuration": s.avg_duration} for s in slowest]}
+            "slowestTests": [{"testId": case_id, "fullTitle": titles[case_id].full_title,
+                              "filePath": titles[case_id].file_path, "avgDuration": average}
+                             for case_id, average in slowest]}
 
 
 def compare(conn: Connection, principal: Principal, run_id: str, base_id: str) -> dict:

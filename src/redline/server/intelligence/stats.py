@@ -1,24 +1,28 @@
 """Keeping per-case statistics, verdicts and error groups up to date when a run completes.
 
 `apply_run` is called once per run, in the transaction that completes it, and is idempotent
-(`runs.stats_applied`). It reads the run's results joined to their cases' windows in one
-streamed pass, updates each case's constant-size window (scoring.CaseWindow) and writes back
-with one executemany per chunk of cases: reads of flakiness, history and errors then never
-scan history, and a run costs the same whatever the history. What runs change (the window,
-the average duration, the last run, the counts, the last status) is written to the narrow
-`test_case_windows`; a case's wide `test_cases` row is read only for the cases a pass did
-not leave at a score of 0 (`scoring.push_steady_pass`: for those the status and score follow
-from the window), and written only when its status or score changed, which for most cases of
-most runs they do not.
+(`runs.stats_applied`). It reads the run's results joined to where their cases' windows live
+in one streamed pass, updates each case's constant-size window (scoring.CaseWindow) in its
+slot of its file's bucket (`window_buckets`) and writes back the buckets it touched: reads of
+flakiness, history and errors then never scan history, and a run costs the same whatever the
+history. A pass after a pass (most cases of most runs) changes only the window's slot: the
+total runs, the average duration and the last run are read from there. The figures readers
+filter and sort by (flaky and failed runs, the last status, the last flaky and failed times)
+are written to `test_case_windows` only for the cases whose outcomes moved them. A case's wide
+`test_cases` row is read only for the cases a pass did not leave at a score of 0
+(`scoring.push_steady_pass`: for those the status and score follow from the window), and
+written only when its status or score changed, which for most cases of most runs they do not.
 (A case's tags follow its newest result at ingestion: results/service.py.) `recompute_case`
-rebuilds one case's statistics from its stored results; a test proves both give the same
-state, byte for byte.
+rebuilds one case's statistics from its stored results; a test proves they equal what the
+incremental path stored (`stored_case`), byte for byte.
 """
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import groupby
 from operator import itemgetter
 
@@ -32,8 +36,10 @@ from redline.server.tables import (
     projects,
     quarantine_events,
     runs,
+    test_case_windows,
     test_cases,
     test_results,
+    window_buckets,
 )
 
 CHUNK = 500
@@ -101,12 +107,9 @@ def apply_run(conn: Connection, run_id: str) -> None:
     failed_cases: list[str] = []
     auto_candidates: list[str] = []
     became_flaky: list[tuple[str, float]] = []
-    windows: list[tuple] = []  # cases with a window row, and those without one yet
-    new_windows: list[tuple] = []
-    quiet: list[tuple] = []  # passes that changed no more than `_QUIET_COLUMNS` of a window
-    staged = {"windows": 0, "new windows": 0, "figures": 0}  # (PostgreSQL: `_write_stats`)
-    changed: list[tuple] = []  # cases whose status or score in `test_cases` changed
+    writes = _Writes(conn, run.project_id)
     long_way: list[tuple] = []  # (case id, its new stats): judged against its case row
+    micros = _Micros()
 
     def judge_long_way() -> None:
         """The status and score of the cases that took the long way, against their stored
@@ -115,7 +118,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
         for case_id, stats in long_way:
             status, score, quarantined, manual, expires = stored[case_id]
             if (stats.status, stats.flakiness_score) != (status, score):
-                changed.append((stats.status, stats.flakiness_score, case_id, score))
+                writes.changed.append((stats.status, stats.flakiness_score, case_id, score))
             if stats.status == "flaky" and status != "flaky":
                 became_flaky.append((case_id, stats.flakiness_score))
             active = quarantined and (expires is None or expires > now)
@@ -124,58 +127,61 @@ def apply_run(conn: Connection, run_id: str) -> None:
                 auto_candidates.append(case_id)
         long_way.clear()
 
-    _start_writing(conn)
     push_steady_pass = scoring.push_steady_pass
-    # (PostgreSQL writes a whole new row version whatever changed: a quiet pass is written
-    # whole there, like any other)
-    narrow_writes = conn.dialect.name != "postgresql"
-    # One pass over the run's results joined to their windows, grouped by case; values the
-    # rows carry back (times) stay in the driver's form. Memory is bounded by WRITE_CHUNK.
-    for rows in _results_by_case(conn, run_id):
-        if len(windows) + len(new_windows) + len(quiet) >= WRITE_CHUNK:
-            judge_long_way()
-            _write_stats(conn, windows, new_windows, quiet, changed, staged)
-            windows, new_windows, quiet, changed = [], [], [], []
-        case = rows[0]  # each row: the case's id and window columns, then one of its results
-        if len(rows) == 1 and not outage:
-            case_id, state, _flaky_at, failed_at, key, status, duration, created_at = case
-            if status == "passed" and state is not None:
-                steady = push_steady_pass(state, commit, duration)
-                if steady is not None:  # one more pass, no evidence in sight: a score of 0
-                    state, count, failures, average, before, quiet_pass = steady
-                    if quiet_pass and narrow_writes:  # the last status, counts, times stay
-                        quiet.append((state, average, created_at, count, key))
-                    else:
-                        windows.append((state, average, created_at, count, 0, failures,
-                                        "passed", None, failed_at if failures else None, key))
-                    # Its score was 0 and stays 0: the case row changes only if it was broken.
-                    # (Every write of a window writes the status it gives, so the stored
-                    # status is the one the window before this pass gives.)
-                    if before != "stable":
-                        changed.append(("stable", 0.0, case_id, 0.0))
-                    continue
-        ran = []
-        for row in rows:
-            status = row[_STATUS]
-            if status != "skipped":
-                ran.append((status, commit, outage, row[_STATUS + 1], row[_STATUS + 2],
-                            len(ran)))  # the results before it in `ran` are this run's
-                if status == "failed":
-                    failed_cases.append(case[_ID])
-        if not ran:
-            continue  # only skipped: the window is unchanged
-        window = scoring.CaseWindow.decode(case[_WINDOW])
-        flaky_at, failed_at = _advance(window, ran, case[_FLAKY_AT], case[_FAILED_AT])
-        stats = window.stats(threshold)
-        figures = (window.encode(), stats.avg_duration, ran[-1][4], stats.total_runs,
-                   stats.flaky_runs, stats.failed_runs, stats.last_status, flaky_at, failed_at)
-        if case[_WINDOW] is not None:
-            windows.append((*figures, case[_KEY]))
-        else:
-            new_windows.append((*figures, case[_ID]))
-        long_way.append((case[_ID], stats))
-    judge_long_way()
-    _write_stats(conn, windows, new_windows, quiet, changed, staged, last=True)
+    # One pass over the run's results joined to where their windows live, grouped by case,
+    # in chunks of cases (memory is bounded by WRITE_CHUNK cases and `_Writes.BUCKET_BYTES`);
+    # values the rows carry back (times) stay in the driver's form.
+    for groups in _results_by_case(conn, run_id):
+        buckets = writes.load_buckets({rows[0][_BUCKET] for rows in groups})
+        for rows in groups:
+            case = rows[0]  # each row: the case's id and window columns, then one result
+            case_id, bucket_id, slot, flaky_at, failed_at, key = case[:_STATUS]
+            bucket = buckets.get(bucket_id)
+            if len(rows) == 1 and not outage and bucket is not None:
+                status, duration, created_at = case[_STATUS:]
+                if status == "passed":
+                    steady = push_steady_pass(bucket, slot, commit, duration,
+                                              micros(created_at))
+                    if steady is not None:  # one more pass, no evidence in sight: a score of 0
+                        _count, failures, _average, before, quiet_pass = steady
+                        writes.dirty.add(bucket_id)
+                        if not quiet_pass:  # the last status or the failures moved
+                            writes.figures.append((0, failures, "passed", None,
+                                                   failed_at if failures else None, key))
+                        # Its score was 0 and stays 0: the case row changes only if it was
+                        # broken. (Every write of a window's figures writes the status it
+                        # gives, so the stored status is the one the window before this pass
+                        # gives.)
+                        if before != "stable":
+                            writes.changed.append(("stable", 0.0, case_id, 0.0))
+                        continue
+            ran = []
+            for row in rows:
+                status = row[_STATUS]
+                if status != "skipped":
+                    ran.append((status, commit, outage, row[_STATUS + 1], row[_STATUS + 2],
+                                len(ran)))  # the results before it in `ran` are this run's
+                    if status == "failed":
+                        failed_cases.append(case_id)
+            if not ran:
+                continue  # only skipped: the window is unchanged
+            window = scoring.CaseWindow.decode(
+                scoring.slot_window(bucket, slot) if bucket is not None else None)
+            flaky_at, failed_at = _advance(window, ran, flaky_at, failed_at)
+            stats = window.stats(threshold)
+            figures = (stats.flaky_runs, stats.failed_runs, stats.last_status, flaky_at,
+                       failed_at)
+            if bucket is not None:
+                scoring.put_slot(bucket, slot, window.encode(), micros(ran[-1][4]))
+                writes.dirty.add(bucket_id)
+                writes.figures.append((*figures, key))
+            else:
+                writes.new_windows.append((case_id, window.encode(), micros(ran[-1][4]),
+                                           figures))
+            long_way.append((case_id, stats))
+        judge_long_way()
+        writes.flush()
+    writes.flush(last=True)
 
     # the verdict: failures of cases quarantined when the run started do not count
     quarantined = quarantined_at(conn, sorted(set(failed_cases)), run.created_at)
@@ -195,31 +201,53 @@ def apply_run(conn: Connection, run_id: str) -> None:
     _emit_run_events(conn, run, verdict, quarantined_failures, became_flaky)
 
 
+class _Micros:
+    """A result's time, as the driver gives it, in microseconds since the epoch (a slot keeps
+    it so): the results of one import share their time, so the last answer is kept."""
+
+    def __init__(self):
+        self.value, self.answer = None, 0
+
+    def __call__(self, value) -> int:
+        if value != self.value:
+            moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+            self.value, self.answer = value, (moment - _EPOCH) // _MICROSECOND
+        return self.answer
+
+
+_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def slot_time(micros: int) -> datetime | None:
+    """The time a slot keeps (naive UTC, as the database's times are read)."""
+    return _EPOCH + timedelta(microseconds=micros) if micros else None
+
+
 # -- the driver-level reads and writes of `apply_run` (a run touches thousands of cases) --
 
+# What a run writes to `test_case_windows` for a case whose outcomes moved, then the row's key.
+_FIGURE_COLUMNS = ("flaky_runs", "failed_runs", "last_status", "last_flaky_at",
+                   "last_failed_at")
 # The figures of `test_cases` that a run may change; written only for the cases where it did.
-_FIGURE_COLUMNS = ("status", "flakiness_score")
-# What every run writes to `test_case_windows` for each case that ran, then the case id.
-_WINDOW_COLUMNS = ("window_state", "avg_duration", "last_run_at", "total_runs", "flaky_runs",
-                   "failed_runs", "last_status", "last_flaky_at", "last_failed_at")
-# What a quiet pass changes (scoring.push_steady_pass: one after a pass, with no failure
-# leaving the window): the rest of a window row stays, and SQLite binds less (a fifth of the
-# time of writing a whole row).
-_QUIET_COLUMNS = ("window_state", "avg_duration", "last_run_at", "total_runs")
+_CASE_FIGURE_COLUMNS = ("status", "flakiness_score")
 # What `apply_run` reads of each case with its results, in this order (indexes below): the
-# case id, its window's columns and the key its window row is updated by (SQLite: the row's
-# rowid, one b-tree search instead of two; PostgreSQL: the case id). Not the case's own row:
-# a steady pass needs none of it, the long way reads it apart.
-_CASE_COLUMNS = ("r.test_case_id", "w.window_state", "w.last_flaky_at", "w.last_failed_at")
-_ID, _WINDOW, _FLAKY_AT, _FAILED_AT, _KEY = range(5)
+# case id, where its window lives (no row yet: a new case), the times its window's figures
+# carry, and the key its row is updated by (SQLite: the row's rowid, one b-tree search
+# instead of two; PostgreSQL: the case id). Not the case's own row: a steady pass needs none
+# of it, the long way reads it apart.
+_CASE_COLUMNS = ("r.test_case_id", "w.bucket_id", "w.slot", "w.last_flaky_at",
+                 "w.last_failed_at")
+_ID, _BUCKET, _SLOT, _FLAKY_AT, _FAILED_AT, _KEY = range(6)
 _STATUS = _KEY + 1  # where the result's columns start
 
 
 def _results_by_case_sql(mark: str, window_key: str, arrival: str) -> str:
+    # by bucket, so that a chunk of cases needs few buckets
     return (f"SELECT {', '.join(_CASE_COLUMNS)}, {window_key}, r.status, r.duration, "
             "r.created_at FROM test_results r "
             "LEFT JOIN test_case_windows w ON w.test_case_id = r.test_case_id "
-            f"WHERE r.run_id = {mark} ORDER BY r.test_case_id, {arrival}")
+            f"WHERE r.run_id = {mark} ORDER BY w.bucket_id, r.test_case_id, {arrival}")
 
 
 # The result's columns come from the (run, status, case, duration, created_at) index alone on
@@ -229,15 +257,14 @@ _RESULTS_BY_CASE_PG = _results_by_case_sql("%s", "r.test_case_id", "r.id")
 
 
 def _results_by_case(conn: Connection, run_id: str):
-    """The run's results grouped by case, in arrival order: one list of rows per case, each
-    row the case's id and window columns (`_CASE_COLUMNS`) then the result's status, duration
-    and created_at. Streamed: a server-side cursor on PostgreSQL, SQLite's own stepping
-    otherwise."""
+    """The run's results grouped by case, in arrival order, in lists of up to WRITE_CHUNK
+    cases: each case a list of rows, each row the case's `_CASE_COLUMNS` and key then the
+    result's status, duration and created_at. Streamed: a server-side cursor on PostgreSQL,
+    SQLite's own stepping otherwise."""
     if conn.dialect.name == "postgresql":
-        # The sort of 5,000 rows with their windows spills to disk at the default work_mem
-        # (4 MB): give this transaction enough to sort a large run in memory.
+        # The sort of a large run's results spills to disk at the default work_mem (4 MB):
+        # give this transaction enough to sort it in memory.
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-        # binary rows: the windows arrive as bytes, not as hex text to decode
         cursor = conn.connection.driver_connection.cursor(name=f"apply_{run_id}", binary=True)
         cursor.itersize = 2000
         cursor.execute(_RESULTS_BY_CASE_PG, (run_id,))
@@ -245,21 +272,26 @@ def _results_by_case(conn: Connection, run_id: str):
         cursor = conn.connection.driver_connection.cursor()
         cursor.execute(_RESULTS_BY_CASE_SQLITE, (run_id,))
     try:
+        groups = []
         for _case_id, rows in groupby(cursor, itemgetter(_ID)):
-            yield list(rows)
+            groups.append(list(rows))
+            if len(groups) >= WRITE_CHUNK:
+                yield groups
+                groups = []
+        if groups:
+            yield groups
     finally:
         cursor.close()
 
 
-# PostgreSQL: the rows are COPied into temporary tables and applied with one UPDATE ... FROM
-# each at the end: over twice as fast as psycopg's pipelined executemany of single-row UPDATEs
-# (measured 120 vs 290 ms for 5,000 cases; a set-based UPDATE from unnest() arrays was
-# slower still). The rows wait in the database, not in memory.
-_PG_WINDOWS, _PG_FIGURES = "redline_case_windows", "redline_case_figures"
-# _WINDOW_COLUMNS, then the case id and whether it has no window row yet
-_PG_WINDOW_TYPES = ("bytea", "int8", "timestamp", "int4", "int4", "int4", "text", "timestamp",
-                    "timestamp", "text", "bool")
-_PG_FIGURE_TYPES = ("text", "float8", "text")  # _FIGURE_COLUMNS, then the case id
+# PostgreSQL: the figure rows are COPied into a temporary table and applied with one UPDATE
+# ... FROM (and one INSERT for new cases) at the end: over twice as fast as psycopg's
+# pipelined executemany of single-row UPDATEs (measured 120 vs 290 ms for 5,000 cases).
+_PG_FIGURES, _PG_CASE_FIGURES = "redline_window_figures", "redline_case_figures"
+# _FIGURE_COLUMNS, then the case id, whether it has no row yet, its bucket and slot
+_PG_FIGURE_TYPES = ("int4", "int4", "text", "timestamp", "timestamp", "text", "bool", "int4",
+                    "int4")
+_PG_CASE_FIGURE_TYPES = ("text", "float8", "text")  # _CASE_FIGURE_COLUMNS, then the case id
 
 
 def _pg_staging(name: str, columns: tuple[str, ...], types: tuple[str, ...]) -> str:
@@ -268,37 +300,38 @@ def _pg_staging(name: str, columns: tuple[str, ...], types: tuple[str, ...]) -> 
 
 
 _PG_CREATE_STAGING = (
-    _pg_staging(_PG_WINDOWS, (*_WINDOW_COLUMNS, "id", "fresh"), _PG_WINDOW_TYPES),
-    _pg_staging(_PG_FIGURES, (*_FIGURE_COLUMNS, "id"), _PG_FIGURE_TYPES))
-# Each runs only when rows of its kind were staged (a scan of 5,000 staged windows for new
-# ones, when there are none, cost 4 ms); the staging is emptied by TRUNCATE (a DELETE of
-# 5,000 rows cost 3 ms), as a caller may go on in the same transaction.
-_PG_APPLY_WINDOWS = (
-    f"UPDATE test_case_windows AS w SET {', '.join(f'{c} = s.{c}' for c in _WINDOW_COLUMNS)} "
-    f"FROM {_PG_WINDOWS} AS s WHERE w.test_case_id = s.id AND NOT s.fresh")
-_PG_APPLY_NEW_WINDOWS = (
-    f"INSERT INTO test_case_windows (test_case_id, {', '.join(_WINDOW_COLUMNS)}) "
-    f"SELECT id, {', '.join(_WINDOW_COLUMNS)} FROM {_PG_WINDOWS} WHERE fresh")
+    _pg_staging(_PG_FIGURES, (*_FIGURE_COLUMNS, "id", "fresh", "bucket_id", "slot"),
+                _PG_FIGURE_TYPES),
+    _pg_staging(_PG_CASE_FIGURES, (*_CASE_FIGURE_COLUMNS, "id"), _PG_CASE_FIGURE_TYPES))
+# Each runs only when rows of its kind were staged; the staging is emptied by TRUNCATE (a
+# DELETE of 5,000 rows cost 3 ms), as a caller may go on in the same transaction.
 _PG_APPLY_FIGURES = (
-    f"UPDATE test_cases AS c SET {', '.join(f'{c} = s.{c}' for c in _FIGURE_COLUMNS)} "
-    f"FROM {_PG_FIGURES} AS s WHERE c.id = s.id")
-_PG_EMPTY_STAGING = f"TRUNCATE {_PG_WINDOWS}, {_PG_FIGURES}"
+    f"UPDATE test_case_windows AS w SET {', '.join(f'{c} = s.{c}' for c in _FIGURE_COLUMNS)} "
+    f"FROM {_PG_FIGURES} AS s WHERE w.test_case_id = s.id AND NOT s.fresh")
+_PG_APPLY_NEW_WINDOWS = (
+    f"INSERT INTO test_case_windows (test_case_id, bucket_id, slot, "
+    f"{', '.join(_FIGURE_COLUMNS)}) "
+    f"SELECT id, bucket_id, slot, {', '.join(_FIGURE_COLUMNS)} FROM {_PG_FIGURES} WHERE fresh")
+_PG_APPLY_CASE_FIGURES = (
+    f"UPDATE test_cases AS c SET {', '.join(f'{c} = s.{c}' for c in _CASE_FIGURE_COLUMNS)} "
+    f"FROM {_PG_CASE_FIGURES} AS s WHERE c.id = s.id")
+_PG_EMPTY_STAGING = f"TRUNCATE {_PG_FIGURES}, {_PG_CASE_FIGURES}"
 
-_SQLITE_UPDATE_WINDOW = (f"UPDATE test_case_windows SET "
-                         f"{', '.join(f'{c} = ?' for c in _WINDOW_COLUMNS)} "
-                         "WHERE rowid = ?")  # the rowid `_results_by_case` read
-_SQLITE_UPDATE_QUIET = (f"UPDATE test_case_windows SET "
-                        f"{', '.join(f'{c} = ?' for c in _QUIET_COLUMNS)} WHERE rowid = ?")
-_SQLITE_INSERT_WINDOW = (f"INSERT INTO test_case_windows ({', '.join(_WINDOW_COLUMNS)}, "
-                         f"test_case_id) VALUES ({', '.join('?' * (len(_WINDOW_COLUMNS) + 1))})")
-_SQLITE_UPDATE_FIGURES = (f"UPDATE test_cases SET {', '.join(f'{c} = ?' for c in _FIGURE_COLUMNS)}"
-                          " WHERE id = ?")
-_NEW_SCORE = _FIGURE_COLUMNS.index("flakiness_score")
+_SQLITE_UPDATE_FIGURES = (f"UPDATE test_case_windows SET "
+                          f"{', '.join(f'{c} = ?' for c in _FIGURE_COLUMNS)} "
+                          "WHERE rowid = ?")  # the rowid `_results_by_case` read
+_SQLITE_INSERT_WINDOW = (
+    f"INSERT INTO test_case_windows ({', '.join(_FIGURE_COLUMNS)}, test_case_id, bucket_id, "
+    f"slot) VALUES ({', '.join('?' * (len(_FIGURE_COLUMNS) + 3))})")
+_SQLITE_UPDATE_CASE_FIGURES = (
+    f"UPDATE test_cases SET {', '.join(f'{c} = ?' for c in _CASE_FIGURE_COLUMNS)} WHERE id = ?")
+_NEW_SCORE = _CASE_FIGURE_COLUMNS.index("flakiness_score")
 # Leaving an unchanged score out of the UPDATE spares SQLite the delete and re-insert of the
 # case's entry in the (project, score) index.
-_SQLITE_UPDATE_FIGURES_SAME_SCORE = (
+_SQLITE_UPDATE_CASE_FIGURES_SAME_SCORE = (
     "UPDATE test_cases SET "
-    f"{', '.join(f'{c} = ?' for c in _FIGURE_COLUMNS if c != 'flakiness_score')} WHERE id = ?")
+    f"{', '.join(f'{c} = ?' for c in _CASE_FIGURE_COLUMNS if c != 'flakiness_score')} "
+    "WHERE id = ?")
 
 
 def _case_rows(conn: Connection, case_ids: list[str]) -> dict[str, tuple]:
@@ -323,64 +356,155 @@ _CASE_ROWS = ("SELECT id, status, flakiness_score, is_quarantined, quarantine_ma
               "quarantine_expires_at FROM test_cases WHERE id")
 
 
-def _write_stats(conn: Connection, windows: list[tuple], new_windows: list[tuple],
-                 quiet: list[tuple], changed: list[tuple], staged: dict[str, int], *,
-                 last: bool = False) -> None:
-    """`windows` (`_WINDOW_COLUMNS`, then the window row's key read by `_results_by_case`),
-    `new_windows` (`_WINDOW_COLUMNS`, then the case id) and `quiet` (`_QUIET_COLUMNS`, then
-    the key; SQLite only) for the cases with a window row, those without one yet and the
-    quiet passes; `changed` (`_FIGURE_COLUMNS`, the case id, then its score before this run) for the
-    cases whose status or score changed. SQLite: executemany (its per-row cost is its b-tree
-    work). PostgreSQL: staged by COPY, applied when `last`; `staged` counts what this
-    `apply_run` staged so far, by kind."""
-    if conn.dialect.name != "postgresql":
-        if windows:
-            conn.exec_driver_sql(_SQLITE_UPDATE_WINDOW, windows)
-        if quiet:
-            conn.exec_driver_sql(_SQLITE_UPDATE_QUIET, quiet)
-        if new_windows:
-            conn.exec_driver_sql(_SQLITE_INSERT_WINDOW, new_windows)
-        rescored = [row[:-1] for row in changed if row[_NEW_SCORE] != row[-1]]
-        same = [row[:_NEW_SCORE] + row[_NEW_SCORE + 1:-1] for row in changed
-                if row[_NEW_SCORE] == row[-1]]
-        if rescored:
-            conn.exec_driver_sql(_SQLITE_UPDATE_FIGURES, rescored)
-        if same:
-            conn.exec_driver_sql(_SQLITE_UPDATE_FIGURES_SAME_SCORE, same)
-        return
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        if windows or new_windows:
-            with cursor.copy(f"COPY {_PG_WINDOWS} FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(_PG_WINDOW_TYPES)
-                for row in windows:
-                    copy.write_row((*row, False))
-                for row in new_windows:
-                    copy.write_row((*row, True))
-        if changed:
-            with cursor.copy(f"COPY {_PG_FIGURES} FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(_PG_FIGURE_TYPES)
-                for row in changed:
-                    copy.write_row(row[:-1])
-        staged["windows"] += len(windows)
-        staged["new windows"] += len(new_windows)
-        staged["figures"] += len(changed)
-        if last:
-            for kind, statement in (("windows", _PG_APPLY_WINDOWS),
-                                    ("new windows", _PG_APPLY_NEW_WINDOWS),
-                                    ("figures", _PG_APPLY_FIGURES)):
-                if staged[kind]:
-                    cursor.execute(statement)
-            if any(staged.values()):
-                cursor.execute(_PG_EMPTY_STAGING)
-    finally:
-        cursor.close()
-
-
-def _start_writing(conn: Connection) -> None:
+def _in(conn: Connection, column: str, values: list) -> tuple[str, tuple]:
+    """`column IN (values)` at the driver level, and its parameters."""
     if conn.dialect.name == "postgresql":
-        for statement in _PG_CREATE_STAGING:
-            conn.exec_driver_sql(statement)
+        return f"{column} = ANY(%s)", (list(values),)
+    return f"{column} IN ({', '.join('?' * len(values))})", tuple(values)
+
+
+class _Writes:
+    """What `apply_run` changes, kept until `flush`: the buckets it loaded (`dirty`: the ids
+    of those it changed), the figures of the windows whose outcomes moved (`figures`:
+    `_FIGURE_COLUMNS` then the row's key), the new cases' windows (`new_windows`: case id,
+    window, last run, figures; each gets a slot in its file's bucket at `flush`) and the
+    cases whose status or score changed (`changed`: `_CASE_FIGURE_COLUMNS`, the case id, then
+    its score before this run). SQLite writes with executemany (its per-row cost is its
+    b-tree work); PostgreSQL stages the figures by COPY and applies them at the last flush."""
+
+    BUCKET_BYTES = 16 << 20  # loaded buckets kept between flushes, at most (16 MB)
+
+    def __init__(self, conn: Connection, project_id: str):
+        self.conn, self.project_id = conn, project_id
+        self.postgres = conn.dialect.name == "postgresql"
+        self.mark = "%s" if self.postgres else "?"
+        self.buckets: dict[int, bytearray] = {}
+        self.slots: dict[int, int] = {}  # bucket id -> slots in use
+        self.dirty: set[int] = set()
+        self.figures: list[tuple] = []
+        self.new_windows: list[tuple] = []
+        self.changed: list[tuple] = []
+        self.staged = {"figures": 0, "new windows": 0, "case figures": 0}
+        if self.postgres:
+            for statement in _PG_CREATE_STAGING:
+                conn.exec_driver_sql(statement)
+            # One completion at a time per project: each reads the buckets it rewrites whole.
+            key = int.from_bytes(hashlib.blake2b(project_id.encode(), digest_size=8).digest(),
+                                 "big", signed=True)
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
+
+    def load_buckets(self, ids: set) -> dict[int, bytearray]:
+        """The buckets with these ids (None, a new case's, is left out), from those already
+        loaded or read now."""
+        missing = sorted(i for i in ids if i is not None and i not in self.buckets)
+        for start in range(0, len(missing), CHUNK):
+            condition, params = _in(self.conn, "id", missing[start:start + CHUNK])
+            for bucket_id, slots, state in self.conn.exec_driver_sql(
+                    f"SELECT id, slots, state FROM window_buckets WHERE {condition}", params):
+                self.buckets[bucket_id] = bytearray(state)
+                self.slots[bucket_id] = slots
+        return self.buckets
+
+    def _place_new_windows(self) -> list[tuple]:
+        """A slot for each new case's window, in its file's last bucket while it has room,
+        else in a new bucket: the rows to insert into `test_case_windows`."""
+        conn, mark = self.conn, self.mark
+        files: dict[str, str] = {}
+        case_ids = [new[0] for new in self.new_windows]
+        for start in range(0, len(case_ids), CHUNK):
+            condition, params = _in(conn, "id", case_ids[start:start + CHUNK])
+            files.update(conn.exec_driver_sql(
+                f"SELECT id, coalesce(file_path, '') FROM test_cases WHERE {condition}",
+                params).all())
+        by_file: dict[str, list[tuple]] = {}
+        for new in self.new_windows:
+            by_file.setdefault(files[new[0]], []).append(new)
+        paths = sorted(by_file)
+        last: dict[str, tuple[int, int]] = {}  # file -> (its last bucket's id, part)
+        for start in range(0, len(paths), CHUNK):
+            condition, params = _in(conn, "file_path", paths[start:start + CHUNK])
+            for path, bucket_id, part in conn.exec_driver_sql(
+                    f"SELECT file_path, id, part FROM window_buckets WHERE project_id = {mark} "
+                    f"AND {condition} ORDER BY part", (self.project_id, *params)):
+                last[path] = (bucket_id, part)
+        self.load_buckets({bucket_id for bucket_id, _part in last.values()})
+        rows = []
+        for path in paths:
+            bucket_id, part = last.get(path, (None, -1))
+            for case_id, window, last_run, figures in by_file[path]:
+                if bucket_id is None or self.slots[bucket_id] >= scoring.BUCKET_SLOTS:
+                    part += 1
+                    bucket_id = conn.exec_driver_sql(
+                        "INSERT INTO window_buckets (project_id, file_path, part, slots, state)"
+                        f" VALUES ({mark}, {mark}, {mark}, 0, {mark}) RETURNING id",
+                        (self.project_id, path, part, b"")).scalar_one()
+                    self.buckets[bucket_id], self.slots[bucket_id] = bytearray(), 0
+                slot = self.slots[bucket_id]
+                self.slots[bucket_id] = slot + 1
+                self.buckets[bucket_id].extend(bytes(scoring.SLOT))
+                scoring.put_slot(self.buckets[bucket_id], slot, window, last_run)
+                self.dirty.add(bucket_id)
+                rows.append((*figures, case_id, bucket_id, slot))
+        self.new_windows = []
+        return rows
+
+    def flush(self, last: bool = False) -> None:
+        """Write what changed; at the `last` flush (or past `BUCKET_BYTES` of loaded buckets)
+        the changed buckets too."""
+        conn = self.conn
+        new_rows = self._place_new_windows() if self.new_windows else []
+        if last or sum(map(len, self.buckets.values())) > self.BUCKET_BYTES:
+            if self.dirty:
+                conn.exec_driver_sql(
+                    f"UPDATE window_buckets SET state = {self.mark}, slots = {self.mark} "
+                    f"WHERE id = {self.mark}",
+                    [(bytes(self.buckets[i]), self.slots[i], i) for i in sorted(self.dirty)])
+            self.buckets, self.slots, self.dirty = {}, {}, set()
+        if self.postgres:
+            self._stage(new_rows, last)
+        else:
+            if self.figures:
+                conn.exec_driver_sql(_SQLITE_UPDATE_FIGURES, self.figures)
+            if new_rows:
+                conn.exec_driver_sql(_SQLITE_INSERT_WINDOW, new_rows)
+            rescored = [row[:-1] for row in self.changed if row[_NEW_SCORE] != row[-1]]
+            same = [row[:_NEW_SCORE] + row[_NEW_SCORE + 1:-1] for row in self.changed
+                    if row[_NEW_SCORE] == row[-1]]
+            if rescored:
+                conn.exec_driver_sql(_SQLITE_UPDATE_CASE_FIGURES, rescored)
+            if same:
+                conn.exec_driver_sql(_SQLITE_UPDATE_CASE_FIGURES_SAME_SCORE, same)
+        self.figures, self.changed = [], []
+
+    def _stage(self, new_rows: list[tuple], last: bool) -> None:
+        cursor = self.conn.connection.driver_connection.cursor()
+        try:
+            if self.figures or new_rows:
+                with cursor.copy(f"COPY {_PG_FIGURES} FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(_PG_FIGURE_TYPES)
+                    for row in self.figures:
+                        copy.write_row((*row, False, None, None))
+                    for row in new_rows:
+                        copy.write_row((*row[:-2], True, *row[-2:]))
+            if self.changed:
+                with cursor.copy(f"COPY {_PG_CASE_FIGURES} FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(_PG_CASE_FIGURE_TYPES)
+                    for row in self.changed:
+                        copy.write_row(row[:-1])
+            staged = self.staged
+            staged["figures"] += len(self.figures)
+            staged["new windows"] += len(new_rows)
+            staged["case figures"] += len(self.changed)
+            if last:
+                for kind, statement in (("figures", _PG_APPLY_FIGURES),
+                                        ("new windows", _PG_APPLY_NEW_WINDOWS),
+                                        ("case figures", _PG_APPLY_CASE_FIGURES)):
+                    if staged[kind]:
+                        cursor.execute(statement)
+                if any(staged.values()):
+                    cursor.execute(_PG_EMPTY_STAGING)
+        finally:
+            cursor.close()
 
 
 def _emit_run_events(conn: Connection, run, verdict: str, quarantined_failures: int,
@@ -414,10 +538,10 @@ def _emit_run_events(conn: Connection, run, verdict: str, quarantined_failures: 
 
 
 def recompute_case(conn: Connection, case_id: str) -> dict:
-    """A case's statistics rebuilt from its stored results, as the column values of
-    `test_case_windows` and `test_cases`: the check on
-    the incremental path. The newest `2 * WINDOW` results are replayed, so each result in the
-    window is judged against the `WINDOW` results before it, as it was when it arrived."""
+    """A case's statistics rebuilt from its stored results, as `stored_case` gives them: the
+    check on the incremental path. The newest `2 * WINDOW` results are replayed, so each
+    result in the window is judged against the `WINDOW` results before it, as it was when it
+    arrived."""
     threshold = conn.execute(
         select(projects.c.flakiness_threshold).join(
             test_cases, test_cases.c.project_id == projects.c.id)
@@ -436,6 +560,71 @@ def recompute_case(conn: Connection, case_id: str) -> dict:
             "flaky_runs": figures.flaky_runs, "failed_runs": figures.failed_runs,
             "last_status": figures.last_status, "last_flaky_at": flaky_at,
             "last_failed_at": failed_at}
+
+
+def stored_case(conn: Connection, case_id: str) -> dict | None:
+    """A case's statistics as the incremental path kept them (its window from its bucket's
+    slot, its figures from its row), with `recompute_case`'s keys; None when it never ran."""
+    row = conn.execute(
+        select(test_case_windows, test_cases.c.status, test_cases.c.flakiness_score,
+               window_buckets.c.state)
+        .join(test_cases, test_cases.c.id == test_case_windows.c.test_case_id)
+        .join(window_buckets, window_buckets.c.id == test_case_windows.c.bucket_id)
+        .where(test_case_windows.c.test_case_id == case_id)).first()
+    if row is None:
+        return None
+    total, average, last_run = scoring.slot_figures(row.state, row.slot)
+    return {"window_state": scoring.slot_window(row.state, row.slot), "avg_duration": average,
+            "last_run_at": slot_time(last_run), "status": row.status,
+            "flakiness_score": row.flakiness_score, "total_runs": total,
+            "flaky_runs": row.flaky_runs, "failed_runs": row.failed_runs,
+            "last_status": row.last_status, "last_flaky_at": row.last_flaky_at,
+            "last_failed_at": row.last_failed_at}
+
+
+def slot_figures(conn: Connection, cases) -> dict[str, tuple[int, int, datetime | None]]:
+    """case id -> (total runs, average duration, last run) of the cases given as rows with
+    `id`, `bucket_id` and `slot` (a case that never ran has no bucket: left out), read from
+    their buckets' slots."""
+    wanted = [(case.id, case.bucket_id, case.slot) for case in cases
+              if case.bucket_id is not None]
+    states: dict[int, bytes] = {}
+    ids = sorted({bucket_id for _case, bucket_id, _slot in wanted})
+    for start in range(0, len(ids), CHUNK):
+        states.update(conn.execute(select(window_buckets.c.id, window_buckets.c.state).where(
+            window_buckets.c.id.in_(ids[start:start + CHUNK]))).all())
+    figures = {}
+    for case_id, bucket_id, slot in wanted:
+        total, average, last_run = scoring.slot_figures(states[bucket_id], slot)
+        figures[case_id] = (total, average, slot_time(last_run))
+    return figures
+
+
+def slowest_cases(conn: Connection, project_id: str, limit: int) -> list[tuple[str, int]]:
+    """(case id, average duration) of the project's `limit` slowest cases that ran, slowest
+    first (ties by case id): the averages read from every window's slot, bucket by bucket,
+    then only the cases in the running looked up."""
+    averages: list[tuple[int, int, int]] = []  # (average, bucket id, slot)
+    for bucket_id, slots, state in conn.execute(
+            select(window_buckets.c.id, window_buckets.c.slots, window_buckets.c.state)
+            .where(window_buckets.c.project_id == project_id)):
+        averages.extend((scoring.slot_figures(state, slot)[1], bucket_id, slot)
+                        for slot in range(slots))
+    if not averages:
+        return []
+    cutoff = heapq.nlargest(limit, averages)[-1][0]  # the ties at the cutoff are all kept
+    running = {(bucket_id, slot): average for average, bucket_id, slot in averages
+               if average >= cutoff}
+    found = []
+    buckets = sorted({bucket_id for bucket_id, _slot in running})
+    for start in range(0, len(buckets), CHUNK):
+        for case_id, bucket_id, slot in conn.execute(
+                select(test_case_windows.c.test_case_id, test_case_windows.c.bucket_id,
+                       test_case_windows.c.slot)
+                .where(test_case_windows.c.bucket_id.in_(buckets[start:start + CHUNK]))):
+            if (bucket_id, slot) in running:
+                found.append((-running[bucket_id, slot], case_id))
+    return [(case_id, -negative) for negative, case_id in sorted(found)[:limit]]
 
 
 def window_results(conn: Connection, case_id: str, limit: int) -> list:
