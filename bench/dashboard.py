@@ -156,7 +156,7 @@ def load_project(url: str, total: int, seed: int) -> dict:
         case = conn.execute(select(test_cases.c.id).join(
             test_case_windows, test_case_windows.c.test_case_id == test_cases.c.id).where(
             test_cases.c.project_id == project_id, test_case_windows.c.flaky_runs > 0)
-            .order_by(test_cases.c.flakiness_score.desc()).limit(1)).scalar()
+            .order_by(test_case_windows.c.flakiness_score.desc()).limit(1)).scalar()
     engine.dispose()
     return {"project": project_id, "big": big, "case": case,
             "results": n_runs * CASES + BIG_RUN, "load_seconds": seconds}

@@ -355,11 +355,11 @@ def plain_queries(kind: str, ids: dict) -> dict[str, tuple[str, tuple]]:
     day = "date(created_at)" if kind == "sqlite" else "date_trunc('day', created_at)"
     flaky = "CASE WHEN status = 'flaky' THEN 1.0 ELSE 0.0 END"
     flakiness = ("SELECT c.id, c.title, c.full_title, c.file_path, c.variant, "
-                 "c.flakiness_score, w.bucket_id, w.slot, w.flaky_runs, w.last_flaky_at, "
+                 "w.flakiness_score, w.bucket_id, w.slot, w.flaky_runs, w.last_flaky_at, "
                  "c.is_quarantined, c.status FROM test_cases c "
                  "JOIN test_case_windows w ON w.test_case_id = c.id "
                  f"WHERE c.project_id = {p} AND w.flaky_runs > 0 "
-                 "ORDER BY c.flakiness_score DESC, c.id LIMIT 50")
+                 "ORDER BY w.flakiness_score DESC, c.id LIMIT 50")
     history = ("SELECT r.run_id, r.id, r.status, r.duration, u.branch, u.commit_sha, "
                "r.created_at FROM test_results r JOIN runs u ON u.id = r.run_id "
                f"WHERE r.test_case_id = {p} ORDER BY r.created_at DESC, r.id DESC LIMIT 20")
@@ -451,7 +451,7 @@ def pick_ids(engine, project_id: str, run_ids: list[str], plans: list[RunPlan]) 
         case = conn.execute(select(test_cases.c.id).join(
             test_case_windows, test_case_windows.c.test_case_id == test_cases.c.id).where(
             test_cases.c.project_id == project_id, test_case_windows.c.flaky_runs > 0)
-            .order_by(test_cases.c.flakiness_score.desc()).limit(1)).scalar()
+            .order_by(test_case_windows.c.flakiness_score.desc()).limit(1)).scalar()
         if case is None:
             case = conn.execute(select(test_cases.c.id).where(
                 test_cases.c.project_id == project_id).limit(1)).scalar()

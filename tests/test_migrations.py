@@ -315,7 +315,8 @@ def test_halving_the_windows_keeps_what_they_say(tmp_path):
 def test_putting_the_windows_in_buckets_by_file_keeps_what_they_say(tmp_path):
     """0012 moves each window, with its last run, into a slot of its file's bucket (256 cases
     a bucket at most; cases without a file share the bucket of ''); the total runs and the
-    average are then read from the slot. The downgrade puts them back in each case's row."""
+    average are then read from the slot, and the score moves to the narrow row. The downgrade
+    puts them back in each case's rows."""
     from alembic import command
     from sqlalchemy import text
 
@@ -335,8 +336,9 @@ def test_putting_the_windows_in_buckets_by_file_keeps_what_they_say(tmp_path):
         conn.execute(text(
             "INSERT INTO test_cases (id, project_id, identity, file_path, full_title, title, "
             "created_at, status, flakiness_score, is_quarantined, quarantine_manual) VALUES "
-            "(:id, 'proj_1', :id, :file, :id, :id, '2026-01-01 00:00:00.000000', 'stable', 0, "
-            "0, 0)"), [{"id": case_id, "file": file} for case_id, file in cases])
+            "(:id, 'proj_1', :id, :file, :id, :id, '2026-01-01 00:00:00.000000', 'stable', "
+            ":score, 0, 0)"), [{"id": case_id, "file": file, "score": 0.25 * (case_id == "tc_257")}
+                               for case_id, file in cases])
         conn.execute(text(
             "INSERT INTO test_case_windows (test_case_id, window_state, avg_duration, "
             "last_run_at, total_runs, flaky_runs, failed_runs, last_status) VALUES (:id, "
@@ -348,6 +350,9 @@ def test_putting_the_windows_in_buckets_by_file_keeps_what_they_say(tmp_path):
             "SELECT id, file_path, part, slots, state FROM window_buckets ORDER BY id")).all()
         slots = dict(conn.execute(text(
             "SELECT test_case_id, bucket_id || ':' || slot FROM test_case_windows")).all())
+        scores = dict(conn.execute(text(
+            "SELECT test_case_id, flakiness_score FROM test_case_windows")).all())
+        case_columns = [c[1] for c in conn.execute(text("PRAGMA table_info(test_cases)"))]
     assert [(b.file_path, b.part, b.slots, len(b.state)) for b in buckets] == [
         ("", 0, 1, scoring.SLOT),
         ("tests/a.spec.ts", 0, 256, 256 * scoring.SLOT),
@@ -355,6 +360,8 @@ def test_putting_the_windows_in_buckets_by_file_keeps_what_they_say(tmp_path):
     assert slots["tc_nofile"] == f"{buckets[0].id}:0"
     assert slots["tc_001"] == f"{buckets[1].id}:0" and slots["tc_257"] == f"{buckets[2].id}:0"
     assert "tc_000" not in slots
+    assert scores["tc_257"] == 0.25 and scores["tc_001"] == 0.0
+    assert "flakiness_score" not in case_columns
     last = buckets[2].state
     assert scoring.slot_window(last, 0) == window.encode()
     total, average, micros = scoring.slot_figures(last, 0)
@@ -369,7 +376,9 @@ def test_putting_the_windows_in_buckets_by_file_keeps_what_they_say(tmp_path):
             "FROM test_case_windows ORDER BY test_case_id")).all()
         tables = conn.execute(text(
             "SELECT name FROM sqlite_master WHERE name = 'window_buckets'")).all()
+        scores = dict(conn.execute(text("SELECT id, flakiness_score FROM test_cases")).all())
     engine.dispose()
     assert len(rows) == 258 and not tables
+    assert scores["tc_257"] == 0.25 and scores["tc_000"] == scores["tc_001"] == 0.0
     assert {(bytes(r.window_state), r.avg_duration, r.last_run_at, r.total_runs)
             for r in rows} == {(window.encode(), 200, "2026-01-02 03:04:05.678901", 2)}

@@ -210,14 +210,13 @@ test_cases = Table(
     Column("title", Text, nullable=False),
     Column("variant", String(255)),
     Column("created_at", DateTime, nullable=False),
-    # The two statistics reads filter and sort by (through the indexes below), kept up to date
-    # when a run completes (intelligence/stats.py). They change only when a case's outcomes do
-    # (a failure, a retry, a score that decays); the figures that move with runs live in the
-    # narrow `test_case_windows`, so that a run rewrites short rows, not these wide ones. On
-    # PostgreSQL the table's pages are half filled (migration 0007) so that rewriting these
-    # columns leaves the row on its page and the indexes untouched.
+    # The status the lists filter by, kept up to date when a run completes
+    # (intelligence/stats.py); it changes only when a case crosses the flakiness threshold or
+    # starts or stops failing every time. What moves with runs (the window, the score as its
+    # evidence ages, the counts) lives in `window_buckets` and the narrow `test_case_windows`,
+    # so that a run rewrites short rows, not these wide ones. On PostgreSQL the table's pages
+    # are half filled (migration 0007) so that rewriting the status leaves the row on its page.
     Column("status", String(10), nullable=False, default="new"),  # new|stable|flaky|broken
-    Column("flakiness_score", Float, nullable=False, default=0.0),
     Column("tags", Json),
     Column("is_quarantined", Boolean, nullable=False, default=False),
     Column("quarantine_reason", Text),
@@ -228,7 +227,6 @@ test_cases = Table(
     # a person quarantined or released it: automatic quarantine leaves it alone from then on
     Column("quarantine_manual", Boolean, nullable=False, default=False),
     UniqueConstraint("project_id", "identity"),
-    Index(None, "project_id", "flakiness_score"),
     Index(None, "project_id", "is_quarantined"),
     Index(None, "quarantined_by"),
 )
@@ -251,9 +249,9 @@ window_buckets = Table(
 )
 
 # The figures of a case that change only when its outcomes do (a failure comes or leaves the
-# window, a flaky result, a pass after a failure), beside where its window lives: readers
-# filter and sort by them in SQL, and most cases of most runs leave them alone (a pass after a
-# pass). A case that never ran has no row here.
+# window, a flaky result, a pass after a failure, evidence that ages), beside where its window
+# lives: readers filter and sort by them in SQL, and most cases of most runs leave them alone
+# (a pass after a pass). A case that never ran has no row here (its score is 0).
 test_case_windows = Table(
     "test_case_windows", metadata,
     Column("test_case_id", String(40), ForeignKey("test_cases.id", ondelete="CASCADE"),
@@ -266,6 +264,7 @@ test_case_windows = Table(
     Column("last_status", String(10)),
     Column("last_flaky_at", DateTime),
     Column("last_failed_at", DateTime),
+    Column("flakiness_score", Float, nullable=False, default=0.0),
     Index(None, "bucket_id"),  # deleting a bucket (its project) finds its cases' rows
 )
 

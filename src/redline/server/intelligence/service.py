@@ -40,11 +40,13 @@ _CASES = test_cases.outerjoin(test_case_windows,
                               test_case_windows.c.test_case_id == test_cases.c.id)
 _FLAKY_RUNS = func.coalesce(test_case_windows.c.flaky_runs, 0)
 _FAILED_RUNS = func.coalesce(test_case_windows.c.failed_runs, 0)
+_SCORE = func.coalesce(test_case_windows.c.flakiness_score, 0.0)
 _WHERE_ITS_WINDOW_IS = (test_case_windows.c.bucket_id, test_case_windows.c.slot)
 
 
 _SELECT_CASES = select(
-    test_cases, *_WHERE_ITS_WINDOW_IS, _FLAKY_RUNS.label("flaky_runs"),
+    test_cases, *_WHERE_ITS_WINDOW_IS, _SCORE.label("flakiness_score"),
+    _FLAKY_RUNS.label("flaky_runs"),
     _FAILED_RUNS.label("failed_runs"), test_case_windows.c.last_status,
     test_case_windows.c.last_flaky_at, test_case_windows.c.last_failed_at,
 ).select_from(_CASES)
@@ -93,7 +95,7 @@ def resolve_case(conn: Connection, principal: Principal, test_id: str, scope: st
 
 # Sorts by a stored column, in SQL; then those by figures read from the windows' slots, in
 # Python over the matching cases (a project's windows are a few hundred bytes a case).
-SQL_SORTS = {"flakiness": test_cases.c.flakiness_score.desc(),
+SQL_SORTS = {"flakiness": _SCORE.desc(),
              "title": test_cases.c.full_title.asc()}
 
 
@@ -201,7 +203,7 @@ def flakiness(conn: Connection, principal: Principal, project_id: str | None,
                       test_cases.c.quarantine_expires_at > now))
     where = [test_cases.c.project_id == project_id]
     if min_score is not None:
-        where.append(test_cases.c.flakiness_score >= min_score)
+        where.append(_SCORE >= min_score)
     else:
         where.append(or_(test_case_windows.c.flaky_runs > 0, active))
     if quarantined is not None:
@@ -209,19 +211,19 @@ def flakiness(conn: Connection, principal: Principal, project_id: str | None,
     total = conn.execute(select(func.count()).select_from(_CASES).where(*where)).scalar_one()
     rows = conn.execute(select(
         test_cases.c.id, test_cases.c.title, test_cases.c.full_title, test_cases.c.file_path,
-        test_cases.c.variant, test_cases.c.flakiness_score, *_WHERE_ITS_WINDOW_IS,
+        test_cases.c.variant, _SCORE.label("flakiness_score"), *_WHERE_ITS_WINDOW_IS,
         _FLAKY_RUNS.label("flaky_runs"), test_case_windows.c.last_flaky_at,
         test_cases.c.is_quarantined, test_cases.c.quarantine_expires_at, test_cases.c.status)
         .select_from(_CASES).where(*where).order_by(
-        test_cases.c.flakiness_score.desc(), test_cases.c.id)
+        _SCORE.desc(), test_cases.c.id)
         .limit(page.limit).offset(page.offset)).all()
     threshold = conn.execute(select(projects.c.flakiness_threshold)
                              .where(projects.c.id == project_id)).scalar_one()
     summary = conn.execute(select(
         func.count().filter(and_(test_case_windows.c.flaky_runs > 0,
-                                 test_cases.c.flakiness_score >= threshold)),
+                                 _SCORE >= threshold)),
         func.count().filter(active),
-        func.avg(case((test_case_windows.c.flaky_runs > 0, test_cases.c.flakiness_score))))
+        func.avg(case((test_case_windows.c.flaky_runs > 0, _SCORE))))
         .select_from(_CASES).where(test_cases.c.project_id == project_id)).one()
     figures = stats.slot_figures(conn, rows)
     body = page.page([{

@@ -7,11 +7,11 @@ slot of its file's bucket (`window_buckets`) and writes back the buckets it touc
 flakiness, history and errors then never scan history, and a run costs the same whatever the
 history. A pass after a pass (most cases of most runs) changes only the window's slot: the
 total runs, the average duration and the last run are read from there. The figures readers
-filter and sort by (flaky and failed runs, the last status, the last flaky and failed times)
-are written to `test_case_windows` only for the cases whose outcomes moved them. A case's wide
-`test_cases` row is read only for the cases a pass did not leave at a score of 0
-(`scoring.push_steady_pass`: for those the status and score follow from the window), and
-written only when its status or score changed, which for most cases of most runs they do not.
+filter and sort by (the score, flaky and failed runs, the last status, the last flaky and
+failed times) are written to `test_case_windows` only for the cases whose outcomes moved them.
+A case's wide `test_cases` row is read only for the cases a pass did not leave at a score of 0
+(`scoring.push_steady_pass`: for those the status follows from the window), and its status
+written only when it changed, which for most cases of most runs it does not.
 (A case's tags follow its newest result at ingestion: results/service.py.) `recompute_case`
 rebuilds one case's statistics from its stored results; a test proves they equal what the
 incremental path stored (`stored_case`), byte for byte.
@@ -112,13 +112,13 @@ def apply_run(conn: Connection, run_id: str) -> None:
     micros = _Micros()
 
     def judge_long_way() -> None:
-        """The status and score of the cases that took the long way, against their stored
-        ones and their quarantine: one read of their `test_cases` rows."""
+        """The status of the cases that took the long way, against their stored one and
+        their quarantine: one read of their `test_cases` rows."""
         stored = _case_rows(conn, [case_id for case_id, _stats in long_way])
         for case_id, stats in long_way:
-            status, score, quarantined, manual, expires = stored[case_id]
-            if (stats.status, stats.flakiness_score) != (status, score):
-                writes.changed.append((stats.status, stats.flakiness_score, case_id, score))
+            status, quarantined, manual, expires = stored[case_id]
+            if stats.status != status:
+                writes.changed.append((stats.status, case_id))
             if stats.status == "flaky" and status != "flaky":
                 became_flaky.append((case_id, stats.flakiness_score))
             active = quarantined and (expires is None or expires > now)
@@ -147,13 +147,13 @@ def apply_run(conn: Connection, run_id: str) -> None:
                         writes.dirty.add(bucket_id)
                         if not quiet_pass:  # the last status or the failures moved
                             writes.figures.append((0, failures, "passed", None,
-                                                   failed_at if failures else None, key))
+                                                   failed_at if failures else None, 0.0, key))
                         # Its score was 0 and stays 0: the case row changes only if it was
                         # broken. (Every write of a window's figures writes the status it
                         # gives, so the stored status is the one the window before this pass
                         # gives.)
                         if before != "stable":
-                            writes.changed.append(("stable", 0.0, case_id, 0.0))
+                            writes.changed.append(("stable", case_id))
                         continue
             ran = []
             for row in rows:
@@ -170,7 +170,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
             flaky_at, failed_at = _advance(window, ran, flaky_at, failed_at)
             stats = window.stats(threshold)
             figures = (stats.flaky_runs, stats.failed_runs, stats.last_status, flaky_at,
-                       failed_at)
+                       failed_at, stats.flakiness_score)
             if bucket is not None:
                 scoring.put_slot(bucket, slot, window.encode(), micros(ran[-1][4]))
                 writes.dirty.add(bucket_id)
@@ -228,9 +228,7 @@ def slot_time(micros: int) -> datetime | None:
 
 # What a run writes to `test_case_windows` for a case whose outcomes moved, then the row's key.
 _FIGURE_COLUMNS = ("flaky_runs", "failed_runs", "last_status", "last_flaky_at",
-                   "last_failed_at")
-# The figures of `test_cases` that a run may change; written only for the cases where it did.
-_CASE_FIGURE_COLUMNS = ("status", "flakiness_score")
+                   "last_failed_at", "flakiness_score")
 # What `apply_run` reads of each case with its results, in this order (indexes below): the
 # case id, where its window lives (no row yet: a new case), the times its window's figures
 # carry, and the key its row is updated by (SQLite: the row's rowid, one b-tree search
@@ -284,38 +282,29 @@ def _results_by_case(conn: Connection, run_id: str):
         cursor.close()
 
 
-# PostgreSQL: the figure rows are COPied into a temporary table and applied with one UPDATE
-# ... FROM (and one INSERT for new cases) at the end: over twice as fast as psycopg's
-# pipelined executemany of single-row UPDATEs (measured 120 vs 290 ms for 5,000 cases).
-_PG_FIGURES, _PG_CASE_FIGURES = "redline_window_figures", "redline_case_figures"
-# _FIGURE_COLUMNS, then the case id, whether it has no row yet, its bucket and slot
-_PG_FIGURE_TYPES = ("int4", "int4", "text", "timestamp", "timestamp", "text", "bool", "int4",
-                    "int4")
-_PG_CASE_FIGURE_TYPES = ("text", "float8", "text")  # _CASE_FIGURE_COLUMNS, then the case id
+# PostgreSQL: each kind of row is written by one statement per flush, from one array per
+# column (`unnest`): a run writes them only for the cases whose outcomes moved, a few hundred,
+# in one round trip each and without a staging table.
+_PG_FIGURE_TYPES = ("int4", "int4", "text", "timestamp", "timestamp", "float8")
 
 
-def _pg_staging(name: str, columns: tuple[str, ...], types: tuple[str, ...]) -> str:
-    return (f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} "
-            f"({', '.join(f'{c} {t}' for c, t in zip(columns, types))}) ON COMMIT DELETE ROWS")
+def _pg_rows(columns: tuple[str, ...], types: tuple[str, ...]) -> str:
+    """The rows of one array parameter per column, as a table `s` with these columns."""
+    return (f"unnest({', '.join(f'%s::{t}[]' for t in types)}) "
+            f"AS s({', '.join(columns)})")
 
 
-_PG_CREATE_STAGING = (
-    _pg_staging(_PG_FIGURES, (*_FIGURE_COLUMNS, "id", "fresh", "bucket_id", "slot"),
-                _PG_FIGURE_TYPES),
-    _pg_staging(_PG_CASE_FIGURES, (*_CASE_FIGURE_COLUMNS, "id"), _PG_CASE_FIGURE_TYPES))
-# Each runs only when rows of its kind were staged; the staging is emptied by TRUNCATE (a
-# DELETE of 5,000 rows cost 3 ms), as a caller may go on in the same transaction.
-_PG_APPLY_FIGURES = (
+_PG_UPDATE_FIGURES = (
     f"UPDATE test_case_windows AS w SET {', '.join(f'{c} = s.{c}' for c in _FIGURE_COLUMNS)} "
-    f"FROM {_PG_FIGURES} AS s WHERE w.test_case_id = s.id AND NOT s.fresh")
-_PG_APPLY_NEW_WINDOWS = (
-    f"INSERT INTO test_case_windows (test_case_id, bucket_id, slot, "
-    f"{', '.join(_FIGURE_COLUMNS)}) "
-    f"SELECT id, bucket_id, slot, {', '.join(_FIGURE_COLUMNS)} FROM {_PG_FIGURES} WHERE fresh")
-_PG_APPLY_CASE_FIGURES = (
-    f"UPDATE test_cases AS c SET {', '.join(f'{c} = s.{c}' for c in _CASE_FIGURE_COLUMNS)} "
-    f"FROM {_PG_CASE_FIGURES} AS s WHERE c.id = s.id")
-_PG_EMPTY_STAGING = f"TRUNCATE {_PG_FIGURES}, {_PG_CASE_FIGURES}"
+    f"FROM {_pg_rows((*_FIGURE_COLUMNS, 'id'), (*_PG_FIGURE_TYPES, 'text'))} "
+    "WHERE w.test_case_id = s.id")
+_PG_INSERT_WINDOWS = (
+    f"INSERT INTO test_case_windows ({', '.join(_FIGURE_COLUMNS)}, test_case_id, bucket_id, "
+    "slot) SELECT * FROM "
+    + _pg_rows((*_FIGURE_COLUMNS, "id", "bucket", "slot"),
+               (*_PG_FIGURE_TYPES, "text", "int4", "int4")))
+_PG_UPDATE_STATUS = (f"UPDATE test_cases AS c SET status = s.status FROM "
+                     f"{_pg_rows(('status', 'id'), ('text', 'text'))} WHERE c.id = s.id")
 
 _SQLITE_UPDATE_FIGURES = (f"UPDATE test_case_windows SET "
                           f"{', '.join(f'{c} = ?' for c in _FIGURE_COLUMNS)} "
@@ -323,19 +312,11 @@ _SQLITE_UPDATE_FIGURES = (f"UPDATE test_case_windows SET "
 _SQLITE_INSERT_WINDOW = (
     f"INSERT INTO test_case_windows ({', '.join(_FIGURE_COLUMNS)}, test_case_id, bucket_id, "
     f"slot) VALUES ({', '.join('?' * (len(_FIGURE_COLUMNS) + 3))})")
-_SQLITE_UPDATE_CASE_FIGURES = (
-    f"UPDATE test_cases SET {', '.join(f'{c} = ?' for c in _CASE_FIGURE_COLUMNS)} WHERE id = ?")
-_NEW_SCORE = _CASE_FIGURE_COLUMNS.index("flakiness_score")
-# Leaving an unchanged score out of the UPDATE spares SQLite the delete and re-insert of the
-# case's entry in the (project, score) index.
-_SQLITE_UPDATE_CASE_FIGURES_SAME_SCORE = (
-    "UPDATE test_cases SET "
-    f"{', '.join(f'{c} = ?' for c in _CASE_FIGURE_COLUMNS if c != 'flakiness_score')} "
-    "WHERE id = ?")
+_SQLITE_UPDATE_STATUS = "UPDATE test_cases SET status = ? WHERE id = ?"
 
 
 def _case_rows(conn: Connection, case_ids: list[str]) -> dict[str, tuple]:
-    """case id -> (status, score, is_quarantined, quarantine_manual, quarantine_expires_at),
+    """case id -> (status, is_quarantined, quarantine_manual, quarantine_expires_at),
     at the driver level (times in the driver's form, as `apply_run` compares them)."""
     found: dict[str, tuple] = {}
     cursor = conn.connection.driver_connection.cursor()
@@ -352,8 +333,8 @@ def _case_rows(conn: Connection, case_ids: list[str]) -> dict[str, tuple]:
     return found
 
 
-_CASE_ROWS = ("SELECT id, status, flakiness_score, is_quarantined, quarantine_manual, "
-              "quarantine_expires_at FROM test_cases WHERE id")
+_CASE_ROWS = ("SELECT id, status, is_quarantined, quarantine_manual, quarantine_expires_at "
+              "FROM test_cases WHERE id")
 
 
 def _in(conn: Connection, column: str, values: list) -> tuple[str, tuple]:
@@ -368,9 +349,9 @@ class _Writes:
     of those it changed), the figures of the windows whose outcomes moved (`figures`:
     `_FIGURE_COLUMNS` then the row's key), the new cases' windows (`new_windows`: case id,
     window, last run, figures; each gets a slot in its file's bucket at `flush`) and the
-    cases whose status or score changed (`changed`: `_CASE_FIGURE_COLUMNS`, the case id, then
-    its score before this run). SQLite writes with executemany (its per-row cost is its
-    b-tree work); PostgreSQL stages the figures by COPY and applies them at the last flush."""
+    cases whose status changed (`changed`: the new status, the case id). SQLite writes with
+    executemany (its per-row cost is its b-tree work); PostgreSQL with a statement from arrays
+    per kind of row."""
 
     BUCKET_BYTES = 16 << 20  # loaded buckets kept between flushes, at most (16 MB)
 
@@ -384,10 +365,7 @@ class _Writes:
         self.figures: list[tuple] = []
         self.new_windows: list[tuple] = []
         self.changed: list[tuple] = []
-        self.staged = {"figures": 0, "new windows": 0, "case figures": 0}
         if self.postgres:
-            for statement in _PG_CREATE_STAGING:
-                conn.exec_driver_sql(statement)
             # One completion at a time per project: each reads the buckets it rewrites whole.
             key = int.from_bytes(hashlib.blake2b(project_id.encode(), digest_size=8).digest(),
                                  "big", signed=True)
@@ -397,12 +375,19 @@ class _Writes:
         """The buckets with these ids (None, a new case's, is left out), from those already
         loaded or read now."""
         missing = sorted(i for i in ids if i is not None and i not in self.buckets)
-        for start in range(0, len(missing), CHUNK):
-            condition, params = _in(self.conn, "id", missing[start:start + CHUNK])
-            for bucket_id, slots, state in self.conn.exec_driver_sql(
-                    f"SELECT id, slots, state FROM window_buckets WHERE {condition}", params):
-                self.buckets[bucket_id] = bytearray(state)
-                self.slots[bucket_id] = slots
+        # binary rows on PostgreSQL: the buckets arrive as bytes, not as hex text to decode
+        cursor = (self.conn.connection.driver_connection.cursor(binary=True) if self.postgres
+                  else self.conn.connection.driver_connection.cursor())
+        try:
+            for start in range(0, len(missing), CHUNK):
+                condition, params = _in(self.conn, "id", missing[start:start + CHUNK])
+                cursor.execute(f"SELECT id, slots, state FROM window_buckets WHERE {condition}",
+                               params)
+                for bucket_id, slots, state in cursor.fetchall():
+                    self.buckets[bucket_id] = bytearray(state)
+                    self.slots[bucket_id] = slots
+        finally:
+            cursor.close()
         return self.buckets
 
     def _place_new_windows(self) -> list[tuple]:
@@ -461,48 +446,24 @@ class _Writes:
                     [(bytes(self.buckets[i]), self.slots[i], i) for i in sorted(self.dirty)])
             self.buckets, self.slots, self.dirty = {}, {}, set()
         if self.postgres:
-            self._stage(new_rows, last)
+            self._write_pg(new_rows)
         else:
             if self.figures:
                 conn.exec_driver_sql(_SQLITE_UPDATE_FIGURES, self.figures)
             if new_rows:
                 conn.exec_driver_sql(_SQLITE_INSERT_WINDOW, new_rows)
-            rescored = [row[:-1] for row in self.changed if row[_NEW_SCORE] != row[-1]]
-            same = [row[:_NEW_SCORE] + row[_NEW_SCORE + 1:-1] for row in self.changed
-                    if row[_NEW_SCORE] == row[-1]]
-            if rescored:
-                conn.exec_driver_sql(_SQLITE_UPDATE_CASE_FIGURES, rescored)
-            if same:
-                conn.exec_driver_sql(_SQLITE_UPDATE_CASE_FIGURES_SAME_SCORE, same)
+            if self.changed:
+                conn.exec_driver_sql(_SQLITE_UPDATE_STATUS, self.changed)
         self.figures, self.changed = [], []
 
-    def _stage(self, new_rows: list[tuple], last: bool) -> None:
+    def _write_pg(self, new_rows: list[tuple]) -> None:
         cursor = self.conn.connection.driver_connection.cursor()
         try:
-            if self.figures or new_rows:
-                with cursor.copy(f"COPY {_PG_FIGURES} FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(_PG_FIGURE_TYPES)
-                    for row in self.figures:
-                        copy.write_row((*row, False, None, None))
-                    for row in new_rows:
-                        copy.write_row((*row[:-2], True, *row[-2:]))
-            if self.changed:
-                with cursor.copy(f"COPY {_PG_CASE_FIGURES} FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(_PG_CASE_FIGURE_TYPES)
-                    for row in self.changed:
-                        copy.write_row(row[:-1])
-            staged = self.staged
-            staged["figures"] += len(self.figures)
-            staged["new windows"] += len(new_rows)
-            staged["case figures"] += len(self.changed)
-            if last:
-                for kind, statement in (("figures", _PG_APPLY_FIGURES),
-                                        ("new windows", _PG_APPLY_NEW_WINDOWS),
-                                        ("case figures", _PG_APPLY_CASE_FIGURES)):
-                    if staged[kind]:
-                        cursor.execute(statement)
-                if any(staged.values()):
-                    cursor.execute(_PG_EMPTY_STAGING)
+            for statement, rows in ((_PG_UPDATE_FIGURES, self.figures),
+                                    (_PG_INSERT_WINDOWS, new_rows),
+                                    (_PG_UPDATE_STATUS, self.changed)):
+                if rows:  # one array per column
+                    cursor.execute(statement, [list(column) for column in zip(*rows)])
         finally:
             cursor.close()
 
@@ -566,8 +527,7 @@ def stored_case(conn: Connection, case_id: str) -> dict | None:
     """A case's statistics as the incremental path kept them (its window from its bucket's
     slot, its figures from its row), with `recompute_case`'s keys; None when it never ran."""
     row = conn.execute(
-        select(test_case_windows, test_cases.c.status, test_cases.c.flakiness_score,
-               window_buckets.c.state)
+        select(test_case_windows, test_cases.c.status, window_buckets.c.state)
         .join(test_cases, test_cases.c.id == test_case_windows.c.test_case_id)
         .join(window_buckets, window_buckets.c.id == test_case_windows.c.bucket_id)
         .where(test_case_windows.c.test_case_id == case_id)).first()
