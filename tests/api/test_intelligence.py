@@ -497,6 +497,63 @@ def test_windows_kept_in_buckets_by_file_read_back_in_every_sort(server, tenant)
         assert stored_case(conn, ids["sskip"]) is None
 
 
+def test_a_run_completed_with_its_results_takes_them_from_memory(server, tenant, monkeypatch):
+    """An import stores a run's results and completes the run in one transaction: its
+    statistics then take the results from memory rather than reading them back, and give what
+    a recomputation from the stored results gives, a case with two results in one run (a
+    failure, then its passing re-run) and a case that only skipped included. A run completed
+    in another transaction than its results reads them back."""
+    from redline.server.db import WRITE
+    from redline.server.imports.parsers.model import ParsedResult
+    from redline.server.intelligence import stats
+    from redline.server.results import service as results
+    from redline.server.runs import service as runs
+
+    from_memory = []
+    real = stats._arrived_by_case
+
+    def spied(conn, arrived):
+        from_memory.append(len(arrived))
+        yield from real(conn, arrived)
+
+    monkeypatch.setattr(stats, "_arrived_by_case", spied)
+
+    def result(name: str, status: str, duration: int) -> ParsedResult:
+        return ParsedResult(title=name, full_title=f"S > {name}", file_path="tests/m.spec.ts",
+                            line_number=1, suite_path=["S"], variant=None, status=status,
+                            duration_ms=duration)
+
+    def import_run(number: int, outcomes: list[tuple[str, str]], together: bool = True):
+        with server.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            run_id = runs.new_run(conn, tenant.project_id, {
+                "source": "import", "branch": "main", "commit_sha": f"c{number // 2}"})
+            results.ingest(conn, run_id, tenant.project_id,
+                           [result(name, status, 10 * number + len(name))
+                            for name, status in outcomes])
+            runs.refresh_counts(conn, run_id)
+            if together:
+                runs.finish(conn, run_id)
+        if not together:
+            with server.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                runs.finish(conn, run_id)
+
+    cycle = ["passed", "failed", "passed", "flaky", "passed", "passed", "failed"]
+    for number in range(8):
+        outcomes = [(f"t{j}", cycle[(number + j) % len(cycle)]) for j in range(5)]
+        outcomes += [("rerun", "failed"), ("rerun", "passed"), ("skips", "skipped")]
+        import_run(number, outcomes, together=number != 5)
+    assert from_memory == [8] * 7  # every run but the one completed apart
+    with server.engine.connect() as conn:
+        cases = conn.execute(select(test_cases.c.id, test_cases.c.title).where(
+            test_cases.c.project_id == tenant.project_id)).all()
+        assert len(cases) == 7
+        for case in cases:
+            if case.title == "skips":
+                assert stored_case(conn, case.id) is None
+            else:
+                assert stored_case(conn, case.id) == recompute_case(conn, case.id), case.title
+
+
 def test_a_case_takes_the_tags_of_its_newest_result(tenant):
     def run_with(tags, status="passed"):
         run = client.post("/api/runs", json={"status": "running", "commitSha": "c1"}).json()
