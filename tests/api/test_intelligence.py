@@ -554,6 +554,27 @@ def test_a_run_completed_with_its_results_takes_them_from_memory(server, tenant,
                 assert stored_case(conn, case.id) == recompute_case(conn, case.id), case.title
 
 
+def test_the_flakiness_list_holds_the_cases_with_evidence_and_the_quarantined(tenant):
+    """The list: the cases with flaky evidence in their window and those quarantined now,
+    by score; `minScore` over every case (0 takes them all); the summary over the project."""
+    with tenant.as_key() as client:
+        report(client, {"wobbly": "flaky", "calm": "passed", "parked": "passed"})
+        parked = case_of(client, "parked")
+        client.post("/api/flakiness", json={"testId": parked["id"], "isQuarantined": True,
+                                            "reason": "owner on leave"})
+        listed = client.get("/api/flakiness").json()
+        every = client.get("/api/flakiness", params={"minScore": 0}).json()
+        high = client.get("/api/flakiness", params={"minScore": 0.5}).json()
+        free = client.get("/api/flakiness", params={"quarantined": False}).json()
+    assert [t["testTitle"] for t in listed["data"]] == ["wobbly", "parked"]
+    assert listed["total"] == 2 and listed["data"][0]["flakinessScore"] == 1.0
+    assert listed["summary"] == {"totalFlakyTests": 1, "quarantinedTests": 1,
+                                 "averageFlakinessScore": 1.0, "threshold": 0.3}
+    assert every["total"] == 3 and every["data"][0]["testTitle"] == "wobbly"
+    assert [t["testTitle"] for t in high["data"]] == ["wobbly"]
+    assert [t["testTitle"] for t in free["data"]] == ["wobbly"]
+
+
 def test_a_case_takes_the_tags_of_its_newest_result(tenant):
     def run_with(tags, status="passed"):
         run = client.post("/api/runs", json={"status": "running", "commitSha": "c1"}).json()

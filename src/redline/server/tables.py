@@ -256,6 +256,7 @@ test_case_windows = Table(
     "test_case_windows", metadata,
     Column("test_case_id", String(40), ForeignKey("test_cases.id", ondelete="CASCADE"),
            primary_key=True),
+    _fk("project_id", "projects.id"),
     Column("bucket_id", Integer, ForeignKey("window_buckets.id", ondelete="CASCADE"),
            nullable=False),
     Column("slot", Integer, nullable=False),
@@ -266,6 +267,8 @@ test_case_windows = Table(
     Column("last_failed_at", DateTime),
     Column("flakiness_score", Float, nullable=False, default=0.0),
     Index(None, "bucket_id"),  # deleting a bucket (its project) finds its cases' rows
+    # the flakiness list: a project's cases with evidence in their window
+    Index(None, "project_id", "flaky_runs"),
 )
 
 quarantine_events = Table(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Text, and_, case, cast, func, or_, select
+from sqlalchemy import Connection, Text, and_, cast, func, or_, select
 
 from redline.server.auth import Principal, require_in_project, require_project
 from redline.server.http_errors import not_found, validation_error
@@ -198,16 +198,27 @@ def flakiness(conn: Connection, principal: Principal, project_id: str | None,
     project_id = runs.resolve_project(principal, project_id)
     require_project(conn, principal, project_id, "runs:read")
     now = utcnow()
-    active = and_(test_cases.c.is_quarantined.is_(True),
-                  or_(test_cases.c.quarantine_expires_at.is_(None),
-                      test_cases.c.quarantine_expires_at > now))
+
+    def active(cases):  # quarantined now: it lifts by itself at its expiry
+        return and_(cases.c.is_quarantined.is_(True),
+                    or_(cases.c.quarantine_expires_at.is_(None),
+                        cases.c.quarantine_expires_at > now))
+
+    # The cases with evidence in their window, from the (project, flaky runs) index of the
+    # narrow rows: a few hundred in a large project, whose every case is read otherwise.
+    windows = test_case_windows
+    evidence = [windows.c.project_id == project_id, windows.c.flaky_runs > 0]
     where = [test_cases.c.project_id == project_id]
-    if min_score is not None:
-        where.append(_SCORE >= min_score)
-    else:
-        where.append(or_(test_case_windows.c.flaky_runs > 0, active))
+    if min_score is None:  # the flaky and the quarantined
+        listed = test_cases.alias("listed")
+        where.append(test_cases.c.id.in_(
+            select(windows.c.test_case_id).where(*evidence).union(
+                select(listed.c.id).where(listed.c.project_id == project_id, active(listed)))))
+    elif min_score > 0:  # a score above 0 takes evidence
+        where.append(test_cases.c.id.in_(select(windows.c.test_case_id).where(
+            *evidence, windows.c.flakiness_score >= min_score)))
     if quarantined is not None:
-        where.append(active if quarantined else ~active)
+        where.append(active(test_cases) if quarantined else ~active(test_cases))
     total = conn.execute(select(func.count()).select_from(_CASES).where(*where)).scalar_one()
     rows = conn.execute(select(
         test_cases.c.id, test_cases.c.title, test_cases.c.full_title, test_cases.c.file_path,
@@ -219,12 +230,11 @@ def flakiness(conn: Connection, principal: Principal, project_id: str | None,
         .limit(page.limit).offset(page.offset)).all()
     threshold = conn.execute(select(projects.c.flakiness_threshold)
                              .where(projects.c.id == project_id)).scalar_one()
-    summary = conn.execute(select(
-        func.count().filter(and_(test_case_windows.c.flaky_runs > 0,
-                                 _SCORE >= threshold)),
-        func.count().filter(active),
-        func.avg(case((test_case_windows.c.flaky_runs > 0, _SCORE))))
-        .select_from(_CASES).where(test_cases.c.project_id == project_id)).one()
+    flaky_count, average = conn.execute(select(
+        func.count().filter(windows.c.flakiness_score >= threshold),
+        func.avg(windows.c.flakiness_score)).where(*evidence)).one()
+    quarantined_count = conn.execute(select(func.count()).select_from(test_cases).where(
+        test_cases.c.project_id == project_id, active(test_cases))).scalar_one()
     figures = stats.slot_figures(conn, rows)
     body = page.page([{
         "testId": r.id, "testTitle": r.title, "fullTitle": r.full_title,
@@ -232,8 +242,8 @@ def flakiness(conn: Connection, principal: Principal, project_id: str | None,
         "totalRuns": figures.get(r.id, _NEVER_RAN)[0], "flakyRuns": r.flaky_runs,
         "lastFlakyAt": iso(r.last_flaky_at), "isQuarantined": _active(r, now),
         "status": r.status} for r in rows], total)
-    body["summary"] = {"totalFlakyTests": summary[0], "quarantinedTests": summary[1],
-                       "averageFlakinessScore": round(float(summary[2] or 0), 4),
+    body["summary"] = {"totalFlakyTests": flaky_count, "quarantinedTests": quarantined_count,
+                       "averageFlakinessScore": round(float(average or 0), 4),
                        "threshold": threshold}
     return body
 

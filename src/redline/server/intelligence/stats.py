@@ -345,9 +345,9 @@ _PG_UPDATE_FIGURES = (
     "WHERE w.test_case_id = s.id")
 _PG_INSERT_WINDOWS = (
     f"INSERT INTO test_case_windows ({', '.join(_FIGURE_COLUMNS)}, test_case_id, bucket_id, "
-    "slot) SELECT * FROM "
-    + _pg_rows((*_FIGURE_COLUMNS, "id", "bucket", "slot"),
-               (*_PG_FIGURE_TYPES, "text", "int4", "int4")))
+    "slot, project_id) SELECT * FROM "
+    + _pg_rows((*_FIGURE_COLUMNS, "id", "bucket", "slot", "project"),
+               (*_PG_FIGURE_TYPES, "text", "int4", "int4", "text")))
 _PG_UPDATE_STATUS = (f"UPDATE test_cases AS c SET status = s.status FROM "
                      f"{_pg_rows(('status', 'id'), ('text', 'text'))} WHERE c.id = s.id")
 
@@ -356,7 +356,7 @@ _SQLITE_UPDATE_FIGURES = (f"UPDATE test_case_windows SET "
                           "WHERE rowid = ?")  # the rowid `_results_by_case` read
 _SQLITE_INSERT_WINDOW = (
     f"INSERT INTO test_case_windows ({', '.join(_FIGURE_COLUMNS)}, test_case_id, bucket_id, "
-    f"slot) VALUES ({', '.join('?' * (len(_FIGURE_COLUMNS) + 3))})")
+    f"slot, project_id) VALUES ({', '.join('?' * (len(_FIGURE_COLUMNS) + 4))})")
 _SQLITE_UPDATE_STATUS = "UPDATE test_cases SET status = ? WHERE id = ?"
 
 
@@ -474,7 +474,7 @@ class _Writes:
                 self.buckets[bucket_id].extend(bytes(scoring.SLOT))
                 scoring.put_slot(self.buckets[bucket_id], slot, window, last_run)
                 self.dirty.add(bucket_id)
-                rows.append((*figures, case_id, bucket_id, slot))
+                rows.append((*figures, case_id, bucket_id, slot, self.project_id))
         self.new_windows = []
         return rows
 

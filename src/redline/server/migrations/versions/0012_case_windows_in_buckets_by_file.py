@@ -17,7 +17,9 @@ status, the last flaky and failed times). The total runs and the average duratio
 from the window's header, the last run from its slot; they leave the row. The flakiness score
 moves there from `test_cases` (with its index): it changes with every run for the cases with
 evidence in their window (the evidence ages), and is written with their other figures in the
-narrow row rather than in the wide `test_cases` row and its indexes.
+narrow row rather than in the wide `test_cases` row and its indexes. The narrow row also
+takes its case's project, indexed with the flaky runs: the flakiness list reads a project's
+cases with evidence from that index.
 
 The downgrade puts each window and its figures back in its case's row.
 
@@ -79,8 +81,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('bucket_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('slot', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('flakiness_score', sa.Float(), nullable=True))
-    op.execute("UPDATE test_case_windows SET flakiness_score = (SELECT c.flakiness_score "
-               "FROM test_cases c WHERE c.id = test_case_windows.test_case_id)")
+        batch_op.add_column(sa.Column('project_id', sa.String(length=40), nullable=True))
+    for column in ("flakiness_score", "project_id"):
+        op.execute(f"UPDATE test_case_windows SET {column} = (SELECT c.{column} "
+                   "FROM test_cases c WHERE c.id = test_case_windows.test_case_id)")
 
     windows = sa.text(
         "SELECT c.project_id, coalesce(c.file_path, '') AS file_path, w.test_case_id, "
@@ -113,8 +117,15 @@ def upgrade() -> None:
         batch_op.alter_column('bucket_id', existing_type=sa.Integer(), nullable=False)
         batch_op.alter_column('slot', existing_type=sa.Integer(), nullable=False)
         batch_op.alter_column('flakiness_score', existing_type=sa.Float(), nullable=False)
+        batch_op.alter_column('project_id', existing_type=sa.String(length=40),
+                              nullable=False)
         batch_op.create_index(batch_op.f('ix_test_case_windows_bucket_id'), ['bucket_id'],
                               unique=False)
+        batch_op.create_index(batch_op.f('ix_test_case_windows_project_id_flaky_runs'),
+                              ['project_id', 'flaky_runs'], unique=False)
+        batch_op.create_foreign_key(
+            batch_op.f('fk_test_case_windows_project_id_projects'), 'projects',
+            ['project_id'], ['id'], ondelete='CASCADE')
         batch_op.create_foreign_key(
             batch_op.f('fk_test_case_windows_bucket_id_window_buckets'), 'window_buckets',
             ['bucket_id'], ['id'], ondelete='CASCADE')
@@ -167,6 +178,10 @@ def downgrade() -> None:
         batch_op.drop_constraint(batch_op.f('fk_test_case_windows_bucket_id_window_buckets'),
                                  type_='foreignkey')
         batch_op.drop_index(batch_op.f('ix_test_case_windows_bucket_id'))
+        batch_op.drop_constraint(batch_op.f('fk_test_case_windows_project_id_projects'),
+                                 type_='foreignkey')
+        batch_op.drop_index(batch_op.f('ix_test_case_windows_project_id_flaky_runs'))
+        batch_op.drop_column('project_id')
         batch_op.drop_column('flakiness_score')
         batch_op.drop_column('slot')
         batch_op.drop_column('bucket_id')
