@@ -23,6 +23,7 @@ import hashlib
 import heapq
 import json
 from datetime import datetime, timedelta
+from functools import lru_cache
 from itertools import groupby
 from operator import itemgetter
 
@@ -109,7 +110,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
     became_flaky: list[tuple[str, float]] = []
     writes = _Writes(conn, run.project_id)
     long_way: list[tuple] = []  # (case id, its new stats): judged against its case row
-    micros = _Micros()
+    micros = _micros
 
     def judge_long_way() -> None:
         """The status of the cases that took the long way, against their stored one and
@@ -131,30 +132,30 @@ def apply_run(conn: Connection, run_id: str) -> None:
     # One pass over the run's results joined to where their windows live, grouped by case,
     # in chunks of cases (memory is bounded by WRITE_CHUNK cases and `_Writes.BUCKET_BYTES`);
     # values the rows carry back (times) stay in the driver's form.
+    dirty = writes.dirty.add
     for groups in _results_by_case(conn, run_id):
         buckets = writes.load_buckets({rows[0][_BUCKET] for rows in groups})
         for rows in groups:
             case = rows[0]  # each row: the case's id and window columns, then one result
+            bucket = buckets.get(case[_BUCKET])
+            if (bucket is not None and not outage and len(rows) == 1
+                    and case[_STATUS] == "passed"):
+                steady = push_steady_pass(bucket, case[_SLOT], commit, case[_STATUS + 1],
+                                          micros(case[_STATUS + 2]))
+                if steady is not None:  # one more pass, no evidence in sight: a score of 0
+                    _count, failures, _average, before, quiet_pass = steady
+                    dirty(case[_BUCKET])
+                    if not quiet_pass:  # the last status or the failures moved
+                        writes.figures.append((0, failures, "passed", None,
+                                               case[_FAILED_AT] if failures else None, 0.0,
+                                               case[_KEY]))
+                    # Its score was 0 and stays 0: the case row changes only if it was
+                    # broken. (Every write of a window's figures writes the status it gives,
+                    # so the stored status is the one the window before this pass gives.)
+                    if before != "stable":
+                        writes.changed.append(("stable", case[_ID]))
+                    continue
             case_id, bucket_id, slot, flaky_at, failed_at, key = case[:_STATUS]
-            bucket = buckets.get(bucket_id)
-            if len(rows) == 1 and not outage and bucket is not None:
-                status, duration, created_at = case[_STATUS:]
-                if status == "passed":
-                    steady = push_steady_pass(bucket, slot, commit, duration,
-                                              micros(created_at))
-                    if steady is not None:  # one more pass, no evidence in sight: a score of 0
-                        _count, failures, _average, before, quiet_pass = steady
-                        writes.dirty.add(bucket_id)
-                        if not quiet_pass:  # the last status or the failures moved
-                            writes.figures.append((0, failures, "passed", None,
-                                                   failed_at if failures else None, 0.0, key))
-                        # Its score was 0 and stays 0: the case row changes only if it was
-                        # broken. (Every write of a window's figures writes the status it
-                        # gives, so the stored status is the one the window before this pass
-                        # gives.)
-                        if before != "stable":
-                            writes.changed.append(("stable", case_id))
-                        continue
             ran = []
             for row in rows:
                 status = row[_STATUS]
@@ -201,18 +202,12 @@ def apply_run(conn: Connection, run_id: str) -> None:
     _emit_run_events(conn, run, verdict, quarantined_failures, became_flaky)
 
 
-class _Micros:
+@lru_cache(maxsize=16)  # the results of one import share their time
+def _micros(value) -> int:
     """A result's time, as the driver gives it, in microseconds since the epoch (a slot keeps
-    it so): the results of one import share their time, so the last answer is kept."""
-
-    def __init__(self):
-        self.value, self.answer = None, 0
-
-    def __call__(self, value) -> int:
-        if value != self.value:
-            moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-            self.value, self.answer = value, (moment - _EPOCH) // _MICROSECOND
-        return self.answer
+    it so)."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 _EPOCH = datetime(1970, 1, 1)
