@@ -32,7 +32,7 @@ from sqlalchemy import Connection, select, update
 from redline.server.intelligence import scoring
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_ids
-from redline.server.results.repository import arrivals, driver_datetime, driver_mark
+from redline.server.results.repository import driver_datetime, driver_mark
 from redline.server.tables import (
     projects,
     quarantine_events,
@@ -250,18 +250,10 @@ _RESULTS_BY_CASE_PG = _results_by_case_sql("%s", "r.test_case_id", "r.id")
 
 
 def _results_by_case(conn: Connection, run_id: str):
-    """The run's results grouped by case, in arrival order, in lists of up to WRITE_CHUNK
-    cases: each case a list of rows, each row the case's `_CASE_COLUMNS` and key then the
-    result's status, duration and created_at. When this transaction stored all of them (an
-    import), from memory (`results.repository.arrivals`) and the cases' window rows; else
-    read back, streamed: a server-side cursor on PostgreSQL, SQLite's own stepping
-    otherwise."""
-    arrived = arrivals(conn, run_id)
-    if arrived is not None and len(arrived) == conn.exec_driver_sql(
-            f"SELECT count(*) FROM test_results WHERE run_id = {driver_mark(conn)}",
-            (run_id,)).scalar_one():
-        yield from _arrived_by_case(conn, arrived)
-        return
+    """The run's results grouped by case, in arrival order (results/ids sort by arrival), in
+    lists of up to WRITE_CHUNK cases: each case a list of rows, each row the case's
+    `_CASE_COLUMNS` and key then the result's status, duration and created_at. Streamed: a
+    server-side cursor on PostgreSQL, SQLite's own stepping otherwise."""
     if conn.dialect.name == "postgresql":
         # The sort of a large run's results spills to disk at the default work_mem (4 MB):
         # give this transaction enough to sort it in memory.
@@ -283,43 +275,6 @@ def _results_by_case(conn: Connection, run_id: str):
             yield groups
     finally:
         cursor.close()
-
-
-def _arrived_by_case(conn: Connection, arrived: list[tuple]):
-    """`_results_by_case` from the results this transaction stored: (case id, status,
-    duration, created_at) in arrival order. A run's results read back from the database cost
-    more than the rest of its statistics on PostgreSQL (each just written row is fetched to
-    check its visibility); the cases' window rows are read instead, by their key."""
-    by_case: dict[str, list[tuple]] = {}
-    for arrival in arrived:
-        by_case.setdefault(arrival[0], []).append(arrival)
-    case_ids = list(by_case)
-    postgres = conn.dialect.name == "postgresql"
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        for start in range(0, len(case_ids), WRITE_CHUNK):
-            chunk = case_ids[start:start + WRITE_CHUNK]
-            if postgres:
-                cursor.execute(_WINDOWS_BY_KEY_PG, (chunk,))
-            else:
-                cursor.execute(f"{_WINDOWS_BY_KEY_SQLITE} ({', '.join('?' * len(chunk))})",
-                               chunk)
-            windows = {row[0]: row[1:] for row in cursor.fetchall()}
-            groups = [[(case_id, *windows.get(case_id, _NO_WINDOW), *arrival[1:])
-                       for arrival in by_case[case_id]] for case_id in chunk]
-            groups.sort(key=lambda rows: rows[0][_BUCKET] or 0)  # a bucket's cases together
-            yield groups
-    finally:
-        cursor.close()
-
-
-# A case's `_CASE_COLUMNS` after its id, and the key its row is updated by (as
-# `_results_by_case_sql` reads them); none for a case that never ran.
-_WINDOWS_BY_KEY_SQLITE = ("SELECT test_case_id, bucket_id, slot, last_flaky_at, "
-                          "last_failed_at, rowid FROM test_case_windows WHERE test_case_id IN")
-_WINDOWS_BY_KEY_PG = ("SELECT test_case_id, bucket_id, slot, last_flaky_at, last_failed_at, "
-                      "test_case_id FROM test_case_windows WHERE test_case_id = ANY(%s)")
-_NO_WINDOW = (None, None, None, None, None)
 
 
 # PostgreSQL: each kind of row is written by one statement per flush, from one array per

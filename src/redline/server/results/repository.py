@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import weakref
 from datetime import datetime
 
 import orjson
@@ -17,26 +16,6 @@ from redline.server.tables import suites, test_results
 LOOKUP_CHUNK = 500
 
 log = logging.getLogger("redline.results")
-
-
-# What `results.ingest` stored in the open transaction, per run: (case id, status, duration,
-# created_at in the driver's form) in arrival order. A run that completes in the transaction
-# that stored its results (an import) hands them to its statistics (stats.apply_run) without
-# reading them back. Kept per transaction object, so a new transaction never sees another's.
-_ARRIVALS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def note_arrivals(conn: Connection, run_id: str, arrivals: list[tuple]) -> None:
-    transaction = conn.get_transaction()
-    if transaction is not None:
-        _ARRIVALS.setdefault(transaction, {}).setdefault(run_id, []).extend(arrivals)
-
-
-def arrivals(conn: Connection, run_id: str) -> list[tuple] | None:
-    """The results of `run_id` stored in the open transaction (`note_arrivals`), or None. Not
-    necessarily all of the run's: the caller compares their number with the stored one."""
-    transaction = conn.get_transaction()
-    return None if transaction is None else _ARRIVALS.get(transaction, {}).get(run_id)
 
 
 def driver_mark(conn: Connection) -> str:

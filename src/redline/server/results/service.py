@@ -141,7 +141,6 @@ def ingest(conn: Connection, run_id: str, project_id: str,
         created += result_ids
         suites.flush(conn)  # before the results that point at them
         repo.insert_results(conn, rows)
-        repo.note_arrivals(conn, run_id, [(row[3], row[10], row[11], stamp) for row in rows])
         # a case takes the tags of its newest result (skipped ones too)
         stored = dict(known.values())
         retagged = []
