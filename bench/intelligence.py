@@ -17,8 +17,10 @@ Per database, on a fresh scratch database:
    computing every case's flaky ratio over the last 30 runs from `test_results` (what reads
    would cost without statistics kept at ingestion).
 3. Imports a 5,000-result run through the same path with `stats.apply_run` and with it
-   replaced by a no-op, interleaved, median of 15 each: the overhead of the statistics;
-   beside it, the median time of `stats.apply_run` itself in the runs with statistics.
+   replaced by a no-op, interleaved, median of `--rounds` (25) each: the overhead of the
+   statistics (the ratio of the medians, the goal's figure); beside it the quartiles of each,
+   the median of each round's ratio (with against the run without just before it), and the
+   median time of `stats.apply_run` itself in the runs with statistics.
 
 Goals (issue 5): each read under 50 ms on SQLite and PostgreSQL; ingestion with the
 incremental statistics within 25% of ingestion without them. Figures are printed beside the
@@ -53,7 +55,7 @@ GOAL_OVERHEAD = 0.25
 # Runs with and without statistics each. Single runs vary by 20% here, and now and then a
 # commit stalls for 150-200 ms behind the kernel's writeback of earlier runs, whichever mode
 # it falls on: with 7 rounds, two or three such stalls in one mode moved the median by 30%.
-OVERHEAD_ROUNDS = 15
+OVERHEAD_ROUNDS = 25
 RESULTS_PER_RUN = 5_000
 FULL_RUNS = 200
 RUN_SPACING = timedelta(hours=12)
@@ -569,7 +571,13 @@ def measure_overhead(engine, project_id: str, cases: list[Case], plans: list[Run
                 times[mode].append(time.perf_counter() - started)
     without = statistics.median(times["without"])
     with_stats = statistics.median(times["with"])
+    # each round's run with statistics against the run without just before it: the drift of
+    # the machine over the rounds cancels out of these
+    paired = statistics.median(w / wo for wo, w in zip(times["without"], times["with"]))
     return {"without_s": without, "with_s": with_stats, "overhead": with_stats / without - 1,
+            "paired_overhead": paired - 1,
+            "quartiles_ms": {mode: [round(q * 1000) for q in statistics.quantiles(values, n=4)]
+                             for mode, values in times.items()},
             "apply_run_s": statistics.median(spent), "all": times, "results": len(cases)}
 
 
@@ -580,7 +588,7 @@ def sqlite_sizes(url: str) -> str:
 
 
 def bench_database(kind: str, total_results: int, repeat: int, seed: int,
-                   keep: bool) -> dict:
+                   keep: bool, rounds: int = OVERHEAD_ROUNDS) -> dict:
     from sqlalchemy import text
 
     from redline.server.db import background_checkpointer, make_engine
@@ -654,7 +662,7 @@ def bench_database(kind: str, total_results: int, repeat: int, seed: int,
         gc.collect()
         gc.freeze()
         overhead = measure_overhead(engine, project_id, cases[:RESULTS_PER_RUN], plans, seed,
-                                    rounds=OVERHEAD_ROUNDS)
+                                    rounds=rounds)
         return {"db": kind, "load": {k: v for k, v in loaded.items() if k != "run_ids"},
                 "reads": reads, "overhead": overhead, "load_average": shapes["load average"]}
     finally:
@@ -683,6 +691,11 @@ def print_report(result: dict) -> None:
           f"{len(o['all']['with'])}): overhead {o['overhead']:+.0%} (goal <= "
           f"{GOAL_OVERHEAD:.0%}); stats.apply_run itself {o['apply_run_s'] * 1000:.0f} ms "
           f"(median), {o['apply_run_s'] / o['without_s']:.0%} of a run without")
+    q = o["quartiles_ms"]
+    print(f"  quartiles: without {q['without'][0]} / {q['without'][1]} / {q['without'][2]} ms, "
+          f"with {q['with'][0]} / {q['with'][1]} / {q['with'][2]} ms; each round's run with "
+          f"statistics against the one without just before it (median): "
+          f"{o['paired_overhead']:+.0%}")
     for r in result["reads"]:
         if r.get("plan"):
             print(f"plan of the plain SQL for '{r['query']}':\n{r['plan']}")
@@ -716,6 +729,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20, help="timed calls per query")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="do not drop the databases")
+    parser.add_argument("--rounds", type=int, default=OVERHEAD_ROUNDS,
+                        help="runs with and without statistics each, for the overhead")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
@@ -725,7 +740,7 @@ def main() -> None:
     for kind in kinds:
         try:
             results.append(bench_database(kind, args.results, args.repeat, args.seed,
-                                          args.keep))
+                                          args.keep, args.rounds))
         except Exception as exc:
             if kind == "postgres" and ("connect" in str(exc).lower()
                                        or "OperationalError" in type(exc).__name__):
