@@ -497,6 +497,32 @@ def test_windows_kept_in_buckets_by_file_read_back_in_every_sort(server, tenant)
         assert stored_case(conn, ids["sskip"]) is None
 
 
+def test_new_tests_fill_their_files_last_bucket_then_open_the_next(server, tenant):
+    """New tests of a file take the free slots of its last bucket, then a new one: 250 tests,
+    then 10 more, make buckets of 256 and 4; each window reads back as recomputed."""
+    from redline.server.tables import window_buckets
+
+    def run(count: int) -> None:
+        made = client.post("/api/runs", json={"status": "running", "commitSha": "c1"}).json()
+        client.post(f"/api/runs/{made['id']}/tests/batch", json={"tests": [
+            {"title": f"t{n:03}", "fullTitle": f"S > t{n:03}", "filePath": "tests/f.spec.ts",
+             "status": "passed", "duration": n} for n in range(count)]})
+        client.patch(f"/api/runs/{made['id']}", json={"status": "passed"})
+
+    with tenant.as_key() as client:
+        run(250)
+        run(260)
+        ids = {c["title"]: c["id"] for c in client.get(
+            "/api/test-cases", params={"sort": "title", "limit": 500}).json()["data"]}
+    with server.engine.connect() as conn:
+        parts = conn.execute(select(window_buckets.c.part, window_buckets.c.slots).where(
+            window_buckets.c.project_id == tenant.project_id).order_by(
+            window_buckets.c.part)).all()
+        assert [tuple(p) for p in parts] == [(0, 256), (1, 4)]
+        for name in ("t000", "t249", "t250", "t255", "t256", "t259"):
+            assert stored_case(conn, ids[name]) == recompute_case(conn, ids[name]), name
+
+
 def test_two_results_of_one_test_in_one_run_count_in_arrival_order(server, tenant):
     """A run may hold two results of one test (a failure, then its passing re-run): its window
     takes them in the order they arrived, as a recomputation from the stored results does

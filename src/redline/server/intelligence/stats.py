@@ -109,15 +109,18 @@ def apply_run(conn: Connection, run_id: str) -> None:
     auto_candidates: list[str] = []
     became_flaky: list[tuple[str, float]] = []
     writes = _Writes(conn, run.project_id)
-    long_way: list[tuple] = []  # (case id, its new stats): judged against its case row
+    long_way: list[tuple] = []  # (case id, its new stats, whether it never ran before)
     micros = _micros
 
     def judge_long_way() -> None:
         """The status of the cases that took the long way, against their stored one and
-        their quarantine: one read of their `test_cases` rows."""
-        stored = _case_rows(conn, [case_id for case_id, _stats in long_way])
-        for case_id, stats in long_way:
-            status, quarantined, manual, expires = stored[case_id]
+        their quarantine: one read of their `test_cases` rows. A case that never ran before
+        (no window yet) is `new` (its status changes only with its window), and its row is
+        read only when it could be quarantined automatically (at 5 results in this run)."""
+        stored = _case_rows(conn, [case_id for case_id, stats, first in long_way
+                                   if not first or stats.total_runs >= 5])
+        for case_id, stats, _first in long_way:
+            status, quarantined, manual, expires = stored.get(case_id, _NEVER_RAN)
             if stats.status != status:
                 writes.changed.append((stats.status, case_id))
             if stats.status == "flaky" and status != "flaky":
@@ -179,7 +182,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
             else:
                 writes.new_windows.append((case_id, window.encode(), micros(ran[-1][4]),
                                            figures))
-            long_way.append((case_id, stats))
+            long_way.append((case_id, stats, bucket is None))
         judge_long_way()
         writes.flush()
     writes.flush(last=True)
@@ -250,7 +253,7 @@ _RESULTS_BY_CASE_PG = _results_by_case_sql("%s", "r.test_case_id", "r.id")
 
 
 def _results_by_case(conn: Connection, run_id: str):
-    """The run's results grouped by case, in arrival order (results/ids sort by arrival), in
+    """The run's results grouped by case, in arrival order (their ids sort so: kit/ids.py), in
     lists of up to WRITE_CHUNK cases: each case a list of rows, each row the case's
     `_CASE_COLUMNS` and key then the result's status, duration and created_at. Streamed: a
     server-side cursor on PostgreSQL, SQLite's own stepping otherwise."""
@@ -330,6 +333,7 @@ def _case_rows(conn: Connection, case_ids: list[str]) -> dict[str, tuple]:
 
 _CASE_ROWS = ("SELECT id, status, is_quarantined, quarantine_manual, quarantine_expires_at "
               "FROM test_cases WHERE id")
+_NEVER_RAN = ("new", False, False, None)  # what `_case_rows` gives of a case that never ran
 
 
 def _in(conn: Connection, column: str, values: list) -> tuple[str, tuple]:
@@ -387,12 +391,13 @@ class _Writes:
 
     def _place_new_windows(self) -> list[tuple]:
         """A slot for each new case's window, in its file's last bucket while it has room,
-        else in a new bucket: the rows to insert into `test_case_windows`."""
+        else in a new bucket (created with its windows, in one statement for all): the rows
+        to insert into `test_case_windows`."""
         conn, mark = self.conn, self.mark
         files: dict[str, str] = {}
         case_ids = [new[0] for new in self.new_windows]
-        for start in range(0, len(case_ids), CHUNK):
-            condition, params = _in(conn, "id", case_ids[start:start + CHUNK])
+        for start in range(0, len(case_ids), WRITE_CHUNK):
+            condition, params = _in(conn, "id", case_ids[start:start + WRITE_CHUNK])
             files.update(conn.exec_driver_sql(
                 f"SELECT id, coalesce(file_path, '') FROM test_cases WHERE {condition}",
                 params).all())
@@ -401,32 +406,65 @@ class _Writes:
             by_file.setdefault(files[new[0]], []).append(new)
         paths = sorted(by_file)
         last: dict[str, tuple[int, int]] = {}  # file -> (its last bucket's id, part)
-        for start in range(0, len(paths), CHUNK):
-            condition, params = _in(conn, "file_path", paths[start:start + CHUNK])
+        for start in range(0, len(paths), WRITE_CHUNK):
+            condition, params = _in(conn, "file_path", paths[start:start + WRITE_CHUNK])
             for path, bucket_id, part in conn.exec_driver_sql(
                     f"SELECT file_path, id, part FROM window_buckets WHERE project_id = {mark} "
                     f"AND {condition} ORDER BY part", (self.project_id, *params)):
                 last[path] = (bucket_id, part)
         self.load_buckets({bucket_id for bucket_id, _part in last.values()})
         rows = []
+        # the new buckets: file, part, state and the (slot, case id, figures) placed in it
+        fresh: list[tuple[str, int, bytearray, list]] = []
         for path in paths:
             bucket_id, part = last.get(path, (None, -1))
             for case_id, window, last_run, figures in by_file[path]:
-                if bucket_id is None or self.slots[bucket_id] >= scoring.BUCKET_SLOTS:
-                    part += 1
-                    bucket_id = conn.exec_driver_sql(
-                        "INSERT INTO window_buckets (project_id, file_path, part, slots, state)"
-                        f" VALUES ({mark}, {mark}, {mark}, 0, {mark}) RETURNING id",
-                        (self.project_id, path, part, b"")).scalar_one()
-                    self.buckets[bucket_id], self.slots[bucket_id] = bytearray(), 0
-                slot = self.slots[bucket_id]
-                self.slots[bucket_id] = slot + 1
-                self.buckets[bucket_id].extend(bytes(scoring.SLOT))
-                scoring.put_slot(self.buckets[bucket_id], slot, window, last_run)
-                self.dirty.add(bucket_id)
-                rows.append((*figures, case_id, bucket_id, slot, self.project_id))
+                if bucket_id is not None and self.slots[bucket_id] < scoring.BUCKET_SLOTS:
+                    state, slot = self.buckets[bucket_id], self.slots[bucket_id]
+                    self.slots[bucket_id] = slot + 1
+                    self.dirty.add(bucket_id)
+                    rows.append((*figures, case_id, bucket_id, slot, self.project_id))
+                else:
+                    bucket_id = None  # the file's last bucket is full: new ones from here on
+                    if not fresh or fresh[-1][0] != path or (
+                            len(fresh[-1][3]) >= scoring.BUCKET_SLOTS):
+                        part += 1
+                        fresh.append((path, part, bytearray(), []))
+                    state, slot = fresh[-1][2], len(fresh[-1][3])
+                    fresh[-1][3].append((slot, case_id, figures))
+                state.extend(bytes(scoring.SLOT))
+                scoring.put_slot(state, slot, window, last_run)
+        created = self._create_buckets(fresh)
+        for path, part, _state, placed in fresh:
+            bucket_id = created[path, part]
+            rows.extend((*figures, case_id, bucket_id, slot, self.project_id)
+                        for slot, case_id, figures in placed)
         self.new_windows = []
         return rows
+
+    def _create_buckets(self, fresh: list[tuple]) -> dict[tuple[str, int], int]:
+        """Insert the new buckets (file, part, state, slots placed) with their windows:
+        (file, part) -> id. One statement per 400 buckets, not one each (a first import of
+        100,000 tests makes 2,000 of them)."""
+        created: dict[tuple[str, int], int] = {}
+        for start in range(0, len(fresh), 400):
+            chunk = fresh[start:start + 400]
+            values = [(self.project_id, path, part, len(placed), bytes(state))
+                      for path, part, state, placed in chunk]
+            if self.postgres:
+                statement = ("INSERT INTO window_buckets (project_id, file_path, part, slots, "
+                             "state) SELECT * FROM " + _pg_rows(
+                                 ("project_id", "file_path", "part", "slots", "state"),
+                                 ("text", "text", "int4", "int4", "bytea")))
+                params = tuple(list(column) for column in zip(*values))
+            else:  # (RETURNING gives no order: each row says which bucket it is)
+                statement = ("INSERT INTO window_buckets (project_id, file_path, part, slots, "
+                             f"state) VALUES {', '.join(['(?, ?, ?, ?, ?)'] * len(values))}")
+                params = tuple(value for row in values for value in row)
+            for bucket_id, path, part in self.conn.exec_driver_sql(
+                    f"{statement} RETURNING id, file_path, part", params):
+                created[path, part] = bucket_id
+        return created
 
     def flush(self, last: bool = False) -> None:
         """Write what changed; at the `last` flush (or past `BUCKET_BYTES` of loaded buckets)
