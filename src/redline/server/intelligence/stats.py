@@ -27,7 +27,7 @@ from functools import lru_cache
 from itertools import groupby
 from operator import itemgetter
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 
 from redline.server.intelligence import scoring
 from redline.server.kit.clock import iso, utcnow
@@ -578,19 +578,33 @@ def stored_case(conn: Connection, case_id: str) -> dict | None:
 def slot_figures(conn: Connection, cases) -> dict[str, tuple[int, int, datetime | None]]:
     """case id -> (total runs, average duration, last run) of the cases given as rows with
     `id`, `bucket_id` and `slot` (a case that never ran has no bucket: left out), read from
-    their buckets' slots."""
+    their buckets' slots: a page of cases reads its slots alone (the database cuts them out
+    of their buckets), more read their buckets whole, once each."""
     wanted = [(case.id, case.bucket_id, case.slot) for case in cases
               if case.bucket_id is not None]
+    figures = {}
+    if len(wanted) <= _SLOTS_APART:
+        slot_bytes = func.substr(window_buckets.c.state,
+                                 test_case_windows.c.slot * scoring.SLOT + 1, scoring.SLOT)
+        for case_id, state in conn.execute(
+                select(test_case_windows.c.test_case_id, slot_bytes)
+                .join(window_buckets, window_buckets.c.id == test_case_windows.c.bucket_id)
+                .where(test_case_windows.c.test_case_id.in_([w[0] for w in wanted]))):
+            total, average, last_run = scoring.slot_figures(state, 0)
+            figures[case_id] = (total, average, slot_time(last_run))
+        return figures
     states: dict[int, bytes] = {}
     ids = sorted({bucket_id for _case, bucket_id, _slot in wanted})
     for start in range(0, len(ids), CHUNK):
         states.update(conn.execute(select(window_buckets.c.id, window_buckets.c.state).where(
             window_buckets.c.id.in_(ids[start:start + CHUNK]))).all())
-    figures = {}
     for case_id, bucket_id, slot in wanted:
         total, average, last_run = scoring.slot_figures(states[bucket_id], slot)
         figures[case_id] = (total, average, slot_time(last_run))
     return figures
+
+
+_SLOTS_APART = 500  # (a page holds 500 cases at most)
 
 
 def slowest_cases(conn: Connection, project_id: str, limit: int) -> list[tuple[str, int]]:
