@@ -321,28 +321,28 @@ def test_four_processes_sharing_redis_admit_exactly_the_limit(server, migrated_u
            "REDLINE_SECRET_KEY": "test-secret-key", "REDLINE_DATA_DIR": str(tmp_path),
            "REDLINE_COOKIE_SECURE": "false"}
     processes = start_processes(PROCESSES, env, tmp_path)
-    clients = []
     try:
         wait_until_serving(processes)
-        limits = httpx.Limits(max_connections=IN_FLIGHT_PER_PROCESS,
-                              max_keepalive_connections=IN_FLIGHT_PER_PROCESS)
-        clients = [httpx.Client(base_url=url, headers={"X-API-Key": tenant.key}, timeout=30,
-                                limits=limits) for _, url in processes]
         path = f"/api/projects/{tenant.project_id}"
         gate = threading.Barrier(CONCURRENT)
+        # At most IN_FLIGHT_PER_PROCESS requests on the wire to each process, each on a
+        # connection of its own: one pooled client shared by 50 threads once failed here
+        # with a connection closed under a thread that was reading it (EBADF).
+        in_flight = [threading.BoundedSemaphore(IN_FLIGHT_PER_PROCESS) for _ in processes]
 
         def one(i: int) -> tuple[int, int]:
-            client = clients[i % PROCESSES]
+            process = i % PROCESSES
             gate.wait()  # all 200 leave together
-            return i % PROCESSES, client.get(path).status_code
+            with in_flight[process], httpx.Client(
+                    base_url=processes[process][1], headers={"X-API-Key": tenant.key},
+                    timeout=30) as client:
+                return process, client.get(path).status_code
 
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=CONCURRENT) as pool:
             results = list(pool.map(one, range(CONCURRENT)))
         elapsed = time.monotonic() - started
     finally:
-        for client in clients:
-            client.close()
         for process, _ in processes:
             process.terminate()
         for process, _ in processes:
