@@ -50,8 +50,8 @@ _COMMIT, _DURATION = 4, 2
 _NO_COMMIT = bytes(_COMMIT)
 _HEADER = struct.Struct("<BQQQQQ")  # count, failed, passed, outage, evidence, duration sum
 _HEADER_SIZE = _HEADER.size
-_unpack_header, _pack_header_into = _HEADER.unpack_from, _HEADER.pack_into  # (the steady
-# path's)
+# (the steady path's)
+_unpack_header, _pack_header_into = _HEADER.unpack_from, _HEADER.pack_into
 _EXACT_DURATIONS = 0x8000  # durations below it (ms) are kept exactly; above, in steps of
 _DURATION_STEP_BITS = 10  # 1,024 ms, up to about 9.3 hours
 

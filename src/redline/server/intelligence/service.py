@@ -132,7 +132,8 @@ def list_cases(conn: Connection, principal: Principal, project_id: str | None,
     if sort in SQL_SORTS:
         rows = conn.execute(_SELECT_CASES.where(*where).order_by(
             SQL_SORTS[sort], test_cases.c.id).limit(page.limit).offset(page.offset)).all()
-    else:
+        figures = stats.slot_figures(conn, rows)
+    else:  # (the figures of every matching case are read to sort them: the page's among them)
         matching = conn.execute(select(test_cases.c.id, *_WHERE_ITS_WINDOW_IS,
                                        _FAILED_RUNS.label("failed_runs"))
                                 .select_from(_CASES).where(*where)).all()
@@ -142,7 +143,6 @@ def list_cases(conn: Connection, principal: Principal, project_id: str | None,
         ids = [case.id for case in matching[page.offset:page.offset + page.limit]]
         found = {r.id: r for r in conn.execute(_SELECT_CASES.where(test_cases.c.id.in_(ids)))}
         rows = [found[case_id] for case_id in ids]
-    figures = stats.slot_figures(conn, rows)
     now = utcnow()
     return page.page([case_json(r, figures.get(r.id, _NEVER_RAN), now) for r in rows], total)
 

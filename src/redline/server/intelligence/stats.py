@@ -320,11 +320,8 @@ def _case_rows(conn: Connection, case_ids: list[str]) -> dict[str, tuple]:
     cursor = conn.connection.driver_connection.cursor()
     try:
         for start in range(0, len(case_ids), CHUNK):
-            chunk = case_ids[start:start + CHUNK]
-            if conn.dialect.name == "postgresql":
-                cursor.execute(f"{_CASE_ROWS} = ANY(%s)", (chunk,))
-            else:
-                cursor.execute(f"{_CASE_ROWS} IN ({', '.join('?' * len(chunk))})", chunk)
+            condition, params = _in(conn, "id", case_ids[start:start + CHUNK])
+            cursor.execute(f"{_CASE_ROWS} {condition}", params)
             found.update((row[0], row[1:]) for row in cursor.fetchall())
     finally:
         cursor.close()
@@ -332,7 +329,7 @@ def _case_rows(conn: Connection, case_ids: list[str]) -> dict[str, tuple]:
 
 
 _CASE_ROWS = ("SELECT id, status, is_quarantined, quarantine_manual, quarantine_expires_at "
-              "FROM test_cases WHERE id")
+              "FROM test_cases WHERE")
 _NEVER_RAN = ("new", False, False, None)  # what `_case_rows` gives of a case that never ran
 
 
@@ -357,7 +354,7 @@ class _Writes:
     def __init__(self, conn: Connection, project_id: str):
         self.conn, self.project_id = conn, project_id
         self.postgres = conn.dialect.name == "postgresql"
-        self.mark = "%s" if self.postgres else "?"
+        self.mark = driver_mark(conn)
         self.buckets: dict[int, bytearray] = {}
         self.slots: dict[int, int] = {}  # bucket id -> slots in use
         self.dirty: set[int] = set()

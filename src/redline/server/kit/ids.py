@@ -13,8 +13,8 @@ PREFIXES = {"run", "test", "tc", "suite", "artifact", "proj", "team", "user", "m
 
 
 # Two Crockford characters for every 10-bit value. The 48-bit time is 5 lookups, done once
-# per millisecond; the 80 random bits are 8, spelled out (ids are minted for every stored
-# result, so this is on the ingestion hot path).
+# per batch; the 80 random bits are 8, spelled out (ids are minted for every stored result,
+# so this is on the ingestion hot path).
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]
 _RANDOM_BITS = 80
 # Ids minted in one millisecond increase in the order they are minted (the random parts of a
