@@ -265,17 +265,22 @@ def stats_replaced(replacement):
         stats.apply_run = original
 
 
-def import_run(engine, project_id: str, cases: list[Case], plan: RunPlan, seed: int) -> str:
-    """One run through the ingestion path, in one transaction (what an import does)."""
+def import_run(engine, project_id: str, cases: list[Case], plan: RunPlan, seed: int,
+               statistics_on: bool = True) -> str:
+    """One run through the ingestion path, in one transaction (what an import does). The
+    results are handed from the import to the statistics, as an import that makes its run
+    does; without statistics, nothing is collected for them."""
     from redline.server.db import WRITE
     from redline.server.results import service as results
     from redline.server.runs import service as runs
 
     with engine.connect().execution_options(**WRITE) as conn, conn.begin():
         run_id = runs.new_run(conn, project_id, dict(plan.fields))
-        _ids, summed = results.ingest(conn, run_id, project_id, run_results(cases, plan, seed))
+        outcomes: list[tuple] | None = [] if statistics_on else None
+        _ids, summed = results.ingest(conn, run_id, project_id, run_results(cases, plan, seed),
+                                      outcomes)
         runs.refresh_counts(conn, run_id, added_duration=summed // 4)
-        runs.finish(conn, run_id)
+        runs.finish(conn, run_id, outcomes=outcomes)
     return run_id
 
 
@@ -313,10 +318,10 @@ def load(engine, project_id: str, cases: list[Case], plans: list[RunPlan], seed:
     stand_in = autovacuum_off(engine)
 
     def timed(original):
-        def apply_run(conn, run_id):
+        def apply_run(conn, run_id, outcomes=None):
             started = time.perf_counter()
             try:
-                return original(conn, run_id)
+                return original(conn, run_id, outcomes)
             finally:
                 spent["apply_run"] += time.perf_counter() - started
         return apply_run
@@ -357,7 +362,7 @@ def plain_queries(kind: str, ids: dict) -> dict[str, tuple[str, tuple]]:
     day = "date(created_at)" if kind == "sqlite" else "date_trunc('day', created_at)"
     flaky = "CASE WHEN status = 'flaky' THEN 1.0 ELSE 0.0 END"
     flakiness = ("SELECT c.id, c.title, c.full_title, c.file_path, c.variant, "
-                 "w.flakiness_score, w.bucket_id, w.slot, w.flaky_runs, w.last_flaky_at, "
+                 "w.flakiness_score, c.bucket_id, c.slot, w.flaky_runs, w.last_flaky_at, "
                  "c.is_quarantined, c.status FROM test_cases c "
                  "JOIN test_case_windows w ON w.test_case_id = c.id "
                  f"WHERE c.project_id = {p} AND w.flaky_runs > 0 "
@@ -545,14 +550,14 @@ def measure_overhead(engine, project_id: str, cases: list[Case], plans: list[Run
     last = plans[-1]
 
     def noop(_original):
-        return lambda conn, run_id: None
+        return lambda conn, run_id, outcomes=None: None
 
     spent: list[float] = []
 
     def keep(original):
-        def timed(conn, run_id):
+        def timed(conn, run_id, outcomes=None):
             started = time.perf_counter()
-            original(conn, run_id)
+            original(conn, run_id, outcomes)
             spent.append(time.perf_counter() - started)
         return timed
 
@@ -567,7 +572,7 @@ def measure_overhead(engine, project_id: str, cases: list[Case], plans: list[Run
                                ci_build_id=f"overhead-{number}")
             with stats_replaced(noop if mode == "without" else keep):
                 started = time.perf_counter()
-                import_run(engine, project_id, cases, plan, seed)
+                import_run(engine, project_id, cases, plan, seed, mode == "with")
                 times[mode].append(time.perf_counter() - started)
     without = statistics.median(times["without"])
     with_stats = statistics.median(times["with"])

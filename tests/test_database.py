@@ -97,7 +97,8 @@ def test_postgresql_case_lookups_probe_the_unique_index_after_a_first_import(mig
         conn.exec_driver_sql("DELETE FROM pg_statistic WHERE starelid = 'test_cases'::regclass")
         identities = [f"{n:040x}" for n in range(5000)]
         repository.insert_cases(conn, [(f"tc_lookup_{n}", "proj_lookup", identity, "t.py",
-                                         f"t {n}", f"t {n}", None, None, datetime(2026, 1, 1))
+                                         f"t {n}", f"t {n}", None, None, datetime(2026, 1, 1),
+                                         1, n)
                                         for n, identity in enumerate(identities)])
         assert conn.exec_driver_sql("SELECT reltuples FROM pg_class "
                                     "WHERE relname = 'test_cases'").scalar() >= 5000
@@ -108,7 +109,7 @@ def test_postgresql_case_lookups_probe_the_unique_index_after_a_first_import(mig
         ).scalar())
         assert "uq_test_cases_project_id_identity" in plan
         found = repository.known_cases(conn, "proj_lookup", [*chunk, "not-a-case"])
-        assert found == {identity: (f"tc_lookup_{1000 + n}", None)
+        assert found == {identity: (f"tc_lookup_{1000 + n}", None, 1, 1000 + n)
                          for n, identity in enumerate(chunk)}
         transaction.rollback()
     engine.dispose()

@@ -382,3 +382,79 @@ def test_putting_the_windows_in_buckets_by_file_keeps_what_they_say(tmp_path):
     assert scores["tc_257"] == 0.25 and scores["tc_000"] == scores["tc_001"] == 0.0
     assert {(bytes(r.window_state), r.avg_duration, r.last_run_at, r.total_runs)
             for r in rows} == {(window.encode(), 200, "2026-01-02 03:04:05.678901", 2)}
+
+
+def test_giving_each_case_its_window_place_keeps_every_window_where_it_is(tmp_path):
+    """0013 moves each window's place (bucket and slot) from the figures' row to its case's
+    row, and gives one to the cases that never ran: the free slots of their file's last
+    bucket, then new, empty buckets (256 slots each). The downgrade puts the places back
+    beside the figures and pads every bucket to its slots, as 0012 keeps them."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from redline.server.intelligence import scoring
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = _config(url)
+    command.upgrade(config, "0012")
+    engine = create_engine(url)
+    window = scoring.CaseWindow()
+    window.push("passed", scoring.commit_key("c1"), False, 120)
+    state = bytearray(2 * scoring.SLOT)
+    for slot in range(2):
+        scoring.put_slot(state, slot, window.encode(), 5)
+    # a.spec.ts: 2 cases that ran in a bucket of 2, then 300 that never ran; and one of b
+    ran = ["tc_ran0", "tc_ran1"]
+    never = [f"tc_new{n:03}" for n in range(300)]
+    with engine.begin() as conn:
+        _team_and_project(conn)
+        conn.execute(text(
+            "INSERT INTO test_cases (id, project_id, identity, file_path, full_title, title, "
+            "created_at, status, is_quarantined, quarantine_manual) VALUES (:id, 'proj_1', "
+            ":id, :file, :id, :id, '2026-01-01 00:00:00.000000', 'new', 0, 0)"),
+            [{"id": case_id, "file": "a.spec.ts"} for case_id in ran + never]
+            + [{"id": "tc_b", "file": "b.spec.ts"}])
+        bucket_id = conn.execute(text(
+            "INSERT INTO window_buckets (project_id, file_path, part, slots, state) VALUES "
+            "('proj_1', 'a.spec.ts', 0, 2, :state) RETURNING id"),
+            {"state": bytes(state)}).scalar_one()
+        conn.execute(text(
+            "INSERT INTO test_case_windows (test_case_id, project_id, bucket_id, slot, "
+            "flaky_runs, failed_runs, last_status, flakiness_score) VALUES "
+            "(:id, 'proj_1', :bucket, :slot, 0, 0, 'passed', 0)"),
+            [{"id": case_id, "bucket": bucket_id, "slot": slot}
+             for slot, case_id in enumerate(ran)])
+    command.upgrade(config, "0013")
+    with engine.connect() as conn:
+        places = {row[0]: (row[1], row[2]) for row in conn.execute(text(
+            "SELECT id, bucket_id, slot FROM test_cases"))}
+        buckets = conn.execute(text(
+            "SELECT id, file_path, part, slots, length(state) FROM window_buckets "
+            "ORDER BY file_path, part")).all()
+        window_columns = [c[1] for c in conn.execute(text(
+            "PRAGMA table_info(test_case_windows)"))]
+    assert [tuple(b[1:]) for b in buckets] == [
+        ("a.spec.ts", 0, 256, 2 * scoring.SLOT), ("a.spec.ts", 1, 46, 0),
+        ("b.spec.ts", 0, 1, 0)]
+    first, second, b_bucket = (b[0] for b in buckets)
+    assert places["tc_ran0"] == (bucket_id, 0) == (first, 0) and places["tc_ran1"] == (first, 1)
+    assert places["tc_new000"] == (first, 2) and places["tc_new253"] == (first, 255)
+    assert places["tc_new254"] == (second, 0) and places["tc_new299"] == (second, 45)
+    assert places["tc_b"] == (b_bucket, 0)
+    assert len(set(places.values())) == len(places)
+    assert "bucket_id" not in window_columns and "slot" not in window_columns
+
+    command.downgrade(config, "0012")
+    with engine.connect() as conn:
+        kept = conn.execute(text(
+            "SELECT test_case_id, bucket_id, slot FROM test_case_windows "
+            "ORDER BY test_case_id")).all()
+        sizes = conn.execute(text(
+            "SELECT slots, length(state) FROM window_buckets ORDER BY file_path, part")).all()
+        first_state = conn.execute(text("SELECT state FROM window_buckets WHERE id = :id"),
+                                   {"id": first}).scalar_one()
+    engine.dispose()
+    assert [tuple(k) for k in kept] == [("tc_ran0", first, 0), ("tc_ran1", first, 1)]
+    assert [tuple(s) for s in sizes] == [(256, 256 * scoring.SLOT), (46, 46 * scoring.SLOT),
+                                         (1, scoring.SLOT)]
+    assert scoring.slot_window(first_state, 1) == window.encode()

@@ -526,9 +526,9 @@ def test_new_tests_fill_their_files_last_bucket_then_open_the_next(server, tenan
 def test_two_results_of_one_test_in_one_run_count_in_arrival_order(server, tenant):
     """A run may hold two results of one test (a failure, then its passing re-run): its window
     takes them in the order they arrived, as a recomputation from the stored results does
-    (they sort by id in arrival order, even minted in one millisecond), whether the run is
-    completed in the transaction that stored its results (an import) or apart; a case that
-    only skipped has no window."""
+    (they sort by id in arrival order, even minted in one millisecond), whether the run's
+    results are handed from the import to its statistics, read back in the transaction that
+    stored them, or read back apart; a case that only skipped has no window."""
     from redline.server.db import WRITE
     from redline.server.imports.parsers.model import ParsedResult
     from redline.server.results import service as results
@@ -539,25 +539,26 @@ def test_two_results_of_one_test_in_one_run_count_in_arrival_order(server, tenan
                             line_number=1, suite_path=["S"], variant=None, status=status,
                             duration_ms=duration)
 
-    def import_run(number: int, outcomes: list[tuple[str, str]], together: bool):
+    def import_run(number: int, outcomes: list[tuple[str, str]], completed: str):
+        handed = [] if completed == "handed over" else None
         with server.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             run_id = runs.new_run(conn, tenant.project_id, {
                 "source": "import", "branch": "main", "commit_sha": f"c{number // 2}"})
             results.ingest(conn, run_id, tenant.project_id,
                            [result(name, status, 10 * number + len(name))
-                            for name, status in outcomes])
+                            for name, status in outcomes], handed)
             runs.refresh_counts(conn, run_id)
-            if together:
-                runs.finish(conn, run_id)
-        if not together:
+            if completed != "apart":
+                runs.finish(conn, run_id, outcomes=handed)
+        if completed == "apart":
             with server.engine.connect().execution_options(**WRITE) as conn, conn.begin():
                 runs.finish(conn, run_id)
 
     cycle = ["passed", "failed", "passed", "flaky", "passed", "passed", "failed"]
-    for number in range(8):
+    for number in range(9):
         outcomes = [(f"t{j}", cycle[(number + j) % len(cycle)]) for j in range(5)]
         outcomes += [("rerun", "failed"), ("rerun", "passed"), ("skips", "skipped")]
-        import_run(number, outcomes, together=number % 3 != 1)
+        import_run(number, outcomes, ["handed over", "apart", "read back"][number % 3])
     with server.engine.connect() as conn:
         cases = conn.execute(select(test_cases.c.id, test_cases.c.title).where(
             test_cases.c.project_id == tenant.project_id)).all()

@@ -226,9 +226,16 @@ test_cases = Table(
     Column("quarantine_expires_at", DateTime),
     # a person quarantined or released it: automatic quarantine leaves it alone from then on
     Column("quarantine_manual", Boolean, nullable=False, default=False),
+    # Where the case's window lives: a slot of a bucket of its file (`window_buckets`), given
+    # when the case is created. The import reads it with the case, so that the run's
+    # statistics need no second read of their cases (migration 0013). No foreign key: a
+    # bucket goes only with its project, and so do its cases.
+    Column("bucket_id", Integer, nullable=False),
+    Column("slot", Integer, nullable=False),
     UniqueConstraint("project_id", "identity"),
     Index(None, "project_id", "is_quarantined"),
     Index(None, "quarantined_by"),
+    Index(None, "bucket_id"),  # the cases of some buckets (the slowest tests)
 )
 
 # A case's window, the newest 50 results that ran packed in constant space
@@ -237,36 +244,34 @@ test_cases = Table(
 # (`BUCKET_SLOTS` cases at most; a larger file takes further parts). Every run moves every
 # window it touches, so a run rewrites a few buckets, not one row per case (migration 0012);
 # the total runs, the average duration and the last run are read from the slot's header.
+# A slot is given to a case when it is created; the state grows as windows are written (a
+# slot past its end holds an empty window).
 window_buckets = Table(
     "window_buckets", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     _fk("project_id", "projects.id"),
     Column("file_path", String(1000), nullable=False),  # '' for cases without a file
     Column("part", Integer, nullable=False),
-    Column("slots", Integer, nullable=False),  # slots in use, each `scoring.SLOT` bytes
+    Column("slots", Integer, nullable=False),  # slots given, each `scoring.SLOT` bytes
     Column("state", LargeBinary, nullable=False),
     UniqueConstraint("project_id", "file_path", "part"),
 )
 
 # The figures of a case that change only when its outcomes do (a failure comes or leaves the
-# window, a flaky result, a pass after a failure, evidence that ages), beside where its window
-# lives: readers filter and sort by them in SQL, and most cases of most runs leave them alone
-# (a pass after a pass). A case that never ran has no row here (its score is 0).
+# window, a flaky result, a pass after a failure, evidence that ages): readers filter and
+# sort by them in SQL, and most cases of most runs leave them alone (a pass after a pass).
+# A case that never ran has no row here (its score is 0).
 test_case_windows = Table(
     "test_case_windows", metadata,
     Column("test_case_id", String(40), ForeignKey("test_cases.id", ondelete="CASCADE"),
            primary_key=True),
     _fk("project_id", "projects.id"),
-    Column("bucket_id", Integer, ForeignKey("window_buckets.id", ondelete="CASCADE"),
-           nullable=False),
-    Column("slot", Integer, nullable=False),
     Column("flaky_runs", Integer, nullable=False, default=0),
     Column("failed_runs", Integer, nullable=False, default=0),
     Column("last_status", String(10)),
     Column("last_flaky_at", DateTime),
     Column("last_failed_at", DateTime),
     Column("flakiness_score", Float, nullable=False, default=0.0),
-    Index(None, "bucket_id"),  # deleting a bucket (its project) finds its cases' rows
     # the flakiness list: a project's cases with evidence in their window
     Index(None, "project_id", "flaky_runs"),
 )

@@ -68,14 +68,18 @@ def import_reports(conn: Connection, principal: Principal, files: list[tuple[str
         run = runs_repo.find_open_shard_run(conn, project_id, fields["ci_build_id"])
         if run is not None and (run.status in runs.TERMINAL or not run.shard_total):
             run = None
+    # A run made here holds only this import's results: they are handed to its statistics
+    # as they are stored (`stats.apply_run`), not read back.
+    outcomes = None
     if run is None:
         fields["status"] = "running"
         run = runs_repo.get_run(conn, runs.new_run(conn, project_id, dict(fields)))
+        outcomes = []
 
     stream = (reports[0].results if len(reports) == 1 else combine_results(reports))
     current = None
     try:
-        ids, summed = results.ingest(conn, run.id, run.project_id, stream)
+        ids, summed = results.ingest(conn, run.id, run.project_id, stream, outcomes)
     except ReportParseError as exc:
         current = exc
     if current is not None:
@@ -88,7 +92,7 @@ def import_reports(conn: Connection, principal: Principal, files: list[tuple[str
         duration = 0
     runs.refresh_counts(conn, run.id, added_duration=duration)
     if created_here and runs.complete_shard(conn, run.id, fields.get("shard_current")):
-        runs.finish(conn, run.id)
+        runs.finish(conn, run.id, outcomes=outcomes)
     body = runs.run_json(runs_repo.get_run(conn, run.id))
     body["imported"] = {"format": reports[0].format, "files": len(files), "tests": len(ids)}
     return body

@@ -59,7 +59,8 @@ _DURATION_STEP_BITS = 10  # 1,024 ms, up to about 9.3 hours
 # A case's window lives in a slot of its bucket (`window_buckets`: the cases of one test file
 # together, migration 0012): the window, zero-padded to its full size, then the time of the
 # case's last result in microseconds since the epoch (0: none). A run rewrites a few buckets,
-# not a row per case.
+# not a row per case. A case gets its slot when it is created (migration 0013): a bucket's
+# state ends after the last slot written, and a slot past its end holds an empty window.
 FULL_WINDOW = _HEADER_SIZE + (_COMMIT + _DURATION) * WINDOW  # 341 bytes
 SLOT = FULL_WINDOW + 8
 _LAST_RUN = struct.Struct("<q")
@@ -67,15 +68,26 @@ BUCKET_SLOTS = 256  # a file with more cases takes further buckets
 
 
 def slot_window(bucket, slot: int) -> bytes:
-    """The window kept in `slot` of a bucket's state, unpadded (its count is its first byte)."""
+    """The window kept in `slot` of a bucket's state, unpadded (its count is its first byte;
+    b'' for an empty one)."""
     start = slot * SLOT
+    if start >= len(bucket):
+        return b""
     return bytes(bucket[start:start + _HEADER_SIZE + (_COMMIT + _DURATION) * bucket[start]])
 
 
-def put_slot(bucket: bytearray, slot: int, window: bytes, last_run_micros: int) -> None:
-    """Write a window and its last run time into `slot` (a window only grows: the padding
-    after it stays zero)."""
+def slot_ran(bucket, slot: int) -> bool:
+    """Whether the window in `slot` holds a result (its count, the slot's first byte)."""
     start = slot * SLOT
+    return start < len(bucket) and bucket[start] > 0
+
+
+def put_slot(bucket: bytearray, slot: int, window: bytes, last_run_micros: int) -> None:
+    """Write a window and its last run time into `slot`, the state growing to hold it (a
+    window only grows: the padding after it stays zero)."""
+    start = slot * SLOT
+    if len(bucket) < start + SLOT:
+        bucket.extend(bytes(start + SLOT - len(bucket)))
     bucket[start:start + len(window)] = window
     _LAST_RUN.pack_into(bucket, start + FULL_WINDOW, last_run_micros)
 
@@ -84,6 +96,8 @@ def slot_figures(bucket, slot: int) -> tuple[int, int, int]:
     """(total runs, average duration, last run in microseconds since the epoch or 0) of the
     window in `slot`, read from its header alone."""
     start = slot * SLOT
+    if start + SLOT > len(bucket):  # (a slot is written whole: past the end, it is empty)
+        return 0, 0, 0
     count, _failed, _passed, _outage, _evidence, duration_sum = _HEADER.unpack_from(bucket,
                                                                                    start)
     return (count, int(duration_sum / count) if count else 0,
@@ -259,10 +273,12 @@ def push_steady_pass(bucket: bytearray, slot: int, commit: bytes, duration: int,
     failure and evidence then stay as they were); None, the bucket untouched, for any other
     window (push it the long way). Most cases of most runs take this path: it skips the
     decoding, the object and the score, and leaves the bytes and figures the long way would (a
-    test compares the two)."""
+    test compares the two). An empty window (the case's first result) takes the long way."""
     start = slot * SLOT
+    if start >= len(bucket):
+        return None
     count, failed, passed, outage, evidence, duration_sum = _unpack_header(bucket, start)
-    if evidence:
+    if evidence or not count:
         return None
     keys = start + _HEADER_SIZE
     end = keys + _COMMIT * count  # where the commits end and the durations begin

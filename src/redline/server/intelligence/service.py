@@ -33,19 +33,19 @@ SCORE_FORMULA = ("flakinessScore = sum(w_i * evidence_i) / sum(w_i) over the new
 
 
 # A case with the figures its outcomes move, kept in their own narrow table
-# (`test_case_windows`: a case that never ran has no row there, and its counts are 0), and
-# where its window lives: its total runs, average duration and last run are read from there
-# (`stats.slot_figures`).
+# (`test_case_windows`: a case that never ran has no row there, and its counts are 0). Its
+# total runs, average duration and last run are read from its window, where its row says it
+# lives (`stats.slot_figures`).
 _CASES = test_cases.outerjoin(test_case_windows,
                               test_case_windows.c.test_case_id == test_cases.c.id)
 _FLAKY_RUNS = func.coalesce(test_case_windows.c.flaky_runs, 0)
 _FAILED_RUNS = func.coalesce(test_case_windows.c.failed_runs, 0)
 _SCORE = func.coalesce(test_case_windows.c.flakiness_score, 0.0)
-_WHERE_ITS_WINDOW_IS = (test_case_windows.c.bucket_id, test_case_windows.c.slot)
+_WHERE_ITS_WINDOW_IS = (test_cases.c.bucket_id, test_cases.c.slot)
 
 
 _SELECT_CASES = select(
-    test_cases, *_WHERE_ITS_WINDOW_IS, _SCORE.label("flakiness_score"),
+    test_cases, _SCORE.label("flakiness_score"),
     _FLAKY_RUNS.label("flaky_runs"),
     _FAILED_RUNS.label("failed_runs"), test_case_windows.c.last_status,
     test_case_windows.c.last_flaky_at, test_case_windows.c.last_failed_at,

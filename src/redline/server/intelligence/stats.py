@@ -1,16 +1,18 @@
 """Keeping per-case statistics, verdicts and error groups up to date when a run completes.
 
 `apply_run` is called once per run, in the transaction that completes it, and is idempotent
-(`runs.stats_applied`). It reads the run's results joined to where their cases' windows live
-in one streamed pass, updates each case's constant-size window (scoring.CaseWindow) in its
-slot of its file's bucket (`window_buckets`) and writes back the buckets it touched: reads of
-flakiness, history and errors then never scan history, and a run costs the same whatever the
-history. A pass after a pass (most cases of most runs) changes only the window's slot: the
-total runs, the average duration and the last run are read from there. The figures readers
-filter and sort by (the score, flaky and failed runs, the last status, the last flaky and
-failed times) are written to `test_case_windows` only for the cases whose outcomes moved them.
-A case's wide `test_cases` row is read only for the cases a pass did not leave at a score of 0
-(`scoring.push_steady_pass`: for those the status follows from the window), and its status
+(`runs.stats_applied`). It takes the run's results with where their cases' windows live (a
+slot of their file's bucket, `window_buckets`, given when the case is created:
+`place_cases`): from the import that made the run when it holds them all, else read back in
+one streamed pass. It updates each case's constant-size window (scoring.CaseWindow) in its
+slot and writes back the buckets it touched: reads of flakiness, history and errors then
+never scan history, and a run costs the same whatever the history. A pass after a pass (most
+cases of most runs) changes only the window's slot: the total runs, the average duration and
+the last run are read from there. The figures readers filter and sort by (the score, flaky
+and failed runs, the last status, the last flaky and failed times) are written to
+`test_case_windows` only for the cases whose outcomes moved them, without reading them first.
+A case's wide `test_cases` row is read only for the cases a pass did not leave at a score of
+0 (`scoring.push_steady_pass`: for those the status follows from the window), and its status
 written only when it changed, which for most cases of most runs it does not.
 (A case's tags follow its newest result at ingestion: results/service.py.) `recompute_case`
 rebuilds one case's statistics from its stored results; a test proves they equal what the
@@ -51,17 +53,17 @@ def run_outage(run) -> bool:
     return scoring.is_outage(run.failed_tests, run.total_tests - run.skipped_tests)
 
 
-def _advance(window: scoring.CaseWindow, results, flaky_at, failed_at):
+def _advance(window: scoring.CaseWindow, results):
     """Push `results` (oldest first; each `(status, commit key, outage, duration, created_at,
-    same_run)`, none skipped) into the window; answers the new `(last_flaky_at,
-    last_failed_at)`: the times of the newest evidence and the newest failure still in the
-    window (the newest of each is the last to leave it)."""
+    same_run)`, none skipped) into the window; answers the times of the newest evidence and
+    the newest failure among them (None: none)."""
+    flaky_at = failed_at = None
     for status, commit, outage, duration, at, same_run in results:
         if window.push(status, commit, outage, duration, same_run):
             flaky_at = at
         if status == "failed":
             failed_at = at
-    return (flaky_at if window.evidence else None), (failed_at if window.failed else None)
+    return flaky_at, failed_at
 
 
 def quarantined_at(conn: Connection, case_ids: list[str], moment: datetime) -> set[str]:
@@ -95,7 +97,11 @@ _QUARANTINE_HISTORY = ("SELECT test_case_id, action, expires_at FROM quarantine_
                        "ORDER BY created_at, id")
 
 
-def apply_run(conn: Connection, run_id: str) -> None:
+def apply_run(conn: Connection, run_id: str, outcomes: list[tuple] | None = None) -> None:
+    """Apply a completed run to its cases' statistics and give it its verdict. `outcomes`:
+    the run's results from the import that made the run and stored all of them (each `(case
+    id, bucket id, slot, status, duration, created_at)`, in arrival order, created_at in the
+    driver's form: `results.service.ingest`); without them they are read back."""
     run = conn.execute(select(runs).where(runs.c.id == run_id)).first()
     if run is None or run.stats_applied:
         return
@@ -115,7 +121,7 @@ def apply_run(conn: Connection, run_id: str) -> None:
     def judge_long_way() -> None:
         """The status of the cases that took the long way, against their stored one and
         their quarantine: one read of their `test_cases` rows. A case that never ran before
-        (no window yet) is `new` (its status changes only with its window), and its row is
+        (an empty window) is `new` (its status changes only with its window), and its row is
         read only when it could be quarantined automatically (at 5 results in this run)."""
         stored = _case_rows(conn, [case_id for case_id, stats, first in long_way
                                    if not first or stats.total_runs >= 5])
@@ -132,57 +138,56 @@ def apply_run(conn: Connection, run_id: str) -> None:
         long_way.clear()
 
     push_steady_pass = scoring.push_steady_pass
-    # One pass over the run's results joined to where their windows live, grouped by case,
-    # in chunks of cases (memory is bounded by WRITE_CHUNK cases and `_Writes.BUCKET_BYTES`);
-    # values the rows carry back (times) stay in the driver's form.
+    # The run's results grouped by case, in chunks of cases (memory is bounded by
+    # WRITE_CHUNK cases and `_Writes.BUCKET_BYTES`); times stay in the driver's form.
     dirty = writes.dirty.add
-    for groups in _results_by_case(conn, run_id):
+    for groups in _results_by_case(conn, run_id, outcomes):
         buckets = writes.load_buckets({rows[0][_BUCKET] for rows in groups})
         for rows in groups:
-            case = rows[0]  # each row: the case's id and window columns, then one result
-            bucket = buckets.get(case[_BUCKET])
-            if (bucket is not None and not outage and len(rows) == 1
-                    and case[_STATUS] == "passed"):
-                steady = push_steady_pass(bucket, case[_SLOT], commit, case[_STATUS + 1],
-                                          micros(case[_STATUS + 2]))
+            case = rows[0]  # each row: the case, its bucket and slot, then one result
+            case_id, bucket_id, slot = case[_ID], case[_BUCKET], case[_SLOT]
+            bucket = buckets[bucket_id]
+            if not outage and len(rows) == 1 and case[_STATUS] == "passed":
+                steady = push_steady_pass(bucket, slot, commit, case[_DURATION],
+                                          micros(case[_AT]))
                 if steady is not None:  # one more pass, no evidence in sight: a score of 0
                     _count, failures, _average, before, quiet_pass = steady
-                    dirty(case[_BUCKET])
+                    dirty(bucket_id)
                     if not quiet_pass:  # the last status or the failures moved
-                        writes.figures.append((0, failures, "passed", None,
-                                               case[_FAILED_AT] if failures else None, 0.0,
-                                               case[_KEY]))
+                        writes.figures.append((0, failures, "passed", False, None,
+                                               failures > 0, None, 0.0, case_id))
                     # Its score was 0 and stays 0: the case row changes only if it was
                     # broken. (Every write of a window's figures writes the status it gives,
                     # so the stored status is the one the window before this pass gives.)
                     if before != "stable":
-                        writes.changed.append(("stable", case[_ID]))
+                        writes.changed.append(("stable", case_id))
                     continue
-            case_id, bucket_id, slot, flaky_at, failed_at, key = case[:_STATUS]
             ran = []
             for row in rows:
                 status = row[_STATUS]
                 if status != "skipped":
-                    ran.append((status, commit, outage, row[_STATUS + 1], row[_STATUS + 2],
+                    ran.append((status, commit, outage, row[_DURATION], row[_AT],
                                 len(ran)))  # the results before it in `ran` are this run's
                     if status == "failed":
                         failed_cases.append(case_id)
             if not ran:
                 continue  # only skipped: the window is unchanged
-            window = scoring.CaseWindow.decode(
-                scoring.slot_window(bucket, slot) if bucket is not None else None)
-            flaky_at, failed_at = _advance(window, ran, flaky_at, failed_at)
+            first = not scoring.slot_ran(bucket, slot)
+            window = scoring.CaseWindow.decode(None if first
+                                               else scoring.slot_window(bucket, slot))
+            flaky_at, failed_at = _advance(window, ran)
             stats = window.stats(threshold)
-            figures = (stats.flaky_runs, stats.failed_runs, stats.last_status, flaky_at,
-                       failed_at, stats.flakiness_score)
-            if bucket is not None:
-                scoring.put_slot(bucket, slot, window.encode(), micros(ran[-1][4]))
-                writes.dirty.add(bucket_id)
-                writes.figures.append((*figures, key))
-            else:
-                writes.new_windows.append((case_id, window.encode(), micros(ran[-1][4]),
-                                           figures))
-            long_way.append((case_id, stats, bucket is None))
+            scoring.put_slot(bucket, slot, window.encode(), micros(ran[-1][4]))
+            dirty(bucket_id)
+            if first:
+                writes.first_figures.append((stats.flaky_runs, stats.failed_runs,
+                                             stats.last_status, flaky_at, failed_at,
+                                             stats.flakiness_score, case_id, run.project_id))
+            else:  # a time kept while its kind stays in the window, unless a newer came
+                writes.figures.append((stats.flaky_runs, stats.failed_runs, stats.last_status,
+                                       window.evidence > 0, flaky_at, window.failed > 0,
+                                       failed_at, stats.flakiness_score, case_id))
+            long_way.append((case_id, stats, first))
         judge_long_way()
         writes.flush()
     writes.flush(last=True)
@@ -224,52 +229,46 @@ def slot_time(micros: int) -> datetime | None:
 
 # -- the driver-level reads and writes of `apply_run` (a run touches thousands of cases) --
 
-# What a run writes to `test_case_windows` for a case whose outcomes moved, then the row's key.
-_FIGURE_COLUMNS = ("flaky_runs", "failed_runs", "last_status", "last_flaky_at",
-                   "last_failed_at", "flakiness_score")
-# What `apply_run` reads of each case with its results, in this order (indexes below): the
-# case id, where its window lives (no row yet: a new case), the times its window's figures
-# carry, and the key its row is updated by (SQLite: the row's rowid, one b-tree search
-# instead of two; PostgreSQL: the case id). Not the case's own row: a steady pass needs none
-# of it, the long way reads it apart.
-_CASE_COLUMNS = ("r.test_case_id", "w.bucket_id", "w.slot", "w.last_flaky_at",
-                 "w.last_failed_at")
-_ID, _BUCKET, _SLOT, _FLAKY_AT, _FAILED_AT, _KEY = range(6)
-_STATUS = _KEY + 1  # where the result's columns start
+# What a run's results give `apply_run`, each (indexes below): the case, where its window lives
+# (its bucket and slot), the result's status, duration and time.
+_ID, _BUCKET, _SLOT, _STATUS, _DURATION, _AT = range(6)
+_BY_BUCKET_AND_CASE = itemgetter(_BUCKET, _ID)
 
 
-def _results_by_case_sql(mark: str, window_key: str, arrival: str) -> str:
+def _results_by_case_sql(mark: str, arrival: str) -> str:
     # by bucket, so that a chunk of cases needs few buckets
-    return (f"SELECT {', '.join(_CASE_COLUMNS)}, {window_key}, r.status, r.duration, "
-            "r.created_at FROM test_results r "
-            "LEFT JOIN test_case_windows w ON w.test_case_id = r.test_case_id "
-            f"WHERE r.run_id = {mark} ORDER BY w.bucket_id, r.test_case_id, {arrival}")
+    return ("SELECT r.test_case_id, c.bucket_id, c.slot, r.status, r.duration, r.created_at "
+            "FROM test_results r JOIN test_cases c ON c.id = r.test_case_id "
+            f"WHERE r.run_id = {mark} ORDER BY c.bucket_id, r.test_case_id, {arrival}")
 
 
-# The result's columns come from the (run, status, case, duration, created_at) index alone on
-# SQLite, the rowid (in every SQLite index) standing for the order of arrival.
-_RESULTS_BY_CASE_SQLITE = _results_by_case_sql("?", "w.rowid", "r.rowid")
-_RESULTS_BY_CASE_PG = _results_by_case_sql("%s", "r.test_case_id", "r.id")
+# (SQLite: the rowid, in every index, stands for the order of arrival)
+_RESULTS_BY_CASE_SQLITE = _results_by_case_sql("?", "r.rowid")
+_RESULTS_BY_CASE_PG = _results_by_case_sql("%s", "r.id")
 
 
-def _results_by_case(conn: Connection, run_id: str):
-    """The run's results grouped by case, in arrival order (their ids sort so: kit/ids.py), in
-    lists of up to WRITE_CHUNK cases: each case a list of rows, each row the case's
-    `_CASE_COLUMNS` and key then the result's status, duration and created_at. Streamed: a
-    server-side cursor on PostgreSQL, SQLite's own stepping otherwise."""
-    if conn.dialect.name == "postgresql":
+def _results_by_case(conn: Connection, run_id: str, outcomes: list[tuple] | None):
+    """The run's results grouped by case, in arrival order (their ids sort so: kit/ids.py),
+    the cases by bucket, in lists of up to WRITE_CHUNK cases: each case a list of its rows
+    (`apply_run`'s `outcomes`). Given by the import, or read back streamed: a server-side
+    cursor on PostgreSQL, SQLite's own stepping otherwise."""
+    cursor = None
+    if outcomes is not None:
+        source = sorted(outcomes, key=_BY_BUCKET_AND_CASE)  # (stable: arrival order kept)
+    elif conn.dialect.name == "postgresql":
         # The sort of a large run's results spills to disk at the default work_mem (4 MB):
         # give this transaction enough to sort it in memory.
         conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-        cursor = conn.connection.driver_connection.cursor(name=f"apply_{run_id}", binary=True)
+        source = cursor = conn.connection.driver_connection.cursor(name=f"apply_{run_id}",
+                                                                   binary=True)
         cursor.itersize = 2000
         cursor.execute(_RESULTS_BY_CASE_PG, (run_id,))
     else:
-        cursor = conn.connection.driver_connection.cursor()
+        source = cursor = conn.connection.driver_connection.cursor()
         cursor.execute(_RESULTS_BY_CASE_SQLITE, (run_id,))
     try:
         groups = []
-        for _case_id, rows in groupby(cursor, itemgetter(_ID)):
+        for _case_id, rows in groupby(source, itemgetter(_ID)):
             groups.append(list(rows))
             if len(groups) >= WRITE_CHUNK:
                 yield groups
@@ -277,13 +276,35 @@ def _results_by_case(conn: Connection, run_id: str):
         if groups:
             yield groups
     finally:
-        cursor.close()
+        if cursor is not None:
+            cursor.close()
+
+
+# The figures of a window whose outcomes moved, as a run writes them: a time of the last
+# evidence or failure is kept while one stays in the window (`keep_*`) unless this run gave
+# a newer one, so that the figures are written without being read first. Then the row's key.
+_FIGURE_COLUMNS = ("flaky_runs", "failed_runs", "last_status", "keep_flaky", "flaky_at",
+                   "keep_failed", "failed_at", "flakiness_score")
+# A window's first figures, inserted with the row.
+_FIRST_COLUMNS = ("flaky_runs", "failed_runs", "last_status", "last_flaky_at",
+                  "last_failed_at", "flakiness_score", "test_case_id", "project_id")
+
+
+def _figures_set(value, column) -> str:
+    """The SET list of the figures' UPDATE, from the value given for each column."""
+    return (f"flaky_runs = {value('flaky_runs')}, failed_runs = {value('failed_runs')}, "
+            f"last_status = {value('last_status')}, "
+            f"last_flaky_at = CASE WHEN {value('keep_flaky')} "
+            f"THEN coalesce({value('flaky_at')}, {column('last_flaky_at')}) END, "
+            f"last_failed_at = CASE WHEN {value('keep_failed')} "
+            f"THEN coalesce({value('failed_at')}, {column('last_failed_at')}) END, "
+            f"flakiness_score = {value('flakiness_score')}")
 
 
 # PostgreSQL: each kind of row is written by one statement per flush, from one array per
 # column (`unnest`): a run writes them only for the cases whose outcomes moved, a few hundred,
 # in one round trip each and without a staging table.
-_PG_FIGURE_TYPES = ("int4", "int4", "text", "timestamp", "timestamp", "float8")
+_PG_FIGURE_TYPES = ("int4", "int4", "text", "bool", "timestamp", "bool", "timestamp", "float8")
 
 
 def _pg_rows(columns: tuple[str, ...], types: tuple[str, ...]) -> str:
@@ -293,23 +314,20 @@ def _pg_rows(columns: tuple[str, ...], types: tuple[str, ...]) -> str:
 
 
 _PG_UPDATE_FIGURES = (
-    f"UPDATE test_case_windows AS w SET {', '.join(f'{c} = s.{c}' for c in _FIGURE_COLUMNS)} "
+    f"UPDATE test_case_windows AS w SET {_figures_set(lambda c: f's.{c}', lambda c: f'w.{c}')} "
     f"FROM {_pg_rows((*_FIGURE_COLUMNS, 'id'), (*_PG_FIGURE_TYPES, 'text'))} "
     "WHERE w.test_case_id = s.id")
-_PG_INSERT_WINDOWS = (
-    f"INSERT INTO test_case_windows ({', '.join(_FIGURE_COLUMNS)}, test_case_id, bucket_id, "
-    "slot, project_id) SELECT * FROM "
-    + _pg_rows((*_FIGURE_COLUMNS, "id", "bucket", "slot", "project"),
-               (*_PG_FIGURE_TYPES, "text", "int4", "int4", "text")))
+_PG_INSERT_FIGURES = (
+    f"INSERT INTO test_case_windows ({', '.join(_FIRST_COLUMNS)}) SELECT * FROM "
+    + _pg_rows(_FIRST_COLUMNS, ("int4", "int4", "text", "timestamp", "timestamp", "float8",
+                                "text", "text")))
 _PG_UPDATE_STATUS = (f"UPDATE test_cases AS c SET status = s.status FROM "
                      f"{_pg_rows(('status', 'id'), ('text', 'text'))} WHERE c.id = s.id")
 
-_SQLITE_UPDATE_FIGURES = (f"UPDATE test_case_windows SET "
-                          f"{', '.join(f'{c} = ?' for c in _FIGURE_COLUMNS)} "
-                          "WHERE rowid = ?")  # the rowid `_results_by_case` read
-_SQLITE_INSERT_WINDOW = (
-    f"INSERT INTO test_case_windows ({', '.join(_FIGURE_COLUMNS)}, test_case_id, bucket_id, "
-    f"slot, project_id) VALUES ({', '.join('?' * (len(_FIGURE_COLUMNS) + 4))})")
+_SQLITE_UPDATE_FIGURES = (f"UPDATE test_case_windows SET {_figures_set(lambda c: '?', str)} "
+                          "WHERE test_case_id = ?")
+_SQLITE_INSERT_FIGURES = (f"INSERT INTO test_case_windows ({', '.join(_FIRST_COLUMNS)}) "
+                          f"VALUES ({', '.join('?' * len(_FIRST_COLUMNS))})")
 _SQLITE_UPDATE_STATUS = "UPDATE test_cases SET status = ? WHERE id = ?"
 
 
@@ -340,162 +358,143 @@ def _in(conn: Connection, column: str, values: list) -> tuple[str, tuple]:
     return f"{column} IN ({', '.join('?' * len(values))})", tuple(values)
 
 
+def _lock_project(conn: Connection, project_id: str) -> None:
+    """PostgreSQL: one transaction at a time per project gives slots (`place_cases`) or
+    completes a run (which rewrites whole buckets), until it ends. (SQLite has one writer.)"""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.blake2b(project_id.encode(), digest_size=8).digest(),
+                             "big", signed=True)
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
+
+
+def place_cases(conn: Connection, project_id: str,
+                file_paths: list[str | None]) -> list[tuple[int, int]]:
+    """A slot for the window of each new case of the project, given by its file path (None:
+    no file): its file's last bucket while it has room, else new buckets, created empty (their
+    state grows as windows are written). Answers (bucket id, slot) in the order given."""
+    _lock_project(conn, project_id)
+    mark = driver_mark(conn)
+    files = [path or "" for path in file_paths]
+    last: dict[str, list] = {}  # file -> [its last bucket's id (None: new), part, slots]
+    paths = sorted(set(files))
+    for start in range(0, len(paths), WRITE_CHUNK):
+        condition, params = _in(conn, "file_path", paths[start:start + WRITE_CHUNK])
+        for path, bucket_id, part, slots in conn.exec_driver_sql(
+                f"SELECT file_path, id, part, slots FROM window_buckets "
+                f"WHERE project_id = {mark} AND {condition} ORDER BY part",
+                (project_id, *params)):
+            last[path] = [bucket_id, part, slots]
+    grown: dict[int, int] = {}  # existing bucket -> its slots now
+    fresh: dict[tuple[str, int], int] = {}  # (file, part) of a new bucket -> its slots
+    placed = []  # (bucket id or None, file, part, slot)
+    for path in files:
+        bucket = last.get(path)
+        if bucket is None or bucket[2] >= scoring.BUCKET_SLOTS:
+            part = 0 if bucket is None else bucket[1] + 1
+            bucket = last[path] = [None, part, 0]
+        placed.append((bucket[0], path, bucket[1], bucket[2]))
+        bucket[2] += 1
+        if bucket[0] is None:
+            fresh[path, bucket[1]] = bucket[2]
+        else:
+            grown[bucket[0]] = bucket[2]
+    if grown:
+        conn.exec_driver_sql(f"UPDATE window_buckets SET slots = {mark} WHERE id = {mark}",
+                             [(slots, bucket_id) for bucket_id, slots in grown.items()])
+    created = _create_buckets(conn, project_id, fresh)
+    return [(created[path, part] if bucket_id is None else bucket_id, slot)
+            for bucket_id, path, part, slot in placed]
+
+
+def _create_buckets(conn: Connection, project_id: str,
+                    fresh: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+    """Insert empty buckets ((file, part) -> slots given): (file, part) -> id. One statement
+    per 400 buckets, not one each (a first import of 100,000 tests makes 2,000 of them)."""
+    created: dict[tuple[str, int], int] = {}
+    values = [(project_id, path, part, slots, b"") for (path, part), slots in fresh.items()]
+    for start in range(0, len(values), 400):
+        chunk = values[start:start + 400]
+        if conn.dialect.name == "postgresql":
+            statement = ("INSERT INTO window_buckets (project_id, file_path, part, slots, "
+                         "state) SELECT * FROM " + _pg_rows(
+                             ("project_id", "file_path", "part", "slots", "state"),
+                             ("text", "text", "int4", "int4", "bytea")))
+            params = tuple(list(column) for column in zip(*chunk))
+        else:  # (RETURNING gives no order: each row says which bucket it is)
+            statement = ("INSERT INTO window_buckets (project_id, file_path, part, slots, "
+                         f"state) VALUES {', '.join(['(?, ?, ?, ?, ?)'] * len(chunk))}")
+            params = tuple(value for row in chunk for value in row)
+        for bucket_id, path, part in conn.exec_driver_sql(
+                f"{statement} RETURNING id, file_path, part", params):
+            created[path, part] = bucket_id
+    return created
+
+
 class _Writes:
     """What `apply_run` changes, kept until `flush`: the buckets it loaded (`dirty`: the ids
     of those it changed), the figures of the windows whose outcomes moved (`figures`:
-    `_FIGURE_COLUMNS` then the row's key), the new cases' windows (`new_windows`: case id,
-    window, last run, figures; each gets a slot in its file's bucket at `flush`) and the
-    cases whose status changed (`changed`: the new status, the case id). SQLite writes with
-    executemany (its per-row cost is its b-tree work); PostgreSQL with a statement from arrays
-    per kind of row."""
+    `_FIGURE_COLUMNS` then the case id), the figures of the windows that got their first
+    result (`first_figures`: `_FIRST_COLUMNS`) and the cases whose status changed
+    (`changed`: the new status, the case id). SQLite writes with executemany (its per-row
+    cost is its b-tree work); PostgreSQL with a statement from arrays per kind of row."""
 
     BUCKET_BYTES = 16 << 20  # loaded buckets kept between flushes, at most (16 MB)
 
     def __init__(self, conn: Connection, project_id: str):
-        self.conn, self.project_id = conn, project_id
+        self.conn = conn
         self.postgres = conn.dialect.name == "postgresql"
         self.mark = driver_mark(conn)
         self.buckets: dict[int, bytearray] = {}
-        self.slots: dict[int, int] = {}  # bucket id -> slots in use
         self.dirty: set[int] = set()
         self.figures: list[tuple] = []
-        self.new_windows: list[tuple] = []
+        self.first_figures: list[tuple] = []
         self.changed: list[tuple] = []
-        if self.postgres:
-            # One completion at a time per project: each reads the buckets it rewrites whole.
-            key = int.from_bytes(hashlib.blake2b(project_id.encode(), digest_size=8).digest(),
-                                 "big", signed=True)
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (key,))
+        _lock_project(conn, project_id)
 
     def load_buckets(self, ids: set) -> dict[int, bytearray]:
-        """The buckets with these ids (None, a new case's, is left out), from those already
-        loaded or read now."""
-        missing = sorted(i for i in ids if i is not None and i not in self.buckets)
+        """The buckets with these ids, from those already loaded or read now."""
+        missing = sorted(i for i in ids if i not in self.buckets)
         # binary rows on PostgreSQL: the buckets arrive as bytes, not as hex text to decode
         cursor = (self.conn.connection.driver_connection.cursor(binary=True) if self.postgres
                   else self.conn.connection.driver_connection.cursor())
         try:
             for start in range(0, len(missing), CHUNK):
                 condition, params = _in(self.conn, "id", missing[start:start + CHUNK])
-                cursor.execute(f"SELECT id, slots, state FROM window_buckets WHERE {condition}",
+                cursor.execute(f"SELECT id, state FROM window_buckets WHERE {condition}",
                                params)
-                for bucket_id, slots, state in cursor.fetchall():
+                for bucket_id, state in cursor.fetchall():
                     self.buckets[bucket_id] = bytearray(state)
-                    self.slots[bucket_id] = slots
         finally:
             cursor.close()
         return self.buckets
-
-    def _place_new_windows(self) -> list[tuple]:
-        """A slot for each new case's window, in its file's last bucket while it has room,
-        else in a new bucket (created with its windows, in one statement for all): the rows
-        to insert into `test_case_windows`."""
-        conn, mark = self.conn, self.mark
-        files: dict[str, str] = {}
-        case_ids = [new[0] for new in self.new_windows]
-        for start in range(0, len(case_ids), WRITE_CHUNK):
-            condition, params = _in(conn, "id", case_ids[start:start + WRITE_CHUNK])
-            files.update(conn.exec_driver_sql(
-                f"SELECT id, coalesce(file_path, '') FROM test_cases WHERE {condition}",
-                params).all())
-        by_file: dict[str, list[tuple]] = {}
-        for new in self.new_windows:
-            by_file.setdefault(files[new[0]], []).append(new)
-        paths = sorted(by_file)
-        last: dict[str, tuple[int, int]] = {}  # file -> (its last bucket's id, part)
-        for start in range(0, len(paths), WRITE_CHUNK):
-            condition, params = _in(conn, "file_path", paths[start:start + WRITE_CHUNK])
-            for path, bucket_id, part in conn.exec_driver_sql(
-                    f"SELECT file_path, id, part FROM window_buckets WHERE project_id = {mark} "
-                    f"AND {condition} ORDER BY part", (self.project_id, *params)):
-                last[path] = (bucket_id, part)
-        self.load_buckets({bucket_id for bucket_id, _part in last.values()})
-        rows = []
-        # the new buckets: file, part, state and the (slot, case id, figures) placed in it
-        fresh: list[tuple[str, int, bytearray, list]] = []
-        for path in paths:
-            bucket_id, part = last.get(path, (None, -1))
-            for case_id, window, last_run, figures in by_file[path]:
-                if bucket_id is not None and self.slots[bucket_id] < scoring.BUCKET_SLOTS:
-                    state, slot = self.buckets[bucket_id], self.slots[bucket_id]
-                    self.slots[bucket_id] = slot + 1
-                    self.dirty.add(bucket_id)
-                    rows.append((*figures, case_id, bucket_id, slot, self.project_id))
-                else:
-                    bucket_id = None  # the file's last bucket is full: new ones from here on
-                    if not fresh or fresh[-1][0] != path or (
-                            len(fresh[-1][3]) >= scoring.BUCKET_SLOTS):
-                        part += 1
-                        fresh.append((path, part, bytearray(), []))
-                    state, slot = fresh[-1][2], len(fresh[-1][3])
-                    fresh[-1][3].append((slot, case_id, figures))
-                state.extend(bytes(scoring.SLOT))
-                scoring.put_slot(state, slot, window, last_run)
-        created = self._create_buckets(fresh)
-        for path, part, _state, placed in fresh:
-            bucket_id = created[path, part]
-            rows.extend((*figures, case_id, bucket_id, slot, self.project_id)
-                        for slot, case_id, figures in placed)
-        self.new_windows = []
-        return rows
-
-    def _create_buckets(self, fresh: list[tuple]) -> dict[tuple[str, int], int]:
-        """Insert the new buckets (file, part, state, slots placed) with their windows:
-        (file, part) -> id. One statement per 400 buckets, not one each (a first import of
-        100,000 tests makes 2,000 of them)."""
-        created: dict[tuple[str, int], int] = {}
-        for start in range(0, len(fresh), 400):
-            chunk = fresh[start:start + 400]
-            values = [(self.project_id, path, part, len(placed), bytes(state))
-                      for path, part, state, placed in chunk]
-            if self.postgres:
-                statement = ("INSERT INTO window_buckets (project_id, file_path, part, slots, "
-                             "state) SELECT * FROM " + _pg_rows(
-                                 ("project_id", "file_path", "part", "slots", "state"),
-                                 ("text", "text", "int4", "int4", "bytea")))
-                params = tuple(list(column) for column in zip(*values))
-            else:  # (RETURNING gives no order: each row says which bucket it is)
-                statement = ("INSERT INTO window_buckets (project_id, file_path, part, slots, "
-                             f"state) VALUES {', '.join(['(?, ?, ?, ?, ?)'] * len(values))}")
-                params = tuple(value for row in values for value in row)
-            for bucket_id, path, part in self.conn.exec_driver_sql(
-                    f"{statement} RETURNING id, file_path, part", params):
-                created[path, part] = bucket_id
-        return created
 
     def flush(self, last: bool = False) -> None:
         """Write what changed; at the `last` flush (or past `BUCKET_BYTES` of loaded buckets)
         the changed buckets too."""
         conn = self.conn
-        new_rows = self._place_new_windows() if self.new_windows else []
         if last or sum(map(len, self.buckets.values())) > self.BUCKET_BYTES:
             if self.dirty:
                 conn.exec_driver_sql(
-                    f"UPDATE window_buckets SET state = {self.mark}, slots = {self.mark} "
-                    f"WHERE id = {self.mark}",
-                    [(bytes(self.buckets[i]), self.slots[i], i) for i in sorted(self.dirty)])
-            self.buckets, self.slots, self.dirty = {}, {}, set()
+                    f"UPDATE window_buckets SET state = {self.mark} WHERE id = {self.mark}",
+                    [(bytes(self.buckets[i]), i) for i in sorted(self.dirty)])
+            self.buckets, self.dirty = {}, set()
         if self.postgres:
-            self._write_pg(new_rows)
+            cursor = conn.connection.driver_connection.cursor()
+            try:
+                for statement, rows in ((_PG_UPDATE_FIGURES, self.figures),
+                                        (_PG_INSERT_FIGURES, self.first_figures),
+                                        (_PG_UPDATE_STATUS, self.changed)):
+                    if rows:  # one array per column
+                        cursor.execute(statement, [list(column) for column in zip(*rows)])
+            finally:
+                cursor.close()
         else:
-            if self.figures:
-                conn.exec_driver_sql(_SQLITE_UPDATE_FIGURES, self.figures)
-            if new_rows:
-                conn.exec_driver_sql(_SQLITE_INSERT_WINDOW, new_rows)
-            if self.changed:
-                conn.exec_driver_sql(_SQLITE_UPDATE_STATUS, self.changed)
-        self.figures, self.changed = [], []
-
-    def _write_pg(self, new_rows: list[tuple]) -> None:
-        cursor = self.conn.connection.driver_connection.cursor()
-        try:
-            for statement, rows in ((_PG_UPDATE_FIGURES, self.figures),
-                                    (_PG_INSERT_WINDOWS, new_rows),
-                                    (_PG_UPDATE_STATUS, self.changed)):
-                if rows:  # one array per column
-                    cursor.execute(statement, [list(column) for column in zip(*rows)])
-        finally:
-            cursor.close()
+            for statement, rows in ((_SQLITE_UPDATE_FIGURES, self.figures),
+                                    (_SQLITE_INSERT_FIGURES, self.first_figures),
+                                    (_SQLITE_UPDATE_STATUS, self.changed)):
+                if rows:
+                    conn.exec_driver_sql(statement, rows)
+        self.figures, self.first_figures, self.changed = [], [], []
 
 
 def _emit_run_events(conn: Connection, run, verdict: str, quarantined_failures: int,
@@ -557,9 +556,10 @@ def stored_case(conn: Connection, case_id: str) -> dict | None:
     """A case's statistics as the incremental path kept them (its window from its bucket's
     slot, its figures from its row), with `recompute_case`'s keys; None when it never ran."""
     row = conn.execute(
-        select(test_case_windows, test_cases.c.status, window_buckets.c.state)
+        select(test_case_windows, test_cases.c.status, test_cases.c.slot,
+               window_buckets.c.state)
         .join(test_cases, test_cases.c.id == test_case_windows.c.test_case_id)
-        .join(window_buckets, window_buckets.c.id == test_case_windows.c.bucket_id)
+        .join(window_buckets, window_buckets.c.id == test_cases.c.bucket_id)
         .where(test_case_windows.c.test_case_id == case_id)).first()
     if row is None:
         return None
@@ -574,20 +574,20 @@ def stored_case(conn: Connection, case_id: str) -> dict | None:
 
 def slot_figures(conn: Connection, cases) -> dict[str, tuple[int, int, datetime | None]]:
     """case id -> (total runs, average duration, last run) of the cases given as rows with
-    `id`, `bucket_id` and `slot` (a case that never ran has no bucket: left out), read from
-    their buckets' slots: a page of cases reads its slots alone (the database cuts them out
-    of their buckets), more read their buckets whole, once each."""
-    wanted = [(case.id, case.bucket_id, case.slot) for case in cases
-              if case.bucket_id is not None]
+    `id`, `bucket_id` and `slot`, read from their buckets' slots (a case that never ran:
+    0, 0, None): a page of cases reads its slots alone (the database cuts them out of their
+    buckets), more read their buckets whole, once each."""
+    wanted = [(case.id, case.bucket_id, case.slot) for case in cases]
     figures = {}
     if len(wanted) <= _SLOTS_APART:
         slot_bytes = func.substr(window_buckets.c.state,
-                                 test_case_windows.c.slot * scoring.SLOT + 1, scoring.SLOT)
+                                 test_cases.c.slot * scoring.SLOT + 1, scoring.SLOT)
         for case_id, state in conn.execute(
-                select(test_case_windows.c.test_case_id, slot_bytes)
-                .join(window_buckets, window_buckets.c.id == test_case_windows.c.bucket_id)
-                .where(test_case_windows.c.test_case_id.in_([w[0] for w in wanted]))):
-            total, average, last_run = scoring.slot_figures(state, 0)
+                select(test_cases.c.id, slot_bytes)
+                .join(window_buckets, window_buckets.c.id == test_cases.c.bucket_id)
+                .where(test_cases.c.id.in_([w[0] for w in wanted]))):
+            # (an empty slot: its bytes end before it, or the bucket is empty: NULL)
+            total, average, last_run = scoring.slot_figures(state or b"", 0)
             figures[case_id] = (total, average, slot_time(last_run))
         return figures
     states: dict[int, bytes] = {}
@@ -612,8 +612,10 @@ def slowest_cases(conn: Connection, project_id: str, limit: int) -> list[tuple[s
     for bucket_id, slots, state in conn.execute(
             select(window_buckets.c.id, window_buckets.c.slots, window_buckets.c.state)
             .where(window_buckets.c.project_id == project_id)):
-        averages.extend((scoring.slot_figures(state, slot)[1], bucket_id, slot)
-                        for slot in range(slots))
+        for slot in range(slots):
+            total, average, _last_run = scoring.slot_figures(state, slot)
+            if total:  # (a case that never ran has no average)
+                averages.append((average, bucket_id, slot))
     if not averages:
         return []
     cutoff = heapq.nlargest(limit, averages)[-1][0]  # the ties at the cutoff are all kept
@@ -623,9 +625,8 @@ def slowest_cases(conn: Connection, project_id: str, limit: int) -> list[tuple[s
     buckets = sorted({bucket_id for bucket_id, _slot in running})
     for start in range(0, len(buckets), CHUNK):
         for case_id, bucket_id, slot in conn.execute(
-                select(test_case_windows.c.test_case_id, test_case_windows.c.bucket_id,
-                       test_case_windows.c.slot)
-                .where(test_case_windows.c.bucket_id.in_(buckets[start:start + CHUNK]))):
+                select(test_cases.c.id, test_cases.c.bucket_id, test_cases.c.slot)
+                .where(test_cases.c.bucket_id.in_(buckets[start:start + CHUNK]))):
             if (bucket_id, slot) in running:
                 found.append((-running[bucket_id, slot], case_id))
     return [(case_id, -negative) for negative, case_id in sorted(found)[:limit]]

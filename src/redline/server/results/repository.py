@@ -29,18 +29,18 @@ def driver_mark(conn: Connection) -> str:
 # "project_id = %s AND identity = ANY(%s)" read every case of the project (a bitmap scan on
 # project_id): 50-80 ms a chunk of 500 at 100k cases, against 2-7 ms for this.
 _PG_CASE_LOOKUP = (
-    "SELECT w.identity, c.id, c.tags FROM unnest(%s::text[]) AS w(identity) "
-    "CROSS JOIN LATERAL (SELECT id, tags FROM test_cases "
+    "SELECT w.identity, c.id, c.tags, c.bucket_id, c.slot FROM unnest(%s::text[]) AS "
+    "w(identity) CROSS JOIN LATERAL (SELECT id, tags, bucket_id, slot FROM test_cases "
     "WHERE project_id = %s AND identity = w.identity LIMIT 1) AS c")
 
 
 def known_cases(conn: Connection, project_id: str,
-                identities: list[str]) -> dict[str, tuple[str, object]]:
-    """identity -> (case id, its tags) for the project's cases among `identities`; the tags
-    as the driver gives them (JSON text on SQLite, decoded on PostgreSQL: see `tags_differ`).
-    At the driver level (a 10k-test import looks up 10k identities; SQLAlchemy's row
-    handling was most of it)."""
-    found: dict[str, tuple[str, object]] = {}
+                identities: list[str]) -> dict[str, tuple[str, object, int, int]]:
+    """identity -> (case id, its tags, the bucket and slot of its window) for the project's
+    cases among `identities`; the tags as the driver gives them (JSON text on SQLite, decoded
+    on PostgreSQL: see `tags_differ`). At the driver level (a 10k-test import looks up 10k
+    identities; SQLAlchemy's row handling was most of it)."""
+    found: dict[str, tuple[str, object, int, int]] = {}
     mark = driver_mark(conn)
     cursor = conn.connection.driver_connection.cursor()
     try:
@@ -50,10 +50,10 @@ def known_cases(conn: Connection, project_id: str,
                 cursor.execute(_PG_CASE_LOOKUP, (chunk, project_id))
             else:
                 cursor.execute(
-                    "SELECT identity, id, tags FROM test_cases WHERE project_id = ? "
-                    f"AND identity IN ({', '.join('?' * len(chunk))})", [project_id, *chunk])
-            found.update((identity, (case_id, tags))
-                         for identity, case_id, tags in cursor.fetchall())
+                    "SELECT identity, id, tags, bucket_id, slot FROM test_cases "
+                    f"WHERE project_id = ? AND identity IN ({', '.join('?' * len(chunk))})",
+                    [project_id, *chunk])
+            found.update((row[0], row[1:]) for row in cursor.fetchall())
     finally:
         cursor.close()
     return found
@@ -93,7 +93,7 @@ def run_outcomes(conn: Connection, run_id: str) -> list[tuple[str, str, str]]:
 
 
 CASE_COLUMNS = ("id", "project_id", "identity", "file_path", "full_title", "title", "variant",
-                "tags", "created_at")
+                "tags", "created_at", "bucket_id", "slot")
 
 
 def insert_cases(conn: Connection, rows: list[tuple]) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import Connection
 from redline.server.auth import Principal, require_in_project, require_project
 from redline.server.http_errors import ApiError, not_found, validation_error
 from redline.server.imports.parsers.model import ParsedError, ParsedResult
+from redline.server.intelligence import stats
 from redline.server.intelligence.fingerprint import fingerprint
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id, new_ids
@@ -87,9 +88,12 @@ def _error_json(error) -> dict | None:
     return {k: v for k, v in data.items() if v is not None}
 
 
-def ingest(conn: Connection, run_id: str, project_id: str,
-           results: Iterable[ParsedResult]) -> tuple[list[str], int]:
-    """Store results into a run. Returns (the new result ids, their summed duration)."""
+def ingest(conn: Connection, run_id: str, project_id: str, results: Iterable[ParsedResult],
+           outcomes: list[tuple] | None = None) -> tuple[list[str], int]:
+    """Store results into a run. Returns (the new result ids, their summed duration). Each
+    new case gets the slot of its window (`stats.place_cases`). With `outcomes`, each result
+    is added to it as `stats.apply_run` takes a run's results (the import that makes a run
+    and completes it hands them over: no read back)."""
     suites = SuiteIndex(conn, run_id, project_id)
     created: list[str] = []
     duration = 0
@@ -109,18 +113,22 @@ def ingest(conn: Connection, run_id: str, project_id: str,
             for identity, result in zip(identities, chunk):
                 first_of.setdefault(identity, result)
             stamp = repo.driver_datetime(conn, now)
+            places = stats.place_cases(conn, project_id,
+                                       [first_of[identity].file_path for identity in missing])
             repo.insert_cases(conn, [  # tuples in repo.CASE_COLUMNS order
                 (case_id, project_id, identity, first_of[identity].file_path,
                  first_of[identity].full_title, first_of[identity].title,
-                 first_of[identity].variant, encode(first_of[identity].tags), stamp)
-                for case_id, identity in zip(new_ids("tc", len(missing)), missing)])
+                 first_of[identity].variant, encode(first_of[identity].tags), stamp,
+                 bucket_id, slot)
+                for case_id, identity, (bucket_id, slot)
+                in zip(new_ids("tc", len(missing)), missing, places)])
             known.update(repo.known_cases(conn, project_id, missing))
         rows = []
         newest: dict[str, ParsedResult] = {}  # case id -> its newest result here
         stamp = repo.driver_datetime(conn, now)
         result_ids = new_ids("test", len(chunk))
         for result_id, identity, result in zip(result_ids, identities, chunk):
-            case_id = known[identity][0]
+            case_id, _tags, bucket_id, slot = known[identity]
             newest[case_id] = result
             suite_id = suites.suite_for(result.suite_path, result.file_path)
             result_duration = max(0, int(result.duration_ms))
@@ -137,12 +145,15 @@ def ingest(conn: Connection, run_id: str, project_id: str,
                 encode(error), encode(result.steps), result.stdout or "",
                 result.stderr or "", encode(extra),
                 fingerprint(error) if result.status in ("failed", "flaky") else None, stamp))
+            if outcomes is not None:
+                outcomes.append((case_id, bucket_id, slot, result.status, result_duration,
+                                 stamp))
             duration += result_duration
         created += result_ids
         suites.flush(conn)  # before the results that point at them
         repo.insert_results(conn, rows)
         # a case takes the tags of its newest result (skipped ones too)
-        stored = dict(known.values())
+        stored = {case_id: tags for case_id, tags, _bucket, _slot in known.values()}
         retagged = []
         for case_id, result in newest.items():
             encoded = encode(result.tags)

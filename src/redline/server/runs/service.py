@@ -119,9 +119,11 @@ def refresh_counts(conn: Connection, run_id: str, added_duration: int = 0) -> No
     repo.update_run(conn, run_id, **values)
 
 
-def finish(conn: Connection, run_id: str, requested: str | None = None) -> None:
+def finish(conn: Connection, run_id: str, requested: str | None = None,
+           outcomes: list[tuple] | None = None) -> None:
     """Complete a run. `cancelled` when asked; otherwise `failed` when the client says so or a
-    result failed (a run with failures cannot be called passed), else `passed`."""
+    result failed (a run with failures cannot be called passed), else `passed`. `outcomes`:
+    all of the run's results, from the import that made it (`stats.apply_run`)."""
     run = repo.get_run(conn, run_id)
     if requested == "cancelled":
         status = "cancelled"
@@ -131,7 +133,7 @@ def finish(conn: Connection, run_id: str, requested: str | None = None) -> None:
     repo.update_run(conn, run_id, status=status, completed_at=now, updated_at=now)
     from redline.server.intelligence import stats
 
-    stats.apply_run(conn, run_id)  # case statistics, verdict, error groups: once per run
+    stats.apply_run(conn, run_id, outcomes)  # case statistics, verdict, error groups: once
 
 
 def complete_shard(conn: Connection, run_id: str, shard: int | None) -> bool:
