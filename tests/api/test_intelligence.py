@@ -629,3 +629,60 @@ def test_tags_follow_the_newest_result_as_it_arrives(tenant):
                     json={"tests": [result(["b"]), result(["c", "d"])]})
         assert case_of(client, "tagged")["tags"] == ["c", "d"]
         assert case_of(client, "tagged")["totalRuns"] == 0  # the run is still running
+
+
+def test_imports_of_new_tests_at_once_give_each_its_own_slot(server, tenant):
+    """Two imports storing new tests of the same file at once, each in its own transaction:
+    the second starts while the first holds its new cases' slots uncommitted (in the file's
+    bucket an earlier import opened, then in a new one). Every case gets
+    a slot of its own (on PostgreSQL the second waits for the first's places; SQLite has one
+    writer), and each window reads back as recomputed."""
+    import threading
+    import time
+
+    from redline.server.db import WRITE
+    from redline.server.imports.parsers.model import ParsedResult
+    from redline.server.results import service as results
+    from redline.server.runs import service as runs
+
+    first_placed, second_starting = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def import_run(prefix: str, count: int = 300) -> None:
+        try:
+            if prefix == "b":
+                first_placed.wait(timeout=30)
+                second_starting.set()
+            with server.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                run_id = runs.new_run(conn, tenant.project_id, {"commit_sha": prefix})
+                outcomes: list[tuple] = []
+                results.ingest(conn, run_id, tenant.project_id, [
+                    ParsedResult(title=f"{prefix}{n}", full_title=f"S > {prefix}{n}",
+                                 file_path="tests/same.spec.ts", line_number=n,
+                                 suite_path=["S"], variant=None, status="passed",
+                                 duration_ms=n) for n in range(count)], outcomes)
+                if prefix == "a":
+                    first_placed.set()
+                    second_starting.wait(timeout=30)
+                    time.sleep(0.3)  # the second is at its first write by now
+                runs.refresh_counts(conn, run_id)
+                runs.finish(conn, run_id, outcomes=outcomes)
+        except BaseException as exc:  # reported by the test's thread below
+            failures.append(exc)
+            first_placed.set()
+
+    import_run("earlier", 10)
+    threads = [threading.Thread(target=import_run, args=(prefix,)) for prefix in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not failures
+    with server.engine.connect() as conn:
+        places = conn.execute(select(test_cases.c.id, test_cases.c.bucket_id,
+                                     test_cases.c.slot).where(
+            test_cases.c.project_id == tenant.project_id)).all()
+        assert len(places) == 610
+        assert len({(p.bucket_id, p.slot) for p in places}) == 610
+        for case in places[::97]:
+            assert stored_case(conn, case.id) == recompute_case(conn, case.id)
