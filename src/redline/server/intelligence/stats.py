@@ -307,6 +307,17 @@ def _figures_set(value, column) -> str:
 _PG_FIGURE_TYPES = ("int4", "int4", "text", "bool", "timestamp", "bool", "timestamp", "float8")
 
 
+def _execute_binary(conn: Connection, statement: str, params: list) -> None:
+    """PostgreSQL: run `statement` with its parameters sent in binary. Arrays of text go in
+    binary as they are; as text, each element is searched for characters to quote (a third
+    of the time of a run's figures' UPDATE)."""
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(statement, params, binary=True)
+    finally:
+        cursor.close()
+
+
 def _pg_rows(columns: tuple[str, ...], types: tuple[str, ...]) -> str:
     """The rows of one array parameter per column, as a table `s` with these columns."""
     return (f"unnest({', '.join(f'%s::{t}[]' for t in types)}) "
@@ -479,15 +490,11 @@ class _Writes:
                     [(bytes(self.buckets[i]), i) for i in sorted(self.dirty)])
             self.buckets, self.dirty = {}, set()
         if self.postgres:
-            cursor = conn.connection.driver_connection.cursor()
-            try:
-                for statement, rows in ((_PG_UPDATE_FIGURES, self.figures),
-                                        (_PG_INSERT_FIGURES, self.first_figures),
-                                        (_PG_UPDATE_STATUS, self.changed)):
-                    if rows:  # one array per column
-                        cursor.execute(statement, [list(column) for column in zip(*rows)])
-            finally:
-                cursor.close()
+            for statement, rows in ((_PG_UPDATE_FIGURES, self.figures),
+                                    (_PG_INSERT_FIGURES, self.first_figures),
+                                    (_PG_UPDATE_STATUS, self.changed)):
+                if rows:  # one array per column
+                    _execute_binary(conn, statement, [list(column) for column in zip(*rows)])
         else:
             for statement, rows in ((_SQLITE_UPDATE_FIGURES, self.figures),
                                     (_SQLITE_INSERT_FIGURES, self.first_figures),
@@ -499,18 +506,19 @@ class _Writes:
 
 def _emit_run_events(conn: Connection, run, verdict: str, quarantined_failures: int,
                      became_flaky: list[tuple[str, float]]) -> None:
-    from redline.server.webhooks.service import emit, emit_each
+    """The run's events (`run` as `apply_run` read it: completed, its counts refreshed)."""
+    from redline.server.webhooks.service import active_webhooks, emit, emit_each
 
-    run = conn.execute(select(runs).where(runs.c.id == run.id)).one()
+    hooks = active_webhooks(conn, run.project_id)  # read once for the run's events
     data = {"runId": run.id, "projectId": run.project_id, "status": run.status,
             "verdict": verdict, "branch": run.branch, "commitSha": run.commit_sha,
             "ciBuildUrl": run.ci_build_url, "totalTests": run.total_tests,
             "passedTests": run.passed_tests, "failedTests": run.failed_tests,
             "skippedTests": run.skipped_tests, "flakyTests": run.flaky_tests,
             "quarantinedFailures": quarantined_failures}
-    emit(conn, run.project_id, "run.completed", data)
+    emit(conn, run.project_id, "run.completed", data, hooks)
     if verdict == "failed":
-        emit(conn, run.project_id, "run.failed", data)
+        emit(conn, run.project_id, "run.failed", data, hooks)
     scores = dict(became_flaky)
 
     def flaky_events():  # read only when a webhook subscribes to test.flaky
@@ -524,7 +532,7 @@ def _emit_run_events(conn: Connection, run, verdict: str, quarantined_failures: 
                        "runId": run.id}
 
     if became_flaky:
-        emit_each(conn, run.project_id, "test.flaky", flaky_events())
+        emit_each(conn, run.project_id, "test.flaky", flaky_events(), hooks)
 
 
 def recompute_case(conn: Connection, case_id: str) -> dict:
@@ -734,10 +742,9 @@ def _record_error_groups(conn: Connection, project_id: str, run_id: str) -> None
                  f"occurrences = {table}.occurrences + excluded.occurrences")
         if postgres:  # one statement from one array per column, not a statement per row
             types = ("text",) * (len(key) + len(extra)) + ("timestamp", "timestamp", "int4")
-            conn.exec_driver_sql(
-                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM "
-                f"{_pg_rows(columns, types)} {merge}",
-                tuple(list(column) for column in zip(*rows)))
+            _execute_binary(conn, f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM "
+                                  f"{_pg_rows(columns, types)} {merge}",
+                            [list(column) for column in zip(*rows)])
         else:
             conn.exec_driver_sql(
                 f"INSERT INTO {table} ({', '.join(columns)}) "

@@ -168,18 +168,27 @@ def _queue(conn: Connection, webhook, event: str, data: dict) -> str:
     return delivery_id
 
 
-def emit(conn: Connection, project_id: str, event: str, data: dict) -> int:
+def active_webhooks(conn: Connection, project_id: str) -> list:
+    """The project's active webhooks, for a caller that emits several events at once."""
+    return conn.execute(select(webhooks).where(
+        webhooks.c.project_id == project_id, webhooks.c.is_active.is_(True))).all()
+
+
+def emit(conn: Connection, project_id: str, event: str, data: dict,
+         active: list | None = None) -> int:
     """Queue `event` for every active webhook of the project subscribed to it, in the
-    caller's transaction. Returns how many deliveries were queued."""
-    return emit_each(conn, project_id, event, [data])
+    caller's transaction (`active`: the project's `active_webhooks`, when the caller has
+    them). Returns how many deliveries were queued."""
+    return emit_each(conn, project_id, event, [data], active)
 
 
-def emit_each(conn: Connection, project_id: str, event: str, payloads: Iterable[dict]) -> int:
+def emit_each(conn: Connection, project_id: str, event: str, payloads: Iterable[dict],
+              active: list | None = None) -> int:
     """`emit` of one event per payload, the subscribers read once. `payloads` is not
     consumed when no webhook subscribes (a lazy one then costs nothing)."""
-    subscribed = [row for row in conn.execute(select(webhooks).where(
-        webhooks.c.project_id == project_id, webhooks.c.is_active.is_(True)))
-        if event in row.events]
+    if active is None:
+        active = active_webhooks(conn, project_id)
+    subscribed = [row for row in active if event in row.events]
     if not subscribed:
         return 0
     queued = 0
