@@ -196,6 +196,30 @@ def test_the_steady_pass_shortcut_gives_the_bytes_of_the_long_way():
         ("broken", False)
 
 
+def test_a_first_result_gives_the_bytes_and_figures_of_the_long_way():
+    """A test's first result (every test of a first import) is written by `first_result`
+    without the window object: the same bytes, figures and evidence as pushing it into an
+    empty window, for every outcome, in an outage run or not, at every duration and
+    threshold; and an empty slot takes neither shortcut."""
+    rng = random.Random(12)
+    for status in ("passed", "failed", "flaky"):
+        for outage in (False, True):
+            for duration in (-5, 0, 1, 999, 32_767, 32_768, 40_000, 2**33,
+                             *(rng.randint(0, 10**7) for _ in range(20))):
+                for threshold in (0.0, 0.3, 1.0):
+                    commit = scoring.commit_key(rng.choice(["c1", None]))
+                    window = scoring.CaseWindow()
+                    evidence = window.push(status, commit, outage, duration)
+                    assert scoring.first_result(status, commit, outage, duration,
+                                                threshold) == (window.encode(),
+                                                               window.stats(threshold),
+                                                               evidence)
+    assert scoring.first_result("flaky", b"abcd", False, 10, 0.3)[1][:2] == ("flaky", 1.0)
+    empty = bytearray()
+    assert not scoring.slot_ran(empty, 0)
+    assert scoring.push_steady_pass(empty, 0, b"abcd", 10, 1) is None and empty == b""
+
+
 def test_fingerprints_ignore_numbers_ids_paths_and_times_but_keep_frames():
     a = {"message": "Timeout 30000ms exceeded waiting for #row-17 at 2026-03-01T10:00:00Z",
          "stack": "Error: x\n    at login (/tmp/pw-123/tests/login.spec.ts:42:5)"}

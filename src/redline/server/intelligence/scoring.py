@@ -317,6 +317,24 @@ def push_steady_pass(bucket: bytearray, slot: int, commit: bytes, duration: int,
     return count, failed.bit_count(), int(duration_sum / count), before, quiet
 
 
+def first_result(status: str, commit: bytes, outage: bool, duration,
+                 threshold: float) -> tuple[bytes, CaseStats, bool]:
+    """`CaseWindow.push` of a case's first result into its empty window, then `stats`: the
+    window's bytes, its figures and whether the result is evidence (a flaky result, unless
+    from an outage run: its score is then 1). Every test of a project's first import takes
+    this path: it skips the object, the push and the score (a test compares the two)."""
+    code = duration_code(duration)
+    evidence = status == "flaky" and not outage
+    failed = status == "failed"
+    average = code_duration(code)
+    window = (_HEADER.pack(1, failed, status == "passed", outage, evidence, average) + commit
+              + code.to_bytes(_DURATION, "little"))
+    score = 1.0 if evidence else 0.0  # (one result: its weight over the sum of one weight)
+    figure = "flaky" if evidence and score >= threshold else "stable"
+    return window, CaseStats(figure, score, 1, int(evidence), int(failed), average,
+                             status), evidence
+
+
 @dataclass(frozen=True)
 class Entry:
     """One result as `replay` takes it."""

@@ -173,11 +173,19 @@ def apply_run(conn: Connection, run_id: str, outcomes: list[tuple] | None = None
             if not ran:
                 continue  # only skipped: the window is unchanged
             first = not scoring.slot_ran(bucket, slot)
-            window = scoring.CaseWindow.decode(None if first
-                                               else scoring.slot_window(bucket, slot))
-            flaky_at, failed_at = _advance(window, ran)
-            stats = window.stats(threshold)
-            scoring.put_slot(bucket, slot, window.encode(), micros(ran[-1][4]))
+            if first and len(ran) == 1:  # a new test's first result (a first import's all)
+                status, _commit, _outage, duration, at, _same_run = ran[0]
+                encoded, stats, evidence = scoring.first_result(status, commit, outage,
+                                                                duration, threshold)
+                flaky_at = at if evidence else None
+                failed_at = at if status == "failed" else None
+            else:
+                window = scoring.CaseWindow.decode(None if first
+                                                   else scoring.slot_window(bucket, slot))
+                flaky_at, failed_at = _advance(window, ran)
+                stats, encoded = window.stats(threshold), window.encode()
+                keep_flaky, keep_failed = window.evidence > 0, window.failed > 0
+            scoring.put_slot(bucket, slot, encoded, micros(ran[-1][4]))
             dirty(bucket_id)
             if first:
                 writes.first_figures.append((stats.flaky_runs, stats.failed_runs,
@@ -185,8 +193,8 @@ def apply_run(conn: Connection, run_id: str, outcomes: list[tuple] | None = None
                                              stats.flakiness_score, case_id, run.project_id))
             else:  # a time kept while its kind stays in the window, unless a newer came
                 writes.figures.append((stats.flaky_runs, stats.failed_runs, stats.last_status,
-                                       window.evidence > 0, flaky_at, window.failed > 0,
-                                       failed_at, stats.flakiness_score, case_id))
+                                       keep_flaky, flaky_at, keep_failed, failed_at,
+                                       stats.flakiness_score, case_id))
             long_way.append((case_id, stats, first))
         judge_long_way()
         writes.flush()
