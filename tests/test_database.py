@@ -98,7 +98,7 @@ def test_postgresql_case_lookups_probe_the_unique_index_after_a_first_import(mig
         identities = [f"{n:040x}" for n in range(5000)]
         repository.insert_cases(conn, [(f"tc_lookup_{n}", "proj_lookup", identity, "t.py",
                                          f"t {n}", f"t {n}", None, None, datetime(2026, 1, 1),
-                                         1, n)
+                                         1, n, "stable")
                                         for n, identity in enumerate(identities)])
         assert conn.exec_driver_sql("SELECT reltuples FROM pg_class "
                                     "WHERE relname = 'test_cases'").scalar() >= 5000

@@ -458,3 +458,39 @@ def test_giving_each_case_its_window_place_keeps_every_window_where_it_is(tmp_pa
     assert [tuple(s) for s in sizes] == [(256, 256 * scoring.SLOT), (46, 46 * scoring.SLOT),
                                          (1, scoring.SLOT)]
     assert scoring.slot_window(first_state, 1) == window.encode()
+
+
+def test_a_case_that_never_ran_is_stored_stable_and_reads_new(tmp_path):
+    """0014: the cases stored `new` (they never ran) become `stable`, the status a first
+    result gives, and read as `new` while they have no figures' row; the others keep theirs.
+    The downgrade stores `new` again for the cases without a figures' row."""
+    from alembic import command
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = _config(url)
+    command.upgrade(config, "0013")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        _team_and_project(conn)
+        bucket_id = conn.execute(text(
+            "INSERT INTO window_buckets (project_id, file_path, part, slots, state) VALUES "
+            "('proj_1', '', 0, 2, x'') RETURNING id")).scalar_one()
+        conn.execute(text(
+            "INSERT INTO test_cases (id, project_id, identity, full_title, title, created_at, "
+            "status, is_quarantined, quarantine_manual, bucket_id, slot) VALUES (:id, 'proj_1', "
+            ":id, :id, :id, '2026-01-01 00:00:00.000000', :status, 0, 0, :bucket, :slot)"),
+            [{"id": "tc_never", "status": "new", "bucket": bucket_id, "slot": 0},
+             {"id": "tc_flaky", "status": "flaky", "bucket": bucket_id, "slot": 1}])
+        conn.execute(text(
+            "INSERT INTO test_case_windows (test_case_id, project_id, flaky_runs, failed_runs, "
+            "last_status, flakiness_score) VALUES ('tc_flaky', 'proj_1', 1, 0, 'flaky', 1)"))
+    command.upgrade(config, "0014")
+    with engine.connect() as conn:
+        upgraded = dict(conn.execute(text("SELECT id, status FROM test_cases")).all())
+    command.downgrade(config, "0013")
+    with engine.connect() as conn:
+        downgraded = dict(conn.execute(text("SELECT id, status FROM test_cases")).all())
+    engine.dispose()
+    assert upgraded == {"tc_never": "stable", "tc_flaky": "flaky"}
+    assert downgraded == {"tc_never": "new", "tc_flaky": "flaky"}

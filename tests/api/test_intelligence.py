@@ -471,6 +471,29 @@ def test_test_cases_sort_and_filter(tenant, sort):
     assert listed["total"] == 2 and broken["total"] == 0
 
 
+def test_a_test_reads_new_until_it_runs(server, tenant):
+    """A test that only skipped (or was only reported, its run still open) is `new`, in its
+    own view and in the lists' status filter; its first pass makes it `stable`, as a
+    recomputation says, though its first pass wrote no status (it was created with it)."""
+    with tenant.as_key() as client:
+        report(client, {"ran": "passed", "skips": "skipped"})
+        new = client.get("/api/test-cases", params={"status": "new"}).json()
+        stable = client.get("/api/test-cases", params={"status": "stable"}).json()
+        skips = case_of(client, "skips")
+        report(client, {"ran": "passed", "skips": "passed"}, commit="c2")
+        after = client.get("/api/test-cases", params={"status": "stable"}).json()
+        flakiness = client.get("/api/flakiness").json()
+    assert [c["title"] for c in new["data"]] == ["skips"] and new["total"] == 1
+    assert [c["title"] for c in stable["data"]] == ["ran"] and stable["total"] == 1
+    assert (skips["status"], skips["totalRuns"]) == ("new", 0)
+    assert sorted(c["title"] for c in after["data"]) == ["ran", "skips"]
+    assert flakiness["total"] == 0
+    with server.engine.connect() as conn:
+        for case_id in (c["id"] for c in after["data"]):
+            assert stored_case(conn, case_id)["status"] == recompute_case(conn, case_id)[
+                "status"] == "stable"
+
+
 def test_windows_kept_in_buckets_by_file_read_back_in_every_sort(server, tenant):
     """The windows of a test file's cases share buckets of 256 slots: a file of 300 cases
     takes two. Whichever bucket a window is in, the lists sort by what it says: by duration

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Text, and_, cast, func, or_, select
+from sqlalchemy import case as case_when
 
 from redline.server.auth import Principal, require_in_project, require_project
 from redline.server.http_errors import not_found, validation_error
@@ -42,10 +43,19 @@ _FLAKY_RUNS = func.coalesce(test_case_windows.c.flaky_runs, 0)
 _FAILED_RUNS = func.coalesce(test_case_windows.c.failed_runs, 0)
 _SCORE = func.coalesce(test_case_windows.c.flakiness_score, 0.0)
 _WHERE_ITS_WINDOW_IS = (test_cases.c.bucket_id, test_cases.c.slot)
+# A case that never ran has no figures' row: it is `new`, whatever its row holds (a case is
+# created with the status its first result gives, so that a first import writes none).
+_RAN = test_case_windows.c.test_case_id.is_not(None)
+_STATUS = case_when((_RAN, test_cases.c.status), else_="new")
+
+
+def _status_is(status: str):
+    return ~_RAN if status == "new" else and_(_RAN, test_cases.c.status == status)
 
 
 _SELECT_CASES = select(
-    test_cases, _SCORE.label("flakiness_score"),
+    *(column for column in test_cases.c if column.name != "status"),
+    _STATUS.label("status"), _SCORE.label("flakiness_score"),
     _FLAKY_RUNS.label("flaky_runs"),
     _FAILED_RUNS.label("failed_runs"), test_case_windows.c.last_status,
     test_case_windows.c.last_flaky_at, test_case_windows.c.last_failed_at,
@@ -118,7 +128,7 @@ def list_cases(conn: Connection, principal: Principal, project_id: str | None,
     require_project(conn, principal, project_id, "runs:read")
     where = [test_cases.c.project_id == project_id]
     if status:
-        where.append(test_cases.c.status == status)
+        where.append(_status_is(status))
     if file:
         where.append(test_cases.c.file_path == file)
     if search:
@@ -128,7 +138,7 @@ def list_cases(conn: Connection, principal: Principal, project_id: str | None,
     if tag:
         # tags are a short JSON array of strings: match the quoted element
         where.append(cast(test_cases.c.tags, Text).like(f'%"{tag.replace(chr(34), "")}"%'))
-    total = conn.execute(select(func.count()).select_from(test_cases).where(*where)).scalar_one()
+    total = conn.execute(select(func.count()).select_from(_CASES).where(*where)).scalar_one()
     if sort in SQL_SORTS:
         rows = conn.execute(_SELECT_CASES.where(*where).order_by(
             SQL_SORTS[sort], test_cases.c.id).limit(page.limit).offset(page.offset)).all()
@@ -222,7 +232,8 @@ def flakiness(conn: Connection, principal: Principal, project_id: str | None,
         test_cases.c.id, test_cases.c.title, test_cases.c.full_title, test_cases.c.file_path,
         test_cases.c.variant, _SCORE.label("flakiness_score"), *_WHERE_ITS_WINDOW_IS,
         _FLAKY_RUNS.label("flaky_runs"), test_case_windows.c.last_flaky_at,
-        test_cases.c.is_quarantined, test_cases.c.quarantine_expires_at, test_cases.c.status)
+        test_cases.c.is_quarantined, test_cases.c.quarantine_expires_at,
+        _STATUS.label("status"))
         .select_from(_CASES).where(*where).order_by(
         _SCORE.desc(), test_cases.c.id)
         .limit(page.limit).offset(page.offset)).all()

@@ -121,8 +121,8 @@ def apply_run(conn: Connection, run_id: str, outcomes: list[tuple] | None = None
     def judge_long_way() -> None:
         """The status of the cases that took the long way, against their stored one and
         their quarantine: one read of their `test_cases` rows. A case that never ran before
-        (an empty window) is `new` (its status changes only with its window), and its row is
-        read only when it could be quarantined automatically (at 5 results in this run)."""
+        (an empty window) holds the status it was created with, and its row is read only
+        when it could be quarantined automatically (at 5 results in this run)."""
         stored = _case_rows(conn, [case_id for case_id, stats, first in long_way
                                    if not first or stats.total_runs >= 5])
         for case_id, stats, _first in long_way:
@@ -367,7 +367,9 @@ def _case_rows(conn: Connection, case_ids: list[str]) -> dict[str, tuple]:
 
 _CASE_ROWS = ("SELECT id, status, is_quarantined, quarantine_manual, quarantine_expires_at "
               "FROM test_cases WHERE")
-_NEVER_RAN = ("new", False, False, None)  # what `_case_rows` gives of a case that never ran
+# What `_case_rows` gives of a case that never ran: it was created `stable` (tables.py), so
+# a new test's first pass or failure writes no status.
+_NEVER_RAN = ("stable", False, False, None)
 
 
 def _in(conn: Connection, column: str, values: list) -> tuple[str, tuple]:

@@ -93,7 +93,7 @@ def run_outcomes(conn: Connection, run_id: str) -> list[tuple[str, str, str]]:
 
 
 CASE_COLUMNS = ("id", "project_id", "identity", "file_path", "full_title", "title", "variant",
-                "tags", "created_at", "bucket_id", "slot")
+                "tags", "created_at", "bucket_id", "slot", "status")
 
 
 def insert_cases(conn: Connection, rows: list[tuple]) -> None:
