@@ -1,8 +1,8 @@
 """How the server uses its database beyond the queries: on SQLite the WAL is copied back into
 the database file by a thread of the server's own, not by the commit of whichever request
-filled it (db.SqliteCheckpointer); on PostgreSQL a first import gives the planner the
-statistics its case lookups need; the hottest reads run at the driver level with the same
-values SQLAlchemy would give (db.DriverSelect)."""
+filled it (db.SqliteCheckpointer), and each connection keeps a larger page cache; on
+PostgreSQL a first import gives the planner the statistics its case lookups need; the hottest
+reads run at the driver level with the same values SQLAlchemy would give (db.DriverSelect)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,18 @@ def test_other_engines_keep_sqlites_own_checkpoints(tmp_path):
     _write_megabytes(engine)
     assert path.stat().st_size > MEGABYTES << 20
     engine.dispose()
+
+
+def test_each_sqlite_connection_keeps_a_16_mb_page_cache(tmp_path):
+    """An import with its statistics dirties more than SQLite's default 2 MB of pages: every
+    connection the server opens keeps up to 16 MB (db.SQLITE_CACHE_KIB; bench/README.md)."""
+    from redline.server.db import SQLITE_CACHE_KIB
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'redline.db'}")
+    with engine.connect() as first, engine.connect() as second:
+        sizes = [conn.exec_driver_sql("PRAGMA cache_size").scalar() for conn in (first, second)]
+    engine.dispose()
+    assert SQLITE_CACHE_KIB == 16 * 1024 and sizes == [-SQLITE_CACHE_KIB] * 2
 
 
 def test_postgresql_case_lookups_probe_the_unique_index_after_a_first_import(migrated_url):

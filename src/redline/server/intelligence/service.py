@@ -120,7 +120,6 @@ def _slot_sort_key(sort: str):
     return {"failure-rate": failure_rate, "duration": duration}[sort]
 
 
-
 def list_cases(conn: Connection, principal: Principal, project_id: str | None,
                status: str | None, file: str | None, tag: str | None, search: str | None,
                sort: str, page) -> dict:
