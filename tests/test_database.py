@@ -66,6 +66,24 @@ def test_other_engines_keep_sqlites_own_checkpoints(tmp_path):
     engine.dispose()
 
 
+def test_a_commit_past_the_safety_net_copies_the_wal_itself(tmp_path, monkeypatch):
+    """Should the thread fall behind, a commit that takes the WAL past the safety net
+    (db.CHECKPOINT_SAFETY_NET_PAGES: 100,000 pages, 400 MB; here 4,000) copies it; one below
+    it leaves it to the thread. The net counts every frame of the WAL, copied or not: back to
+    back imports grow the WAL until one crosses it (see the comment at the constant)."""
+    from redline.server import db
+
+    assert db.CHECKPOINT_SAFETY_NET_PAGES == 100_000
+    monkeypatch.setattr(db, "CHECKPOINT_SAFETY_NET_PAGES", 4_000)  # 16 MB
+    path = tmp_path / "redline.db"
+    engine = make_engine(f"sqlite:///{path}", checkpoint_in_background=True)
+    _write_megabytes(engine)  # 6 MB of rows, about 2,100 pages: below the net
+    assert path.stat().st_size < 1 << 20
+    _write_megabytes(engine)  # twice that: past it
+    assert path.stat().st_size > 2 * MEGABYTES << 20
+    engine.dispose()
+
+
 def test_each_sqlite_connection_keeps_a_16_mb_page_cache(tmp_path):
     """An import with its statistics dirties more than SQLite's default 2 MB of pages: every
     connection the server opens keeps up to 16 MB (db.SQLITE_CACHE_KIB; bench/README.md)."""

@@ -124,7 +124,13 @@ def _configure_sqlite(engine: Engine, checkpoint_in_background: bool) -> None:
 # every import's commit, 25-30 ms of a 10,000-test import here. The server checkpoints in a
 # thread of its own instead (SQLite releases the GIL while it copies); a commit still
 # checkpoints itself past the safety net, should that thread fall behind.
-CHECKPOINT_SAFETY_NET_PAGES = 25_000  # about 100 MB of WAL
+# The net counts the WAL's frames, copied or not, and the WAL starts over only at a write
+# transaction that begins once all of it is copied: under imports back to back that never
+# happens, and the WAL grows by each import (38 MB for 5,000 results at 1M results) until a
+# commit crosses the net and copies what the thread has not yet, 150-250 ms. At 25,000 pages
+# (100 MB) that was every third such import; at 100,000 (400 MB of WAL file at most, reused
+# once it starts over), one in ten.
+CHECKPOINT_SAFETY_NET_PAGES = 100_000
 CHECKPOINT_INTERVAL_SECONDS = 0.5
 
 _checkpointers: weakref.WeakKeyDictionary[Engine, SqliteCheckpointer] = \
