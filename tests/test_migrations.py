@@ -494,3 +494,52 @@ def test_a_case_that_never_ran_is_stored_stable_and_reads_new(tmp_path):
     engine.dispose()
     assert upgraded == {"tc_never": "stable", "tc_flaky": "flaky"}
     assert downgraded == {"tc_never": "new", "tc_flaky": "flaky"}
+
+
+def test_figures_rows_no_longer_check_their_case(tmp_path):
+    """0015: a figures' row no longer has a foreign key to its case (only `apply_run` writes
+    one, for a case it has just read; the project's key still removes the rows with it). The
+    rows stay as they are; the downgrade removes a row whose case is gone and puts the key
+    back."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = _config(url)
+    command.upgrade(config, "0014")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        _team_and_project(conn)
+        conn.execute(text(
+            "INSERT INTO test_cases (id, project_id, identity, full_title, title, created_at, "
+            "status, is_quarantined, quarantine_manual, bucket_id, slot) VALUES ('tc_1', "
+            "'proj_1', 'tc_1', 'tc_1', 'tc_1', '2026-01-01 00:00:00.000000', 'broken', 0, 0, "
+            "1, 0)"))
+        conn.execute(text(
+            "INSERT INTO test_case_windows (test_case_id, project_id, flaky_runs, failed_runs, "
+            "last_status, flakiness_score) VALUES ('tc_1', 'proj_1', 0, 3, 'failed', 0)"))
+
+    def case_keys() -> list:
+        return [key["referred_table"] for key in
+                inspect(engine).get_foreign_keys("test_case_windows")]
+
+    before = case_keys()
+    command.upgrade(config, "0015")
+    after = case_keys()
+    with engine.begin() as conn:  # a row without its case is no longer refused
+        conn.execute(text("PRAGMA foreign_keys=ON"))
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        conn.execute(text(
+            "INSERT INTO test_case_windows (test_case_id, project_id, flaky_runs, failed_runs, "
+            "flakiness_score) VALUES ('tc_gone', 'proj_1', 0, 0, 0)"))
+        kept = conn.execute(text("SELECT test_case_id, failed_runs, last_status FROM "
+                                 "test_case_windows ORDER BY test_case_id")).all()
+    command.downgrade(config, "0014")
+    with engine.connect() as conn:
+        downgraded = conn.execute(text("SELECT test_case_id FROM test_case_windows")).all()
+    restored = case_keys()
+    engine.dispose()
+    assert sorted(before) == ["projects", "test_cases"]
+    assert after == ["projects"]
+    assert kept == [("tc_1", 3, "failed"), ("tc_gone", 0, None)]
+    assert downgraded == [("tc_1",)] and sorted(restored) == ["projects", "test_cases"]

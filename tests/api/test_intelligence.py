@@ -366,6 +366,31 @@ def test_automatic_quarantine_follows_the_settings_and_yields_to_people(tenant):
         assert case_of(client, "auto")["isQuarantined"] is False  # the person's call stands
 
 
+def test_a_changed_threshold_judges_a_case_with_evidence_at_its_next_run(tenant):
+    """A case's status is written when a run of it is applied, by the threshold of that
+    moment: after the project's threshold changes, a case with evidence in its window is
+    judged by the new one at its next run. Stable and broken do not depend on it."""
+    settings = f"/api/projects/{tenant.project_id}/settings"
+    with tenant.as_key() as client:
+        report(client, {"wobbly": "flaky", "dead": "failed"}, "c1")
+        report(client, {"wobbly": "passed", "dead": "failed"}, "c2")
+        assert case_of(client, "wobbly")["status"] == "flaky"  # W1 / (1 + W1): 0.48
+    with tenant.as_user() as owner:
+        owner.patch(settings, json={"flakinessThreshold": 0.9})
+    with tenant.as_key() as client:
+        report(client, {"wobbly": "passed", "dead": "failed"}, "c3")
+        wobbly, dead = case_of(client, "wobbly"), case_of(client, "dead")
+    assert wobbly["flakinessScore"] == round(W2 / (1 + W1 + W2), 4)  # 0.31
+    assert (wobbly["status"], dead["status"]) == ("stable", "broken")
+    with tenant.as_user() as owner:
+        owner.patch(settings, json={"flakinessThreshold": 0.1})
+    with tenant.as_key() as client:
+        report(client, {"wobbly": "passed", "dead": "passed"}, "c4")
+        wobbly, dead = case_of(client, "wobbly"), case_of(client, "dead")
+    assert wobbly["flakinessScore"] >= 0.1 and wobbly["status"] == "flaky"
+    assert dead["status"] == "stable"
+
+
 def test_no_automatic_quarantine_when_disabled(tenant):
     with tenant.as_user() as owner:
         owner.patch(f"/api/projects/{tenant.project_id}/settings",

@@ -228,6 +228,15 @@ class CaseWindow:
             index += 1
         return round(total / _WEIGHT_SUMS[self.count], 4)
 
+    def status_without_evidence(self) -> str | None:
+        """The status of a window without evidence, whatever the threshold: `broken` when it
+        failed every time (at least twice), else `stable` (also for an empty one: the status
+        a case is created with). None for a window with evidence."""
+        if self.evidence:
+            return None
+        count = self.count
+        return "broken" if count >= 2 and self.failed.bit_count() == count else "stable"
+
     def newest_status(self) -> str | None:
         if not self.count:
             return None

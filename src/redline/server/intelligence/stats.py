@@ -115,18 +115,28 @@ def apply_run(conn: Connection, run_id: str, outcomes: list[tuple] | None = None
     auto_candidates: list[str] = []
     became_flaky: list[tuple[str, float]] = []
     writes = _Writes(conn, run.project_id)
-    long_way: list[tuple] = []  # (case id, its new stats, whether it never ran before)
+    # (case id, its new stats, its stored status when the window before this run tells it
+    # whatever the threshold, else None)
+    long_way: list[tuple] = []
     micros = _micros
+
+    def could_quarantine(stats: scoring.CaseStats) -> bool:
+        return bool(auto and stats.total_runs >= 5 and stats.flaky_runs
+                    and stats.flakiness_score >= threshold)
 
     def judge_long_way() -> None:
         """The status of the cases that took the long way, against their stored one and
-        their quarantine: one read of their `test_cases` rows. A case that never ran before
-        (an empty window) holds the status it was created with, and its row is read only
-        when it could be quarantined automatically (at 5 results in this run)."""
-        stored = _case_rows(conn, [case_id for case_id, stats, first in long_way
-                                   if not first or stats.total_runs >= 5])
-        for case_id, stats, _first in long_way:
-            status, quarantined, manual, expires = stored.get(case_id, _NEVER_RAN)
+        their quarantine. A case's `test_cases` row is read (one read for them all) when its
+        window had evidence before this run (its stored status depends on the threshold it
+        was judged by, which may have changed since) or when it could now be quarantined
+        automatically. Otherwise its stored status is the one its window gave, `stable` or
+        `broken` (every write of a window writes the status it gives; a case that never ran
+        holds the `stable` it was created with): most failing cases of most runs."""
+        stored = _case_rows(conn, [case_id for case_id, stats, before in long_way
+                                   if before is None or could_quarantine(stats)])
+        for case_id, stats, before in long_way:
+            status, quarantined, manual, expires = stored.get(case_id) or (before, False,
+                                                                          False, None)
             if stats.status != status:
                 writes.changed.append((stats.status, case_id))
             if stats.status == "flaky" and status != "flaky":
@@ -173,6 +183,7 @@ def apply_run(conn: Connection, run_id: str, outcomes: list[tuple] | None = None
             if not ran:
                 continue  # only skipped: the window is unchanged
             first = not scoring.slot_ran(bucket, slot)
+            before = "stable"  # (what a case that never ran holds)
             if first and len(ran) == 1:  # a new test's first result (a first import's all)
                 status, _commit, _outage, duration, at, _same_run = ran[0]
                 encoded, stats, evidence = scoring.first_result(status, commit, outage,
@@ -182,6 +193,7 @@ def apply_run(conn: Connection, run_id: str, outcomes: list[tuple] | None = None
             else:
                 window = scoring.CaseWindow.decode(None if first
                                                    else scoring.slot_window(bucket, slot))
+                before = window.status_without_evidence()
                 flaky_at, failed_at = _advance(window, ran)
                 stats, encoded = window.stats(threshold), window.encode()
                 keep_flaky, keep_failed = window.evidence > 0, window.failed > 0
@@ -195,7 +207,7 @@ def apply_run(conn: Connection, run_id: str, outcomes: list[tuple] | None = None
                 writes.figures.append((stats.flaky_runs, stats.failed_runs, stats.last_status,
                                        keep_flaky, flaky_at, keep_failed, failed_at,
                                        stats.flakiness_score, case_id))
-            long_way.append((case_id, stats, first))
+            long_way.append((case_id, stats, before))
         judge_long_way()
         writes.flush()
     writes.flush(last=True)
@@ -370,9 +382,6 @@ def _case_rows(conn: Connection, case_ids: list[str]) -> dict[str, tuple]:
 
 _CASE_ROWS = ("SELECT id, status, is_quarantined, quarantine_manual, quarantine_expires_at "
               "FROM test_cases WHERE")
-# What `_case_rows` gives of a case that never ran: it was created `stable` (tables.py), so
-# a new test's first pass or failure writes no status.
-_NEVER_RAN = ("stable", False, False, None)
 
 
 def _in(conn: Connection, column: str, values: list) -> tuple[str, tuple]:
