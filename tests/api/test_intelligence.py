@@ -469,6 +469,29 @@ def test_incremental_statistics_equal_a_recomputation_from_scratch(server, tenan
             assert fresh == kept
 
 
+def test_a_first_import_of_many_tests_stores_what_a_recomputation_gives(server, tenant):
+    """A first import writes its new tests' first figures in bulk (by COPY on PostgreSQL
+    from 500 rows on): each case's stored statistics equal a recomputation from its one
+    result."""
+    statuses = ["passed", "failed", "flaky", "passed", "skipped", "passed", "passed"]
+    outcomes = {f"bulk{i:03d}": statuses[i % len(statuses)] for i in range(700)}
+    with tenant.as_key() as client:
+        report(client, outcomes)
+        flaky = client.get("/api/flakiness").json()["summary"]["totalFlakyTests"]
+    with server.engine.connect() as conn:
+        rows = conn.execute(select(test_cases.c.id, test_cases.c.title).where(
+            test_cases.c.project_id == tenant.project_id)).all()
+        checked = 0
+        for case_id, title in rows:
+            kept = stored_case(conn, case_id)
+            if outcomes[title] == "skipped":
+                assert kept is None  # never ran: no figures
+                continue
+            assert kept == recompute_case(conn, case_id), title
+            checked += 1
+    assert len(rows) == 700 and checked == 600 and flaky == 100
+
+
 def test_passes_after_a_failure_keep_it_in_the_counts(server, tenant):
     """A pass that follows a pass, with no failure leaving the window, takes the quiet path
     (only its window's slot is written, not its figures): a failure still in the window keeps

@@ -34,7 +34,7 @@ from sqlalchemy import Connection, func, select, update
 from redline.server.intelligence import scoring
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_ids
-from redline.server.results.repository import driver_datetime, driver_mark
+from redline.server.results.repository import copy_rows, driver_datetime, driver_mark
 from redline.server.tables import (
     projects,
     quarantine_events,
@@ -355,6 +355,9 @@ _PG_INSERT_FIGURES = (
     f"INSERT INTO test_case_windows ({', '.join(_FIRST_COLUMNS)}) SELECT * FROM "
     + _pg_rows(_FIRST_COLUMNS, ("int4", "int4", "text", "timestamp", "timestamp", "float8",
                                 "text", "text")))
+# A first import's first figures go by COPY from this many rows on: the arrays of 100,000
+# rows took 1.1 s to insert here, COPY 0.8 s (each element of an array is dumped in Python).
+_COPY_FIRST_FIGURES = 500
 _PG_UPDATE_STATUS = (f"UPDATE test_cases AS c SET status = s.status FROM "
                      f"{_pg_rows(('status', 'id'), ('text', 'text'))} WHERE c.id = s.id")
 
@@ -512,6 +515,10 @@ class _Writes:
                     [(bytes(self.buckets[i]), i) for i in sorted(self.dirty)])
             self.buckets, self.dirty = {}, set()
         if self.postgres:
+            if len(self.first_figures) >= _COPY_FIRST_FIGURES:
+                copy_rows(conn, "test_case_windows", ", ".join(_FIRST_COLUMNS),
+                          self.first_figures)
+                self.first_figures = []
             for statement, rows in ((_PG_UPDATE_FIGURES, self.figures),
                                     (_PG_INSERT_FIGURES, self.first_figures),
                                     (_PG_UPDATE_STATUS, self.changed)):

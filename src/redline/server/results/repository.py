@@ -186,20 +186,21 @@ def insert_results(conn: Connection, rows: list[tuple]) -> None:
         # usable after the refusal; the usual chunk pays its two round trips and nothing else.
         try:
             with conn.begin_nested():
-                _copy_results(conn, columns, rows)
+                copy_rows(conn, "test_results", columns, rows)
         except Exception as exc:
             if not is_nul_in_text(exc):
                 raise
-            _copy_results(conn, columns, [_without_nul(row) for row in rows])
+            copy_rows(conn, "test_results", columns, [_without_nul(row) for row in rows])
     else:
         marks = ", ".join("?" * len(RESULT_COLUMNS))
         conn.exec_driver_sql(f"INSERT INTO test_results ({columns}) VALUES ({marks})", rows)
 
 
-def _copy_results(conn: Connection, columns: str, rows: list[tuple]) -> None:
+def copy_rows(conn: Connection, table: str, columns: str, rows: list[tuple]) -> None:
+    """PostgreSQL: `rows` into `table` by COPY (`columns`: their names, comma-separated)."""
     cursor = conn.connection.driver_connection.cursor()
     try:
-        with cursor.copy(f"COPY test_results ({columns}) FROM STDIN") as copy:
+        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
     finally:
