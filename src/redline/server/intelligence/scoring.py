@@ -64,6 +64,7 @@ _DURATION_STEP_BITS = 10  # 1,024 ms, up to about 9.3 hours
 FULL_WINDOW = _HEADER_SIZE + (_COMMIT + _DURATION) * WINDOW  # 341 bytes
 SLOT = FULL_WINDOW + 8
 _LAST_RUN = struct.Struct("<q")
+_PADDING = memoryview(bytes(FULL_WINDOW))  # (sliced without a copy)
 BUCKET_SLOTS = 256  # a file with more cases takes further buckets
 
 
@@ -86,6 +87,11 @@ def put_slot(bucket: bytearray, slot: int, window: bytes, last_run_micros: int) 
     """Write a window and its last run time into `slot`, the state growing to hold it (a
     window only grows: the padding after it stays zero)."""
     start = slot * SLOT
+    if len(bucket) == start:  # the slot after the last: a first import fills buckets so
+        bucket += window
+        bucket += _PADDING[len(window):]
+        bucket += _LAST_RUN.pack(last_run_micros)
+        return
     if len(bucket) < start + SLOT:
         bucket.extend(bytes(start + SLOT - len(bucket)))
     bucket[start:start + len(window)] = window

@@ -207,7 +207,8 @@ def apply_run(conn: Connection, run_id: str, outcomes: list[tuple] | None = None
                 writes.figures.append((stats.flaky_runs, stats.failed_runs, stats.last_status,
                                        keep_flaky, flaky_at, keep_failed, failed_at,
                                        stats.flakiness_score, case_id))
-            long_way.append((case_id, stats, before))
+            if before is None or stats.status != before or could_quarantine(stats):
+                long_way.append((case_id, stats, before))  # (else nothing to judge)
         judge_long_way()
         writes.flush()
     writes.flush(last=True)
