@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import hashlib
 import json
 import random
@@ -604,8 +603,10 @@ def bench_database(kind: str, total_results: int, repeat: int, seed: int,
                    keep: bool, rounds: int = OVERHEAD_ROUNDS) -> dict:
     from sqlalchemy import text
 
+    from redline.server.app import settle_collector
     from redline.server.db import background_checkpointer, make_engine
 
+    settle_collector()  # the server's garbage collector settings (app.py), from the start
     runs_count = max(10, min(FULL_RUNS, total_results // RESULTS_PER_RUN))
     n_cases = max(10, total_results // runs_count)
     rng = random.Random(seed)
@@ -672,8 +673,7 @@ def bench_database(kind: str, total_results: int, repeat: int, seed: int,
         # The server moves what lives as long as the process out of the garbage collector's
         # reach at start-up (app.py); here that is this benchmark's own plans and cases,
         # which full collections would otherwise walk in the middle of the measured runs.
-        gc.collect()
-        gc.freeze()
+        settle_collector()
         overhead = measure_overhead(engine, project_id, cases[:RESULTS_PER_RUN], plans, seed,
                                     rounds=rounds)
         return {"db": kind, "load": {k: v for k, v in loaded.items() if k != "run_ids"},
