@@ -35,6 +35,17 @@ def _config(url: str):
     return config
 
 
+def _database_at(tmp_path, revision: str):
+    """A SQLite database migrated up to `revision` (an old schema to convert): its alembic
+    config and an engine on it."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = _config(url)
+    command.upgrade(config, revision)
+    return config, create_engine(url)
+
+
 def _team_and_project(conn) -> None:
     """A team and a project (`proj_1`) as an old schema holds them, in plain SQL."""
     from sqlalchemy import text
@@ -99,13 +110,10 @@ def test_upgrading_converts_each_case_window_in_place(tmp_path):
 
     from redline.server.intelligence import scoring
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = _config(url)
-    command.upgrade(config, "0005")
+    config, engine = _database_at(tmp_path, "0005")
     old_window = [["flaky", "c2", "r3", "2026-01-03T00:00:00.000Z", False, 30],
                   ["passed", "c1", "r2", "2026-01-02T00:00:00.000Z", False, 20],
                   ["failed", "c1", "r1", "2026-01-01T00:00:00.000Z", False, 10]]
-    engine = create_engine(url)
     with engine.begin() as conn:
         _team_and_project(conn)
         conn.execute(text(
@@ -153,13 +161,10 @@ def test_moving_windows_to_their_own_table_keeps_every_result(tmp_path):
 
     from redline.server.intelligence import scoring
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = _config(url)
-    command.upgrade(config, "0007")
+    config, engine = _database_at(tmp_path, "0007")
     window = scoring.CaseWindow()
     window.push("passed", scoring.commit_key("c1"), False, 120)
     wide = _wide_window([("passed", "c1", 120)])  # as windows were packed then
-    engine = create_engine(url)
     moment = "'2026-01-01 00:00:00.000000'"
     with engine.begin() as conn:
         _team_and_project(conn)
@@ -214,10 +219,7 @@ def test_moving_the_run_figures_to_the_narrow_table_keeps_their_values(tmp_path)
     from alembic import command
     from sqlalchemy import text
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = _config(url)
-    command.upgrade(config, "0008")
-    engine = create_engine(url)
+    config, engine = _database_at(tmp_path, "0008")
     moment = "'2026-01-01 00:00:00.000000'"
     flaky_at, failed_at = "2026-01-02 00:00:00.000000", "2026-01-03 00:00:00.000000"
     with engine.begin() as conn:
@@ -273,10 +275,7 @@ def test_halving_the_windows_keeps_what_they_say(tmp_path):
     from redline.server.intelligence import scoring
 
     pushes = [("passed", "c1", 120), ("failed", "c2", 40_000), ("failed", "c1", 95)]
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = _config(url)
-    command.upgrade(config, "0009")
-    engine = create_engine(url)
+    config, engine = _database_at(tmp_path, "0009")
     with engine.begin() as conn:
         _team_and_project(conn)
         conn.execute(text(
@@ -322,10 +321,7 @@ def test_putting_the_windows_in_buckets_by_file_keeps_what_they_say(tmp_path):
 
     from redline.server.intelligence import scoring
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = _config(url)
-    command.upgrade(config, "0011")
-    engine = create_engine(url)
+    config, engine = _database_at(tmp_path, "0011")
     window = scoring.CaseWindow()
     for duration in (100, 300):
         window.push("passed", scoring.commit_key("c1"), False, duration)
@@ -394,10 +390,7 @@ def test_giving_each_case_its_window_place_keeps_every_window_where_it_is(tmp_pa
 
     from redline.server.intelligence import scoring
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = _config(url)
-    command.upgrade(config, "0012")
-    engine = create_engine(url)
+    config, engine = _database_at(tmp_path, "0012")
     window = scoring.CaseWindow()
     window.push("passed", scoring.commit_key("c1"), False, 120)
     state = bytearray(2 * scoring.SLOT)
@@ -467,10 +460,7 @@ def test_a_case_that_never_ran_is_stored_stable_and_reads_new(tmp_path):
     from alembic import command
     from sqlalchemy import text
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = _config(url)
-    command.upgrade(config, "0013")
-    engine = create_engine(url)
+    config, engine = _database_at(tmp_path, "0013")
     with engine.begin() as conn:
         _team_and_project(conn)
         bucket_id = conn.execute(text(
@@ -504,10 +494,7 @@ def test_figures_rows_no_longer_check_their_case(tmp_path):
     from alembic import command
     from sqlalchemy import inspect, text
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = _config(url)
-    command.upgrade(config, "0014")
-    engine = create_engine(url)
+    config, engine = _database_at(tmp_path, "0014")
     with engine.begin() as conn:
         _team_and_project(conn)
         conn.execute(text(
