@@ -214,10 +214,11 @@ test_cases = Table(
     # (intelligence/stats.py); it changes only when a case crosses the flakiness threshold or
     # starts or stops failing every time. A case is created `stable`, the status its first
     # pass or failure gives, and reads as `new` while it has no `test_case_windows` row (it
-    # never ran; migration 0014), so a first import writes no status. What moves with runs (the window, the score as its
-    # evidence ages, the counts) lives in `window_buckets` and the narrow `test_case_windows`,
-    # so that a run rewrites short rows, not these wide ones. On PostgreSQL the table's pages
-    # are half filled (migration 0007) so that rewriting the status leaves the row on its page.
+    # never ran; migration 0014), so a first import writes no status. What moves with runs
+    # (the window, the score as its evidence ages, the counts) lives in `window_buckets` and
+    # the narrow `test_case_windows`, so that a run rewrites short rows, not these wide ones.
+    # On PostgreSQL the table's pages are half filled (migration 0007) so that rewriting the
+    # status leaves the row on its page.
     Column("status", String(10), nullable=False, default="stable"),  # stable|flaky|broken
     Column("tags", Json),
     Column("is_quarantined", Boolean, nullable=False, default=False),
