@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from redline.server.intelligence import scoring
+from redline.server.intelligence import scoring, stats
 from redline.server.intelligence.fingerprint import fingerprint
 from redline.server.intelligence.stats import recompute_case, stored_case
 from redline.server.kit.clock import utcnow
@@ -781,3 +781,43 @@ def test_imports_of_new_tests_at_once_give_each_its_own_slot(server, tenant):
         assert len({(p.bucket_id, p.slot) for p in places}) == 610
         for case in places[::97]:
             assert stored_case(conn, case.id) == recompute_case(conn, case.id)
+
+
+def _junit_suite(files: int, per_file: int, round_: int) -> bytes:
+    """A JUnit report of `files` files of `per_file` testcases each, some failing, some
+    changing their minds on a commit over the rounds."""
+    cases = []
+    for f in range(files):
+        for n in range(per_file):
+            failing = (n + round_) % 13 == 0 or (n % 29 == 0 and round_ % 2)
+            body = '<failure message="boom">assert 1 == 2</failure>' if failing else ""
+            cases.append(f'<testcase classname="tests.test_big_{f}" name="test_{n}" '
+                         f'file="tests/test_big_{f}.py" time="0.0{n % 10}">{body}</testcase>')
+    return (f'<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="big" '
+            f'tests="{len(cases)}">{"".join(cases)}</testsuite></testsuites>').encode()
+
+
+def test_a_suite_spanning_several_buckets_per_file_imports_again_and_again(
+        server, tenant, monkeypatch):
+    """Issue 21: a run whose loaded buckets outgrow what `apply_run` keeps between writes
+    (16 MiB, about 48,000 cases; lowered here so that a few thousand cases cross it many times
+    per run) writes every bucket it changed. A suite of 4 files of 600 tests each (three
+    buckets per file) imported three times: every import completes, and every case's stored
+    statistics equal a recomputation from its results."""
+    monkeypatch.setattr(stats, "BUCKET_BYTES", 3 * scoring.BUCKET_SLOTS * scoring.SLOT)
+    monkeypatch.setattr(stats, "WRITE_CHUNK", 250)
+    with tenant.as_key() as client:
+        for round_ in range(3):
+            answer = client.post("/api/runs/import", params={"commitSha": f"c{round_ % 2}"},
+                                 content=_junit_suite(4, 600, round_),
+                                 headers={"content-type": "application/xml"})
+            assert answer.status_code in (200, 201), answer.text
+            assert answer.json()["totalTests"] == 2400
+    with server.engine.connect() as conn:
+        rows = conn.execute(select(test_cases.c.id, test_cases.c.bucket_id).where(
+            test_cases.c.project_id == tenant.project_id)).all()
+        assert len(rows) == 2400 and len({row.bucket_id for row in rows}) == 12
+        for case_id, _bucket in rows[::7]:
+            kept = stored_case(conn, case_id)
+            assert kept is not None and kept["total_runs"] == 3
+            assert kept == recompute_case(conn, case_id)

@@ -47,6 +47,7 @@ from redline.server.tables import (
 
 CHUNK = 500
 WRITE_CHUNK = 2000  # case rows per write (one COPY round trip on PostgreSQL)
+BUCKET_BYTES = 16 << 20  # loaded buckets kept between writes of them, at most (16 MiB)
 
 
 def run_outage(run) -> bool:
@@ -475,8 +476,6 @@ class _Writes:
     (`changed`: the new status, the case id). SQLite writes with executemany (its per-row
     cost is its b-tree work); PostgreSQL with a statement from arrays per kind of row."""
 
-    BUCKET_BYTES = 16 << 20  # loaded buckets kept between flushes, at most (16 MB)
-
     def __init__(self, conn: Connection, project_id: str):
         self.conn = conn
         self.postgres = conn.dialect.name == "postgresql"
@@ -509,12 +508,15 @@ class _Writes:
         """Write what changed; at the `last` flush (or past `BUCKET_BYTES` of loaded buckets)
         the changed buckets too."""
         conn = self.conn
-        if last or sum(map(len, self.buckets.values())) > self.BUCKET_BYTES:
+        if last or sum(map(len, self.buckets.values())) > BUCKET_BYTES:
             if self.dirty:
                 conn.exec_driver_sql(
                     f"UPDATE window_buckets SET state = {self.mark} WHERE id = {self.mark}",
                     [(bytes(self.buckets[i]), i) for i in sorted(self.dirty)])
-            self.buckets, self.dirty = {}, set()
+            # Emptied in place: `apply_run` holds `self.dirty.add` for the whole run; a new
+            # set here left the changes of every later chunk unwritten (issue 21).
+            self.buckets.clear()
+            self.dirty.clear()
         if self.postgres:
             if len(self.first_figures) >= _COPY_FIRST_FIGURES:
                 copy_rows(conn, "test_case_windows", ", ".join(_FIRST_COLUMNS),
