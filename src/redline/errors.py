@@ -1,17 +1,23 @@
-"""The one catalog of Redline's error codes.
+"""The one catalog of Redline's error codes, and the one function that builds the envelope.
 
 Every surface derives its behaviour from `CATALOG`: the server picks the HTTP status and the
 `retryable`/`nextAction` fields of the envelope, the SDK picks its exception class and retry
 policy, the CLI picks its exit code, the MCP server its `[CODE]` text. Nothing else in the code
-base may hold a list of statuses, exit codes or retry rules.
+base may hold a list of statuses, exit codes or retry rules, and nothing else builds the
+`{"error": {...}}` envelope: the server, the SDK and the CLI all call `envelope`.
+
+Each entry says which side sends it (`side`): the server (it has an HTTP status), or the client
+(the SDK for transport failures and verdicts, the CLI for what only a command line has:
+confirmation, signals, commands not in this version).
 
 This module is imported by clients too, so it depends on the standard library only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -26,8 +32,22 @@ class RetryPolicy:
     #: wait what the server's Retry-After says
     honour_retry_after: bool = False
 
+    def describe(self) -> str:
+        """The policy in words, as the docs' tables print it."""
+        if not self.max_retries:
+            return "—"
+        if self.honour_retry_after:
+            return f"honour Retry-After, at most {self.max_retries}"
+        if self.exponential:
+            return f"backoff with jitter from {self.delay:g} s, at most {self.max_retries}"
+        times = "once" if self.max_retries == 1 else f"{self.max_retries} times"
+        return f"{times}, after {self.delay:g} s"
+
 
 NO_RETRY = RetryPolicy()
+
+
+Sender = Literal["server", "sdk", "cli"]
 
 
 @dataclass(frozen=True)
@@ -39,10 +59,19 @@ class ErrorKind:
     retry: RetryPolicy
     next_action: str
     when: str
+    #: who raises it: the server, the SDK (transport, verdicts) or the CLI alone
+    sender: Sender = "server"
+
+    @property
+    def side(self) -> Literal["server", "client"]:
+        """Which side of the wire sends it: `server`, or `client` (SDK or CLI)."""
+        return "server" if self.sender == "server" else "client"
 
 
-def _kind(code, status, exit_code, retryable, retry, next_action, when) -> ErrorKind:
-    return ErrorKind(code, status, exit_code, retryable, retry, next_action, when)
+def _kind(code, status, exit_code, retryable, retry, next_action, when,
+          sender: Sender = "server") -> ErrorKind:
+    assert (status is None) == (sender != "server"), code
+    return ErrorKind(code, status, exit_code, retryable, retry, next_action, when, sender)
 
 
 _KINDS = [
@@ -88,30 +117,47 @@ _KINDS = [
     _kind("UNAVAILABLE", 503, 10, True, RetryPolicy(max_retries=4, delay=0.5, exponential=True),
           "Retry with exponential backoff; the database or blob store is unreachable.",
           "database or blob store unreachable, shutting down"),
-    # Client-side codes: the server never sends them.
+    # Client side, raised by the SDK: the server never sends them.
     _kind("NETWORK_ERROR", None, 10, True, RetryPolicy(max_retries=4, delay=0.5, exponential=True),
           "Check that the server is up and REDLINE_URL is right, then retry.",
-          "host unreachable, connection refused or reset"),
+          "host unreachable, connection refused or reset", "sdk"),
     _kind("TIMEOUT", None, 7, True, NO_RETRY,
           "The request may have landed: verify (fetch or list) before retrying a write.",
-          "no response in time"),
+          "no response in time", "sdk"),
     _kind("WAIT_TIMEOUT", None, 7, True, NO_RETRY,
           "The run goes on: re-poll the same id with `redline wait RUN_ID`; never re-trigger.",
-          "a wait reached its ceiling"),
+          "a wait reached its ceiling", "sdk"),
+    _kind("RUN_FAILED", None, 1, False, NO_RETRY,
+          "Look at the run's failed tests: `redline runs get RUN_ID`.",
+          "a run's verdict is not passed when the job was to get a verdict", "sdk"),
+    # Client side, raised by the CLI alone.
+    _kind("CONFIRMATION_REQUIRED", None, 2, False, NO_RETRY,
+          "Run it again with --yes to confirm (see `example`).",
+          "a destructive command without --yes and without a terminal to confirm on", "cli"),
+    _kind("NOT_IMPLEMENTED", None, 2, False, NO_RETRY,
+          "Use the REST API or the SDK for this until the command exists.",
+          "a command this version of the CLI does not have yet", "cli"),
+    _kind("CANCELLED", None, 130, False, NO_RETRY,
+          "Run the command again.",
+          "interrupted: SIGINT (exit 130) or SIGTERM (exit 143)", "cli"),
 ]
 
 CATALOG: dict[str, ErrorKind] = {kind.code: kind for kind in _KINDS}
 
-SERVER_CODES = [k.code for k in _KINDS if k.http_status is not None]
-CLIENT_CODES = [k.code for k in _KINDS if k.http_status is None]
+SERVER_CODES = [k.code for k in _KINDS if k.side == "server"]
+CLIENT_CODES = [k.code for k in _KINDS if k.side == "client"]
+#: the client codes the SDK raises (each has its exception class)
+SDK_CODES = [k.code for k in _KINDS if k.sender == "sdk"]
+#: the client codes only the CLI raises
+CLI_CODES = [k.code for k in _KINDS if k.sender == "cli"]
 
-#: CLI-only exit statuses that are not error codes
+#: exit statuses, named; all but success and SIGTERM are a catalog entry's
 EXIT_OK = 0
-EXIT_VERDICT_NOT_PASSED = 1
-EXIT_NOT_IMPLEMENTED = 2
-EXIT_USAGE = 5  # flag-parse errors and a bad --output value
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
+EXIT_VERDICT_NOT_PASSED = CATALOG["RUN_FAILED"].exit_code
+EXIT_NOT_IMPLEMENTED = CATALOG["NOT_IMPLEMENTED"].exit_code
+EXIT_USAGE = CATALOG["VALIDATION_ERROR"].exit_code  # flag-parse errors, a bad --output value
+EXIT_SIGINT = CATALOG["CANCELLED"].exit_code
+EXIT_SIGTERM = 143  # CANCELLED by SIGTERM: 128 + the signal's number, like SIGINT's 130
 
 
 def kind_for_status(status: int) -> ErrorKind:
@@ -124,17 +170,47 @@ def kind_for_status(status: int) -> ErrorKind:
     return CATALOG["VALIDATION_ERROR"]
 
 
-def envelope(code: str, message: str, details: dict[str, Any] | None = None,
-             request_id: str | None = None) -> dict[str, Any]:
-    """The error body every surface prints: `{"error": {code, message, details, ...}}`."""
+def envelope(code: str, message: str, details: Mapping[str, Any] | None = None,
+             request_id: str | None = None, *, retryable: bool | None = None,
+             next_action: str | None = None, extra: Mapping[str, Any] | None = None,
+             exit_code: int | None = None) -> dict[str, Any]:
+    """The error body every surface prints: `{"error": {code, message, details, retryable,
+    nextAction, requestId}}`, built here alone (the server's responses, the SDK's
+    `to_envelope`, the CLI's stderr line and the MCP server's structured content).
+
+    `retryable` and `next_action` default to the catalog's (a code it does not know, from a
+    newer server, is not retryable); `extra` adds surface-specific fields (the CLI's
+    `example`); `exit_code`, given by the CLI, becomes `exitCode`.
+    """
     kind = CATALOG.get(code)
+    if retryable is None:
+        retryable = kind.retryable if kind else False
     body: dict[str, Any] = {
         "code": code,
         "message": message,
-        "details": details or {},
-        "retryable": kind.retryable if kind else False,
-        "nextAction": kind.next_action if kind else "See the message.",
+        "details": dict(details or {}),
+        "retryable": retryable,
+        "nextAction": next_action or (kind.next_action if kind else "See the message."),
     }
     if request_id:
         body["requestId"] = request_id
+    if extra:
+        body.update({key: value for key, value in extra.items() if value is not None})
+    if exit_code is not None:
+        body["exitCode"] = exit_code
     return {"error": body}
+
+
+def markdown_table() -> str:
+    """The code table of docs/cli.md, from the catalog (`python -m redline.errors`)."""
+    lines = ["| code | sent by | HTTP | exit | retryable | automatic retries | next action |",
+             "|---|---|---|---|---|---|---|"]
+    for kind in _KINDS:
+        lines.append(f"| `{kind.code}` | {kind.sender} | {kind.http_status or '—'} | "
+                     f"{kind.exit_code} | {'yes' if kind.retryable else 'no'} | "
+                     f"{kind.retry.describe()} | {kind.next_action} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

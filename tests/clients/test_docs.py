@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from redline import errors
 from redline.cli.main import COMMANDS
 from redline.errors import CATALOG
 from redline.sdk import Client
@@ -31,15 +32,23 @@ def test_every_command_is_in_the_cli_doc(cli_doc, command):
 
 
 def test_the_code_table_is_the_catalog(cli_doc):
-    rows = {m[0]: (m[1], int(m[2])) for m in
-            re.findall(r"^\| `([A-Z_]+)` \| (\d+|—) \| (\d+) \|", cli_doc, re.MULTILINE)}
-    assert rows == {code: (str(kind.http_status or "—"), kind.exit_code)
+    rows = {m[0]: (m[1], m[2], int(m[3])) for m in re.findall(
+        r"^\| `([A-Z_]+)` \| (server|sdk|cli) \| (\d+|—) \| (\d+) \|", cli_doc, re.MULTILINE)}
+    assert rows == {code: (kind.sender, str(kind.http_status or "—"), kind.exit_code)
                     for code, kind in CATALOG.items()}
+    assert errors.markdown_table() in cli_doc, "regenerate it: python -m redline.errors"
+
+
+def test_every_exit_status_of_the_catalog_is_in_the_exit_table(cli_doc):
+    exits = dict(re.findall(r"^\| (\d+) \| (.+) \|$", cli_doc, re.MULTILINE))
+    for code, kind in CATALOG.items():
+        assert f"`{code}`" in exits[str(kind.exit_code)], code
 
 
 def test_every_code_and_resource_is_in_the_sdk_doc(sdk_doc):
-    for code in CATALOG:
-        assert code in sdk_doc
+    for code, kind in CATALOG.items():
+        if kind.sender != "cli":  # the CLI's own codes are in cli.md
+            assert code in sdk_doc
     client = Client("http://127.0.0.1:1", from_env=False)
     resources = [name for name, value in vars(client).items()
                  if not name.startswith("_") and hasattr(value, "_c")]

@@ -12,7 +12,7 @@ import click
 from redline import __version__
 from redline.cli import failures
 from redline.cli.main import COMMANDS
-from redline.errors import CATALOG
+from redline.errors import CATALOG, EXIT_OK, EXIT_SIGTERM
 
 ROOT_EPILOG = """\b
 Environment:
@@ -32,12 +32,13 @@ Environment:
 
 def _exit_codes_epilog() -> str:
     """The exit-code table, from the catalog plus the CLI-only statuses."""
-    by_exit: dict[int, list[str]] = {0: ["success"], 1: ["a run's verdict is not passed"],
-                                     2: ["not implemented", "confirmation required (--yes)"],
-                                     5: ["flag-parse errors", "a bad --output value"],
-                                     130: ["SIGINT"], 143: ["SIGTERM"]}
+    by_exit: dict[int, list[str]] = {EXIT_OK: ["success"]}
     for code, kind in CATALOG.items():
         by_exit.setdefault(kind.exit_code, []).append(code)
+    by_exit[CATALOG["VALIDATION_ERROR"].exit_code] += ["flag-parse errors",
+                                                       "a bad --output value"]
+    by_exit[CATALOG["CANCELLED"].exit_code].append("(SIGINT)")
+    by_exit[EXIT_SIGTERM] = ["CANCELLED (SIGTERM)"]
     lines = ["\b", "Exit codes:"]
     lines += [f"  {status:<4} " + ", ".join(by_exit[status]) for status in sorted(by_exit)]
     return "\n".join(lines)
@@ -107,19 +108,19 @@ def run(args: list[str]) -> int:
             signal.signal(signal.SIGTERM, previous)
     except click.exceptions.NoArgsIsHelpError as exc:
         sys.stdout.write(exc.ctx.get_help() + "\n")
-        return 0
+        return EXIT_OK
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except BrokenPipeError:
         _silence_stdout()
-        return 0
+        return EXIT_OK
     except BaseException as exc:  # noqa: BLE001 - the gate: every failure -> (exit, envelope)
         if isinstance(exc, SystemExit):
-            return exc.code if isinstance(exc.code, int) else 1
+            return exc.code if isinstance(exc.code, int) else CATALOG["INTERNAL"].exit_code
         failure = failures.failure_for(exc, command_path)
         failures.render(failure, output)
         return failure.exit_code
-    return result if isinstance(result, int) else 0
+    return result if isinstance(result, int) else EXIT_OK
 
 
 def _silence_stdout() -> None:

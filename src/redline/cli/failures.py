@@ -4,8 +4,9 @@ Every exception a command lets escape, including click's usage errors and the si
 through `failure_for`, and `render` prints the result: with `--output json`, the envelope as one
 line of JSON on stderr with `exitCode` inside `error`; in text mode, `Error [CODE]: message`,
 then `Next: ...` (and for AUTH_FORBIDDEN the required and granted scopes). Nothing goes to
-stdout. Exit statuses come from the catalog (`redline.errors`); the CLI-only ones (not
-implemented, usage, signals) are the catalog module's `EXIT_*` constants.
+stdout. Exit statuses come from the catalog (`redline.errors`): the CLI's own codes
+(CONFIRMATION_REQUIRED, NOT_IMPLEMENTED, CANCELLED, RUN_FAILED) are entries of it too, and the
+envelope is the catalog module's `envelope`, the one the server and the SDK build theirs with.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from redline.errors import CATALOG, EXIT_NOT_IMPLEMENTED, EXIT_SIGINT, EXIT_SIGTERM, EXIT_USAGE
+from redline import errors
+from redline.errors import CATALOG, EXIT_SIGTERM
 
 
 class Terminated(BaseException):
@@ -26,7 +28,6 @@ class CliError(Exception):
     """A failure the CLI itself detects, with its code, exit status and envelope fields."""
 
     code = "VALIDATION_ERROR"
-    exit_code = EXIT_USAGE
     next_action = "Run the command with --help to see its flags."
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None,
@@ -38,6 +39,11 @@ class CliError(Exception):
             self.next_action = next_action
         self.example = example
 
+    @property
+    def exit_code(self) -> int:
+        """The catalog's exit status for this failure's code."""
+        return CATALOG[self.code].exit_code
+
 
 class UsageError(CliError):
     """Missing or contradictory flags the parser could not catch (exit 5)."""
@@ -47,28 +53,27 @@ class ConfirmationRequired(CliError):
     """A destructive command without a terminal to confirm on, and without --yes (exit 2)."""
 
     code = "CONFIRMATION_REQUIRED"
-    exit_code = EXIT_NOT_IMPLEMENTED
-    next_action = "Run it again with --yes to confirm (see `example`)."
+    next_action = CATALOG[code].next_action
 
 
 class NotImplementedCommand(CliError):
     """A command this version of the CLI does not have yet (exit 2)."""
 
     code = "NOT_IMPLEMENTED"
-    exit_code = EXIT_NOT_IMPLEMENTED
-    next_action = "Use the REST API or the SDK for this until the command exists."
+    next_action = CATALOG[code].next_action
 
 
 class VerdictNotPassed(CliError):
     """A command whose job was to get a verdict got one other than `passed` (exit 1)."""
 
     code = "RUN_FAILED"
-    exit_code = 1
-    next_action = "Look at the failed tests: `redline runs get RUN_ID`."
+    next_action = CATALOG[code].next_action
 
 
 @dataclass
 class Failure:
+    """An exit status and the envelope to print (with `exitCode` inside `error`)."""
+
     exit_code: int
     envelope: dict[str, Any]
 
@@ -77,20 +82,15 @@ class Failure:
         return self.envelope["error"]
 
 
-def _envelope(code: str, message: str, details: dict | None = None,
-              next_action: str | None = None, retryable: bool | None = None,
-              request_id: str | None = None, example: str | None = None) -> dict[str, Any]:
-    kind = CATALOG.get(code)
-    error: dict[str, Any] = {
-        "code": code, "message": message, "details": details or {},
-        "retryable": retryable if retryable is not None else (kind.retryable if kind else False),
-        "nextAction": next_action or (kind.next_action if kind else "See the message."),
-    }
-    if request_id:
-        error["requestId"] = request_id
-    if example:
-        error["example"] = example
-    return {"error": error}
+def _failure(code: str, message: str, details: dict | None = None,
+             next_action: str | None = None, *, exit_code: int | None = None,
+             example: str | None = None) -> Failure:
+    """A failure the CLI detected itself: never retryable (a command does not retry itself)."""
+    exit_code = CATALOG[code].exit_code if exit_code is None else exit_code
+    return Failure(exit_code, errors.envelope(code, message, details, retryable=False,
+                                              next_action=next_action,
+                                              extra={"example": example},
+                                              exit_code=exit_code))
 
 
 def failure_for(exc: BaseException, command: str | None = None) -> Failure:
@@ -102,42 +102,34 @@ def failure_for(exc: BaseException, command: str | None = None) -> Failure:
 
     help_hint = f"Run `{command or 'redline'} --help` to see the flags."
     if isinstance(exc, RedlineError):
-        envelope = exc.to_envelope()
-        return Failure(exc.exit_code, envelope)
+        return Failure(exc.exit_code, exc.to_envelope(with_exit_code=True))
     if isinstance(exc, CliError):
-        return Failure(exc.exit_code, _envelope(exc.code, exc.message, exc.details,
-                                                exc.next_action, False, example=exc.example))
+        return _failure(exc.code, exc.message, exc.details, exc.next_action,
+                        exit_code=exc.exit_code, example=exc.example)
     if isinstance(exc, click.exceptions.UsageError):
         ctx_path = exc.ctx.command_path if exc.ctx is not None else command
         details: dict[str, Any] = {"reason": "usage"}
         if isinstance(exc, click.exceptions.BadParameter) and exc.param is not None:
             details["field"] = exc.param.opts[0] if exc.param.opts else exc.param.name
-        return Failure(EXIT_USAGE, _envelope(
-            "VALIDATION_ERROR", exc.format_message(), details,
-            f"Run `{ctx_path or 'redline'} --help` to see the flags.", False))
+        return _failure("VALIDATION_ERROR", exc.format_message(), details,
+                        f"Run `{ctx_path or 'redline'} --help` to see the flags.")
     if isinstance(exc, (KeyboardInterrupt, click.exceptions.Abort)):
-        return Failure(EXIT_SIGINT, _envelope("CANCELLED", "Interrupted (SIGINT)",
-                                              {"signal": "SIGINT"}, "Run the command again.",
-                                              False))
+        return _failure("CANCELLED", "Interrupted (SIGINT)", {"signal": "SIGINT"})
     if isinstance(exc, Terminated):
-        return Failure(EXIT_SIGTERM, _envelope("CANCELLED", "Terminated (SIGTERM)",
-                                               {"signal": "SIGTERM"}, "Run the command again.",
-                                               False))
+        return _failure("CANCELLED", "Terminated (SIGTERM)", {"signal": "SIGTERM"},
+                        exit_code=EXIT_SIGTERM)
     if isinstance(exc, click.exceptions.FileError):
-        return Failure(EXIT_USAGE, _envelope("VALIDATION_ERROR", exc.format_message(),
-                                             {"field": exc.filename, "reason": "file"},
-                                             help_hint, False))
-    return Failure(1, _envelope("INTERNAL", f"Unexpected error in the CLI: "
-                                f"{type(exc).__name__}: {exc}", {},
-                                "Report this with the command you ran.", False))
+        return _failure("VALIDATION_ERROR", exc.format_message(),
+                        {"field": exc.filename, "reason": "file"}, help_hint)
+    return _failure("INTERNAL", f"Unexpected error in the CLI: {type(exc).__name__}: {exc}", {},
+                    "Report this with the command you ran.")
 
 
 def render(failure: Failure, output: str, stream=None) -> None:
     """Print a failure on stderr: one JSON line, or the text lines."""
     stream = stream or sys.stderr
     if output == "json":
-        envelope = {"error": {**failure.error, "exitCode": failure.exit_code}}
-        stream.write(json.dumps(envelope, separators=(",", ":"), default=str) + "\n")
+        stream.write(json.dumps(failure.envelope, separators=(",", ":"), default=str) + "\n")
     else:
         error = failure.error
         lines = [f"Error [{error['code']}]: {error['message']}"]

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from redline.errors import CATALOG, EXIT_VERDICT_NOT_PASSED, kind_for_status
+from redline import errors
+from redline.errors import CATALOG, kind_for_status
 
 __all__ = [
     "API_ERRORS",
@@ -69,7 +70,7 @@ __all__ = [
 class RedlineError(Exception):
     """Base of everything the SDK raises."""
 
-    #: the stable code to branch on (a catalog code, or RUN_FAILED)
+    #: the stable code to branch on (a catalog code)
     code: str = "INTERNAL"
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None):
@@ -81,7 +82,7 @@ class RedlineError(Exception):
     def exit_code(self) -> int:
         """The CLI exit status for this failure (the catalog's)."""
         kind = CATALOG.get(self.code)
-        return kind.exit_code if kind else 1
+        return kind.exit_code if kind else CATALOG["INTERNAL"].exit_code
 
     @property
     def retryable(self) -> bool:
@@ -97,12 +98,16 @@ class RedlineError(Exception):
         kind = CATALOG.get(self.code)
         return kind.next_action if kind else "See the message."
 
-    def to_envelope(self) -> dict[str, Any]:
-        """The error envelope (`{"error": {code, message, details, retryable, nextAction}}`)."""
-        body: dict[str, Any] = {"code": self.code, "message": self.message,
-                                "details": self.details, "retryable": self.retryable,
-                                "nextAction": self.next_action}
-        return {"error": body}
+    #: the server's request id, when the server answered
+    request_id: str | None = None
+
+    def to_envelope(self, *, with_exit_code: bool = False) -> dict[str, Any]:
+        """The error envelope (`{"error": {code, message, details, retryable, nextAction,
+        requestId}}`), built by `redline.errors.envelope` like the server's; `exitCode` too
+        when asked (the CLI's form)."""
+        return errors.envelope(self.code, self.message, self.details, self.request_id,
+                               retryable=self.retryable, next_action=self.next_action,
+                               exit_code=self.exit_code if with_exit_code else None)
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"
@@ -132,7 +137,7 @@ class APIError(RedlineError):
         kind = CATALOG.get(self.code)
         if kind is not None:
             return kind.exit_code
-        return kind_for_status(self.status).exit_code if self.status else 1
+        return (kind_for_status(self.status) if self.status else CATALOG["INTERNAL"]).exit_code
 
     @property
     def retryable(self) -> bool:
@@ -143,12 +148,6 @@ class APIError(RedlineError):
     @property
     def next_action(self) -> str:
         return self._next_action or super().next_action
-
-    def to_envelope(self) -> dict[str, Any]:
-        envelope = super().to_envelope()
-        if self.request_id:
-            envelope["error"]["requestId"] = self.request_id
-        return envelope
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(code={self.code!r}, status={self.status!r}, "
@@ -287,18 +286,6 @@ class RunFailedError(RedlineError):
         super().__init__(message, details={"runId": run_id, "status": status})
         self.run = run
         self.status = status
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_VERDICT_NOT_PASSED
-
-    @property
-    def retryable(self) -> bool:
-        return False
-
-    @property
-    def next_action(self) -> str:
-        return "Look at the run's failed tests: `redline runs get RUN_ID`."
 
 
 def _retry_after(details: dict[str, Any], header: str | None) -> float | None:

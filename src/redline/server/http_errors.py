@@ -16,7 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from redline.errors import CATALOG, envelope
+from redline import errors
+from redline.errors import CATALOG
 
 log = logging.getLogger("redline.server")
 
@@ -63,7 +64,9 @@ def error_response(code: str, message: str, details: dict[str, Any] | None = Non
     all_headers = dict(headers or {})
     if code in ("RATE_LIMITED", "UNAVAILABLE") and "Retry-After" not in all_headers:
         all_headers["Retry-After"] = "1" if code == "UNAVAILABLE" else "60"
-    body = json.dumps(envelope(code, message, details, request_id), separators=(",", ":"))
+    # The one envelope builder the SDK and the CLI use too.
+    body = json.dumps(errors.envelope(code, message, details, request_id),
+                      separators=(",", ":"))
     return Response(body, status_code=status_override or kind.http_status, headers=all_headers,
                     media_type="application/json")
 

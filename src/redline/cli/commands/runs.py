@@ -20,6 +20,7 @@ from redline.cli.context import (
     yes_option,
 )
 from redline.cli.failures import CliError, Terminated, UsageError
+from redline.errors import EXIT_VERDICT_NOT_PASSED
 
 RUN_COLUMNS = ["id", "status", "verdict", "branch", "commitSha", "totalTests", "failedTests",
                "flakyTests", "createdAt"]
@@ -35,13 +36,14 @@ FORMATS = click.Choice(["auto", "junit", "playwright-json", "ctrf"])
 
 
 def _verdict_exit(env: Env, run) -> int:
-    """0 when the verdict (quarantine honoured) is passed, else 1; says which on stderr."""
+    """0 when the verdict (quarantine honoured) is passed, else RUN_FAILED's exit status (1);
+    says which on stderr."""
     if run.outcome == "passed":
         env.note(f"Run {run.id}: passed")
         return 0
     env.note(f"Run {run.id}: {run.outcome} ({run.failed_tests or 0} failed, "
              f"{run.flaky_tests or 0} flaky, {run.quarantined_failures or 0} quarantined)")
-    return 1
+    return EXIT_VERDICT_NOT_PASSED
 
 
 def _upload_progress(env: Env):
@@ -116,7 +118,6 @@ def runs_get(env: Env, run_id, failures):
 
 class NoBaseRun(CliError):
     code = "NOT_FOUND"
-    exit_code = 4
     next_action = "Name the run to compare with: --base RUN_ID."
 
 

@@ -10,7 +10,6 @@ from redline.errors import EXIT_SIGINT, EXIT_SIGTERM
 
 class ServerNotInstalled(CliError):
     code = "UNSUPPORTED"
-    exit_code = 7
     next_action = "Install the server: pip install 'redline[server]'."
 
 
