@@ -10,32 +10,29 @@ deleting the artifact, ends every link.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from dataclasses import dataclass
 from urllib.parse import urlencode
+
+from redline.server.kit.signing import BadSignature, Signer, derive_key
 
 MAX_TTL_SECONDS = 7 * 24 * 3600
 PARAMS = ("exp", "disposition", "sig")
 DISPOSITIONS = ("inline", "attachment")
 
+#: a refused link; `reason` is "parameters", "signature" or "expired"
+BadLink = BadSignature
 
-def _url_key(secret: bytes) -> bytes:
-    return hmac.new(secret, b"redline/artifact-url/v1", hashlib.sha256).digest()
 
-
-def _message(method: str, artifact_id: str, project_id: str, exp: int, disposition: str,
-             content_type: str) -> bytes:
-    return "\n".join([method.upper(), artifact_id, project_id, str(exp), disposition,
-                      content_type]).encode()
+def _signer(secret: bytes, purpose: str) -> Signer:
+    """The link signer: the purpose is the method (a file link) or REPORT (a report link),
+    the parts joined by newlines, under a key derived for artifact URLs alone."""
+    return Signer(derive_key(secret, "redline/artifact-url/v1"), purpose, separator=b"\n")
 
 
 def signature(secret: bytes, method: str, artifact_id: str, project_id: str, exp: int,
               disposition: str, content_type: str) -> str:
-    mac = hmac.new(_url_key(secret), _message(method, artifact_id, project_id, exp, disposition,
-                                              content_type), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    return _signer(secret, method.upper()).sign(artifact_id, project_id, exp, disposition,
+                                                content_type)
 
 
 def signed_query(secret: bytes, artifact_id: str, project_id: str, exp: int, disposition: str,
@@ -49,12 +46,6 @@ class LinkParams:
     exp: int
     disposition: str
     sig: str
-
-
-class BadLink(Exception):
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
 
 
 def parse_params(pairs: list[tuple[str, str]]) -> LinkParams:
@@ -76,14 +67,9 @@ def verify(secret: bytes, method: str, artifact_id: str, project_id: str, params
            content_type: str, now: int) -> None:
     """Raise BadLink("signature") or BadLink("expired"); the signature is checked first, so
     an edited expiry is a bad signature, not an expired link."""
-    expected = signature(secret, method, artifact_id, project_id, params.exp,
-                         params.disposition, content_type)
-    if not hmac.compare_digest(expected.encode(), params.sig.encode("utf-8", "replace")):
-        raise BadLink("signature")
-    if now > params.exp:
-        raise BadLink("expired")
-    if params.exp - now > MAX_TTL_SECONDS + 60:
-        raise BadLink("signature")  # never minted by this server
+    _signer(secret, method.upper()).verify(
+        params.sig, artifact_id, project_id, params.exp, params.disposition, content_type,
+        expires=params.exp, now=now, max_ttl=MAX_TTL_SECONDS)
 
 
 # -- report links -----------------------------------------------------------------------------
@@ -94,9 +80,7 @@ def verify(secret: bytes, method: str, artifact_id: str, project_id: str, params
 # its own message prefix so it can never be mistaken for a file link's signature.
 
 def report_signature(secret: bytes, artifact_id: str, project_id: str, exp: int) -> str:
-    message = "\n".join(["REPORT", artifact_id, project_id, str(exp)]).encode()
-    mac = hmac.new(_url_key(secret), message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+    return _signer(secret, "REPORT").sign(artifact_id, project_id, exp)
 
 
 def report_token(secret: bytes, artifact_id: str, project_id: str, exp: int) -> str:
@@ -110,11 +94,6 @@ def verify_report_token(secret: bytes, artifact_id: str, project_id: str, token:
     if not dot or not exp_text.isascii() or not exp_text.isdigit() or len(exp_text) > 12:
         raise BadLink("parameters")
     exp = int(exp_text)
-    expected = report_signature(secret, artifact_id, project_id, exp)
-    if not hmac.compare_digest(expected.encode(), sig.encode("utf-8", "replace")):
-        raise BadLink("signature")
-    if now > exp:
-        raise BadLink("expired")
-    if exp - now > MAX_TTL_SECONDS + 60:
-        raise BadLink("signature")
+    _signer(secret, "REPORT").verify(sig, artifact_id, project_id, exp, expires=exp, now=now,
+                                     max_ttl=MAX_TTL_SECONDS)
     return exp

@@ -7,12 +7,14 @@ forged, edited, or replayed by another tenant: any of those is a VALIDATION_ERRO
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
 from redline.server.http_errors import ApiError
+from redline.server.kit.signing import sign, unsign
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -27,8 +29,6 @@ class PageRequest:
 
     def page(self, items: list[Any], total: int) -> dict[str, Any]:
         """The list envelope: data, total, limit, offset, nextCursor."""
-        from redline.server.kit.signing import sign
-
         next_offset = self.offset + len(items)
         next_cursor = None
         if next_offset < total and items:
@@ -39,8 +39,6 @@ class PageRequest:
 
 
 def _binding(request: Request) -> str:
-    import hashlib
-
     credential = (request.headers.get("x-api-key") or request.headers.get("authorization")
                   or request.cookies.get("__Host-session") or request.cookies.get(
                       "redline_session") or "")
@@ -56,8 +54,6 @@ def page_request(
     cursor: Annotated[str | None, Query(max_length=512, description="The `nextCursor` of the "
                                         "previous page; overrides limit and offset.")] = None,
 ) -> PageRequest:
-    from redline.server.kit.signing import unsign
-
     secret = request.app.state.settings.resolved_secret_key
     binding = _binding(request)
     if cursor is not None:

@@ -1,10 +1,10 @@
 """What every dashboard view shares: its database connection, who is signed in, CSRF, the
 security headers and rendering.
 
-The API's middleware (`UnitOfWork`) acts on `/api/` paths only, so a dashboard view opens its
-own unit of work (the same `UnitOfWorkState`: a read connection for GET, one write transaction
-for a form POST, committed only when the view succeeded) and authenticates the session cookie
-with the API's own function. A view builds one context and renders it (Datasette's way); an
+A view's database work is the request's unit of work, as for the API (`unit_of_work.py`): the
+pages' router opens it (`deps.get_db`: a read connection for GET, the write transaction for a
+form POST) and the middleware commits it when the view answered under 400 (a page or a
+redirect), or rolls it back. The session cookie is checked with the API's own function. A view builds one context and renders it (Datasette's way); an
 expected failure (`ApiError`) renders the error page with the catalog's code and the request
 id, and a missing or expired session sends the browser to the sign-in page.
 """
@@ -12,7 +12,6 @@ id, and a missing or expired session sends the browser to the sign-in page.
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
@@ -31,11 +30,12 @@ from redline.server.auth import (
     SESSION_COOKIE_PLAIN,
     SESSION_COOKIE_SECURE,
     Principal,
-    _authenticate_token,
+    authenticate_token,
 )
 from redline.server.http_errors import ApiError, request_id_of
 from redline.server.kit.pagination import PageRequest
-from redline.server.middleware import UnitOfWorkState
+from redline.server.kit.signing import Signer
+from redline.server.unit_of_work import UnitOfWork
 from redline.server.web import format as fmt
 from redline.server.web.static import version as static_version
 
@@ -77,7 +77,7 @@ class Web:
 
     request: Request
     write: bool
-    uow: UnitOfWorkState
+    uow: UnitOfWork
     principal: Principal | None = None
     csrf_token: str = ""
     layout: dict[str, Any] = field(default_factory=dict)
@@ -123,9 +123,9 @@ def anon_cookie_name(settings) -> str:
     return ANON_COOKIE_SECURE if settings.cookie_secure else ANON_COOKIE_PLAIN
 
 
-def _anon_mac(settings, nonce: str) -> str:
-    return hmac.new(settings.resolved_secret_key, f"web-csrf.{nonce}".encode(),
-                    hashlib.sha256).hexdigest()
+def _anon_signer(settings) -> Signer:
+    """The anonymous form's token: the MAC of the cookie's nonce (double submit)."""
+    return Signer(settings.resolved_secret_key, "web-csrf", encoding="hex")
 
 
 def anon_csrf(request: Request) -> tuple[str, str | None]:
@@ -135,7 +135,7 @@ def anon_csrf(request: Request) -> tuple[str, str | None]:
     fresh = None
     if not nonce or len(nonce) > 100:
         nonce = fresh = secrets.token_urlsafe(24)
-    return _anon_mac(settings, nonce), fresh
+    return _anon_signer(settings).sign(nonce), fresh
 
 
 def set_anon_cookie(response: Response, settings, value: str | None) -> None:
@@ -148,7 +148,7 @@ def check_anon_csrf(request: Request, sent: str) -> None:
     _refuse_cross_site(request)
     settings = request.app.state.settings
     nonce = request.cookies.get(anon_cookie_name(settings))
-    if not nonce or not sent or not hmac.compare_digest(sent, _anon_mac(settings, nonce)):
+    if not nonce or not sent or not _anon_signer(settings).is_valid(sent, nonce):
         raise _csrf_error()
 
 
@@ -171,7 +171,7 @@ def _authenticate(web: Web) -> None:
     if not cookie:
         raise LoginRequired()
     try:
-        web.principal = _authenticate_token(request, cookie, via_cookie=True)
+        web.principal = authenticate_token(request, web.conn, cookie, via_cookie=True)
     except ApiError as exc:
         if exc.code in ("AUTH_INVALID", "AUTH_REQUIRED"):
             raise LoginRequired() from None
@@ -195,32 +195,23 @@ def _check_csrf(web: Web, sent: str) -> None:
 
 
 def view(write: bool = False, public: bool = False):
-    """Wrap a dashboard view: open its unit of work, authenticate (unless `public`), check
-    the CSRF token of a form POST (field `csrf`), commit only on success, turn failures into
-    the error page or the sign-in redirect, and add the dashboard's security headers."""
+    """Wrap a dashboard view: authenticate (unless `public`), check the CSRF token of a form
+    POST (field `csrf`), turn failures into the error page or the sign-in redirect, and add
+    the dashboard's security headers. Its unit of work is the request's (see above)."""
 
     def decorate(function):
         @functools.wraps(function)
         def endpoint(*args, **kwargs):
             request: Request = kwargs["request"]
-            uow = UnitOfWorkState(request.app.state.engine, write)
-            request.state.uow = uow
-            web = Web(request, write, uow)
+            web = Web(request, write, request.state.uow)
             request.state.web = web
-            committed = False
             try:
                 if not public:
                     _authenticate(web)
                     if write:
                         _check_csrf(web, kwargs.get("csrf") or "")
                 response = function(*args, **kwargs)
-                if write and response.status_code < 400:
-                    uow.finish(True)
-                    committed = True
             except Redirect as redirect:
-                if write:
-                    uow.finish(True)
-                    committed = True
                 response = RedirectResponse(redirect.location, status_code=redirect.status)
             except LoginRequired:
                 target = request.url.path + (f"?{request.url.query}" if request.url.query
@@ -229,9 +220,6 @@ def view(write: bool = False, public: bool = False):
                 response = RedirectResponse(location, status_code=303)
             except ApiError as exc:
                 response = error_page(web, exc)
-            finally:
-                if not committed:
-                    uow.finish(False)
             return secure(response)
 
         return endpoint
