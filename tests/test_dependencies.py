@@ -48,7 +48,8 @@ def test_every_dependency_is_used():
         if name in INDIRECT:
             continue
         module = MODULES.get(name, name.replace("-", "_"))
-        if not re.search(rf"^\s*(?:import|from)\s+{re.escape(module)}\b", sources, re.M):
+        pattern = rf"^\s*(?:import|from)\s+{re.escape(module)}\b"
+        if not re.search(pattern, sources, re.MULTILINE):
             unused.append(name)
     assert unused == []
 
