@@ -13,21 +13,13 @@ from redline import __version__
 from redline.cli import failures
 from redline.cli.main import COMMANDS
 from redline.errors import CATALOG, EXIT_OK, EXIT_SIGTERM
+from redline.sdk.settings import VARIABLES, ClientSettings
 
-ROOT_EPILOG = """\b
-Environment:
-  REDLINE_URL          server URL (default http://127.0.0.1:8000)
-  REDLINE_API_KEY      a project API key (rl_live_...): the project is implied
-  REDLINE_TOKEN        a personal token (rlu_...), instead of `redline login`
-  REDLINE_PROJECT      default project for commands that take --project
-  REDLINE_TEAM         default team for commands that take --team
-  REDLINE_PROFILE      saved sign-in to use (see `redline login --profile`)
-  REDLINE_CONFIG_DIR   where profiles.json lives (default ~/.config/redline)
-  REDLINE_OUTPUT       text or json, when --output is not given
-  REDLINE_TIMEOUT      seconds to wait for each answer (default 30)
-  REDLINE_MAX_RETRIES  cap on automatic retries (0: none; default: the catalog's)
-  The server's own settings (REDLINE_DATA_DIR, REDLINE_DATABASE_URL, ...): redline serve --help
-"""
+ROOT_EPILOG = "\n".join([
+    "\b", "Environment:",
+    *(f"  {name:<20} {meaning}" for name, meaning in VARIABLES.items()),
+    ("  The server's own settings (REDLINE_DATA_DIR, REDLINE_DATABASE_URL, ...): "
+     "redline serve --help"), ""])
 
 
 def _exit_codes_epilog() -> str:
@@ -78,7 +70,7 @@ def root():
 
 def sniff_output(args: list[str]) -> str:
     """The output mode, read before parsing so that parse errors honour `--output json`."""
-    mode = os.environ.get("REDLINE_OUTPUT", "text")
+    mode = ClientSettings.from_env().output or "text"
     for i, arg in enumerate(args):
         if arg == "--":
             break

@@ -8,7 +8,6 @@ the profile's default; with a project API key it is implied and may be left out.
 from __future__ import annotations
 
 import functools
-import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -18,9 +17,15 @@ import click
 
 from redline.cli import output as out
 from redline.cli.failures import ConfirmationRequired, UsageError
-from redline.cli.profiles import Connection, Profile, Store, resolve_connection
-
-OUTPUT_CHOICES = ("text", "json")
+from redline.sdk.settings import (
+    OUTPUT_CHOICES,
+    ClientSettings,
+    Connection,
+    Profile,
+    Store,
+    profile_name,
+    resolve_connection,
+)
 
 
 @dataclass
@@ -46,7 +51,7 @@ class Env:
 
     @property
     def active_profile_name(self) -> str:
-        return self.profile_name or os.environ.get("REDLINE_PROFILE") or self.store.current
+        return profile_name(self.store, self.profile_name)
 
     @property
     def connection(self) -> Connection:
@@ -127,8 +132,7 @@ class Env:
 
 
 def _output_default() -> str:
-    value = os.environ.get("REDLINE_OUTPUT", "text")
-    return value if value in OUTPUT_CHOICES else "text"
+    return ClientSettings.from_env().output or "text"
 
 
 def common_options(*, project: bool = False):

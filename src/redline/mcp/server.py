@@ -21,6 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 from redline import __version__
 from redline.sdk import AsyncClient, models
 from redline.sdk.exceptions import NotFoundError, RedlineError, ValidationError
+from redline.sdk.settings import resolve_connection
 
 log = logging.getLogger("redline.mcp")
 
@@ -359,8 +360,6 @@ def build_server(make_client) -> MCPServer:
 
 def run(url: str | None = None, profile: str | None = None, project: str | None = None) -> None:
     """Serve on stdio until the client disconnects (what `redline mcp` calls)."""
-    from redline.cli.profiles import resolve_connection
-
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     conn = resolve_connection(url=url, profile=profile, project=project)
 

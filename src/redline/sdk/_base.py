@@ -27,9 +27,8 @@ from redline.sdk.exceptions import (
     ValidationError,
     error_from_response,
 )
+from redline.sdk.settings import DEFAULT_TIMEOUT, DEFAULT_URL, ClientSettings
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-DEFAULT_TIMEOUT = 30.0
 #: a Retry-After longer than this is not slept through: the error is raised at once
 DEFAULT_MAX_RETRY_DELAY = 60.0
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -315,9 +314,10 @@ class BaseClient:
                  raw: bool = False):
         if api_key and token:
             raise ValueError("pass api_key or token, not both")
-        if from_env and api_key is None and token is None:
-            api_key = os.environ.get("REDLINE_API_KEY") or None
-        env_url = os.environ.get("REDLINE_URL") if from_env else None
+        settings = ClientSettings.from_env() if from_env else ClientSettings()
+        if api_key is None and token is None:
+            api_key = settings.api_key
+        env_url = settings.url
         self.url = (url or env_url or DEFAULT_URL).rstrip("/")
         self.credentials = Credentials(api_key=api_key, token=token)
         self.default_project_id = project_id

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
 from redline.cli.context import Env, common_options
 from redline.cli.failures import UsageError
-from redline.cli.profiles import DEFAULT_PROFILE, Profile
+from redline.sdk.settings import DEFAULT_PROFILE, ClientSettings, Profile
 
 
 def _interactive() -> bool:
@@ -115,7 +114,7 @@ def login(env: Env, email, password, password_stdin, api_key, default_project, d
     from redline.sdk import Client
 
     store = env.store
-    name = env.profile_name or os.environ.get("REDLINE_PROFILE") or DEFAULT_PROFILE
+    name = env.profile_name or ClientSettings.from_env().profile or DEFAULT_PROFILE
     previous = store.profiles.get(name) or Profile()
     if api_key:
         me = Client(env.url, api_key=api_key, from_env=False).me()
