@@ -13,7 +13,10 @@ Measures requests per second and p50/p99 latency on loopback at 32 connections o
 each served by its own single uvicorn worker process with the same flags (Redline with rate
 limits off), measured `--repeat` times for `--duration` seconds, interleaved, medians quoted.
 
-Goals (issue 3): (a) within 2x of (c); p99 of (a) under 50 ms; no error under that load.
+Goals (issue 20): (a) within 3x of the bare `def` route (c'), the framework's own floor for a
+route that runs in the threadpool as Redline's endpoints do; p99 of (a) under 50 ms on both
+databases; no error under that load. (Issue 3's goal, within 2x of the `async def` route (c),
+is printed beside it.)
 
     .venv/bin/python bench/api.py                 # SQLite (the default)
     .venv/bin/python bench/api.py --db postgres   # a scratch database on REDLINE_BENCH_PG_URL
@@ -252,10 +255,11 @@ def report(args, generator: str, figures: dict, get_label: str, bare_label: str,
         return "met" if ok else "MISSED"
 
     print("\ngoals")
-    print(f"  (a) within 2x of the bare route (c): (c)/(a) = {ratio:.2f}x"
-          f"  -> {verdict(ratio <= 2)}")
     sync = figures[sync_label]["rps"] / a["rps"] if a["rps"] else float("inf")
-    print(f"      (for reference, against the threadpool route (c'): {sync:.2f}x)")
+    print(f"  (a) within 3x of the bare threadpool route (c'): (c')/(a) = {sync:.2f}x"
+          f"  -> {verdict(sync <= 3)}")
+    print(f"      (issue 3's goal, within 2x of the async route (c): (c)/(a) = {ratio:.2f}x"
+          f"  -> {verdict(ratio <= 2)})")
     print(f"  p99 of (a) under 50 ms at {args.connections} connections: "
           f"{a['p99_ms']:.1f} ms  -> {verdict(a['p99_ms'] < 50)}")
     print(f"  no errors under load: {failures} non-2xx or socket errors"

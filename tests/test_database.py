@@ -1,18 +1,16 @@
 """How the server uses its database beyond the queries: on SQLite the WAL is copied back into
 the database file by a thread of the server's own, not by the commit of whichever request
 filled it (db.SqliteCheckpointer), and each connection keeps a larger page cache; on
-PostgreSQL a first import gives the planner the statistics its case lookups need; the hottest
-reads run at the driver level with the same values SQLAlchemy would give (db.DriverSelect)."""
+PostgreSQL a first import gives the planner the statistics its case lookups need."""
 
 from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
 
 from sqlalchemy import text
 
-from redline.server.db import WRITE, DriverSelect, background_checkpointer, make_engine
+from redline.server.db import WRITE, background_checkpointer, make_engine
 
 MEGABYTES = 6  # over the 4 MB (1,000 pages) at which a commit would checkpoint by itself
 
@@ -142,32 +140,4 @@ def test_postgresql_case_lookups_probe_the_unique_index_after_a_first_import(mig
         assert found == {identity: (f"tc_lookup_{1000 + n}", None, 1, 1000 + n)
                          for n, identity in enumerate(chunk)}
         transaction.rollback()
-    engine.dispose()
-
-
-def test_a_driver_select_gives_what_sqlalchemy_gives(migrated_url, tenant):
-    """Same values, same types (datetimes, JSON lists, booleans), same names; None for no row."""
-    from redline.server.auth import _KEY_WITH_ROLE
-    from redline.server.runs.repository import _RUN_BY_ID
-
-    with tenant.as_key() as client:
-        run = client.post("/api/runs", json={"status": "running", "branch": "main",
-                                             "tags": ["smoke", "nightly"]}).json()
-        assert client.patch(f"/api/runs/{run['id']}", json={"status": "passed"}).status_code \
-            == 200
-    engine = make_engine(migrated_url)
-    with engine.connect() as conn:
-        lookup = conn.execute(text("SELECT lookup FROM api_keys WHERE id = :id"),
-                              {"id": tenant.key_id}).scalar()
-        for statement, params in ((_KEY_WITH_ROLE.statement, {"lookup": lookup}),
-                                  (_RUN_BY_ID, {"run_id": run["id"]})):
-            expected = conn.execute(statement, params).first()
-            got = DriverSelect(statement).first(conn, params)
-            assert got._fields == tuple(expected._fields)
-            assert tuple(got) == tuple(expected)
-            assert [type(v) for v in got] == [type(v) for v in expected]
-        completed = DriverSelect(_RUN_BY_ID).first(conn, {"run_id": run["id"]})
-        assert isinstance(completed.completed_at, datetime) and completed.tags == ["smoke",
-                                                                                  "nightly"]
-        assert DriverSelect(_RUN_BY_ID).first(conn, {"run_id": "run_missing"}) is None
     engine.dispose()

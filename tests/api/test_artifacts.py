@@ -410,7 +410,11 @@ def test_the_blob_job_keeps_blobs_that_rows_point_at(server, tenant, run_id):
     # an upload that died after writing its blob: only the guard job knows the blob
     orphan_key = f"{tenant.project_id}/{run_id}/artifact_01HZZZZZZZZZZZZZZZZZZZORPH"
     blob_store(server.app.state.settings).put(orphan_key, io.BytesIO(b"orphan"))
-    guard = service._guard(server.engine, orphan_key)
+    orphan = service.StoredUpload("artifact_01HZZZZZZZZZZZZZZZZZZZORPH", "screenshot", "png",
+                                  orphan_key)
+    with server.engine.begin() as conn:
+        service.guard_blob(conn, orphan)
+    guard = orphan.guard_job
     with server.engine.connect() as conn:
         job = conn.execute(select(jobs).where(jobs.c.id == guard)).first()
     assert job.run_after > utcnow() + service.GUARD_DELAY - timedelta(minutes=1)

@@ -1,62 +1,27 @@
-"""How a request reaches its endpoint: the route index, the direct binding of simple
-endpoints, and SQLite reads on the event loop (the cheap path of a keyed GET, bench/api.py).
-
-Each shortcut must answer exactly what the general path answers."""
+"""How a request reaches the database (`unit_of_work.py`): plain FastAPI routes, one unit of
+work per request finished by the middleware, no write transaction open while a body is still
+arriving, and SQLite's one writer taken in turns that end in 503, never in a hang."""
 
 from __future__ import annotations
 
-import asyncio
+import socket
 import threading
-from typing import Annotated
+import time
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
-from fastapi import Depends, Response
-from fastapi.routing import APIRoute
-from fastapi.testclient import TestClient
-from sqlalchemy import select
-from starlette.routing import Match, Route
+from fastapi import APIRouter
+from sqlalchemy import func, select
 
 from redline.server.app import create_app
 from redline.server.config import Settings
-from redline.server.deps import Db, DirectRoute, OneThreadRouter, rate_limited, sized_by_run
-from redline.server.schemas import Deleted
+from redline.server.deps import Db
+from redline.server.tables import runs
+from tests.support import live
 
 
-def _settings(url, tmp_path, **overrides) -> Settings:
-    return Settings(database_url=url, data_dir=tmp_path, secret_key="test-secret-key",
-                    cookie_secure=False, **overrides)
-
-
-def _sample_path(route: Route) -> str:
-    """A concrete path the route matches: each parameter filled in."""
-    path = route.path_format
-    for name in route.param_convertors:
-        path = path.replace("{" + name + "}", f"x{name}")
-    return path
-
-
-def test_the_route_index_picks_the_route_a_full_scan_picks(migrated_url, tmp_path):
-    app = create_app(_settings(migrated_url, tmp_path))
-    index = app.router.middleware_stack
-    routes = app.router.routes
-    checked = 0
-    for route in routes:
-        if not isinstance(route, Route):
-            continue
-        for method in route.methods or {"GET"}:
-            scope = {"type": "http", "method": method, "path": _sample_path(route),
-                     "root_path": "", "headers": []}
-            by_index = next((r for r in index.candidates(scope["path"])
-                             if r.matches(dict(scope))[0] == Match.FULL), None)
-            by_scan = next(r for r in routes if r.matches(dict(scope))[0] == Match.FULL)
-            # the index may not know a path (it then hands it to the full scan), never
-            # pick another route than the scan
-            assert by_index in (by_scan, None), (method, scope["path"])
-            checked += by_index is by_scan
-    assert checked > 60  # nearly every route is found through the index
-
-
-def test_a_path_the_index_does_not_know_gets_the_routers_own_answers(server):
+def test_a_path_the_router_does_not_know_gets_the_catalogs_answers(server):
     with server.client() as client:
         missing = client.get("/api/no-such-thing/here")
         wrong_method = client.put("/api/runs")
@@ -67,117 +32,7 @@ def test_a_path_the_index_does_not_know_gets_the_routers_own_answers(server):
     assert "GET" in wrong_method.headers["allow"]
 
 
-ProbeReader = Annotated[object, Depends(rate_limited("runs-read"))]
-
-
-def _probe_app(url, tmp_path, router_class_kwargs: dict):
-    app = create_app(_settings(url, tmp_path))
-    router = OneThreadRouter(**router_class_kwargs)
-
-    @router.get("/api/probe/{thing_id}", response_model=Deleted, status_code=200)
-    def probe(thing_id: str, response: Response, db: Db, caller: ProbeReader):
-        db.execute(select(1))
-        response.headers["X-Probe"] = thing_id
-        if thing_id == "created":
-            response.status_code = 201
-        if thing_id == "broken":
-            return {"success": "not a boolean", "message": "x"}  # a server bug: a 500
-        return {"success": True, "message": f"{thing_id} by {caller.kind}"}
-
-    app.router.routes.extend(router.routes)
-    return app, router
-
-
-def test_a_directly_bound_endpoint_answers_as_fastapis_handler_does(migrated_url, tmp_path,
-                                                                     tenant):
-    direct_app, direct = _probe_app(migrated_url, tmp_path, {})
-    plain_app, plain = _probe_app(migrated_url, tmp_path, {"route_class": APIRoute})
-    assert type(direct.routes[0]) is DirectRoute and type(plain.routes[0]) is APIRoute
-    answers = []
-    for app in (direct_app, plain_app):
-        with TestClient(app, raise_server_exceptions=False) as client:
-            client.headers["X-API-Key"] = tenant.key
-            seen = []
-            for thing in ("plain", "created", "broken"):
-                response = client.get(f"/api/probe/{thing}")
-                headers = {k: v for k, v in response.headers.items() if k != "x-request-id"}
-                body = response.json()
-                if "error" in body:
-                    body["error"].pop("requestId")
-                seen.append((response.status_code, headers, body))
-            seen.append(client.get("/api/probe/plain", headers={"X-API-Key": "rl_live_x"})
-                        .status_code)
-        answers.append(seen)
-        app.state.engine.dispose()
-    assert answers[0] == answers[1]
-    plain_answer, created, broken, unauthenticated = answers[0]
-    assert plain_answer[0] == 200 and plain_answer[1]["x-probe"] == "plain"
-    assert plain_answer[2] == {"success": True, "message": "plain by key"}
-    assert created[0] == 201
-    assert broken[0] == 500 and broken[2]["error"]["code"] == "INTERNAL"
-    assert unauthenticated == 401
-
-
-def test_endpoints_with_query_parameters_or_bodies_keep_fastapis_handler(migrated_url,
-                                                                          tmp_path):
-    app = create_app(_settings(migrated_url, tmp_path))
-    by_path = {(route.path, tuple(sorted(route.methods))): route
-               for route in app.router.routes if isinstance(route, DirectRoute)}
-    from redline.server.deps import _direct_plan
-
-    assert _direct_plan(by_path[("/api/runs/{run_id}", ("GET",))]) is not None
-    assert _direct_plan(by_path[("/api/runs", ("GET",))]) is None  # query parameters
-    assert _direct_plan(by_path[("/api/runs", ("POST",))]) is None  # a body
-    app.state.engine.dispose()
-
-
-def test_sqlite_reads_run_on_the_event_loop_writes_and_whole_run_reads_in_threads(
-        migrated_url, tmp_path):
-    app = create_app(_settings(migrated_url, tmp_path))
-    router = OneThreadRouter()
-    seen: dict[str, tuple[bool, str]] = {}
-
-    def where() -> tuple[bool, str]:
-        try:
-            asyncio.get_running_loop()
-            return True, threading.current_thread().name
-        except RuntimeError:
-            return False, threading.current_thread().name
-
-    @router.get("/api/where/read")
-    def read(db: Db):
-        db.execute(select(1))
-        seen["read"] = where()
-        return {}
-
-    @router.get("/api/where/whole-run")
-    @sized_by_run
-    def whole_run(db: Db):
-        db.execute(select(1))
-        seen["whole run"] = where()
-        return {}
-
-    @router.post("/api/where/write")
-    def write(db: Db):
-        db.execute(select(1))
-        seen["write"] = where()
-        return {}
-
-    app.router.routes.extend(router.routes)
-    with TestClient(app) as client:
-        assert client.get("/api/where/read").status_code == 200
-        assert client.get("/api/where/whole-run").status_code == 200
-        assert client.post("/api/where/write").status_code == 200
-    sqlite = app.state.engine.dialect.name == "sqlite"
-    app.state.engine.dispose()
-    assert seen["read"][0] is sqlite  # PostgreSQL reads keep their worker threads
-    assert seen["whole run"][0] is False  # its work grows with a run: not on the loop
-    assert seen["write"][0] is False
-
-
 def test_a_read_sees_every_write_committed_before_it(tenant):
-    """The event loop's SQLite connection lives for the whole process: it must not keep a
-    snapshot from one read to the next."""
     with tenant.as_key() as client:
         run = client.post("/api/runs", json={"status": "running", "branch": "main"}).json()
         for total in (3, 5):
@@ -186,90 +41,117 @@ def test_a_read_sees_every_write_committed_before_it(tenant):
             assert client.get(f"/api/runs/{run['id']}").json()["totalTests"] == total
 
 
-def test_a_redis_rate_limiter_keeps_reads_off_the_event_loop(migrated_url, tmp_path):
-    """Its round trip (up to its timeouts) must not stall every other request."""
-    limited = create_app(_settings(migrated_url, tmp_path,
-                                   redis_url="redis://127.0.0.1:6379/15"))
-    unlimited = create_app(_settings(migrated_url, tmp_path,
-                                     redis_url="redis://127.0.0.1:6379/15",
-                                     rate_limit_enabled=False))
-    sqlite = limited.state.engine.dialect.name == "sqlite"
-    assert limited.state.loop_reads is None
-    assert (unlimited.state.loop_reads is not None) is sqlite
-    for app in (limited, unlimited):
-        app.state.engine.dispose()
+def _count_runs(server, title: str) -> int:
+    with server.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(runs)
+                            .where(runs.c.run_title.like(f"{title}%"))).scalar_one()
 
 
-def test_the_event_loops_connection_is_replaced_after_the_database_went_away(tmp_path):
-    """A read that finds the database unreachable invalidates the loop's connection: the next
-    read opens a new one (the file may have been restored meanwhile) instead of failing on."""
-    import sqlite3
+def test_a_slow_import_body_holds_up_no_other_write(server, tenant):
+    """An import whose body arrives slowly (the rest 3 s after its first 100 bytes) while 10
+    other writes come in: they all complete at once, the import when its body is whole. The
+    import's write transaction begins only once its body has arrived."""
+    report = (b'<?xml version="1.0"?><testsuite name="slow" tests="1">'
+              b'<testcase classname="slow.Body" name="arrives late"/></testsuite>')
+    head = (f"POST /api/runs/import?branch=slow HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"X-API-Key: {tenant.key}\r\nContent-Type: application/xml\r\n"
+            f"Content-Length: {len(report)}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head + report[:100])
+        time.sleep(0.2)  # the server has authenticated it and waits for the rest
 
-    from sqlalchemy.exc import OperationalError
+        def create(number: int) -> tuple[int, float]:
+            started = time.monotonic()
+            with tenant.as_key() as client:
+                client.timeout = 10
+                status = client.post("/api/runs", json={"status": "running",
+                                                        "runTitle": f"beside {number}"})
+            return status.status_code, time.monotonic() - started
 
-    from redline.server.db import SqliteLoopReads, make_engine
-
-    engine = make_engine(f"sqlite:///{tmp_path / 'loop.db'}")
-    reads = SqliteLoopReads(engine)
-    reads.open()
-    lent: list = []
-
-    def gone():
-        raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("disk I/O error"))
-
-    with pytest.raises(OperationalError):
-        reads.run(lent.append, gone)
-    reads.run(lent.append, lambda: lent[-1].execute(select(1)).scalar())
-    assert lent[0] is not lent[1] and lent[0].invalidated
-    assert reads.run(lent.append, lambda: lent[-1].execute(select(1)).scalar()) == 1
-    assert lent[2] is lent[1]  # kept while it works
-    reads.close()
-    engine.dispose()
+        with ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(create, range(10)))
+        assert [status for status, _ in answers] == [201] * 10
+        assert max(took for _, took in answers) < 2.5  # none waited for the slow body
+        time.sleep(max(0.0, 3 - max(took for _, took in answers)))
+        sock.sendall(report[100:])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+    assert _count_runs(server, "beside ") == 10
 
 
-def test_reads_in_threads_take_at_most_read_threads_at_once(migrated_url, tmp_path):
-    """Where reads run in threads (PostgreSQL; here forced by a Redis rate limiter, which keeps
-    SQLite reads off the loop too), no more than `READ_THREADS` run at once: past a few, more
-    threads only hand the GIL around. Writes are not held to it."""
-    import time
-    from concurrent.futures import ThreadPoolExecutor
+def _held_writes_app(url, tmp_path, **settings):
+    """An app with a probe write that keeps its transaction open for a while."""
+    app = create_app(Settings(database_url=url, data_dir=tmp_path, secret_key="test-secret-key",
+                              cookie_secure=False, rate_limit_enabled=False, **settings))
+    router = APIRouter()
 
-    from redline.server.deps import READ_THREADS
-    from tests.support import live
+    @router.post("/api/probe/hold")
+    def hold(db: Db, seconds: float = 1.0):
+        db.execute(select(1))
+        time.sleep(seconds)
+        return {"held": seconds}
 
-    app = create_app(_settings(migrated_url, tmp_path, redis_url="redis://127.0.0.1:6379/15",
-                               rate_limit_enabled=True))
-    assert app.state.loop_reads is None
-    router = OneThreadRouter()
-    running, most = [0], [0]
-    lock = threading.Lock()
+    app.include_router(router)
+    return app
 
-    def occupy(db) -> dict:
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        time.sleep(0.15)
-        with lock:
-            running[0] -= 1
+
+def test_a_write_that_gets_no_turn_in_time_answers_503_with_retry_after(migrated_url,
+                                                                        tmp_path):
+    """SQLite takes one writer at a time: a write that waits longer than
+    `write_wait_seconds` for its turn answers UNAVAILABLE (retryable) instead of hanging.
+    PostgreSQL has no such turns: both writes run at once."""
+    app = _held_writes_app(migrated_url, tmp_path, write_wait_seconds=0.3)
+    sqlite = app.state.engine.dialect.name == "sqlite"
+    with live.LiveServer(app, live.free_port()) as srv, \
+            httpx.Client(base_url=srv.url, timeout=10) as client:
+        holder = threading.Thread(target=client.post, args=("/api/probe/hold",),
+                                  kwargs={"params": {"seconds": 1.5}})
+        holder.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        second = client.post("/api/probe/hold", params={"seconds": 0})
+        waited = time.monotonic() - started
+        holder.join()
+        after = client.post("/api/probe/hold", params={"seconds": 0})
+    app.state.engine.dispose()
+    if sqlite:
+        assert second.status_code == 503
+        error = second.json()["error"]
+        assert error["code"] == "UNAVAILABLE" and error["retryable"] is True
+        assert error["details"]["reason"] == "write_wait"
+        assert second.headers["retry-after"] == "2"
+        assert waited < 1.0  # it gave up after its 0.3 s, not when the holder finished
+    else:
+        assert second.status_code == 200
+    assert after.status_code == 200  # the turn was given back
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_the_connection_is_given_back_when_the_request_ends(migrated_url, tmp_path, method):
+    """A read gives its connection back when its response starts, a write after its commit;
+    a failed one too: after many requests the pool holds no connection checked out."""
+    app = _held_writes_app(migrated_url, tmp_path)
+    router = APIRouter()
+
+    @router.get("/api/probe/read")
+    def read(db: Db, fail: bool = False):
+        db.execute(select(1))
+        if fail:
+            raise RuntimeError("a bug")
         return {}
 
-    @router.get("/api/busy/read")
-    def busy_read(db: Db):
-        return occupy(db)
-
-    @router.post("/api/busy/write")
-    def busy_write(db: Db):
-        return occupy(db)
-
-    app.router.routes.extend(router.routes)
-    with live.LiveServer(app, live.free_port()) as server, server.client() as client, \
-            ThreadPoolExecutor(max_workers=3 * READ_THREADS) as pool:
-        answers = list(pool.map(lambda _: client.get("/api/busy/read").status_code,
-                                range(3 * READ_THREADS)))
-        assert answers == [200] * (3 * READ_THREADS)
-        assert most[0] == READ_THREADS
-        most[0] = 0
-        answers = list(pool.map(lambda _: client.post("/api/busy/write").status_code,
-                                range(3 * READ_THREADS)))
-        assert answers == [200] * (3 * READ_THREADS)
-        assert most[0] > READ_THREADS
+    app.include_router(router)
+    path, params = (("/api/probe/read", {}) if method == "get"
+                    else ("/api/probe/hold", {"seconds": 0}))
+    with live.LiveServer(app, live.free_port()) as srv, \
+            httpx.Client(base_url=srv.url, timeout=10) as client:
+        for _ in range(30):
+            assert getattr(client, method)(path, params=params).status_code == 200
+        if method == "get":
+            assert client.get(path, params={"fail": True}).status_code == 500
+        time.sleep(0.2)
+        checked_out = app.state.engine.pool.checkedout()
+    app.state.engine.dispose()
+    assert checked_out == 0

@@ -226,10 +226,18 @@ def test_responses_never_carry_secrets(server, tenant):
         assert tenant.key not in body
 
 
-def test_every_route_resolves_its_caller_in_the_endpoints_thread(server):
-    """`rate_limited` defers authentication to the router's one-thread wrapper: a route added
-    outside `OneThreadRouter` would receive an unresolved caller, so every route must have it."""
+def test_every_route_but_the_public_ones_authenticates_its_caller(server):
+    """A route added without `rate_limited` (or `authenticate`, or `address_rate_limited` for
+    the sign-in forms) would answer anyone: every API route has one of them among its
+    dependencies."""
+    from redline.server.app import PUBLIC_OPERATIONS
+
+    public = {path for path, _method in PUBLIC_OPERATIONS} | {"/api/openapi.json",
+                                                               "/api/docs", "/api/health"}
     for route in api_routes(server.app):
-        if route.path in ("/api/openapi.json", "/api/docs"):
+        if route.path in public:
             continue
-        assert getattr(route.api_route.endpoint, "one_thread", False), route.path
+        calls = {dependency.call.__qualname__
+                 for dependency in route.api_route.dependant.dependencies}
+        assert any(name.startswith(("rate_limited", "address_rate_limited", "authenticate"))
+                   for name in calls), (route.method, route.path, calls)

@@ -1,15 +1,16 @@
-"""The endpoint's thread commits a write only when its response will be sent as a success."""
+"""The unit of work commits a write only when its response will be sent as a success."""
 
 from __future__ import annotations
 
 import uuid
 
+from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 
 from redline.server.app import create_app
 from redline.server.config import Settings
-from redline.server.deps import Db, OneThreadRouter
+from redline.server.deps import Db
 from redline.server.kit.clock import utcnow
 from redline.server.schemas import Deleted
 from redline.server.tables import idempotency_keys
@@ -18,7 +19,7 @@ from redline.server.tables import idempotency_keys
 def test_a_write_is_committed_only_when_its_response_passes_validation(migrated_url, tmp_path):
     app = create_app(Settings(database_url=migrated_url, data_dir=tmp_path,
                               secret_key="test-secret-key", cookie_secure=False))
-    router = OneThreadRouter()
+    router = APIRouter()
     marker = f"probe-{uuid.uuid4().hex}"
 
     def write(db, key: str) -> None:
@@ -36,7 +37,7 @@ def test_a_write_is_committed_only_when_its_response_passes_validation(migrated_
         write(db, "invalid")
         return {"success": "not a boolean", "message": "ok"}  # a server bug: a 500
 
-    app.router.routes.extend(router.routes)
+    app.include_router(router)
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.post("/api/probe-valid").status_code == 200
         failed = client.post("/api/probe-invalid")

@@ -11,17 +11,31 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.routing import _route_selected  # what the router itself reports on a match
 from sqlalchemy import Engine
-from starlette.routing import Match, Route
 
 from redline import __version__
 from redline.errors import CATALOG
+from redline.server.accounts.endpoints import router as accounts_router
+from redline.server.artifacts.endpoints import router as artifacts_router
 from redline.server.config import Settings
-from redline.server.db import background_checkpointer, make_engine, make_loop_reads
+from redline.server.db import background_checkpointer, make_engine
+from redline.server.executions.endpoints import router as executions_router
 from redline.server.http_errors import install_exception_handlers
+from redline.server.imports.endpoints import router as imports_router
+from redline.server.intelligence.endpoints import router as intelligence_router
+from redline.server.intelligence.retention import RetentionLoop
 from redline.server.kit.ratelimit import GROUPS, make_limiter
-from redline.server.middleware import BodyGuard, RequestContext, UnitOfWork
+from redline.server.middleware import BodyGuard, RequestContext, UnitOfWorkMiddleware
+from redline.server.projects.endpoints import router as projects_router
+from redline.server.results.endpoints import router as results_router
+from redline.server.runs.endpoints import router as runs_router
+from redline.server.system.endpoints import router as system_router
+from redline.server.teams.endpoints import router as teams_router
+from redline.server.unit_of_work import writer_turns
+from redline.server.web.views import assets as web_assets_router
+from redline.server.web.views import router as web_router
+from redline.server.webhooks.endpoints import router as webhooks_router
+from redline.server.worker.runner import Worker
 
 log = logging.getLogger("redline.server")
 
@@ -49,6 +63,11 @@ opaque `nextCursor` to pass back as `cursor`.
 `RateLimit` headers, and a 429 carries `Retry-After`.
 """
 
+# In the order they are matched.
+ROUTERS = (system_router, accounts_router, teams_router, projects_router, executions_router,
+           runs_router, imports_router, results_router, intelligence_router, webhooks_router,
+           web_router, web_assets_router, artifacts_router)
+
 # Endpoints whose body is not JSON, and their caps (the rest take JSON up to max_body_bytes).
 RAW_BODY_PATHS = {"/api/runs/import", "/api/upload"}
 
@@ -63,29 +82,16 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.limiter = make_limiter(settings.redis_url)
-    # SQLite reads run on the event loop (db.py, "reads on the event loop"), unless they would
-    # wait there on a rate limiter across the network.
-    loop_reads = None
-    if not (settings.rate_limit_enabled and app.state.limiter.blocking):
-        loop_reads = make_loop_reads(engine)
-    app.state.loop_reads = loop_reads
 
-    from redline.server.accounts.endpoints import router as accounts_router
-    from redline.server.executions.endpoints import router as executions_router
-    from redline.server.projects.endpoints import router as projects_router
-    from redline.server.system.endpoints import router as system_router
-    from redline.server.teams.endpoints import router as teams_router
-
-    for router in (system_router, accounts_router, teams_router, projects_router,
-                   executions_router, *_feature_routers()):
-        _add_routes(app, router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     install_exception_handlers(app)
     _install_docs(app)
-    app.router.middleware_stack = RouteIndex(app.router)
 
     caps = {"/api/runs/import": settings.max_import_bytes, "/api/upload": 201 * 1024 * 1024}
-    app.add_middleware(UnitOfWork, engine=engine, loop_reads=loop_reads)
+    app.add_middleware(UnitOfWorkMiddleware, engine=engine,
+                       turns=writer_turns(engine, settings.write_wait_seconds))
     app.add_middleware(BodyGuard, default_cap=settings.max_body_bytes, caps=caps,
                        raw_paths=RAW_BODY_PATHS)
     app.add_middleware(RequestContext)  # added last: the outermost
@@ -123,13 +129,8 @@ async def _lifespan(app: FastAPI):
     checkpointer = background_checkpointer(app.state.engine)
     if checkpointer is not None:
         checkpointer.start()
-    if app.state.loop_reads is not None:
-        app.state.loop_reads.open()
     loop = worker = None
     if app.state.embedded_worker:
-        from redline.server.intelligence.retention import RetentionLoop
-        from redline.server.worker.runner import Worker
-
         loop = RetentionLoop(app.state.engine).start()
         worker = Worker(app.state.engine, app.state.settings).start()
         app.state.worker = worker
@@ -142,91 +143,6 @@ async def _lifespan(app: FastAPI):
             loop.stop()
         if checkpointer is not None:
             checkpointer.stop()
-        if app.state.loop_reads is not None:
-            app.state.loop_reads.close()
-
-
-def _add_routes(app: FastAPI, router) -> None:
-    """The router's routes straight into the app's one flat list, in order. `include_router`
-    keeps each router as a branch that is matched twice per request (once to pick the branch,
-    once to pick its route): that cost about a tenth of a cheap request. The feature routers
-    carry their prefix, tags and responses on each route already and add no dependencies,
-    lifespan or startup handlers, so nothing else of the include is lost."""
-    assert not (router.dependencies or router.on_startup or router.on_shutdown), router
-    app.router.routes.extend(router.routes)
-
-
-class RouteIndex:
-    """The router's dispatch, narrowed by the first two segments of the path.
-
-    Starlette tries every route in order until one matches: past 100 routes, that was about a
-    tenth of a keyed GET. This tries, in the same order, only the routes that can match the
-    path's first two segments (`/api/runs/...` tries the routes under `/api/runs`, and those
-    with a parameter there); when none matches fully, the router's own dispatch runs as
-    before, so a wrong method (405), a trailing slash and a 404 behave exactly as they did."""
-
-    def __init__(self, router):
-        self.router = router
-        self.dispatch = router.middleware_stack  # the router's own
-        self._built_for: tuple[int, int] | None = None
-        self._by_pair: dict[tuple[str, str], list] = {}
-        self._by_first: dict[str, list] = {}
-        self._always: list = []
-
-    def _build(self) -> None:
-        routes = self.router.routes
-        # each route's first two segments, None where it has a parameter (or is no plain route)
-        patterns = [(route, _segments(route.path_format) if isinstance(route, Route)
-                     else (None, None)) for route in routes]
-
-        def candidates(first: str, second: str | None) -> list:
-            return [route for route, (p1, p2) in patterns
-                    if p1 is None or (p1 == first and (p2 is None or p2 == second))]
-
-        pairs = {pattern for _, pattern in patterns if None not in pattern}
-        self._by_pair = {pair: candidates(*pair) for pair in pairs}
-        self._by_first = {p1: candidates(p1, None) for _, (p1, _p2) in patterns
-                          if p1 is not None}
-        self._always = [route for route, (p1, _p2) in patterns if p1 is None]
-        self._built_for = (id(routes), len(routes))
-
-    def candidates(self, path: str) -> list:
-        """The routes, in order, that may match `path` (an empty list: ask the router)."""
-        if self._built_for != (id(self.router.routes), len(self.router.routes)):
-            self._build()
-        first, second = _segments(path)
-        return self._by_pair.get((first, second)) or self._by_first.get(first) or self._always
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.dispatch(scope, receive, send)
-        for route in self.candidates(scope["path"]):
-            match, child_scope = route.matches(scope)
-            if match == Match.FULL:
-                scope.setdefault("router", self.router)
-                scope.update(child_scope)
-                _route_selected(scope=scope, path=route.path_format)
-                return await route.handle(scope, receive, send)
-        return await self.dispatch(scope, receive, send)
-
-
-def _segments(path: str) -> tuple[str | None, str | None]:
-    """The first two segments of a path ("" where absent), None for a parameter."""
-    parts = path.split("/", 3)[1:3] + ["", ""]
-    return tuple(None if "{" in part else part for part in parts[:2])  # type: ignore[return-value]
-
-
-def _feature_routers():
-    """Routers of the result features and the dashboard (imported when the app is built)."""
-    from redline.server.artifacts.endpoints import router as artifacts
-    from redline.server.imports.endpoints import router as imports
-    from redline.server.intelligence.endpoints import router as intelligence
-    from redline.server.results.endpoints import router as results
-    from redline.server.runs.endpoints import router as runs
-    from redline.server.web.views import router as web
-    from redline.server.webhooks.endpoints import router as webhooks
-
-    return [runs, imports, results, intelligence, webhooks, web, artifacts]
 
 
 def _install_docs(app: FastAPI) -> None:

@@ -21,7 +21,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Connection, bindparam, select, update
 
-from redline.server.db import WRITE, DriverSelect
+from redline.server.db import WRITE
 from redline.server.http_errors import ApiError, not_found
 from redline.server.kit import tokens
 from redline.server.kit.clock import utcnow
@@ -69,12 +69,16 @@ class Principal:
         return self.key_scopes & ROLE_SCOPES.get(self.creator_role or "", frozenset())
 
 
-def _db(request: Request) -> Connection:
-    return request.state.uow.connection()
-
-
 def authenticate(request: Request) -> Principal:
-    """Resolve the credential of a request, or fail with AUTH_REQUIRED / AUTH_INVALID."""
+    """Resolve the credential of a request, or fail with AUTH_REQUIRED / AUTH_INVALID.
+
+    It reads on the request's `reading()` connection: never the write transaction, which
+    begins only when the endpoint needs it."""
+    with request.state.uow.reading() as conn:
+        return _authenticate(request, conn)
+
+
+def _authenticate(request: Request, conn: Connection) -> Principal:
     # (most requests have no query string: nothing to parse then)
     if request.scope.get("query_string") and ("api_key" in request.query_params
                                               or "token" in request.query_params):
@@ -82,18 +86,18 @@ def authenticate(request: Request) -> Principal:
                        "the X-API-Key header", {"reason": "credential_in_url"})
     key = request.headers.get("x-api-key")
     if key is not None:
-        return _authenticate_key(request, key.strip())
+        return _authenticate_key(request, conn, key.strip())
     authorization = request.headers.get("authorization")
     if authorization is not None:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError("AUTH_INVALID", "Authorization must be 'Bearer rlu_...'",
                            {"reason": "malformed"})
-        return _authenticate_token(request, token.strip(), via_cookie=False)
+        return authenticate_token(request, conn, token.strip(), via_cookie=False)
     cookie = (request.cookies.get(SESSION_COOKIE_SECURE)
               or request.cookies.get(SESSION_COOKIE_PLAIN))
     if cookie:
-        principal = _authenticate_token(request, cookie, via_cookie=True)
+        principal = authenticate_token(request, conn, cookie, via_cookie=True)
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             _check_csrf(request, principal)
         return principal
@@ -101,9 +105,8 @@ def authenticate(request: Request) -> Principal:
                    "'Authorization: Bearer <token>'", {})
 
 
-# The key, its project's team and its creator's current role in one query, built once and run
-# at the driver level: every keyed request runs it.
-_KEY_WITH_ROLE = DriverSelect(
+# The key, its project's team and its creator's current role in one query.
+_KEY_WITH_ROLE = (
     select(api_keys.c.id, api_keys.c.secret_hash, api_keys.c.project_id, api_keys.c.created_by,
            api_keys.c.scopes, api_keys.c.is_active, api_keys.c.expires_at,
            api_keys.c.last_used_at, projects.c.team_id, team_members.c.role)
@@ -113,11 +116,11 @@ _KEY_WITH_ROLE = DriverSelect(
     .where(api_keys.c.lookup == bindparam("lookup")))
 
 
-def _authenticate_key(request: Request, key: str) -> Principal:
+def _authenticate_key(request: Request, conn: Connection, key: str) -> Principal:
     lookup = tokens.parse_token(key, tokens.API_KEY_PREFIX)
     if lookup is None:  # mangled, mistyped, or not a Redline key: refused without a query
         raise ApiError("AUTH_INVALID", "The API key is malformed", {"reason": "malformed"})
-    row = _KEY_WITH_ROLE.first(_db(request), {"lookup": lookup})
+    row = conn.execute(_KEY_WITH_ROLE, {"lookup": lookup}).first()
     now = utcnow()
     if row is None or not tokens.token_matches(key, row.secret_hash):
         raise ApiError("AUTH_INVALID", "The API key is unknown or revoked", {"reason": "unknown"})
@@ -135,12 +138,14 @@ def _authenticate_key(request: Request, key: str) -> Principal:
                      creator_role=row.role)
 
 
-def _authenticate_token(request: Request, token: str, via_cookie: bool) -> Principal:
+def authenticate_token(request: Request, conn: Connection, token: str,
+                       via_cookie: bool) -> Principal:
+    """A personal token or the session cookie's token (the dashboard's sign-in check)."""
     settings = request.app.state.settings
     lookup = tokens.parse_token(token, tokens.PERSONAL_TOKEN_PREFIX)
     if lookup is None:
         raise ApiError("AUTH_INVALID", "The token is malformed", {"reason": "malformed"})
-    row = _db(request).execute(select(sessions).where(sessions.c.lookup == lookup)).first()
+    row = conn.execute(select(sessions).where(sessions.c.lookup == lookup)).first()
     now = utcnow()
     if row is None or not tokens.token_matches(token, row.secret_hash) or row.revoked_at:
         raise ApiError("AUTH_INVALID", "The session is unknown or signed out; sign in again",

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
                                    "URLs; generated into <data_dir>/secret_key when unset.")
     public_url: str = Field("http://127.0.0.1:8000", description="The URL users reach the "
                             "server at (used in links and signed URLs).")
+    write_wait_seconds: float = Field(15.0, gt=0, le=300, description="SQLite: how long a "
+                                      "write waits for its turn (SQLite takes one writer at a "
+                                      "time) before it answers 503 UNAVAILABLE with "
+                                      "Retry-After.")
     max_body_bytes: int = Field(10 * 1024 * 1024, description="Cap on JSON request bodies.")
     max_import_bytes: int = Field(200 * 1024 * 1024, description="Cap on an imported report.")
     rate_limit_enabled: bool = Field(True, description="Turn per-key rate limits on or off.")

@@ -10,7 +10,6 @@ UNAVAILABLE, which is retryable).
 
 from __future__ import annotations
 
-import collections
 import logging
 import sqlite3
 import threading
@@ -110,13 +109,10 @@ def _configure_sqlite(engine: Engine, checkpoint_in_background: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Connection):
-        options = conn.get_execution_options()
-        if options.get("redline_statement_snapshots"):
-            return  # each statement its own transaction (`SqliteLoopReads`)
-        immediate = options.get("redline_write")
-        # Straight to the driver: every request begins a transaction, and a statement through
-        # SQLAlchemy costs several times what SQLite takes to run BEGIN.
-        conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # A write takes SQLite's write lock at once: a read transaction that upgrades later
+        # fails at once (SQLITE_BUSY) when another writer committed in between.
+        immediate = conn.get_execution_options().get("redline_write")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 # SQLite copies the WAL back into the database file (a checkpoint, with an fsync) in the commit
@@ -186,20 +182,6 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-_write_locks: dict[int, threading.Lock] = {}
-
-
-def sqlite_write_lock(engine: Engine) -> threading.Lock | None:
-    """One lock per SQLite database in this process, taken around request write transactions.
-
-    SQLite admits one writer; without this, concurrent writers poll its busy handler with
-    growing sleeps, and an unlucky request waits seconds (a long p99). With it they queue in
-    order inside the process; other processes still queue on the busy timeout."""
-    if not is_sqlite(engine):
-        return None
-    return _write_locks.setdefault(id(engine), threading.Lock())
-
-
 def is_nul_in_text(exc: BaseException) -> bool:
     """Is this PostgreSQL refusing a NUL character (from a path, a query or a JSON string:
     SQLite stores them, PostgreSQL's text and jsonb cannot)? A bad request, not a fault of
@@ -242,108 +224,3 @@ def migrate(url: str) -> None:
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     command.upgrade(config, "head")
-
-
-# -- reads on the event loop ---------------------------------------------------------------
-#
-# A read endpoint's database work is short (a keyed GET: two indexed lookups), and handing it
-# to a worker thread and back cost more than the work itself: the thread waits for the GIL,
-# which the busy event loop holds for up to `sys.getswitchinterval()`, and so does the loop
-# when the thread is done. On SQLite, read requests therefore run on the event loop, on one
-# connection of the loop's own: a WAL reader never waits for a writer, and nothing awaits
-# while the connection is in use, so one connection serves every read in turn. Writes keep
-# their worker threads (they may wait for the write lock). PostgreSQL reads keep theirs too:
-# each query waits on the network, and an asyncio driver (SQLAlchemy's asyncio bridge over
-# psycopg's async connections) measured only 15% more keyed GETs a second, with a longer p99.
-
-
-class SqliteLoopReads:
-    """Reads on the event loop's own SQLite connection, one request at a time. Reads see
-    each statement's own snapshot (autocommit), as on PostgreSQL at READ COMMITTED."""
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self._conn: Connection | None = None
-
-    def open(self) -> None:
-        """Check the connection out now (at start-up), so that the event loop does not wait on
-        the pool later, when writers in threads may hold every connection."""
-        self._connection()
-
-    def _connection(self) -> Connection:
-        conn = self._conn
-        if conn is None or conn.closed or conn.invalidated:
-            conn = self._conn = self.engine.connect().execution_options(
-                redline_statement_snapshots=True)
-        return conn
-
-    def run(self, lend, work):
-        """`lend(connection)` gives the request its connection; then `work()` runs, here, on
-        the event loop's thread."""
-        conn = self._connection()
-        lend(conn)
-        try:
-            return work()
-        except Exception as exc:
-            if is_unavailable(exc):  # the next read opens a new connection (the file may be new)
-                conn.invalidate()
-            raise
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-def make_loop_reads(engine: Engine) -> SqliteLoopReads | None:
-    """How read requests reach the database on the event loop (see above); None where they
-    run in worker threads."""
-    return SqliteLoopReads(engine) if is_sqlite(engine) else None
-
-
-# -- the hottest reads, at the driver level ------------------------------------------------
-
-
-class DriverSelect:
-    """A prebuilt SELECT run on the driver's own cursor, its values typed by the same
-    SQLAlchemy result processors (datetimes, JSON, booleans), its row a named tuple.
-
-    For the statements every request runs (the credential lookup, a run by id), SQLAlchemy's
-    per-execution bookkeeping (compiled-cache lookup, execution context, result metadata) cost
-    four to five times SQLite's own work: about 23 us against 5 us a statement here."""
-
-    def __init__(self, statement):
-        self.statement = statement
-        self._by_dialect: dict[str, tuple] = {}
-
-    def _prepare(self, dialect) -> tuple:
-        # SQLAlchemy's own compiled form and result processors (semi-private attributes of
-        # the pinned 2.1; tests/test_database.py compares the rows with SQLAlchemy's)
-        compiled = self.statement.compile(dialect=dialect)
-        names = [column.keyname for column in compiled._result_columns]
-        processors = [column.type._cached_result_processor(dialect, None)
-                      for column in compiled._result_columns]
-        row_type = collections.namedtuple("Row", names, rename=True)  # type: ignore[misc]
-        order = compiled.positiontup  # None: the driver takes named parameters
-        typed = [(index, process) for index, process in enumerate(processors) if process]
-        prepared = (str(compiled), order, typed, row_type)
-        self._by_dialect[dialect.name] = prepared
-        return prepared
-
-    def first(self, conn: Connection, params: dict):
-        """The first row, or None. `conn` must be a synchronous driver's (not asyncio)."""
-        dialect = conn.dialect
-        sql, order, processors, row_type = (self._by_dialect.get(dialect.name)
-                                            or self._prepare(dialect))
-        cursor = conn.connection.dbapi_connection.cursor()
-        try:
-            cursor.execute(sql, [params[name] for name in order] if order else params)
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-        if row is None:
-            return None
-        values = list(row)
-        for index, process in processors:
-            values[index] = process(values[index])
-        return row_type._make(values)

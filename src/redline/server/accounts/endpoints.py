@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from redline.server.accounts import schemas, service
 from redline.server.auth import (
@@ -11,10 +11,10 @@ from redline.server.auth import (
     CurrentPrincipal,
     Principal,
 )
-from redline.server.deps import Db, OneThreadRouter, address_rate_limited, rate_limited
+from redline.server.deps import Db, address_rate_limited, rate_limited
 from redline.server.schemas import ERROR_RESPONSES
 
-router = OneThreadRouter(prefix="/api", tags=["Accounts"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api", tags=["Accounts"], responses=ERROR_RESPONSES)
 
 
 @router.post("/auth/login", response_model=schemas.LoginResponse,

@@ -6,19 +6,18 @@ from typing import Annotated, Literal
 from urllib.parse import parse_qsl
 
 import anyio
-from fastapi import Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from redline.server.artifacts import report, schemas, service
 from redline.server.artifacts.blobs import blob_store
 from redline.server.artifacts.receive import UploadReceiver, boundary_of, check_type_field
 from redline.server.auth import Principal
-from redline.server.deps import Db, OneThreadRouter, rate_limited
+from redline.server.deps import Db, get_db, rate_limited, unit_of_work
 from redline.server.kit.pagination import Page
-from redline.server.middleware import finish_in_thread
 from redline.server.schemas import ERROR_RESPONSES, Deleted, ListPage
 
-router = OneThreadRouter(tags=["Artifacts"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["Artifacts"], responses=ERROR_RESPONSES)
 Uploader = Annotated[Principal, Depends(rate_limited("uploads"))]
 Reader = Annotated[Principal, Depends(rate_limited("runs-read"))]
 Id = Annotated[str | None, Query(max_length=40)]
@@ -56,28 +55,29 @@ async def upload(
                                              ("testId", test_id), ("projectId", project_id))
              if value is not None}
     check_type_field(type)
-    uow = request.state.uow
     if run_id or test_id or project_id:  # tenancy before a single byte of the body
-        await anyio.to_thread.run_sync(
-            lambda: service.authorize_upload(uow.connection(), caller, query, partial=True))
-    await finish_in_thread(_release_connection, uow)  # it gives the write lock back
+        await anyio.to_thread.run_sync(_authorize_early, request, caller, query)
     boundary = boundary_of(request.headers.get("content-type", ""))
     settings = request.app.state.settings
+    engine = request.app.state.engine
     receiver = UploadReceiver(boundary, blob_store(settings).new_staging_file, query)
     received = await receiver.receive(request.stream())
     try:
-        return await anyio.to_thread.run_sync(
-            service.accept_upload, request.app.state.engine, uow, settings, caller, received)
+        stored = await anyio.to_thread.run_sync(service.check_received, engine, caller,
+                                                received)
+        await unit_of_work(request).write_apart(lambda conn: service.guard_blob(conn, stored))
+        await anyio.to_thread.run_sync(service.put_blob, settings, received, stored)
+        # The bytes are stored: only now does the write transaction begin (`get_db`).
+        db = await get_db(request)
+        return await anyio.to_thread.run_sync(service.record_upload, db, settings, caller,
+                                              received, stored)
     finally:
         await anyio.to_thread.run_sync(receiver.discard)
 
 
-def _release_connection(uow) -> None:
-    """Give the request's connection back while the body streams in (it can take minutes;
-    on SQLite it also holds the write lock). The UnitOfWork opens a new one for the insert and
-    commits it as usual; authentication only read, and its bookkeeping has run."""
-    uow.finish(False)
-    uow.after_finish.clear()
+def _authorize_early(request: Request, caller: Principal, query: dict) -> None:
+    with unit_of_work(request).reading() as conn:
+        service.authorize_upload(conn, caller, query, partial=True)
 
 
 @router.get("/api/artifacts", response_model=ListPage[schemas.Artifact],

@@ -23,12 +23,12 @@ from redline.server.artifacts import repository as repo
 from redline.server.artifacts.blobs import BlobMissing, BlobStream, BlobUnavailable, blob_store
 from redline.server.artifacts.receive import not_the_type, too_large
 from redline.server.auth import Principal, require_in_project, require_project
-from redline.server.db import WRITE, sqlite_write_lock
 from redline.server.http_errors import ApiError, not_found, validation_error
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
 from redline.server.results.service import load_result
 from redline.server.runs.service import load_run
+from redline.server.worker.outbox import enqueue
 
 DELETE_BLOB = "artifacts.delete_blob"
 GUARD_DELAY = timedelta(minutes=15)
@@ -193,58 +193,68 @@ def inspect_archive(path, size: int, artifact_type: str) -> None:
         raise error from None
 
 
-def accept_upload(engine: Engine, uow, settings, principal: Principal, received) -> dict:
-    """Everything after the body has arrived, in the endpoint's worker thread."""
+@dataclass
+class StoredUpload:
+    """An upload whose bytes are checked, on their way to the blob store, not yet recorded."""
+
+    artifact_id: str
+    artifact_type: str
+    fmt: str
+    storage_key: str
+    guard_job: str | None = None  # deletes the blob unless the record cancels it
+
+
+def check_received(engine: Engine, principal: Principal, received) -> StoredUpload:
+    """An upload's fields, tenancy and bytes, once its body has arrived (a short read of its
+    own: no transaction is held while the blob is written)."""
     artifact_type, fmt = check_upload(received)
-    with engine.connect() as conn:  # short: nothing is held while the blob is written
+    with engine.connect() as conn:
         checked = authorize_upload(conn, principal, received.fields)
+        conn.rollback()
     if fmt == "zip":
         inspect_archive(received.path, received.size, artifact_type)
-    store = blob_store(settings)
     artifact_id = new_id("artifact")
-    storage_key = f"{checked.project_id}/{checked.run_id}/{artifact_id}"
-    guard = _guard(engine, storage_key)
+    return StoredUpload(artifact_id, artifact_type, fmt,
+                        f"{checked.project_id}/{checked.run_id}/{artifact_id}")
+
+
+def guard_blob(conn: Connection, stored: StoredUpload) -> None:
+    """The delayed job that deletes the blob unless a row comes to point at it: committed on
+    its own before the blob is written (the request's transaction may yet fail)."""
+    stored.guard_job = enqueue(conn, DELETE_BLOB, {"storageKey": stored.storage_key},
+                               run_after=utcnow() + GUARD_DELAY)
+
+
+def put_blob(settings, received, stored: StoredUpload) -> None:
     try:
-        store.put_file(storage_key, received.path)
+        blob_store(settings).put_file(stored.storage_key, received.path)
     except BlobUnavailable as exc:
         raise unavailable(exc) from exc
     received.path = None  # consumed by the store
 
-    conn = uow.connection()
+
+def record_upload(conn: Connection, settings, principal: Principal, received,
+                  stored: StoredUpload) -> dict:
+    """The artifact's row, in the request's transaction, which also cancels the guard."""
     target = authorize_upload(conn, principal, received.fields)  # again, in the transaction
-    display = formats.display_name(received.raw_name, artifact_type, fmt)
+    display = formats.display_name(received.raw_name, stored.artifact_type, stored.fmt)
     test_id, test_status = target.test_id, target.test_status
     if test_id is None:
         owner = attachment_owner(conn, target.run_id, received.raw_name)
         if owner is not None:
             test_id, test_status = owner
-    values = {"id": artifact_id, "project_id": target.project_id, "run_id": target.run_id,
-              "test_id": test_id, "type": artifact_type, "file_name": display,
-              "storage_key": storage_key, "file_size": received.size,
-              "mime_type": formats.MIME_TYPES[fmt], "sha256": received.sha256,
-              "test_status": test_status, "created_at": utcnow()}
+    values = {"id": stored.artifact_id, "project_id": target.project_id,
+              "run_id": target.run_id, "test_id": test_id, "type": stored.artifact_type,
+              "file_name": display, "storage_key": stored.storage_key,
+              "file_size": received.size, "mime_type": formats.MIME_TYPES[stored.fmt],
+              "sha256": received.sha256, "test_status": test_status, "created_at": utcnow()}
     repo.insert_artifact(conn, values)
-    repo.drop_job(conn, guard)
+    if stored.guard_job is not None:
+        repo.drop_job(conn, stored.guard_job)
     url, expires_at = mint_url(settings, SimpleNamespace(**values))
-    return {"id": artifact_id, "type": artifact_type, "fileName": display,
+    return {"id": stored.artifact_id, "type": stored.artifact_type, "fileName": display,
             "fileSize": received.size, "mimeType": values["mime_type"], "url": url,
             "expiresAt": expires_at, "createdAt": iso(values["created_at"])}
-
-
-def _guard(engine: Engine, storage_key: str) -> str:
-    """Commit a delayed job that deletes the blob unless a row comes to point at it."""
-    from redline.server.worker.outbox import enqueue
-
-    lock = sqlite_write_lock(engine)
-    if lock is not None:
-        lock.acquire()
-    try:
-        with engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            return enqueue(conn, DELETE_BLOB, {"storageKey": storage_key},
-                           run_after=utcnow() + GUARD_DELAY)
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def attachment_owner(conn: Connection, run_id: str, raw_name: str | None):

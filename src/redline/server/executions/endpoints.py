@@ -6,13 +6,13 @@ instead of a 404 that would look like a wrong id.
 
 from __future__ import annotations
 
-from fastapi import Depends
+from fastapi import APIRouter, Depends
 
-from redline.server.deps import OneThreadRouter, rate_limited
+from redline.server.deps import rate_limited
 from redline.server.http_errors import ApiError
 from redline.server.schemas import ERROR_RESPONSES
 
-router = OneThreadRouter(prefix="/api", tags=["Executions"], responses={
+router = APIRouter(prefix="/api", tags=["Executions"], responses={
     **ERROR_RESPONSES, 501: ERROR_RESPONSES[500] | {"description": "UNSUPPORTED"}})
 
 

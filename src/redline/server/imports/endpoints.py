@@ -5,17 +5,17 @@ from __future__ import annotations
 import tempfile
 from typing import Annotated, Literal
 
-import anyio
-from fastapi import Depends, Query, Request
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Query, Request
 
 from redline.server.auth import Principal
-from redline.server.deps import OneThreadRouter, rate_limited
+from redline.server.deps import get_db, rate_limited
 from redline.server.http_errors import ApiError
 from redline.server.imports import service
 from redline.server.runs.schemas import ImportedRun
 from redline.server.schemas import ERROR_RESPONSES
 
-router = OneThreadRouter(prefix="/api", tags=["Runs"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api", tags=["Runs"], responses=ERROR_RESPONSES)
 
 Text = Annotated[str | None, Query(max_length=255)]
 
@@ -120,6 +120,7 @@ async def import_report(
             files.append((request.headers.get("x-filename"), spool))
     fields = _clean_fields(raw)
     report_format = fields.pop("format", "auto")
-    conn = request.state.uow.connection
+    # The body has arrived whole: only now does the write transaction begin (`get_db`).
+    db = await get_db(request)
     return await anyio.to_thread.run_sync(
-        lambda: service.import_reports(conn(), caller, files, report_format, fields))
+        service.import_reports, db, caller, files, report_format, fields)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query
+from fastapi import APIRouter, Depends, Query
 
 from redline.server.auth import Principal
-from redline.server.deps import Db, OneThreadRouter, rate_limited, sized_by_run
+from redline.server.deps import Db, rate_limited
 from redline.server.intelligence import schemas, service
 from redline.server.kit.pagination import Page
 from redline.server.schemas import ERROR_RESPONSES, ListPage
 
-router = OneThreadRouter(prefix="/api", responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 TestsReader = Annotated[Principal, Depends(rate_limited("tests-read"))]
 RunsReader = Annotated[Principal, Depends(rate_limited("runs-read"))]
 FlakyCaller = Annotated[Principal, Depends(rate_limited("flakiness"))]
@@ -100,7 +100,6 @@ def trends(project_id: str, db: Db, caller: RunsReader,
 
 @router.get("/runs/{run_id}/compare", response_model=schemas.Comparison, tags=["Runs"],
             summary="Compare a run with a base run")
-@sized_by_run
 def compare(run_id: str, db: Db, caller: RunsReader,
             base: Annotated[str, Query(min_length=1, max_length=40)]):
     """New failures, fixed tests, still failing, new and removed tests."""

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 
 from redline.server.auth import Principal
-from redline.server.deps import Db, OneThreadRouter, rate_limited
+from redline.server.deps import Db, rate_limited
 from redline.server.kit.pagination import Page
 from redline.server.projects import schemas, service
 from redline.server.schemas import ERROR_RESPONSES, Deleted, ErrorEnvelope, ListPage
 
-router = OneThreadRouter(prefix="/api", responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 ProjectsCaller = Annotated[Principal, Depends(rate_limited("projects-teams"))]
 KeysCaller = Annotated[Principal, Depends(rate_limited("keys-webhooks"))]
 TeamId = Annotated[str, Query(alias="teamId", min_length=1, max_length=40)]

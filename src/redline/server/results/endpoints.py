@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from redline.server.auth import Principal
-from redline.server.deps import Db, OneThreadRouter, rate_limited, sized_by_run
+from redline.server.deps import Db, rate_limited
 from redline.server.kit.pagination import Page
 from redline.server.results import schemas, service
 from redline.server.schemas import ERROR_RESPONSES, ListPage
 
-router = OneThreadRouter(prefix="/api", responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 Reader = Annotated[Principal, Depends(rate_limited("tests-read"))]
 Writer = Annotated[Principal, Depends(rate_limited("tests-write"))]
 Id = Annotated[str | None, Query(max_length=40)]
@@ -71,7 +71,6 @@ def create_suite(body: schemas.SuiteCreate, response: Response, db: Db, caller: 
 
 @router.get("/test-suites", response_model=schemas.SuiteTree, tags=["Test suites"],
             summary="A run's suite tree")
-@sized_by_run
 def list_suites(db: Db, caller: Reader,
                 run_id: Annotated[str, Query(alias="runId", min_length=1, max_length=40)],
                 project_id: Annotated[Id, Query(alias="projectId")] = None):

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from redline.server.auth import Principal
-from redline.server.deps import Db, OneThreadRouter, rate_limited
+from redline.server.deps import Db, rate_limited
 from redline.server.kit.pagination import Page
 from redline.server.runs import schemas, service
 from redline.server.schemas import ERROR_RESPONSES, Deleted, ListPage
 
-router = OneThreadRouter(prefix="/api", tags=["Runs"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api", tags=["Runs"], responses=ERROR_RESPONSES)
 Reader = Annotated[Principal, Depends(rate_limited("runs-read"))]
 Writer = Annotated[Principal, Depends(rate_limited("runs-write"))]
 ProjectId = Annotated[str | None, Query(alias="projectId", max_length=40,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
-from redline.server.db import DriverSelect
 from redline.server.tables import runs, test_results
 
 _INSERT_RUN = insert(runs)
@@ -17,16 +16,15 @@ def insert_run(conn: Connection, **values) -> None:
 
 
 # Built once: on the hot path (every read of a run) building the statement cost more than
-# running it, and SQLAlchemy's bookkeeping of an execution more than SQLite's work.
+# running it. SQLite has no row locks: there FOR UPDATE is left out (its writer holds the
+# whole database).
 _RUN_BY_ID = select(runs).where(runs.c.id == bindparam("run_id"))
-_RUN_BY_ID_DRIVER = DriverSelect(_RUN_BY_ID)
 _RUN_BY_ID_FOR_UPDATE = _RUN_BY_ID.with_for_update()
 
 
 def get_run(conn: Connection, run_id: str, for_update: bool = False):
-    if for_update and conn.dialect.name == "postgresql":
-        return conn.execute(_RUN_BY_ID_FOR_UPDATE, {"run_id": run_id}).first()
-    return _RUN_BY_ID_DRIVER.first(conn, {"run_id": run_id})
+    return conn.execute(_RUN_BY_ID_FOR_UPDATE if for_update else _RUN_BY_ID,
+                        {"run_id": run_id}).first()
 
 
 def find_open_shard_run(conn: Connection, project_id: str, ci_build_id: str):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import Depends
+from fastapi import APIRouter, Depends
 
-from redline.server.deps import Db, OneThreadRouter, address_rate_limited
+from redline.server.deps import Db, address_rate_limited
 from redline.server.schemas import ERROR_RESPONSES
 from redline.server.system import schemas, service
 
-router = OneThreadRouter(prefix="/api", tags=["System"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api", tags=["System"], responses=ERROR_RESPONSES)
 
 
 @router.get("/health", response_model=schemas.Health, summary="Can the server serve?")

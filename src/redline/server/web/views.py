@@ -14,12 +14,12 @@ from types import SimpleNamespace
 from typing import Annotated
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from redline.server.accounts import service as accounts
 from redline.server.auth import ROLES, require_project
-from redline.server.deps import address_rate_limited
+from redline.server.deps import address_rate_limited, get_db
 from redline.server.http_errors import ApiError
 from redline.server.intelligence import service as intelligence
 from redline.server.intelligence.fingerprint import fingerprint
@@ -47,7 +47,10 @@ from redline.server.web.static import serve_static
 from redline.server.web.trace import available as trace_viewer_available
 from redline.server.web.trace import serve_viewer_file
 
-router = APIRouter(include_in_schema=False)
+# The pages: each opens the request's unit of work (`get_db`) before it runs.
+router = APIRouter(include_in_schema=False, dependencies=[Depends(get_db)])
+# Files that need no database: the static assets and the trace viewer.
+assets = APIRouter(include_in_schema=False)
 
 Csrf = Annotated[str, Form()]
 Text = Annotated[str, Form(max_length=2000)]
@@ -625,8 +628,9 @@ def key_create(request: Request, project_id: str, csrf: Csrf = "",
                expires: Annotated[str, Form(max_length=10)] = ""):
     web = _web(request)
     expires_at = None
-    if expires:
-        expires_at = datetime.combine(_day(expires, "expires"), datetime.min.time())
+    day = _day(expires, "expires")
+    if day is not None:
+        expires_at = datetime.combine(day, datetime.min.time())
     created = projects.create_key(web.conn, web.principal, project_id, name.strip() or "CI",
                                   expires_at, None)
     _layout(web, project_id)
@@ -827,13 +831,13 @@ def invitation_accept(request: Request, invitation_id: str, csrf: Csrf = "",
 
 # -- Playwright's trace viewer -----------------------------------------------------------------
 
-@router.get("/trace/{path:path}")
+@assets.get("/trace/{path:path}")
 def trace_viewer(path: str, request: Request):
     return serve_viewer_file(path, request)
 
 
 # -- static files -------------------------------------------------------------------------------
 
-@router.get("/static/{name}")
+@assets.get("/static/{name}")
 def static(name: str, request: Request):
     return serve_static(name, request)

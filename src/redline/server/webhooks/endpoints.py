@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from redline.server.auth import Principal
-from redline.server.deps import Db, OneThreadRouter, rate_limited
+from redline.server.deps import Db, rate_limited
 from redline.server.kit.pagination import Page
 from redline.server.schemas import ERROR_RESPONSES, Deleted, ListPage
 from redline.server.webhooks import schemas, service
 
-router = OneThreadRouter(prefix="/api", tags=["Webhooks"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/api", tags=["Webhooks"], responses=ERROR_RESPONSES)
 Caller = Annotated[Principal, Depends(rate_limited("keys-webhooks"))]
 
 
