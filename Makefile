@@ -44,8 +44,10 @@ test-postgres: install
 bench: install  ## benchmarks: print figures beside their baselines
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
-lint: install
+lint: install  ## ruff, the layer contracts (import-linter, [tool.importlinter]), mypy over src/
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(VENV)/bin/mypy src
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -19,17 +19,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import delete, insert  # noqa: E402
+from sqlalchemy import delete, insert
 
-from bench._common import machine_description, scratch_database, temporary_directory  # noqa: E402
-from redline.server.config import Settings  # noqa: E402
-from redline.server.db import WRITE, make_engine  # noqa: E402
-from redline.server.kit.clock import utcnow  # noqa: E402
-from redline.server.tables import jobs, projects, teams, users, webhooks  # noqa: E402
-from redline.server.webhooks import service as webhook_service  # noqa: E402
-from redline.server.worker import outbox  # noqa: E402
-from redline.server.worker.registry import task  # noqa: E402
-from redline.server.worker.runner import Worker  # noqa: E402
+from bench._common import machine_description, scratch_database, temporary_directory
+from redline.server.config import Settings
+from redline.server.db import WRITE, make_engine
+from redline.server.kit.clock import utcnow
+from redline.server.tables import jobs, projects, teams, users, webhooks
+from redline.server.webhooks import service as webhook_service
+from redline.server.worker import outbox
+from redline.server.worker.registry import task
+from redline.server.worker.runner import Worker
 
 
 @task("bench.noop")
@@ -75,7 +75,7 @@ def bench_noop(engine, settings, n_jobs: int) -> list[tuple[int, float]]:
 class Sink(BaseHTTPRequestHandler):
     received = 0
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length", 0)))
         Sink.received += 1
         self.send_response(200)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
+import httpx
 
-from bench._common import Server, machine_description, scratch_database, temporary_directory  # noqa: E402,E501
+from bench._common import Server, machine_description, scratch_database, temporary_directory
 
 
 def make_trace(megabytes: int) -> bytes:

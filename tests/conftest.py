@@ -50,7 +50,7 @@ def migrated_url(database_url) -> str:
 
 
 @pytest.fixture(scope="session")
-def server(migrated_url, tmp_path_factory) -> "live.LiveServer":
+def server(migrated_url, tmp_path_factory) -> live.LiveServer:
     """One server for the session; rate limits off so tests do not trip over each other
     (the rate-limit tests start their own)."""
     data_dir = tmp_path_factory.mktemp("data")
@@ -75,11 +75,11 @@ def start_server(migrated_url, tmp_path):
 
 
 @pytest.fixture
-def tenant(server) -> "live.Tenant":
+def tenant(server) -> live.Tenant:
     """A fresh user who owns a team with a project and a CI key."""
     return live.make_tenant(server)
 
 
 @pytest.fixture
-def other_tenant(server) -> "live.Tenant":
+def other_tenant(server) -> live.Tenant:
     return live.make_tenant(server)

@@ -19,6 +19,8 @@ INDIRECT = {
     "python-multipart": "FastAPI parses the dashboard's forms with it",
     "hypothesis": "schemathesis generates its cases with it (listed for its version floor)",
     "ruff": "the linter, run by make lint",
+    "import-linter": "checks the layer contracts ([tool.importlinter]), run by make lint",
+    "mypy": "the type checker, run by make lint",
 }
 
 

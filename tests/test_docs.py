@@ -17,13 +17,13 @@ def test_every_setting_is_in_the_readme():
 
 
 def test_the_readme_error_table_matches_the_catalog():
-    rows = dict(re.findall(r"^\| ([A-Z_]+) \| (.+?) \|", README, re.M))
+    rows = dict(re.findall(r"^\| ([A-Z_]+) \| (.+?) \|", README, re.MULTILINE))
     for code, kind in CATALOG.items():
         if kind.http_status is None:
             continue
         assert code in rows, f"{code} missing from README"
         assert rows[code].startswith(str(kind.http_status)), code
-    exits = dict(re.findall(r"^\| ([A-Z_]+) \| [^|]+ \| (\d+) \|", README, re.M))
+    exits = dict(re.findall(r"^\| ([A-Z_]+) \| [^|]+ \| (\d+) \|", README, re.MULTILINE))
     for code, kind in CATALOG.items():
         if kind.http_status is not None:
             assert int(exits[code]) == kind.exit_code, code

@@ -26,7 +26,7 @@ def test_the_whole_key_is_shown_once_then_masked(tenant):
     assert body["isActive"] is True and body["expiresAt"] == "2099-12-31T23:59:59.000Z"
     assert body["scopes"] == ["artifacts:read", "artifacts:write", "flakiness:write",
                               "runs:read", "runs:write"]
-    entry = [k for k in listed["data"] if k["id"] == body["id"]][0]
+    entry = next(k for k in listed["data"] if k["id"] == body["id"])
     assert "key" not in entry
     assert entry["maskedKey"] == f"rl_****...****{body['key'][-4:]}"
     assert body["key"] not in str(listed)

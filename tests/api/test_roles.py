@@ -135,8 +135,8 @@ def test_ownership_is_transferred_by_making_someone_owner(tenant):
     with tenant.as_user() as owner:
         assert owner.patch(f"/api/team-members/{member_id}",
                            json={"role": "owner"}).json()["role"] == "owner"
-        me = [m for m in owner.get("/api/team-members", params={"teamId": tenant.team_id})
-              .json()["data"] if m["userId"] == tenant.user_id][0]
+        me = next(m for m in owner.get("/api/team-members", params={"teamId": tenant.team_id})
+                  .json()["data"] if m["userId"] == tenant.user_id)
         assert owner.delete(f"/api/team-members/{me['id']}").status_code == 200  # leaves
     with tenant.server.client(Authorization=f"Bearer {token}") as new_owner:
         assert new_owner.get(f"/api/teams/{tenant.team_id}").status_code == 200

@@ -172,7 +172,7 @@ def random_ids(ids: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.parametrize("credential", ["personal token", "project API key"])
 def test_every_route_hides_other_tenants_objects(server, tenant, victim, credential):
-    b, b_ids = victim
+    _, b_ids = victim
     missing_ids = random_ids(b_ids)
     client = tenant.as_user() if credential == "personal token" else tenant.as_key()
     before = snapshot(server.engine)

@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -64,7 +65,7 @@ class LiveServer:
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     @classmethod
-    def start(cls, database_url: str, data_dir: Path, **settings) -> "LiveServer":
+    def start(cls, database_url: str, data_dir: Path, **settings) -> LiveServer:
         from redline.server.app import create_app
         from redline.server.config import Settings
 
@@ -77,7 +78,7 @@ class LiveServer:
     def engine(self):
         return self.app.state.engine
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> Self:
         self._thread.start()
         deadline = time.time() + 20
         while time.time() < deadline:

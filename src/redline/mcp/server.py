@@ -133,7 +133,9 @@ def build_server(make_client) -> MCPServer:
     server = RedlineMCPServer("redline", instructions=INSTRUCTIONS, version=__version__)
     state: dict[str, Any] = {}
 
-    def client() -> AsyncClient:
+    def client() -> Any:
+        # An AsyncClient. Typed Any: the SDK's resources are annotated with what the sync
+        # client returns, and on an AsyncClient each of them returns an awaitable of it.
         if "client" not in state:
             state["client"] = make_client()
         return state["client"]

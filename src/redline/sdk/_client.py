@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -121,7 +121,8 @@ class Client(BaseClient):
 
     def _previous_run(self, run: Run | str, scan: int) -> Run | None:
         if isinstance(run, (str, dict)):
-            run = self._call(self._get_run_call(run if isinstance(run, str) else run["id"]))
+            run = cast("Run", self._call(self._get_run_call(
+                run if isinstance(run, str) else run["id"])))
         if not run.branch:
             return None
         for seen, candidate in enumerate(self._paginate(self._branch_runs_call(
@@ -230,8 +231,8 @@ class AsyncClient(BaseClient):
 
     async def _previous_run(self, run: Run | str, scan: int) -> Run | None:
         if isinstance(run, (str, dict)):
-            run = await self._call(self._get_run_call(run if isinstance(run, str) else
-                                                      run["id"]))
+            run = cast("Run", await self._call(self._get_run_call(
+                run if isinstance(run, str) else run["id"])))
         if not run.branch:
             return None
         seen = 0

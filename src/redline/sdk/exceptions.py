@@ -310,12 +310,13 @@ def error_from_response(status: int, body: Any, headers: Any = None) -> APIError
     if not isinstance(error, dict):
         error = {}
     code = error.get("code") if isinstance(error.get("code"), str) else None
+    message: str | None
     if code is None:
         kind = kind_for_status(status)
         code, message = kind.code, f"HTTP {status} from the server (no error envelope)"
     else:
         message = error.get("message")
-    details = error.get("details") if isinstance(error.get("details"), dict) else {}
+    details = error["details"] if isinstance(error.get("details"), dict) else {}
     request_id = error.get("requestId") or headers.get("x-request-id")
     cls = API_ERRORS.get(code, APIError)
     retryable = error.get("retryable") if isinstance(error.get("retryable"), bool) else None

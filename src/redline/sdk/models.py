@@ -47,7 +47,7 @@ class Page(Model, Generic[T]):
     offset: int | None = None
     next_cursor: str | None = None
 
-    def __iter__(self):  # type: ignore[override] - iterate the items, not the fields
+    def __iter__(self):  # type: ignore[override]  # iterate the items, not the fields
         return iter(self.data)
 
     def __len__(self) -> int:

@@ -348,9 +348,9 @@ class Runs(Resource):
         `branch`, `commit_sha`, `ci_build_id`, `source`, ... Files are streamed, not read
         whole; `on_progress(sent, total)` follows the bytes sent. The answer may take a while
         for a big report: `timeout` defaults to at least 300 s."""
-        if isinstance(reports, (str, bytes, os.PathLike)):
-            reports = [reports]
-        uploads = [r if isinstance(r, Upload) else Upload("file", r) for r in reports]
+        files: Sequence[Any] = (
+            [reports] if isinstance(reports, (str, bytes, os.PathLike)) else reports)
+        uploads = [r if isinstance(r, Upload) else Upload("file", r) for r in files]
         if on_progress is not None:
             total = sum(u.size for u in uploads)
             done = [0] * len(uploads)

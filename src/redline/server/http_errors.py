@@ -67,7 +67,9 @@ def error_response(code: str, message: str, details: dict[str, Any] | None = Non
     # The one envelope builder the SDK and the CLI use too.
     body = json.dumps(errors.envelope(code, message, details, request_id),
                       separators=(",", ":"))
-    return Response(body, status_code=status_override or kind.http_status, headers=all_headers,
+    status = status_override or kind.http_status
+    assert status is not None, f"{code} is a client-side code: the server never sends it"
+    return Response(body, status_code=status, headers=all_headers,
                     media_type="application/json")
 
 
@@ -114,7 +116,7 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     if table is None:
         table = []
         for context in routing.iter_route_contexts(app.routes):
-            if context.methods:
+            if context.methods and context.path is not None:
                 regex, _, _ = compile_path(context.path)
                 table.append((regex, set(context.methods), "{" not in context.path))
         app.state.method_table = table

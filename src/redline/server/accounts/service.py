@@ -29,6 +29,21 @@ def normalise_email(email: str) -> str:
     return email
 
 
+def get_user(conn: Connection, user_id: str):
+    """The user's row, or None."""
+    return repo.get_user(conn, user_id)
+
+
+def find_user_by_email(conn: Connection, email: str):
+    """The row of the user with this email (compared in lower case), or None."""
+    return repo.find_user_by_email(conn, email)
+
+
+def has_users(conn: Connection) -> bool:
+    """Whether anyone has an account yet (no: the server still awaits its setup)."""
+    return repo.count_users(conn) > 0
+
+
 def create_user(conn: Connection, email: str, password: str, name: str | None = None):
     email = normalise_email(email)
     if len(password) < MIN_PASSWORD:

@@ -14,6 +14,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote
 
 import anyio
@@ -70,7 +71,7 @@ class UploadReceiver:
         self._pending = bytearray()
         self._head = bytearray()
         self._cap: int | None = None
-        self._handle = None
+        self._handle: BinaryIO | None = None
         self._part: str | None = None  # "file" or a field name
         self._value = bytearray()
         self._header_name = bytearray()
@@ -186,6 +187,7 @@ class UploadReceiver:
             return
         self._value += data[start:end]
         if len(self._value) > MAX_FIELD_BYTES:
+            assert self._part is not None  # data comes after a part's headers
             raise validation_error(self._part, "too_long", f"Field '{self._part}' is too long")
 
     def _file_data(self, chunk: bytes) -> None:

@@ -24,7 +24,7 @@ import tempfile
 import unicodedata
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from redline.server.artifacts.formats import MiB
 
@@ -324,7 +324,8 @@ def _stream_entry(fp: BinaryIO, entry: Entry, limits: Limits, budget: Budget, de
         if nested is not None:
             summary.nested.append(label)
             nested.seek(0)
-            inspect_zip(nested, out_total, limits, budget, depth + 1, where=label + "!/")
+            inspect_zip(cast(BinaryIO, nested), out_total, limits, budget, depth + 1,
+                        where=label + "!/")
     except zlib.error:
         raise UnsafeArchive("corrupt", f"entry '{label}' is not valid deflate data",
                             label) from None

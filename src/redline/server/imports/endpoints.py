@@ -112,7 +112,7 @@ async def import_report(
             elif key in FIELD_NAMES and isinstance(value, str) and raw.get(key) in (None, ""):
                 raw[key] = value
     else:
-        spool = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)
+        spool = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)  # noqa: SIM115 (read later)
         async for chunk in request.stream():
             spool.write(chunk)
         if spool.tell():

@@ -13,8 +13,12 @@ from sqlalchemy import Connection
 
 from redline.server.auth import Principal, require_project
 from redline.server.http_errors import ApiError
-from redline.server.imports.parsers import (ParsedReport, ReportParseError, combine_results,
-                                            parse_report)
+from redline.server.imports.parsers import (
+    ParsedReport,
+    ReportParseError,
+    combine_results,
+    parse_report,
+)
 from redline.server.results import service as results
 from redline.server.runs import repository as runs_repo
 from redline.server.runs import service as runs
@@ -70,16 +74,16 @@ def import_reports(conn: Connection, principal: Principal, files: list[tuple[str
             run = None
     # A run made here holds only this import's results: they are handed to its statistics
     # as they are stored (`stats.apply_run`), not read back.
-    outcomes = None
+    outcomes: list | None = None
     if run is None:
         fields["status"] = "running"
         run = runs_repo.get_run(conn, runs.new_run(conn, project_id, dict(fields)))
         outcomes = []
 
-    stream = (reports[0].results if len(reports) == 1 else combine_results(reports))
+    parsed = (reports[0].results if len(reports) == 1 else combine_results(reports))
     current = None
     try:
-        ids, summed = results.ingest(conn, run.id, run.project_id, stream, outcomes)
+        ids, summed = results.ingest(conn, run.id, run.project_id, parsed, outcomes)
     except ReportParseError as exc:
         current = exc
     if current is not None:

@@ -93,7 +93,7 @@ class MemoryLimiter:
     def acquire(self, key: str, limit: Limit) -> Decision:
         now = time.time()
         with self._lock:
-            allowed, tat, decision = _decide(self._tats.get(key, 0.0), now, limit)
+            _, tat, decision = _decide(self._tats.get(key, 0.0), now, limit)
             self._tats[key] = tat
             if len(self._tats) > 100_000:  # forget idle keys rather than grow for ever
                 self._tats = {k: v for k, v in self._tats.items() if v > now}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
-from redline.server.accounts import repository as accounts_repo
 from redline.server.accounts import service as accounts
 from redline.server.auth import Principal
 from redline.server.http_errors import ApiError
@@ -19,7 +18,7 @@ def check_database(conn: Connection) -> None:
 def setup(conn: Connection, email: str, password: str, name: str | None, team_name: str,
           project_name: str, key_name: str) -> dict:
     """Create the first owner, their team, a project and a CI key, on an empty server only."""
-    if accounts_repo.count_users(conn) > 0:
+    if accounts.has_users(conn):
         raise ApiError("CONFLICT", "This server is set up already: sign in with `redline "
                        "login` instead", {"reason": "already_set_up"})
     user = accounts.create_user(conn, email, password, name)

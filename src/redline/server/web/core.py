@@ -78,9 +78,16 @@ class Web:
     request: Request
     write: bool
     uow: UnitOfWork
-    principal: Principal | None = None
+    signed_in: Principal | None = None
     csrf_token: str = ""
     layout: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def principal(self) -> Principal:
+        """The signed-in user, on the pages that require one (all but the `public` ones)."""
+        if self.signed_in is None:
+            raise LoginRequired()
+        return self.signed_in
 
     @property
     def conn(self):
@@ -101,7 +108,7 @@ class Web:
         return HTMLResponse(body, status_code=status, headers=headers)
 
     def base_context(self) -> dict[str, Any]:
-        return {"csrf_token": self.csrf_token, "principal": self.principal,
+        return {"csrf_token": self.csrf_token, "principal": self.signed_in,
                 "request_path": self.request.url.path, "request": self.request,
                 **self.layout}
 
@@ -171,7 +178,7 @@ def _authenticate(web: Web) -> None:
     if not cookie:
         raise LoginRequired()
     try:
-        web.principal = authenticate_token(request, web.conn, cookie, via_cookie=True)
+        web.signed_in = authenticate_token(request, web.conn, cookie, via_cookie=True)
     except ApiError as exc:
         if exc.code in ("AUTH_INVALID", "AUTH_REQUIRED"):
             raise LoginRequired() from None
@@ -185,7 +192,7 @@ def optional_principal(web: Web) -> Principal | None:
         _authenticate(web)
     except LoginRequired:
         return None
-    return web.principal
+    return web.signed_in
 
 
 def _check_csrf(web: Web, sent: str) -> None:

@@ -75,7 +75,7 @@ def resolve_destination(url: str, allowed: list) -> tuple[str, str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, ValueError) as exc:
         raise BlockedDestination(f"cannot resolve {host!r}: {exc}") from None
-    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
     for address in addresses:
         inside = any(address in network for network in allowed)
         if not inside and not _is_public(address):
@@ -115,26 +115,26 @@ def send(url: str, secret: str, message_id: str, body: bytes, custom_headers: di
         "webhook-signature": sign(secret, message_id, timestamp, body)})
     started = time.monotonic()
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-            with client.stream("POST", target, content=body, headers=headers,
-                               extensions={"sni_hostname": host}) as response:
-                received = 0
-                for chunk in response.iter_bytes():
-                    received += len(chunk)
-                    if received >= MAX_RESPONSE_BYTES:
-                        break
-                latency = int((time.monotonic() - started) * 1000)
-                retry_after = None
-                if response.status_code in (429, 503) and "retry-after" in response.headers:
-                    try:
-                        retry_after = float(response.headers["retry-after"])
-                    except ValueError:
-                        retry_after = None
-                error = None if 200 <= response.status_code < 300 else (
-                    f"HTTP {response.status_code}" + (
-                        " (redirects are not followed)" if 300 <= response.status_code < 400
-                        else ""))
-                return Outcome(response.status_code, latency, error, retry_after)
+        with (httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+              client.stream("POST", target, content=body, headers=headers,
+                            extensions={"sni_hostname": host}) as response):
+            received = 0
+            for chunk in response.iter_bytes():
+                received += len(chunk)
+                if received >= MAX_RESPONSE_BYTES:
+                    break
+            latency = int((time.monotonic() - started) * 1000)
+            retry_after = None
+            if response.status_code in (429, 503) and "retry-after" in response.headers:
+                try:
+                    retry_after = float(response.headers["retry-after"])
+                except ValueError:
+                    retry_after = None
+            error = None if 200 <= response.status_code < 300 else (
+                f"HTTP {response.status_code}" + (
+                    " (redirects are not followed)" if 300 <= response.status_code < 400
+                    else ""))
+            return Outcome(response.status_code, latency, error, retry_after)
     except httpx.TimeoutException:
         return Outcome(None, int((time.monotonic() - started) * 1000),
                        f"no response within {timeout:.0f} s")

@@ -60,7 +60,7 @@ class Worker:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         self._thread = threading.Thread(target=self.run_forever, name="redline-worker",
                                         daemon=True)
         self._thread.start()
@@ -117,7 +117,7 @@ class Worker:
         except Permanent as exc:
             job.attempts = job.max_attempts
             status = self._record(outbox.fail, job, f"permanent: {exc}")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a handler raises fails that job only
             log.warning("job %s (%s) attempt %d failed: %s", job.id, job.kind, job.attempts,
                         exc)
             status = self._record(outbox.fail, job, f"{type(exc).__name__}: {exc}")

@@ -121,8 +121,9 @@ def _refuse_doctype_in_prolog(head: bytes) -> None:
     text = _without_byte_order_mark(head).replace(b"\x00", b"")
     root_start = re.search(rb"<[A-Za-z_]", text)
     prolog = text[: root_start.start()] if root_start else text
-    if re.search(rb"<!DOCTYPE|<!ENTITY", prolog, flags=re.IGNORECASE):
-        line = prolog[: re.search(rb"<!DOCTYPE|<!ENTITY", prolog, flags=re.IGNORECASE).start()].count(b"\n") + 1
+    declaration = re.search(rb"<!DOCTYPE|<!ENTITY", prolog, flags=re.IGNORECASE)
+    if declaration:
+        line = prolog[: declaration.start()].count(b"\n") + 1
         raise ReportParseError("DOCTYPE declarations are not allowed in a report file", line=line)
 
 

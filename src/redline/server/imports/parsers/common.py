@@ -170,7 +170,7 @@ def location_from_stack(stack: str | None, file_hint: str | None = None,
     chosen = frames[0]
     if file_hint:
         for frame in frames:
-            if normalise_path(frame[0]).endswith(file_hint):
+            if (normalise_path(frame[0]) or "").endswith(file_hint):
                 chosen = frame
                 break
     return {"file": normalise_path(chosen[0], root), "line": chosen[1], "column": chosen[2]}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 from . import outcomes
 from .common import (
@@ -56,7 +57,7 @@ def parse_ctrf(stream, metadata: dict) -> Iterator[ParsedResult]:
     path) for a malformed report.
     """
     document = JsonDocument(stream, REPORT)
-    context = {"tool": None}
+    context: dict[str, Any] = {"tool": None}
     for event, container, key, value in document:
         if event != VALUE:
             continue
@@ -175,7 +176,7 @@ def _status(test: dict, annotations: list[dict], tool: str | None) -> tuple[str,
 def _test_result(test: dict, context: dict) -> ParsedResult:
     tool = context["tool"]
     title = str(test.get("name", ""))
-    test_extra = test.get("extra") if isinstance(test.get("extra"), dict) else {}
+    test_extra = test["extra"] if isinstance(test.get("extra"), dict) else {}
     annotations = _annotations(test_extra)
     status, status_error = _status(test, annotations, tool)
     suite_path, file_path, variant = _identity(test, tool)

@@ -35,6 +35,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from .common import MAX_JSON_DEPTH
 from .errors import ReportParseError
@@ -120,14 +121,14 @@ def _sanitised(value, surrogates: bool, integers: bool):
                 raise
         return copy
     if kind is list:
-        copy = []
+        items = []
         for index, item in enumerate(value):
             try:
-                copy.append(_sanitised(item, surrogates, integers))
+                items.append(_sanitised(item, surrogates, integers))
             except _IntegerOverflow as exc:
                 exc.parts.insert(0, f"[{index}]")
                 raise
-        return copy
+        return items
     return value
 
 
@@ -327,7 +328,9 @@ class JsonDocument:
         """The next character after whitespace. At the end of the text: "" if `end_allowed`,
         else the document ends too early (at JSON path `where`)."""
         while True:
-            self._pos = _WHITESPACE.match(self._text, self._pos).end()
+            match = _WHITESPACE.match(self._text, self._pos)
+            assert match is not None  # `[ \t\n\r]*` matches anywhere, if only ""
+            self._pos = match.end()
             if self._pos < len(self._text):
                 return self._text[self._pos]
             if self._at_end:
@@ -391,7 +394,7 @@ class JsonDocument:
 
     # -------------------------------------------------------------- the walk
 
-    def __iter__(self) -> Iterator[tuple[str, Shape, object, object]]:
+    def __iter__(self) -> Iterator[tuple[str, Shape, Any, Any]]:
         first = self._peek("$")
         if first != "{":
             if first in _VALUE_STARTS:
@@ -402,7 +405,7 @@ class JsonDocument:
             self._syntax("Extra data after the document", "$")
 
     def _container(self, shape: Shape, key, path: str, depth: int
-                   ) -> Iterator[tuple[str, Shape, object, object]]:
+                   ) -> Iterator[tuple[str, Shape, Any, Any]]:
         """START, the values and containers in the skeleton container at the current position
         (its opening bracket, already checked; `key` in its parent, JSON path `path`, nested
         `depth` deep), END."""

@@ -273,7 +273,7 @@ def _suite_dialect(element, root_dialect: str) -> str:
 
 def _pytest_identity(testcase: _Testcase) -> tuple[str, list[str], str | None, dict]:
     """pytest: classname is the module path with dots, then the class names."""
-    extra = {}
+    extra: dict = {}
     if testcase.classname == "":
         # a collection error: name is the module ("pkg.test_mod")
         extra["kind"] = "collection-error"
@@ -603,7 +603,7 @@ def parse_junit(stream, metadata: dict) -> Iterator[ParsedResult]:
                 decided = _add_testcase(suites[-1], _read_testcase(element))
                 _release(element)
                 if decided is not None:
-                    if type(decided) is list:
+                    if isinstance(decided, list):
                         yield from decided
                     else:
                         yield decided

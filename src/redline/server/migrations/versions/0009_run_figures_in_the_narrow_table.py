@@ -47,8 +47,8 @@ def upgrade() -> None:
         op.add_column('test_case_windows', column)
     _copy('test_cases', 'test_case_windows', 'test_case_id', 'id')
     with op.batch_alter_table('test_cases', schema=None) as batch_op:
-        for column in _MOVED:
-            batch_op.drop_column(column)
+        for name in _MOVED:
+            batch_op.drop_column(name)
 
 
 def downgrade() -> None:
@@ -57,5 +57,5 @@ def downgrade() -> None:
             batch_op.add_column(column)
     _copy('test_case_windows', 'test_cases', 'id', 'test_case_id')
     with op.batch_alter_table('test_case_windows', schema=None) as batch_op:
-        for column in _MOVED:
-            batch_op.drop_column(column)
+        for name in _MOVED:
+            batch_op.drop_column(name)

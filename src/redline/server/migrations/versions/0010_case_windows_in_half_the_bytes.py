@@ -104,7 +104,7 @@ def _convert(sizes: tuple[int, int], convert) -> None:
     """Rewrite every window packed with `sizes` (bytes a key, bytes a duration) as
     `convert(conn, case id, header, keys, durations)` packs it: (its state, its average)."""
     conn = op.get_bind()
-    rows = []
+    rows: list = []
     for case_id, state in _windows(conn):  # (the key is never rewritten: batches go on)
         if len(rows) >= _BATCH:
             rows = _rewrite(conn, rows)

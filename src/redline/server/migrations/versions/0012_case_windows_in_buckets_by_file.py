@@ -96,8 +96,8 @@ def upgrade() -> None:
                        sa.column('file_path'), sa.column('part'), sa.column('slots'),
                        sa.column('state'))
     rows = conn.execute(windows).all()  # (a case's window and time: 350 bytes each)
-    for (project_id, file_path), cases in groupby(rows, key=lambda r: (r[0], r[1])):
-        cases = list(cases)
+    for (project_id, file_path), group in groupby(rows, key=lambda r: (r[0], r[1])):
+        cases = list(group)
         for part, start in enumerate(range(0, len(cases), _BUCKET_SLOTS)):
             chunk = cases[start:start + _BUCKET_SLOTS]
             state = bytearray(_SLOT * len(chunk))
