@@ -36,10 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
+import httpx
 
-from bench._common import Server, machine_description, scratch_database, temporary_directory  # noqa: E402,E501
-from tests.imports.synthetic import junit_report, playwright_report  # noqa: E402
+from bench._common import Server, machine_description, scratch_database, temporary_directory
+from tests.imports.synthetic import junit_report, playwright_report
 
 GOAL_10K_SQLITE_S = 0.5
 GOAL_RATIO = 0.20
@@ -58,8 +58,8 @@ RAW_COLUMNS = (("id", "varchar(40) PRIMARY KEY"), ("run_id", "varchar(40)"),
                ("tags", "JSON"), ("annotations", "JSON"), ("error", "JSON"), ("steps", "JSON"),
                ("stdout", "text"), ("stderr", "text"), ("extra", "JSON"),
                ("error_fingerprint", "varchar(40)"), ("created_at", "timestamp"))
-RAW_INDEXES = ("CREATE INDEX raw_a ON raw_results (run_id, status, test_case_id, duration, "
-               "created_at)",
+RAW_INDEXES = (("CREATE INDEX raw_a ON raw_results (run_id, status, test_case_id, duration, "
+                "created_at)"),
                "CREATE INDEX raw_b ON raw_results (test_case_id, created_at)",
                "CREATE INDEX raw_c ON raw_results (project_id, created_at)",
                "CREATE INDEX raw_d ON raw_results (suite_id)")
@@ -247,7 +247,7 @@ def main() -> None:
     for kind in kinds:
         try:
             results += bench_database(kind, sizes, args.repeat, args.without_stats)
-        except Exception as exc:  # PostgreSQL missing on a laptop: say so, go on
+        except Exception as exc:  # noqa: BLE001 - PostgreSQL missing on a laptop: say so, go on
             print(f"{kind}: skipped ({exc})")
     without = {(r["db"], r["format"], r["tests"]): r for r in results if not r["stats"]}
     measured = [r for r in results if r["stats"]]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import tempfile
-from typing import Annotated, Literal
+from typing import Annotated, BinaryIO, Literal, cast
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.datastructures import UploadFile
 
 from redline.server.auth import Principal
 from redline.server.deps import get_db, rate_limited
@@ -107,7 +108,7 @@ async def import_report(
     if content_type.startswith("multipart/form-data"):
         form = await request.form(max_files=5000, max_fields=100, max_part_size=1024 * 1024)
         for key, value in form.multi_items():
-            if key == "file" and hasattr(value, "file"):
+            if key == "file" and isinstance(value, UploadFile):
                 files.append((value.filename, value.file))
             elif key in FIELD_NAMES and isinstance(value, str) and raw.get(key) in (None, ""):
                 raw[key] = value
@@ -117,7 +118,7 @@ async def import_report(
             spool.write(chunk)
         if spool.tell():
             spool.seek(0)
-            files.append((request.headers.get("x-filename"), spool))
+            files.append((request.headers.get("x-filename"), cast(BinaryIO, spool)))
     fields = _clean_fields(raw)
     report_format = fields.pop("format", "auto")
     # The body has arrived whole: only now does the write transaction begin (`get_db`).

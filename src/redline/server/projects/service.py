@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import Connection
@@ -11,8 +12,8 @@ from redline.server.auth import (
     ROLE_SCOPES,
     Principal,
     forbidden,
-    require_owner,
     require_in_project,
+    require_owner,
     require_project,
     require_team_role,
     require_user,
@@ -129,7 +130,7 @@ def update_settings(conn: Connection, principal: Principal, project_id: str,
 
 
 def create_key(conn: Connection, principal: Principal, project_id: str, name: str,
-               expires_at: datetime | None, scopes: list[str] | None) -> dict:
+               expires_at: datetime | None, scopes: Iterable[str] | None) -> dict:
     access = require_project(conn, principal, project_id, "project:admin")
     scopes = sorted(set(scopes if scopes is not None else DEFAULT_KEY_SCOPES))
     granted = (principal.effective_key_scopes if principal.kind == "key"

@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from sqlalchemy import Connection
 
-from redline.server.accounts import repository as accounts_repo
 from redline.server.accounts import service as accounts
 from redline.server.auth import (
     ROLES,
@@ -102,7 +101,7 @@ def invite(conn: Connection, principal: Principal, team_id: str, email: str, rol
     require_team_role(conn, principal, team_id, "admin")
     require_user(principal)
     email = accounts.normalise_email(email)
-    existing = accounts_repo.find_user_by_email(conn, email)
+    existing = accounts.find_user_by_email(conn, email)
     if existing is not None and repo.member_of(conn, team_id, existing.id) is not None:
         raise ApiError("CONFLICT", f"'{email}' is already a member of this team",
                        {"field": "email", "reason": "already_member"})
@@ -152,7 +151,7 @@ def accept_invitation(conn: Connection, principal: Principal | None, invitation_
     secret_ok = token is not None and row is not None and tokens.token_matches(token,
                                                                               row.secret_hash)
     if principal is not None and principal.kind == "user" and row is not None:
-        user = accounts_repo.get_user(conn, principal.user_id)
+        user = accounts.get_user(conn, principal.user_id)
         if user.email != row.email and not secret_ok:
             raise not_found("Invitation", invitation_id)
     elif not secret_ok:
@@ -165,9 +164,9 @@ def accept_invitation(conn: Connection, principal: Principal | None, invitation_
                        {"field": "invitation", "reason": "expired"})
     new_token = None
     if principal is not None and principal.kind == "user":
-        user = accounts_repo.get_user(conn, principal.user_id)
+        user = accounts.get_user(conn, principal.user_id)
     else:
-        user = accounts_repo.find_user_by_email(conn, row.email)
+        user = accounts.find_user_by_email(conn, row.email)
         if user is None:
             if not password:
                 raise ApiError("VALIDATION_ERROR", "Choose a password to create your account",

@@ -9,7 +9,7 @@ every attempt (status, attempts, response code, latency, error).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
@@ -67,7 +67,7 @@ def _load(conn: Connection, principal: Principal, webhook_id: str):
 
 
 def create(conn: Connection, principal: Principal, project_id: str | None, url: str,
-           events: list[str], headers: dict, secret: str | None, settings) -> dict:
+           events: Iterable[str], headers: dict, secret: str | None, settings) -> dict:
     project_id = runs.resolve_project(principal, project_id)
     require_project(conn, principal, project_id, "project:admin")
     _check_url(url, settings)
@@ -168,14 +168,14 @@ def _queue(conn: Connection, webhook, event: str, data: dict) -> str:
     return delivery_id
 
 
-def active_webhooks(conn: Connection, project_id: str) -> list:
+def active_webhooks(conn: Connection, project_id: str) -> Sequence:
     """The project's active webhooks, for a caller that emits several events at once."""
     return conn.execute(select(webhooks).where(
         webhooks.c.project_id == project_id, webhooks.c.is_active.is_(True))).all()
 
 
 def emit(conn: Connection, project_id: str, event: str, data: dict,
-         active: list | None = None) -> int:
+         active: Sequence | None = None) -> int:
     """Queue `event` for every active webhook of the project subscribed to it, in the
     caller's transaction (`active`: the project's `active_webhooks`, when the caller has
     them). Returns how many deliveries were queued."""
@@ -183,7 +183,7 @@ def emit(conn: Connection, project_id: str, event: str, data: dict,
 
 
 def emit_each(conn: Connection, project_id: str, event: str, payloads: Iterable[dict],
-              active: list | None = None) -> int:
+              active: Sequence | None = None) -> int:
     """`emit` of one event per payload, the subscribers read once. `payloads` is not
     consumed when no webhook subscribes (a lazy one then costs nothing)."""
     if active is None:
