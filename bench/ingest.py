@@ -47,8 +47,8 @@ GOAL_PEAK_MB = 300
 FORMATS = (("junit", junit_report, "application/xml"),
            ("playwright-json", playwright_report, "application/json"))
 
-# test_results as the migrations make it (columns in results/repository.py RESULT_COLUMNS
-# order) with its indexes, without the foreign keys
+# test_results as the migrations make it (columns in the order of tables.test_results, as
+# results/repository.py ResultRow has them) with its indexes, without the foreign keys
 RAW_COLUMNS = (("id", "varchar(40) PRIMARY KEY"), ("run_id", "varchar(40)"),
                ("project_id", "varchar(40)"), ("test_case_id", "varchar(40)"),
                ("suite_id", "varchar(40)"), ("title", "text"), ("full_title", "text"),

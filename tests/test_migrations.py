@@ -70,7 +70,7 @@ def _wide_window(pushes: list[tuple[str, str | None, int]], *,
 
     from redline.server.intelligence import scoring
 
-    window = scoring.CaseWindow()
+    window = scoring.WindowCodec()
     for status, commit, duration in pushes:
         window.push(status, scoring.commit_key(commit), False, duration)
     commits = [c for _s, c, _d in pushes] if commits is None else commits
@@ -126,7 +126,7 @@ def test_upgrading_converts_each_case_window_in_place(tmp_path):
     with engine.connect() as conn:  # (the window lives in test_case_windows since 0008)
         packed = conn.execute(text("SELECT window_state FROM test_case_windows")).scalar_one()
     engine.dispose()
-    stats = scoring.CaseWindow.decode(packed).stats(0.3)
+    stats = scoring.WindowCodec.decode(packed).stats(0.3)
     # newest first: flaky (evidence), a pass on c1 after a failure on c1 (evidence), a fail
     assert (stats.total_runs, stats.flaky_runs, stats.failed_runs) == (3, 2, 1)
     assert stats.avg_duration == 20 and stats.last_status == "flaky"
@@ -162,7 +162,7 @@ def test_moving_windows_to_their_own_table_keeps_every_result(tmp_path):
     from redline.server.intelligence import scoring
 
     config, engine = _database_at(tmp_path, "0007")
-    window = scoring.CaseWindow()
+    window = scoring.WindowCodec()
     window.push("passed", scoring.commit_key("c1"), False, 120)
     wide = _wide_window([("passed", "c1", 120)])  # as windows were packed then
     moment = "'2026-01-01 00:00:00.000000'"
@@ -291,7 +291,7 @@ def test_halving_the_windows_keeps_what_they_say(tmp_path):
     with engine.connect() as conn:
         state, average = conn.execute(text(
             "SELECT window_state, avg_duration FROM test_case_windows")).one()
-    window = scoring.CaseWindow()
+    window = scoring.WindowCodec()
     for status, commit, duration in pushes:
         window.push(status, scoring.commit_key(commit), False, duration)
     assert bytes(state) == window.encode() and len(state) == 41 + 6 * 3
@@ -322,7 +322,7 @@ def test_putting_the_windows_in_buckets_by_file_keeps_what_they_say(tmp_path):
     from redline.server.intelligence import scoring
 
     config, engine = _database_at(tmp_path, "0011")
-    window = scoring.CaseWindow()
+    window = scoring.WindowCodec()
     for duration in (100, 300):
         window.push("passed", scoring.commit_key("c1"), False, duration)
     # 258 cases of one file (two buckets), one without a file (one more); tc_000 never ran
@@ -359,8 +359,8 @@ def test_putting_the_windows_in_buckets_by_file_keeps_what_they_say(tmp_path):
     assert scores["tc_257"] == 0.25 and scores["tc_001"] == 0.0
     assert "flakiness_score" not in case_columns
     last = buckets[2].state
-    assert scoring.slot_window(last, 0) == window.encode()
-    total, average, micros = scoring.slot_figures(last, 0)
+    assert scoring.WindowCodec.slot_window(last, 0) == window.encode()
+    total, average, micros = scoring.WindowCodec.slot_figures(last, 0)
     from redline.server.intelligence.stats import slot_time
 
     assert (total, average, str(slot_time(micros))) == (2, 200, "2026-01-02 03:04:05.678901")
@@ -391,11 +391,11 @@ def test_giving_each_case_its_window_place_keeps_every_window_where_it_is(tmp_pa
     from redline.server.intelligence import scoring
 
     config, engine = _database_at(tmp_path, "0012")
-    window = scoring.CaseWindow()
+    window = scoring.WindowCodec()
     window.push("passed", scoring.commit_key("c1"), False, 120)
     state = bytearray(2 * scoring.SLOT)
     for slot in range(2):
-        scoring.put_slot(state, slot, window.encode(), 5)
+        scoring.WindowCodec.put_slot(state, slot, window.encode(), 5)
     # a.spec.ts: 2 cases that ran in a bucket of 2, then 300 that never ran; and one of b
     ran = ["tc_ran0", "tc_ran1"]
     never = [f"tc_new{n:03}" for n in range(300)]
@@ -450,7 +450,7 @@ def test_giving_each_case_its_window_place_keeps_every_window_where_it_is(tmp_pa
     assert [tuple(k) for k in kept] == [("tc_ran0", first, 0), ("tc_ran1", first, 1)]
     assert [tuple(s) for s in sizes] == [(256, 256 * scoring.SLOT), (46, 46 * scoring.SLOT),
                                          (1, scoring.SLOT)]
-    assert scoring.slot_window(first_state, 1) == window.encode()
+    assert scoring.WindowCodec.slot_window(first_state, 1) == window.encode()
 
 
 def test_a_case_that_never_ran_is_stored_stable_and_reads_new(tmp_path):
@@ -530,3 +530,68 @@ def test_figures_rows_no_longer_check_their_case(tmp_path):
     assert after == ["projects"]
     assert kept == [("tc_1", 3, "failed"), ("tc_gone", 0, None)]
     assert downgraded == [("tc_1",)] and sorted(restored) == ["projects", "test_cases"]
+
+
+def test_window_buckets_get_their_format_version_and_lose_it_going_back(tmp_path):
+    """0016: every bucket's state starts with the version of the window format (1 for the
+    states stored so far, an empty one too); the stored windows read back the same through
+    the codec. The downgrade takes the byte off again. On the database under test (SQLite,
+    or a scratch PostgreSQL database)."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from redline.server.intelligence.scoring import SLOT, WindowCodec, commit_key
+    from tests.conftest import PG_ADMIN_URL, TEST_DB
+    from tests.support import live
+
+    if TEST_DB == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        url = live.create_pg_database(PG_ADMIN_URL)
+        assert url is not None, "PostgreSQL is not reachable"
+    try:
+        config = _config(url)
+        command.upgrade(config, "0015")
+        engine = create_engine(url)
+        window = WindowCodec()
+        window.push("passed", commit_key("c1"), False, 120)
+        window.push("failed", commit_key("c1"), False, 80)
+        unversioned = bytearray()
+        for slot in range(3):
+            WindowCodec.put_slot(unversioned, slot, window.encode(), 1_000 + slot)
+        with engine.begin() as conn:
+            moment = "'2026-01-01 00:00:00.000000'"  # (a boolean both databases read: TRUE)
+            conn.execute(text(f"INSERT INTO teams (id, name, created_at, updated_at) "
+                              f"VALUES ('team_1', 't', {moment}, {moment})"))
+            conn.execute(text(
+                "INSERT INTO projects (id, team_id, name, data_retention_days, "
+                "flakiness_threshold, auto_quarantine_enabled, settings_updated_at, "
+                f"created_at, updated_at) VALUES ('proj_1', 'team_1', 'p', 90, 0.3, TRUE, "
+                f"{moment}, {moment}, {moment})"))
+            for part, state in enumerate([bytes(unversioned), b""]):
+                conn.execute(text(
+                    "INSERT INTO window_buckets (project_id, file_path, part, slots, state) "
+                    "VALUES ('proj_1', 'a.spec.ts', :part, 3, :state)"),
+                    {"part": part, "state": state})
+
+        def states() -> list[bytes]:
+            with engine.connect() as conn:
+                return [bytes(row[0]) for row in conn.execute(text(
+                    "SELECT state FROM window_buckets ORDER BY part"))]
+
+        command.upgrade(config, "0016")
+        upgraded = states()
+        command.downgrade(config, "0015")
+        downgraded = states()
+        engine.dispose()
+    finally:
+        if TEST_DB != "sqlite":
+            live.drop_pg_database(PG_ADMIN_URL, url)
+    assert upgraded == [b"\x01" + bytes(unversioned), b"\x01"]
+    assert upgraded[0][:1] == WindowCodec.empty_bucket()
+    slots = WindowCodec.load_bucket(upgraded[0])
+    assert len(slots) == 3 * SLOT
+    assert [WindowCodec.slot_window(slots, slot) for slot in range(3)] == [window.encode()] * 3
+    assert WindowCodec.slot_figures(slots, 2) == (2, 100, 1_002)
+    assert WindowCodec.load_bucket(upgraded[1]) == bytearray()
+    assert downgraded == [bytes(unversioned), b""]

@@ -18,7 +18,7 @@ with i = 0 the newest result: the weight of a result halves every 10 results. `t
 window (at least twice) is `broken`, not flaky; one at or above the project's threshold is
 `flaky`; one with no results yet is `new`; anything else `stable`.
 
-`CaseWindow` keeps the window in constant space, so a run's completion updates each of its
+`WindowCodec` keeps the window in constant space, so a run's completion updates each of its
 cases in a few microseconds whatever the history: one bit per result and outcome, a 4-byte
 hash of each result's commit (to find a same-commit result) and its duration in 2 bytes
 (`duration_code`), 341 bytes for a full window. A run's results
@@ -60,54 +60,14 @@ _DURATION_STEP_BITS = 10  # 1,024 ms, up to about 9.3 hours
 # together, migration 0012): the window, zero-padded to its full size, then the time of the
 # case's last result in microseconds since the epoch (0: none). A run rewrites a few buckets,
 # not a row per case. A case gets its slot when it is created (migration 0013): a bucket's
-# state ends after the last slot written, and a slot past its end holds an empty window.
+# slots end after the last slot written, and a slot past their end holds an empty window.
+# A bucket's stored state starts with the version of this layout (`WindowCodec.VERSION`,
+# migration 0016), then its slots.
 FULL_WINDOW = _HEADER_SIZE + (_COMMIT + _DURATION) * WINDOW  # 341 bytes
 SLOT = FULL_WINDOW + 8
 _LAST_RUN = struct.Struct("<q")
 _PADDING = memoryview(bytes(FULL_WINDOW))  # (sliced without a copy)
 BUCKET_SLOTS = 256  # a file with more cases takes further buckets
-
-
-def slot_window(bucket, slot: int) -> bytes:
-    """The window kept in `slot` of a bucket's state, unpadded (its count is its first byte;
-    b'' for an empty one)."""
-    start = slot * SLOT
-    if start >= len(bucket):
-        return b""
-    return bytes(bucket[start:start + _HEADER_SIZE + (_COMMIT + _DURATION) * bucket[start]])
-
-
-def slot_ran(bucket, slot: int) -> bool:
-    """Whether the window in `slot` holds a result (its count, the slot's first byte)."""
-    start = slot * SLOT
-    return start < len(bucket) and bucket[start] > 0
-
-
-def put_slot(bucket: bytearray, slot: int, window: bytes, last_run_micros: int) -> None:
-    """Write a window and its last run time into `slot`, the state growing to hold it (a
-    window only grows: the padding after it stays zero)."""
-    start = slot * SLOT
-    if len(bucket) == start:  # the slot after the last: a first import fills buckets so
-        bucket += window
-        bucket += _PADDING[len(window):]
-        bucket += _LAST_RUN.pack(last_run_micros)
-        return
-    if len(bucket) < start + SLOT:
-        bucket.extend(bytes(start + SLOT - len(bucket)))
-    bucket[start:start + len(window)] = window
-    _LAST_RUN.pack_into(bucket, start + FULL_WINDOW, last_run_micros)
-
-
-def slot_figures(bucket, slot: int) -> tuple[int, int, int]:
-    """(total runs, average duration, last run in microseconds since the epoch or 0) of the
-    window in `slot`, read from its header alone."""
-    start = slot * SLOT
-    if start + SLOT > len(bucket):  # (a slot is written whole: past the end, it is empty)
-        return 0, 0, 0
-    count, _failed, _passed, _outage, _evidence, duration_sum = _HEADER.unpack_from(bucket,
-                                                                                   start)
-    return (count, int(duration_sum / count) if count else 0,
-            _LAST_RUN.unpack_from(bucket, start + FULL_WINDOW)[0])
 
 
 def duration_code(duration) -> int:
@@ -151,9 +111,46 @@ class CaseStats(NamedTuple):
     last_status: str | None
 
 
-class CaseWindow:
-    """The newest `WINDOW` results of one case. Bit i of each mask is the i-th newest result;
-    `commits` and `durations` hold the results' commit keys and durations newest first."""
+class SteadyPass(NamedTuple):
+    """What `WindowCodec.push_steady_pass` tells of the window it pushed a pass into."""
+
+    total_runs: int  # after the pass
+    failed_runs: int  # after the pass
+    avg_duration: int  # after the pass
+    status_before: str  # `stable`, or `broken` when it held only failures
+    quiet: bool  # the failure count, last status and times of evidence and failure unmoved
+
+
+class FirstResult(NamedTuple):
+    """What `WindowCodec.first_result` gives: the window's bytes, its figures, and whether the
+    result is flaky evidence."""
+
+    window: bytes
+    stats: CaseStats
+    evidence: bool
+
+
+class UnknownWindowFormat(ValueError):
+    """A bucket stored in a version of the window format this code does not read."""
+
+
+class WindowCodec:
+    """The newest `WINDOW` results of one case, and the one owner of their stored format.
+
+    An instance is one decoded window: bit i of each mask is the i-th newest result;
+    `commits` and `durations` hold the results' commit keys and durations newest first.
+    `push` adds a result and decides whether it is flaky evidence; `stats` gives the figures
+    and the status. The static methods work on a bucket's slots in place (`load_bucket` gives
+    them from the stored state, `dump_bucket` the state to store): `push_steady_pass` and
+    `first_result` are the fast paths most results of most runs take, held byte for byte
+    against `push` by tests. A change of the flakiness rule or of the format is a change of
+    this class (and of `VERSION`, with the reading of the older versions in `load_bucket`)
+    and of its test, tests/test_window_codec.py.
+    """
+
+    VERSION = 1
+    _VERSION_BYTE = bytes([VERSION])
+    HEADER = len(_VERSION_BYTE)  # bytes of a stored state before its first slot
 
     __slots__ = (
         "commits",
@@ -171,8 +168,10 @@ class CaseWindow:
         self.duration_sum = 0
         self.commits = self.durations = b""
 
+    # -- one window ----------------------------------------------------------------------
+
     @classmethod
-    def decode(cls, data: bytes | None) -> CaseWindow:
+    def decode(cls, data: bytes | None) -> WindowCodec:
         window = cls()
         if data:
             (window.count, window.failed, window.passed, window.outage, window.evidence,
@@ -264,6 +263,158 @@ class CaseWindow:
         return CaseStats(status, value, count, evidence.bit_count(), failed,
                          int(self.duration_sum / count), self.newest_status())
 
+    # -- a bucket's stored state ---------------------------------------------------------
+
+    @classmethod
+    def empty_bucket(cls) -> bytes:
+        """The stored state of a bucket with no window written yet."""
+        return cls._VERSION_BYTE
+
+    @classmethod
+    def load_bucket(cls, state: bytes) -> bytearray:
+        """A bucket's slots from its stored state, to read and change in place. (Migration
+        0016 gave every stored bucket its version byte: the code reads one layout, and the
+        reads that cut a slot out in SQL one offset, rather than telling an unversioned state
+        from a versioned one by its length everywhere it is read.)"""
+        cls.check_version(state[:1])
+        return bytearray(memoryview(state)[cls.HEADER:])
+
+    @classmethod
+    def dump_bucket(cls, slots: bytearray) -> bytes:
+        """The state to store for a bucket's slots (`load_bucket`'s)."""
+        return cls._VERSION_BYTE + slots
+
+    @classmethod
+    def check_version(cls, version: bytes) -> None:
+        if version != cls._VERSION_BYTE:
+            raise UnknownWindowFormat(
+                f"window bucket of format version {version.hex() or 'none'}: "
+                f"this code reads version {cls.VERSION}")
+
+    @classmethod
+    def slot_range(cls, slot: int) -> tuple[int, int]:
+        """(offset, length) of `slot` in a bucket's stored state (for a read of one slot)."""
+        return cls.HEADER + slot * SLOT, SLOT
+
+    # -- a slot of a bucket's slots (`load_bucket`) ----------------------------------------
+
+    @staticmethod
+    def slot_window(bucket, slot: int) -> bytes:
+        """The window kept in `slot` of a bucket's slots, unpadded (its count is its first
+        byte; b'' for an empty one)."""
+        start = slot * SLOT
+        if start >= len(bucket):
+            return b""
+        return bytes(bucket[start:start + _HEADER_SIZE + (_COMMIT + _DURATION) * bucket[start]])
+
+    @staticmethod
+    def slot_ran(bucket, slot: int) -> bool:
+        """Whether the window in `slot` holds a result (its count, the slot's first byte)."""
+        start = slot * SLOT
+        return start < len(bucket) and bucket[start] > 0
+
+    @staticmethod
+    def put_slot(bucket: bytearray, slot: int, window: bytes, last_run_micros: int) -> None:
+        """Write a window and its last run time into `slot`, the slots growing to hold it (a
+        window only grows: the padding after it stays zero)."""
+        start = slot * SLOT
+        if len(bucket) == start:  # the slot after the last: a first import fills buckets so
+            bucket += window
+            bucket += _PADDING[len(window):]
+            bucket += _LAST_RUN.pack(last_run_micros)
+            return
+        if len(bucket) < start + SLOT:
+            bucket.extend(bytes(start + SLOT - len(bucket)))
+        bucket[start:start + len(window)] = window
+        _LAST_RUN.pack_into(bucket, start + FULL_WINDOW, last_run_micros)
+
+    @staticmethod
+    def slot_figures(bucket, slot: int) -> tuple[int, int, int]:
+        """(total runs, average duration, last run in microseconds since the epoch or 0) of
+        the window in `slot`, read from its header alone."""
+        start = slot * SLOT
+        if start + SLOT > len(bucket):  # (a slot is written whole: past the end, it is empty)
+            return 0, 0, 0
+        count, _failed, _passed, _outage, _evidence, duration_sum = _HEADER.unpack_from(
+            bucket, start)
+        return (count, int(duration_sum / count) if count else 0,
+                _LAST_RUN.unpack_from(bucket, start + FULL_WINDOW)[0])
+
+    @staticmethod
+    def push_steady_pass(bucket: bytearray, slot: int, commit: bytes, duration: int,
+                         last_run: int) -> SteadyPass | None:
+        """`push` of one pass from a run that is not an outage, for the usual window, in place
+        in `slot` of a bucket's slots (with the last run, `put_slot`'s): no evidence in it,
+        and no failure outside outages on the same commit (the pass is then no evidence, and
+        the score stays 0, as it was). Answers the window's count, its failures and its
+        average duration after the pass, its status before it (`stable`, or `broken` when it
+        held only failures; `stable` after), and whether the pass is quiet: the newest result
+        before it a pass, and no failure leaving the window (its failure count, last status
+        and the times of its last failure and evidence then stay as they were); None, the
+        bucket untouched, for any other window (push it the long way). Most cases of most
+        runs take this path: it skips the decoding, the object and the score, and leaves the
+        bytes and figures the long way would (a test compares the two). An empty window (the
+        case's first result) takes the long way."""
+        start = slot * SLOT
+        if start >= len(bucket):
+            return None
+        count, failed, passed, outage, evidence, duration_sum = _unpack_header(bucket, start)
+        if evidence or not count:
+            return None
+        keys = start + _HEADER_SIZE
+        end = keys + _COMMIT * count  # where the commits end and the durations begin
+        if failed:
+            failures = failed & ~outage
+            if (failures and commit != _NO_COMMIT
+                    and _commit_among(bucket[keys:end], commit, failures)):
+                return None  # it changed its mind on this commit: evidence
+            before = "broken" if count >= 2 and failed.bit_count() == count else "stable"
+        else:
+            before = "stable"
+        # the newest result a pass, and no failure leaving: the pass moves no failure count
+        quiet = passed & 1 == 1 and not (count == WINDOW and failed >> (WINDOW - 1))
+        code = (duration if type(duration) is int and 0 <= duration < _EXACT_DURATIONS
+                else duration_code(duration))
+        if count == WINDOW:  # the oldest result leaves: each list moves along by one, in place
+            last = end + _DURATION * (WINDOW - 1)
+            left = int.from_bytes(bucket[last:last + _DURATION], "little")
+            duration_sum -= left if left < _EXACT_DURATIONS else code_duration(left)
+            bucket[end + _DURATION:last + _DURATION] = bucket[end:last]
+            bucket[keys + _COMMIT:end] = bucket[keys:end - _COMMIT]
+            bucket[end:end + _DURATION] = code.to_bytes(_DURATION, "little")
+        else:  # one more of each: the durations move behind the longer list of commits
+            durations = bucket[end:end + _DURATION * count]
+            bucket[keys + _COMMIT:end + _COMMIT] = bucket[keys:end]
+            end += _COMMIT
+            bucket[end:end + _DURATION * (count + 1)] = (code.to_bytes(_DURATION, "little")
+                                                         + durations)
+            count += 1
+        bucket[keys:keys + _COMMIT] = commit
+        duration_sum += code if code < _EXACT_DURATIONS else code_duration(code)
+        failed = (failed << 1) & _FULL
+        _pack_header_into(bucket, start, count, failed, ((passed << 1) | 1) & _FULL,
+                          (outage << 1) & _FULL, 0, duration_sum)
+        _LAST_RUN.pack_into(bucket, start + FULL_WINDOW, last_run)
+        return SteadyPass(count, failed.bit_count(), int(duration_sum / count), before, quiet)
+
+    @staticmethod
+    def first_result(status: str, commit: bytes, outage: bool, duration,
+                     threshold: float) -> FirstResult:
+        """`push` of a case's first result into its empty window, then `stats`: the window's
+        bytes, its figures and whether the result is evidence (a flaky result, unless from an
+        outage run: its score is then 1). Every test of a project's first import takes this
+        path: it skips the object, the push and the score (a test compares the two)."""
+        code = duration_code(duration)
+        evidence = status == "flaky" and not outage
+        failed = status == "failed"
+        average = code_duration(code)
+        window = (_HEADER.pack(1, failed, status == "passed", outage, evidence, average)
+                  + commit + code.to_bytes(_DURATION, "little"))
+        score = 1.0 if evidence else 0.0  # (one result: its weight over the sum of one weight)
+        figure = "flaky" if evidence and score >= threshold else "stable"
+        return FirstResult(window, CaseStats(figure, score, 1, int(evidence), int(failed),
+                                             average, status), evidence)
+
 
 def _commit_among(commits: bytes, commit: bytes, candidates: int) -> bool:
     """Is `commit` the key of one of the packed `commits` whose bit is set in `candidates`?"""
@@ -274,80 +425,6 @@ def _commit_among(commits: bytes, commit: bytes, candidates: int) -> bool:
             return True
         found = commits.find(commit, found + 1)
     return False
-
-
-def push_steady_pass(bucket: bytearray, slot: int, commit: bytes, duration: int,
-                     last_run: int) -> tuple[int, int, int, str, bool] | None:
-    """`CaseWindow.push` of one pass from a run that is not an outage, for the usual window,
-    in place in `slot` of a bucket (with the last run, `put_slot`'s): no evidence in it, and
-    no failure outside outages on the same commit (the pass is then no evidence, and the score
-    stays 0, as it was). Answers the window's count, its failures and its average duration
-    after the pass, its status before it (`stable`, or `broken` when it held only failures;
-    `stable` after), and whether the pass is quiet: the newest result before it a pass, and no
-    failure leaving the window (its failure count, last status and the times of its last
-    failure and evidence then stay as they were); None, the bucket untouched, for any other
-    window (push it the long way). Most cases of most runs take this path: it skips the
-    decoding, the object and the score, and leaves the bytes and figures the long way would (a
-    test compares the two). An empty window (the case's first result) takes the long way."""
-    start = slot * SLOT
-    if start >= len(bucket):
-        return None
-    count, failed, passed, outage, evidence, duration_sum = _unpack_header(bucket, start)
-    if evidence or not count:
-        return None
-    keys = start + _HEADER_SIZE
-    end = keys + _COMMIT * count  # where the commits end and the durations begin
-    if failed:
-        failures = failed & ~outage
-        if (failures and commit != _NO_COMMIT
-                and _commit_among(bucket[keys:end], commit, failures)):
-            return None  # it changed its mind on this commit: evidence
-        before = "broken" if count >= 2 and failed.bit_count() == count else "stable"
-    else:
-        before = "stable"
-    # the newest result a pass, and no failure leaving: the pass moves no failure count
-    quiet = passed & 1 == 1 and not (count == WINDOW and failed >> (WINDOW - 1))
-    code = (duration if type(duration) is int and 0 <= duration < _EXACT_DURATIONS
-            else duration_code(duration))
-    if count == WINDOW:  # the oldest result leaves: each list moves along by one, in place
-        last = end + _DURATION * (WINDOW - 1)
-        left = int.from_bytes(bucket[last:last + _DURATION], "little")
-        duration_sum -= left if left < _EXACT_DURATIONS else code_duration(left)
-        bucket[end + _DURATION:last + _DURATION] = bucket[end:last]
-        bucket[keys + _COMMIT:end] = bucket[keys:end - _COMMIT]
-        bucket[end:end + _DURATION] = code.to_bytes(_DURATION, "little")
-    else:  # one more of each: the durations move behind the longer list of commits
-        durations = bucket[end:end + _DURATION * count]
-        bucket[keys + _COMMIT:end + _COMMIT] = bucket[keys:end]
-        end += _COMMIT
-        bucket[end:end + _DURATION * (count + 1)] = (code.to_bytes(_DURATION, "little")
-                                                     + durations)
-        count += 1
-    bucket[keys:keys + _COMMIT] = commit
-    duration_sum += code if code < _EXACT_DURATIONS else code_duration(code)
-    failed = (failed << 1) & _FULL
-    _pack_header_into(bucket, start, count, failed, ((passed << 1) | 1) & _FULL,
-                      (outage << 1) & _FULL, 0, duration_sum)
-    _LAST_RUN.pack_into(bucket, start + FULL_WINDOW, last_run)
-    return count, failed.bit_count(), int(duration_sum / count), before, quiet
-
-
-def first_result(status: str, commit: bytes, outage: bool, duration,
-                 threshold: float) -> tuple[bytes, CaseStats, bool]:
-    """`CaseWindow.push` of a case's first result into its empty window, then `stats`: the
-    window's bytes, its figures and whether the result is evidence (a flaky result, unless
-    from an outage run: its score is then 1). Every test of a project's first import takes
-    this path: it skips the object, the push and the score (a test compares the two)."""
-    code = duration_code(duration)
-    evidence = status == "flaky" and not outage
-    failed = status == "failed"
-    average = code_duration(code)
-    window = (_HEADER.pack(1, failed, status == "passed", outage, evidence, average) + commit
-              + code.to_bytes(_DURATION, "little"))
-    score = 1.0 if evidence else 0.0  # (one result: its weight over the sum of one weight)
-    figure = "flaky" if evidence and score >= threshold else "stable"
-    return window, CaseStats(figure, score, 1, int(evidence), int(failed), average,
-                             status), evidence
 
 
 @dataclass(frozen=True)
@@ -361,11 +438,11 @@ class Entry:
     duration: int
 
 
-def replay(newest_first: list[Entry]) -> tuple[CaseWindow, list[bool]]:
+def replay(newest_first: list[Entry]) -> tuple[WindowCodec, list[bool]]:
     """The window after `newest_first` arrived oldest first, and each result's evidence flag
     (newest first). Give it the newest `2 * WINDOW` results for the window's flags to see
     the full `WINDOW` results before each of them."""
-    window = CaseWindow()
+    window = WindowCodec()
     flags: list[bool] = []
     previous_run, same_run = None, 0
     for result in reversed(newest_first):

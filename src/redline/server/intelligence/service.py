@@ -12,8 +12,10 @@ from sqlalchemy import case as case_when
 from redline.server.auth import Principal, require_in_project, require_project
 from redline.server.http_errors import not_found, validation_error
 from redline.server.intelligence import scoring, stats
+from redline.server.intelligence.repository import day_of
 from redline.server.kit.clock import iso, parse_iso, utcnow
-from redline.server.results import repository as results_repo
+from redline.server.kit.like import icontains
+from redline.server.results import service as results
 from redline.server.runs import service as runs
 from redline.server.tables import (
     error_group_cases,
@@ -25,6 +27,7 @@ from redline.server.tables import (
     test_results,
 )
 from redline.server.tables import runs as runs_table
+from redline.server.webhooks import service as webhooks
 
 SCORE_FORMULA = ("flakinessScore = sum(w_i * evidence_i) / sum(w_i) over the newest 50 results "
                  "that ran, w_i = 0.5 ** (i / 10), i = 0 the newest; evidence: status flaky, or a "
@@ -131,9 +134,8 @@ def list_cases(conn: Connection, principal: Principal, project_id: str | None,
     if file:
         where.append(test_cases.c.file_path == file)
     if search:
-        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append(or_(test_cases.c.full_title.ilike(pattern, escape="\\"),
-                         test_cases.c.file_path.ilike(pattern, escape="\\")))
+        where.append(or_(icontains(test_cases.c.full_title, search),
+                         icontains(test_cases.c.file_path, search)))
     if tag:
         # tags are a short JSON array of strings: match the quoted element
         where.append(cast(test_cases.c.tags, Text).like(f'%"{tag.replace(chr(34), "")}"%'))
@@ -266,9 +268,13 @@ def quarantine(conn: Connection, principal: Principal, test_id: str, project_id:
         expires_at = parse_iso(expires_at.isoformat())  # naive UTC, as stored
     if expires_at is not None and expires_at <= utcnow():
         raise validation_error("expiresAt", "in_the_past", "expiresAt must be in the future")
-    stats.set_quarantine(conn, row.project_id, row.id, is_quarantined,
+    stats.set_quarantine(conn, row.project_id, [row.id], is_quarantined,
                          actor_id=principal.user_id, reason=reason, owner=owner,
                          expires_at=expires_at)
+    if is_quarantined:
+        webhooks.emit_each(conn, row.project_id, "test.quarantined", stats.quarantined_payloads(
+            conn, [row.id], reason=reason, owner=owner, automatic=False,
+            expires_at=iso(expires_at)))
     updated = conn.execute(select(test_cases).where(test_cases.c.id == row.id)).one()
     return {"testId": row.id, "isQuarantined": _active(updated, utcnow()),
             "reason": updated.quarantine_reason, "owner": updated.quarantine_owner,
@@ -323,8 +329,7 @@ def trends(conn: Connection, principal: Principal, project_id: str, group_by: st
             "at"), *columns).where(*where).group_by(runs_table.c.id, runs_table.c.created_at)
             .order_by(runs_table.c.created_at).limit(500)).all()
     else:
-        day = (func.date(runs_table.c.created_at) if conn.dialect.name == "sqlite"
-               else func.to_char(runs_table.c.created_at, "YYYY-MM-DD"))
+        day = day_of(conn, runs_table.c.created_at)
         rows = conn.execute(select(day.label("key"), func.min(runs_table.c.created_at)
                                    .label("at"), *columns).where(*where).group_by(day)
                             .order_by(day)).all()
@@ -356,7 +361,7 @@ def compare(conn: Connection, principal: Principal, run_id: str, base_id: str) -
         """case -> (status, result id); a failed result wins over its same-case siblings.
         Only ids and statuses: titles are fetched for the listed tests alone."""
         found: dict[str, tuple[str, str]] = {}
-        for case_id, status, result_id in results_repo.run_outcomes(conn, rid):
+        for case_id, status, result_id in results.run_outcomes(conn, rid):
             previous = found.get(case_id)
             if previous is None or status == "failed":
                 found[case_id] = (status, result_id)

@@ -24,6 +24,7 @@ from redline.server.kit import tokens
 from redline.server.kit.clock import iso, parse_iso, utcnow
 from redline.server.kit.ids import new_id
 from redline.server.projects import repository as repo
+from redline.server.runs import service as runs
 
 DEFAULT_SETTINGS = {"data_retention_days": 90, "flakiness_threshold": 0.3,
                     "auto_quarantine_enabled": True}
@@ -96,10 +97,7 @@ def rename_project(conn: Connection, principal: Principal, project_id: str,
 def delete_project(conn: Connection, principal: Principal, project_id: str) -> None:
     access = require_project(conn, principal, project_id, "runs:read")
     require_owner(access, principal)
-    from redline.server.runs.service import queue_blob_deletions
-    from redline.server.tables import artifacts
-
-    queue_blob_deletions(conn, artifacts.c.project_id == project_id)
+    runs.queue_project_blob_deletions(conn, project_id)
     repo.delete_project(conn, project_id)
 
 

@@ -1,26 +1,70 @@
-"""Queries for test results, test cases and suites; bulk paths are set-based."""
+"""Queries for test results, test cases and suites; bulk paths are set-based.
+
+The hot path of ingestion (looking up an import's cases, inserting new cases and results,
+retagging cases) talks to the driver directly, through `ingestion_writer(conn)`: one writer
+per database (`SqliteIngestion`, `PostgresIngestion`) behind the interface of
+`IngestionWriter`. Its rows are `NewCase` and `ResultRow`, named tuples whose fields are
+columns of `tables.test_cases` and `tables.test_results` (the table definitions decide their
+names, their order and which hold JSON).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import namedtuple
+from collections.abc import Sequence
 from datetime import datetime
+from typing import NamedTuple
 
 import orjson
-from sqlalchemy import Connection, func, insert, or_, select
+from sqlalchemy import JSON, Connection, func, insert, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from redline.server.db import is_nul_in_text
-from redline.server.tables import suites, test_results
+from redline.server.kit.bulk import PG_ARRAY, column_names, pg_copy_rows, sqlite_datetime
+from redline.server.kit.like import icontains
+from redline.server.tables import suites, test_cases, test_results
 
 LOOKUP_CHUNK = 500
 
 log = logging.getLogger("redline.results")
 
+# A result as stored: every column of `test_results`, in the table's order.
+ResultRow = namedtuple("ResultRow", column_names(test_results))
+# A new case as an import creates it: these columns of `test_cases` (the others take their
+# defaults: not quarantined, no quarantine history).
+NewCase = namedtuple("NewCase", column_names(test_cases, (
+    "id", "project_id", "identity", "file_path", "full_title", "title", "variant", "tags",
+    "created_at", "bucket_id", "slot", "status")))
 
-def driver_mark(conn: Connection) -> str:
-    """The parameter placeholder of the driver under `conn` (for driver-level statements)."""
-    return "%s" if conn.dialect.name == "postgresql" else "?"
+
+def _json_columns(table, names: Sequence[str]) -> frozenset[str]:
+    """The columns among `names` that hold JSON (their text is written as such)."""
+    return frozenset(name for name in names if isinstance(table.c[name].type, JSON))
+
+
+JSON_COLUMNS = _json_columns(test_results, ResultRow._fields)
+_CASE_JSON = _json_columns(test_cases, NewCase._fields)
+_JSON_AT = frozenset(i for i, column in enumerate(ResultRow._fields) if column in JSON_COLUMNS)
+
+
+class KnownCase(NamedTuple):
+    """A stored case as an import needs it: its id, its tags as the driver gives them (JSON
+    text on SQLite, decoded on PostgreSQL: see `tags_differ`), and where its window lives."""
+
+    id: str
+    tags: object
+    bucket_id: int
+    slot: int
+
+
+class ResultOutcome(NamedTuple):
+    """A result of a run, as a comparison of two runs needs it."""
+
+    test_case_id: str
+    status: str
+    id: str
 
 
 # PostgreSQL: one probe of the unique (project, identity) index per identity (the LIMIT keeps
@@ -28,36 +72,175 @@ def driver_mark(conn: Connection) -> str:
 # statistics for the table (see `_analyze_cases_if_unknown`), the plain
 # "project_id = %s AND identity = ANY(%s)" read every case of the project (a bitmap scan on
 # project_id): 50-80 ms a chunk of 500 at 100k cases, against 2-7 ms for this. The identities
-# go as one array in binary (`%b`: intelligence/stats.py PG_ARRAY).
+# go as one array in binary (kit/bulk.py PG_ARRAY).
 _PG_CASE_LOOKUP = (
-    "SELECT w.identity, c.id, c.tags, c.bucket_id, c.slot FROM unnest(%b::text[]) AS "
-    "w(identity) CROSS JOIN LATERAL (SELECT id, tags, bucket_id, slot FROM test_cases "
+    f"SELECT w.identity, c.id, c.tags, c.bucket_id, c.slot FROM unnest({PG_ARRAY}::text[]) "
+    "AS w(identity) CROSS JOIN LATERAL (SELECT id, tags, bucket_id, slot FROM test_cases "
     "WHERE project_id = %s AND identity = w.identity LIMIT 1) AS c")
 
 
+class IngestionWriter:
+    """The driver-level reads and writes of ingestion on one connection, inside the caller's
+    transaction (`ingestion_writer` gives the one of the connection's database). A 10k-test
+    import looks up 10k identities: SQLAlchemy's row handling was most of it."""
+
+    mark = "?"  # the driver's placeholder
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    def driver_time(self, value: datetime):
+        """A time as the driver-level inserts pass it."""
+        return value
+
+    def _json_mark(self) -> str:
+        return self.mark
+
+    def known_cases(self, project_id: str, identities: list[str]) -> dict[str, KnownCase]:
+        """identity -> the project's case of that identity, for those among `identities`."""
+        found: dict[str, KnownCase] = {}
+        cursor = self.conn.connection.driver_connection.cursor()
+        try:
+            for start in range(0, len(identities), LOOKUP_CHUNK):
+                self._lookup(cursor, project_id, identities[start:start + LOOKUP_CHUNK])
+                found.update((row[0], KnownCase(*row[1:])) for row in cursor.fetchall())
+        finally:
+            cursor.close()
+        return found
+
+    def _lookup(self, cursor, project_id: str, chunk: list[str]) -> None:
+        cursor.execute(
+            "SELECT identity, id, tags, bucket_id, slot FROM test_cases "
+            f"WHERE project_id = ? AND identity IN ({', '.join('?' * len(chunk))})",
+            [project_id, *chunk])
+
+    def insert_cases(self, rows: Sequence[NewCase]) -> None:
+        """Insert new test cases; ones a concurrent import just made are skipped, not errors."""
+        if not rows:
+            return
+        columns = NewCase._fields
+        marks = ", ".join(self._json_mark() if column in _CASE_JSON else self.mark
+                          for column in columns)
+        self.conn.exec_driver_sql(
+            f"INSERT INTO test_cases ({', '.join(columns)}) VALUES ({marks}) "
+            "ON CONFLICT (project_id, identity) DO NOTHING", rows)
+
+    def update_case_tags(self, rows: list[tuple[str | None, str]]) -> None:
+        """(tags as JSON text, case id) pairs."""
+        if rows:
+            self.conn.exec_driver_sql(
+                f"UPDATE test_cases SET tags = {self._json_mark()} WHERE id = {self.mark}", rows)
+
+    def insert_results(self, rows: Sequence[ResultRow]) -> None:
+        """Bulk insert of results (JSON already encoded): one executemany."""
+        if rows:
+            columns = ResultRow._fields
+            self.conn.exec_driver_sql(
+                f"INSERT INTO test_results ({', '.join(columns)}) "
+                f"VALUES ({', '.join([self.mark] * len(columns))})", rows)
+
+    def run_outcomes(self, run_id: str) -> list[ResultOutcome]:
+        cursor = self.conn.connection.driver_connection.cursor()
+        try:
+            cursor.execute("SELECT test_case_id, status, id FROM test_results "
+                           f"WHERE run_id = {self.mark}", (run_id,))
+            return [ResultOutcome(*row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+
+class SqliteIngestion(IngestionWriter):
+    """SQLite: `?` parameters, times as the text SQLAlchemy stores, executemany."""
+
+    def driver_time(self, value: datetime):
+        return sqlite_datetime(value)
+
+
+class PostgresIngestion(IngestionWriter):
+    """PostgreSQL: `%s` parameters, identities as one binary array, results by COPY, JSON
+    cast to jsonb, and the cases' table analyzed once when the planner knows nothing of it."""
+
+    mark = "%s"
+
+    def _json_mark(self) -> str:
+        return "%s::jsonb"
+
+    def _lookup(self, cursor, project_id: str, chunk: list[str]) -> None:
+        cursor.execute(_PG_CASE_LOOKUP, (chunk, project_id))
+
+    def insert_cases(self, rows: Sequence[NewCase]) -> None:
+        super().insert_cases(rows)
+        if rows:
+            self._analyze_cases_if_unknown()
+
+    def _analyze_cases_if_unknown(self) -> None:
+        """PostgreSQL plans by a table's statistics, and a new database's `test_cases` has
+        none until something analyzes it: autovacuum, after an import's commit, where it runs
+        at all. Without them the planner guesses the selectivity of project_id and identity
+        alike and, for a lookup by (project, identity), may read every case of the project
+        through any index that starts with project_id, once per chunk of identities. Analyzed
+        once, inside the transaction (where this import's own new cases count), the planner
+        knows the columns and the rows' density, and its estimates follow the table's size
+        from then on. Another transaction analyzing it at the same moment is left to it: its
+        lock is not waited for."""
+        conn = self.conn
+        believed = conn.exec_driver_sql(
+            "SELECT reltuples FROM pg_class WHERE oid = 'test_cases'::regclass").scalar()
+        if believed > 0:  # -1: never analyzed; 0: analyzed (or indexed) while empty
+            return
+        try:
+            with conn.begin_nested():
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '100ms'")
+                conn.exec_driver_sql("ANALYZE test_cases")
+                conn.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
+        except DBAPIError:
+            log.info("test_cases is being analyzed by another transaction; not waiting for it")
+
+    def insert_results(self, rows: Sequence[ResultRow]) -> None:
+        """By COPY. PostgreSQL's text cannot hold U+0000, which a test's output sometimes does
+        (a test that prints binary): a chunk refused for one is written again with U+FFFD in
+        its place, rather than the whole import refused. The savepoint keeps the transaction
+        usable after the refusal; the usual chunk pays its two round trips and nothing else."""
+        if not rows:
+            return
+        columns = ResultRow._fields
+        try:
+            with self.conn.begin_nested():
+                pg_copy_rows(self.conn, "test_results", columns, rows)
+        except Exception as exc:
+            if not is_nul_in_text(exc):
+                raise
+            pg_copy_rows(self.conn, "test_results", columns,
+                         [_without_nul(row) for row in rows])
+
+
+def ingestion_writer(conn: Connection) -> IngestionWriter:
+    """The ingestion writer of the connection's database."""
+    if conn.dialect.name == "postgresql":
+        return PostgresIngestion(conn)
+    return SqliteIngestion(conn)
+
+
+# For callers with one statement to run (a writer is made per call).
+
 def known_cases(conn: Connection, project_id: str,
-                identities: list[str]) -> dict[str, tuple[str, object, int, int]]:
-    """identity -> (case id, its tags, the bucket and slot of its window) for the project's
-    cases among `identities`; the tags as the driver gives them (JSON text on SQLite, decoded
-    on PostgreSQL: see `tags_differ`). At the driver level (a 10k-test import looks up 10k
-    identities; SQLAlchemy's row handling was most of it)."""
-    found: dict[str, tuple[str, object, int, int]] = {}
-    mark = driver_mark(conn)
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        for start in range(0, len(identities), LOOKUP_CHUNK):
-            chunk = identities[start:start + LOOKUP_CHUNK]
-            if mark == "%s":
-                cursor.execute(_PG_CASE_LOOKUP, (chunk, project_id))
-            else:
-                cursor.execute(
-                    "SELECT identity, id, tags, bucket_id, slot FROM test_cases "
-                    f"WHERE project_id = ? AND identity IN ({', '.join('?' * len(chunk))})",
-                    [project_id, *chunk])
-            found.update((row[0], row[1:]) for row in cursor.fetchall())
-    finally:
-        cursor.close()
-    return found
+                identities: list[str]) -> dict[str, KnownCase]:
+    return ingestion_writer(conn).known_cases(project_id, identities)
+
+
+def insert_cases(conn: Connection, rows: Sequence[NewCase]) -> None:
+    """Insert new test cases (`NewCase`s, or tuples in its fields' order)."""
+    ingestion_writer(conn).insert_cases(rows)
+
+
+def insert_results(conn: Connection, rows: Sequence[ResultRow]) -> None:
+    ingestion_writer(conn).insert_results(rows)
+
+
+def run_outcomes(conn: Connection, run_id: str) -> list[ResultOutcome]:
+    """Every result of a run (case, status, id), at the driver level: a run holds thousands
+    of results, and these are all a comparison needs."""
+    return ingestion_writer(conn).run_outcomes(run_id)
 
 
 def tags_differ(stored, tags: list | None, encoded: str | None) -> bool:
@@ -69,80 +252,6 @@ def tags_differ(stored, tags: list | None, encoded: str | None) -> bool:
     return stored != tags
 
 
-def update_case_tags(conn: Connection, rows: list[tuple[str | None, str]]) -> None:
-    """(tags as JSON text, case id) pairs."""
-    if rows:
-        conn.exec_driver_sql(
-            f"UPDATE test_cases SET tags = {_json_mark(conn)} WHERE id = {driver_mark(conn)}",
-            rows)
-
-
-def _json_mark(conn: Connection) -> str:
-    return "%s::jsonb" if conn.dialect.name == "postgresql" else "?"
-
-
-def run_outcomes(conn: Connection, run_id: str) -> list[tuple[str, str, str]]:
-    """(case id, status, result id) of every result of a run, at the driver level: a run
-    holds thousands of results, and plain tuples are all a comparison needs."""
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        cursor.execute("SELECT test_case_id, status, id FROM test_results "
-                       f"WHERE run_id = {driver_mark(conn)}", (run_id,))
-        return cursor.fetchall()
-    finally:
-        cursor.close()
-
-
-CASE_COLUMNS = ("id", "project_id", "identity", "file_path", "full_title", "title", "variant",
-                "tags", "created_at", "bucket_id", "slot", "status")
-
-
-def insert_cases(conn: Connection, rows: list[tuple]) -> None:
-    """Insert new test cases (tuples in CASE_COLUMNS order); ones a concurrent import just
-    made are skipped, not errors. Driver-level, like `insert_results`."""
-    if not rows:
-        return
-    mark = driver_mark(conn)
-    marks = [_json_mark(conn) if column == "tags" else mark for column in CASE_COLUMNS]
-    conn.exec_driver_sql(
-        f"INSERT INTO test_cases ({', '.join(CASE_COLUMNS)}) VALUES ({', '.join(marks)}) "
-        "ON CONFLICT (project_id, identity) DO NOTHING", rows)
-    if conn.dialect.name == "postgresql":
-        _analyze_cases_if_unknown(conn)
-
-
-def _analyze_cases_if_unknown(conn: Connection) -> None:
-    """PostgreSQL plans by a table's statistics, and a new database's `test_cases` has none
-    until something analyzes it: autovacuum, after an import's commit, where it runs at all.
-    Without them the planner guesses the selectivity of project_id and identity alike and,
-    for a lookup by (project, identity), may read every case of the project through any
-    index that starts with project_id, once per chunk of identities. Analyzed once, inside
-    the transaction (where this import's own new cases count), the planner knows the columns
-    and the rows' density, and its estimates follow the table's size from then on. Another
-    transaction analyzing it at the same moment is left to it: its lock is not waited for."""
-    believed = conn.exec_driver_sql(
-        "SELECT reltuples FROM pg_class WHERE oid = 'test_cases'::regclass").scalar()
-    if believed > 0:  # -1: never analyzed; 0: analyzed (or indexed) while empty
-        return
-    try:
-        with conn.begin_nested():
-            conn.exec_driver_sql("SET LOCAL lock_timeout = '100ms'")
-            conn.exec_driver_sql("ANALYZE test_cases")
-            conn.exec_driver_sql("SET LOCAL lock_timeout = DEFAULT")
-    except DBAPIError:
-        log.info("test_cases is being analyzed by another transaction; not waiting for it")
-
-
-def driver_datetime(conn: Connection, value: datetime):
-    """A timestamp as the driver-level inserts pass it."""
-    return value if conn.dialect.name == "postgresql" else sqlite_datetime(value)
-
-
-RESULT_COLUMNS = ("id", "run_id", "project_id", "test_case_id", "suite_id", "title",
-                  "full_title", "file_path", "line_number", "variant", "status", "duration",
-                  "retries", "attempt", "is_flaky", "tags", "annotations", "error", "steps",
-                  "stdout", "stderr", "extra", "error_fingerprint", "created_at")
-JSON_COLUMNS = {"tags", "annotations", "error", "steps", "extra"}
 # The JSON columns of a result (its steps above all) are encoded by orjson: a third of the
 # time of the standard library's encoder on a Playwright report's results (23 against 71 ms
 # for 10,000). What orjson refuses (an integer beyond 64 bits, nesting deeper than 255, a lone
@@ -166,51 +275,7 @@ def encode_json(value) -> str | None:
         return _encode_fallback(value)
 
 
-def sqlite_datetime(value: datetime) -> str:
-    """The text SQLAlchemy's SQLite DateTime type stores (so reads parse it the same)."""
-    return f"{value:%Y-%m-%d %H:%M:%S.%f}"
-
-
-def insert_results(conn: Connection, rows: list[tuple]) -> None:
-    """Bulk insert of result rows (tuples in RESULT_COLUMNS order, JSON already encoded).
-
-    The hot path of ingestion talks to the driver directly: COPY on PostgreSQL, one
-    executemany on SQLite. Both run inside the caller's transaction."""
-    if not rows:
-        return
-    columns = ", ".join(RESULT_COLUMNS)
-    if conn.dialect.name == "postgresql":
-        # PostgreSQL's text cannot hold U+0000, which a test's output sometimes does (a test
-        # that prints binary): a chunk refused for one is written again with U+FFFD in its
-        # place, rather than the whole import refused. The savepoint keeps the transaction
-        # usable after the refusal; the usual chunk pays its two round trips and nothing else.
-        try:
-            with conn.begin_nested():
-                copy_rows(conn, "test_results", columns, rows)
-        except Exception as exc:
-            if not is_nul_in_text(exc):
-                raise
-            copy_rows(conn, "test_results", columns, [_without_nul(row) for row in rows])
-    else:
-        marks = ", ".join("?" * len(RESULT_COLUMNS))
-        conn.exec_driver_sql(f"INSERT INTO test_results ({columns}) VALUES ({marks})", rows)
-
-
-def copy_rows(conn: Connection, table: str, columns: str, rows: list[tuple]) -> None:
-    """PostgreSQL: `rows` into `table` by COPY (`columns`: their names, comma-separated)."""
-    cursor = conn.connection.driver_connection.cursor()
-    try:
-        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-    finally:
-        cursor.close()
-
-
-_JSON_AT = frozenset(i for i, column in enumerate(RESULT_COLUMNS) if column in JSON_COLUMNS)
-
-
-def _without_nul(row: tuple) -> tuple:
+def _without_nul(row: ResultRow) -> ResultRow:
     """A result row with every U+0000 replaced by U+FFFD, in its text and in its JSON (where
     it is written as the escape \\u0000: decoded, replaced in every string, encoded again)."""
     cleaned = []
@@ -220,7 +285,7 @@ def _without_nul(row: tuple) -> tuple:
         elif isinstance(value, str):
             value = value.replace("\x00", "\ufffd")
         cleaned.append(value)
-    return tuple(cleaned)
+    return ResultRow(*cleaned)
 
 
 def _replace_nul(value):
@@ -265,9 +330,8 @@ def list_results(conn: Connection, project_id: str, run_id: str | None, status: 
     if status:
         where.append(test_results.c.status == status)
     if search:
-        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where.append(or_(test_results.c.full_title.ilike(pattern, escape="\\"),
-                         test_results.c.file_path.ilike(pattern, escape="\\")))
+        where.append(or_(icontains(test_results.c.full_title, search),
+                         icontains(test_results.c.file_path, search)))
     total = conn.execute(select(func.count()).select_from(test_results).where(*where)
                          ).scalar_one()
     # failed first, then by position in the run (ids are time-sortable)

@@ -89,78 +89,91 @@ def _error_json(error) -> dict | None:
 
 
 def ingest(conn: Connection, run_id: str, project_id: str, results: Iterable[ParsedResult],
-           outcomes: list[tuple] | None = None) -> tuple[list[str], int]:
+           outcomes: list[stats.RunOutcome] | None = None) -> tuple[list[str], int]:
     """Store results into a run. Returns (the new result ids, their summed duration). Each
     new case gets the slot of its window (`stats.place_cases`). With `outcomes`, each result
     is added to it as `stats.apply_run` takes a run's results (the import that makes a run
     and completes it hands them over: no read back)."""
+    writer = repo.ingestion_writer(conn)
     suites = SuiteIndex(conn, run_id, project_id)
     created: list[str] = []
     duration = 0
     iterator = iter(results)
+    encode = repo.encode_json
     while chunk := list(islice(iterator, CHUNK)):
         now = utcnow()
+        stamp = writer.driver_time(now)
         identities = []
         for result in chunk:
             result.file_path = normalise_path(result.file_path)
             identities.append(case_identity(result.file_path, result.full_title, result.variant))
         wanted = list(dict.fromkeys(identities))
-        known = repo.known_cases(conn, project_id, wanted)
+        known = writer.known_cases(project_id, wanted)
         missing = [i for i in wanted if i not in known]
-        encode = repo.encode_json
         if missing:
             first_of: dict[str, ParsedResult] = {}
             for identity, result in zip(identities, chunk):
                 first_of.setdefault(identity, result)
-            stamp = repo.driver_datetime(conn, now)
             places = stats.place_cases(conn, project_id,
                                        [first_of[identity].file_path for identity in missing])
-            repo.insert_cases(conn, [  # tuples in repo.CASE_COLUMNS order
-                (case_id, project_id, identity, first_of[identity].file_path,
-                 first_of[identity].full_title, first_of[identity].title,
-                 first_of[identity].variant, encode(first_of[identity].tags), stamp,
-                 bucket_id, slot, "stable")  # (it reads as new until it runs: tables.py)
-                for case_id, identity, (bucket_id, slot)
-                in zip(new_ids("tc", len(missing)), missing, places)])
-            known.update(repo.known_cases(conn, project_id, missing))
+            new_cases = []
+            for case_id, identity, (bucket_id, slot) in zip(new_ids("tc", len(missing)),
+                                                           missing, places):
+                first = first_of[identity]
+                new_cases.append(repo.NewCase(
+                    id=case_id, project_id=project_id, identity=identity,
+                    file_path=first.file_path, full_title=first.full_title, title=first.title,
+                    variant=first.variant, tags=encode(first.tags), created_at=stamp,
+                    bucket_id=bucket_id, slot=slot,
+                    status="stable"))  # (it reads as new until it runs: tables.py)
+            writer.insert_cases(new_cases)
+            known.update(writer.known_cases(project_id, missing))
         rows = []
         newest: dict[str, ParsedResult] = {}  # case id -> its newest result here
-        stamp = repo.driver_datetime(conn, now)
         result_ids = new_ids("test", len(chunk))
         for result_id, identity, result in zip(result_ids, identities, chunk):
-            case_id, _tags, bucket_id, slot = known[identity]
-            newest[case_id] = result
+            case = known[identity]
+            newest[case.id] = result
             suite_id = suites.suite_for(result.suite_path, result.file_path)
             result_duration = max(0, int(result.duration_ms))
             extra = result.extra
             if result.attachments:
                 extra = {**extra, "attachments": result.attachments}
             error = _error_json(result.error)
-            # tuple in repo.RESULT_COLUMNS order
-            rows.append((
-                result_id, run_id, project_id, case_id, suite_id, result.title,
-                result.full_title, result.file_path, result.line_number, result.variant,
-                result.status, result_duration, result.retries, result.attempt,
-                result.status == "flaky", encode(result.tags), encode(result.annotations),
-                encode(error), encode(result.steps), result.stdout or "",
-                result.stderr or "", encode(extra),
-                fingerprint(error) if result.status in ("failed", "flaky") else None, stamp))
+            status = result.status
+            rows.append(repo.ResultRow(
+                id=result_id, run_id=run_id, project_id=project_id, test_case_id=case.id,
+                suite_id=suite_id, title=result.title, full_title=result.full_title,
+                file_path=result.file_path, line_number=result.line_number,
+                variant=result.variant, status=status, duration=result_duration,
+                retries=result.retries, attempt=result.attempt, is_flaky=status == "flaky",
+                tags=encode(result.tags), annotations=encode(result.annotations),
+                error=encode(error), steps=encode(result.steps), stdout=result.stdout or "",
+                stderr=result.stderr or "", extra=encode(extra),
+                error_fingerprint=(fingerprint(error) if status in ("failed", "flaky")
+                                   else None),
+                created_at=stamp))
             if outcomes is not None:
-                outcomes.append((case_id, bucket_id, slot, result.status, result_duration,
-                                 stamp))
+                outcomes.append(stats.RunOutcome(case.id, case.bucket_id, case.slot, status,
+                                                 result_duration, stamp))
             duration += result_duration
         created += result_ids
         suites.flush(conn)  # before the results that point at them
-        repo.insert_results(conn, rows)
+        writer.insert_results(rows)
         # a case takes the tags of its newest result (skipped ones too)
-        stored = {case_id: tags for case_id, tags, _bucket, _slot in known.values()}
+        stored = {case.id: case.tags for case in known.values()}
         retagged = []
         for case_id, result in newest.items():
             encoded = encode(result.tags)
             if repo.tags_differ(stored[case_id], result.tags, encoded):
                 retagged.append((encoded, case_id))
-        repo.update_case_tags(conn, retagged)
+        writer.update_case_tags(retagged)
     return created, duration
+
+
+def run_outcomes(conn: Connection, run_id: str) -> list[repo.ResultOutcome]:
+    """(case id, status, result id) of every result of a run (a comparison of runs)."""
+    return repo.run_outcomes(conn, run_id)
 
 
 def from_payload(fields) -> ParsedResult:

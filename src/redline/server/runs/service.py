@@ -12,13 +12,17 @@ the run completes when all have.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from redline.server.auth import Principal, require_in_project, require_project
 from redline.server.http_errors import ApiError, validation_error
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
 from redline.server.runs import repository as repo
+from redline.server.runs.completion import complete_run
+from redline.server.runs.scope import resolve_project
+from redline.server.tables import artifacts, projects
+from redline.server.worker import outbox
 
 TERMINAL = {"passed", "failed", "cancelled"}
 METADATA_FIELDS = ("branch", "commit_sha", "commit_message", "commit_author", "ci_provider",
@@ -63,15 +67,6 @@ def run_summary_json(row) -> dict:
             "quarantinedFailures": row.quarantined_failures, "createdAt": iso(row.created_at)}
 
 
-def resolve_project(principal: Principal, project_id: str | None) -> str:
-    """A project API key implies its project; a person must name one."""
-    if project_id:
-        return project_id
-    if principal.kind == "key":
-        return principal.project_id  # type: ignore[return-value]
-    raise validation_error("projectId", "required", "Field 'projectId' is required")
-
-
 def load_run(conn: Connection, principal: Principal, run_id: str, scope: str,
              for_update: bool = False):
     """The run, if the caller may act on it with `scope`; another tenant's is NOT_FOUND."""
@@ -109,7 +104,7 @@ def new_run(conn: Connection, project_id: str, fields: dict) -> str:
 def refresh_counts(conn: Connection, run_id: str, added_duration: int = 0) -> None:
     """Recompute a run's aggregates from its results (one GROUP BY)."""
     counts = repo.status_counts(conn, run_id)
-    get = lambda status: counts.get(status, (0, 0))[0]  # noqa: E731
+    get = lambda status: counts.get(status, (0, 0))[0]
     values = {"total_tests": sum(c for c, _ in counts.values()), "passed_tests": get("passed"),
               "failed_tests": get("failed"), "skipped_tests": get("skipped"),
               "flaky_tests": get("flaky"), "updated_at": utcnow()}
@@ -120,20 +115,11 @@ def refresh_counts(conn: Connection, run_id: str, added_duration: int = 0) -> No
 
 
 def finish(conn: Connection, run_id: str, requested: str | None = None,
-           outcomes: list[tuple] | None = None) -> None:
-    """Complete a run. `cancelled` when asked; otherwise `failed` when the client says so or a
-    result failed (a run with failures cannot be called passed), else `passed`. `outcomes`:
-    all of the run's results, from the import that made it (`stats.apply_run`)."""
-    run = repo.get_run(conn, run_id)
-    if requested == "cancelled":
-        status = "cancelled"
-    else:
-        status = "failed" if requested == "failed" or run.failed_tests else "passed"
-    now = utcnow()
-    repo.update_run(conn, run_id, status=status, completed_at=now, updated_at=now)
-    from redline.server.intelligence import stats
-
-    stats.apply_run(conn, run_id, outcomes)  # case statistics, verdict, error groups: once
+           outcomes: list | None = None) -> None:
+    """Complete a run: its status, statistics, quarantine, error groups and events
+    (runs/completion.py). `outcomes`: all of the run's results, from the import that made it
+    (`stats.apply_run`)."""
+    complete_run(conn, run_id, requested, outcomes)
 
 
 def complete_shard(conn: Connection, run_id: str, shard: int | None) -> bool:
@@ -204,21 +190,25 @@ def _camel(name: str) -> str:
 def queue_blob_deletions(conn: Connection, condition) -> int:
     """Before rows of `artifacts` go (with a run or a project), queue the deletion of their
     blobs through the outbox, in the same transaction: the files go only if the rows do."""
-    from sqlalchemy import select
-
-    from redline.server.tables import artifacts
-    from redline.server.worker import outbox
-
     keys = conn.execute(select(artifacts.c.storage_key).where(condition)).scalars().all()
     for key in keys:
         outbox.enqueue(conn, "artifacts.delete_blob", {"storageKey": key})
     return len(keys)
 
 
+def queue_project_blob_deletions(conn: Connection, project_id: str) -> int:
+    """`queue_blob_deletions` of a project's artifacts (before the project goes)."""
+    return queue_blob_deletions(conn, artifacts.c.project_id == project_id)
+
+
+def queue_team_blob_deletions(conn: Connection, team_id: str) -> int:
+    """`queue_blob_deletions` of the artifacts of a team's projects (before the team goes)."""
+    return queue_blob_deletions(conn, artifacts.c.project_id.in_(
+        select(projects.c.id).where(projects.c.team_id == team_id)))
+
+
 def delete_run(conn: Connection, principal: Principal, run_id: str) -> None:
     """Deletes the run with its results, suites and artifacts (admins: `project:admin`)."""
-    from redline.server.tables import artifacts
-
     load_run(conn, principal, run_id, "project:admin")
     queue_blob_deletions(conn, artifacts.c.run_id == run_id)
     repo.delete_run(conn, run_id)

@@ -18,7 +18,7 @@ from redline.server.db import WRITE
 from redline.server.http_errors import not_found, validation_error
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
-from redline.server.runs import service as runs
+from redline.server.runs.scope import resolve_project
 from redline.server.tables import webhook_deliveries, webhooks
 from redline.server.webhooks import delivery
 from redline.server.worker import outbox
@@ -68,7 +68,7 @@ def _load(conn: Connection, principal: Principal, webhook_id: str):
 
 def create(conn: Connection, principal: Principal, project_id: str | None, url: str,
            events: Iterable[str], headers: dict, secret: str | None, settings) -> dict:
-    project_id = runs.resolve_project(principal, project_id)
+    project_id = resolve_project(principal, project_id)
     require_project(conn, principal, project_id, "project:admin")
     _check_url(url, settings)
     if secret is not None:
@@ -84,7 +84,7 @@ def create(conn: Connection, principal: Principal, project_id: str | None, url: 
 
 
 def list_webhooks(conn: Connection, principal: Principal, project_id: str | None, page) -> dict:
-    project_id = runs.resolve_project(principal, project_id)
+    project_id = resolve_project(principal, project_id)
     require_project(conn, principal, project_id, "project:admin")
     where = webhooks.c.project_id == project_id
     total = conn.execute(select(func.count()).select_from(webhooks).where(where)).scalar_one()
