@@ -24,6 +24,7 @@ from redline.server.http_errors import ApiError, not_found
 from redline.server.kit import tokens
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
+from redline.server.runs import service as runs
 from redline.server.teams import repository as repo
 
 INVITATION_TTL = timedelta(days=7)
@@ -79,13 +80,7 @@ def rename_team(conn: Connection, principal: Principal, team_id: str, name: str)
 def delete_team(conn: Connection, principal: Principal, team_id: str) -> None:
     require_team_role(conn, principal, team_id, "owner")
     require_user(principal)
-    from sqlalchemy import select
-
-    from redline.server.runs.service import queue_blob_deletions
-    from redline.server.tables import artifacts, projects
-
-    queue_blob_deletions(conn, artifacts.c.project_id.in_(
-        select(projects.c.id).where(projects.c.team_id == team_id)))
+    runs.queue_team_blob_deletions(conn, team_id)
     repo.delete_team(conn, team_id)
 
 
