@@ -227,8 +227,8 @@ def test_responses_never_carry_secrets(server, tenant):
 
 
 def test_every_route_but_the_public_ones_authenticates_its_caller(server):
-    """A route added without `rate_limited` (or `authenticate`, or `address_rate_limited` for
-    the sign-in forms) would answer anyone: every API route has one of them among its
+    """A route added without `rate_limited` (or `current_principal`, or `address_rate_limited`
+    for the sign-in forms) would answer anyone: every API route has one of them among its
     dependencies."""
     from redline.server.app import PUBLIC_OPERATIONS
 
@@ -239,5 +239,6 @@ def test_every_route_but_the_public_ones_authenticates_its_caller(server):
             continue
         calls = {dependency.call.__qualname__
                  for dependency in route.api_route.dependant.dependencies}
-        assert any(name.startswith(("rate_limited", "address_rate_limited", "authenticate"))
+        assert any(name.startswith(("rate_limited", "address_rate_limited",
+                                    "current_principal"))
                    for name in calls), (route.method, route.path, calls)

@@ -31,7 +31,7 @@ from redline.server.results.endpoints import router as results_router
 from redline.server.runs.endpoints import router as runs_router
 from redline.server.system.endpoints import router as system_router
 from redline.server.teams.endpoints import router as teams_router
-from redline.server.unit_of_work import writer_turns
+from redline.server.unit_of_work import Slots, writer_turns
 from redline.server.web.views import assets as web_assets_router
 from redline.server.web.views import router as web_router
 from redline.server.webhooks.endpoints import router as webhooks_router
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     caps = {"/api/runs/import": settings.max_import_bytes, "/api/upload": 201 * 1024 * 1024}
     app.add_middleware(UnitOfWorkMiddleware, engine=engine,
+                       slots=Slots(settings.db_pool_size + settings.db_max_overflow),
                        turns=writer_turns(engine, settings.write_wait_seconds))
     app.add_middleware(BodyGuard, default_cap=settings.max_body_bytes, caps=caps,
                        raw_paths=RAW_BODY_PATHS)
@@ -223,18 +224,18 @@ def _add_links(schema: dict) -> None:
 def render_docs(schema: dict) -> str:
     """A plain HTML reference of the API (no scripts, nothing from another origin)."""
     esc = html.escape
-    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8>"
-             f"<title>{esc(schema['info']['title'])} reference</title>"
-             "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
-             "padding:0 1rem;color:#1b1b1f}code,pre{background:#f2f2f5;padding:.1rem .3rem;"
-             "border-radius:4px}h3{margin-bottom:.2rem}.m{display:inline-block;width:4.5rem;"
-             "font-weight:700}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-             "padding:.2rem .5rem;text-align:left}</style></head><body>",
+    parts = [(f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+              f"<title>{esc(schema['info']['title'])} reference</title>"
+              "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
+              "padding:0 1rem;color:#1b1b1f}code,pre{background:#f2f2f5;padding:.1rem .3rem;"
+              "border-radius:4px}h3{margin-bottom:.2rem}.m{display:inline-block;width:4.5rem;"
+              "font-weight:700}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+              "padding:.2rem .5rem;text-align:left}</style></head><body>"),
              f"<h1>{esc(schema['info']['title'])} {esc(schema['info']['version'])}</h1>",
-             f"<pre style='white-space:pre-wrap'>{esc(schema['info'].get('description', ''))}"
-             "</pre><p>Machine-readable: <a href='/api/openapi.json'>/api/openapi.json</a></p>",
-             "<h2>Error codes</h2><table><tr><th>code</th><th>HTTP</th><th>CLI exit</th>"
-             "<th>retryable</th><th>next action</th></tr>"]
+             (f"<pre style='white-space:pre-wrap'>{esc(schema['info'].get('description', ''))}"
+              "</pre><p>Machine-readable: <a href='/api/openapi.json'>/api/openapi.json</a></p>"),
+             ("<h2>Error codes</h2><table><tr><th>code</th><th>HTTP</th><th>CLI exit</th>"
+              "<th>retryable</th><th>next action</th></tr>")]
     for code, kind in schema.get("x-error-codes", {}).items():
         parts.append(f"<tr><td><code>{esc(code)}</code></td><td>{kind['httpStatus'] or '-'}"
                      f"</td><td>{kind['exitCode']}</td><td>{'yes' if kind['retryable'] else 'no'}"

@@ -16,12 +16,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Request
 from sqlalchemy import Connection, bindparam, select, update
 
-from redline.server.db import WRITE
 from redline.server.http_errors import ApiError, not_found
 from redline.server.kit import tokens
 from redline.server.kit.clock import utcnow
@@ -69,16 +67,8 @@ class Principal:
         return self.key_scopes & ROLE_SCOPES.get(self.creator_role or "", frozenset())
 
 
-def authenticate(request: Request) -> Principal:
-    """Resolve the credential of a request, or fail with AUTH_REQUIRED / AUTH_INVALID.
-
-    It reads on the request's `reading()` connection: never the write transaction, which
-    begins only when the endpoint needs it."""
-    with request.state.uow.reading() as conn:
-        return _authenticate(request, conn)
-
-
-def _authenticate(request: Request, conn: Connection) -> Principal:
+def authenticate(request: Request, conn: Connection) -> Principal:
+    """Resolve the credential of a request, or fail with AUTH_REQUIRED / AUTH_INVALID."""
     # (most requests have no query string: nothing to parse then)
     if request.scope.get("query_string") and ("api_key" in request.query_params
                                               or "token" in request.query_params):
@@ -187,19 +177,11 @@ def _touch(request: Request, table, row_id: str, column: str, now) -> None:
         _touched[row_id] = moment
         if len(_touched) > 100_000:
             _touched.clear()
-    engine = request.app.state.engine
 
-    def write() -> None:
-        try:
-            with engine.connect().execution_options(**WRITE) as conn, conn.begin():
-                conn.execute(update(table).where(table.c.id == row_id).values({column: now}))
-        except Exception:  # bookkeeping must never fail a request
-            pass
+    def write(conn: Connection) -> None:
+        conn.execute(update(table).where(table.c.id == row_id).values({column: now}))
 
     request.state.uow.after_finish.append(write)
-
-
-CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
 def forbidden(required: list[str], granted: list[str], message: str) -> ApiError:
@@ -255,6 +237,8 @@ def require_project(conn: Connection, principal: Principal, project_id: str,
         granted = principal.effective_key_scopes
         if scope not in granted:
             raise forbidden([scope], list(granted), f"Missing the '{scope}' scope for this action")
+        # a key always has both: authentication read them with the key
+        assert principal.team_id is not None and principal.creator_role is not None
         return ProjectAccess(project_id, principal.team_id, principal.creator_role)
     row = conn.execute(
         select(projects.c.team_id, team_members.c.role)

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import tempfile
@@ -26,7 +27,7 @@ from redline.server import idempotency
 from redline.server.db import is_nul_in_text, is_unavailable
 from redline.server.http_errors import ApiError, error_response
 from redline.server.kit.ids import new_id
-from redline.server.unit_of_work import WRITE_METHODS, UnitOfWork, WriterTurns
+from redline.server.unit_of_work import WRITE_METHODS, Slots, UnitOfWork, WriterTurns
 
 log = logging.getLogger("redline.server")
 
@@ -148,16 +149,17 @@ class BodyGuard:
 class UnitOfWorkMiddleware:
     """Gives each request its `UnitOfWork` and finishes it: the one commit point."""
 
-    def __init__(self, app, engine: Engine, turns: WriterTurns | None):
+    def __init__(self, app, engine: Engine, slots: Slots, turns: WriterTurns | None):
         self.app = app
         self.engine = engine
+        self.slots = slots
         self.turns = turns
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         write = scope["method"] in WRITE_METHODS
-        uow = UnitOfWork(self.engine, write, self.turns)
+        uow = UnitOfWork(self.engine, write, self.slots, self.turns)
         scope.setdefault("state", {})["uow"] = uow
         if write:
             await self._write(scope, receive, send, uow)
@@ -203,11 +205,13 @@ class UnitOfWorkMiddleware:
             status = messages[0]["status"] if messages else 500
             succeeded = status < 400
             record = None
+            before_commit = None
             if claim is not None and 200 <= status < 300:
                 record = idempotency.stored_response(messages)
+                before_commit = functools.partial(idempotency.complete, claim=claim,
+                                                  response=record)
                 await uow.open_write()  # the record is written even if nothing else was
-            await uow.finish(succeeded, None if record is None else
-                             lambda conn: idempotency.complete(conn, claim, record))
+            await uow.finish(succeeded, before_commit)
         except BaseException:
             await uow.finish(False)
             if claim is not None:
@@ -238,7 +242,8 @@ async def _spool_body(receive, scope) -> tuple[Any, str]:
     query string and content type: any difference makes it another request."""
     digest = hashlib.sha256(scope.get("query_string", b"") + b"|"
                             + (_header(scope, b"content-type") or "").encode() + b"|")
-    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)
+    # Closed by the replay (`_replay_body`) once it has been read back.
+    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

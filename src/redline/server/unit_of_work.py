@@ -3,32 +3,32 @@ finished (committed or rolled back) in one place, the `UnitOfWorkMiddleware`.
 
 The rules, and why:
 
-- A read request's connection is opened by its first use and given back as soon as the
-  response starts: nothing of the database is held while the response travels.
-- A write request's transaction is opened by the `Db` dependency (or, for the endpoints that
-  stream a large body, by the endpoint once the body has arrived: `open_write`), never by
-  authentication, which reads on a short connection of its own (`reading`). So a write
-  transaction, and on SQLite its one writer's lock, is never open while the request waits on
-  the network for its body; and the middleware commits before the response is sent.
-- SQLite admits one writer. Writers of this process take turns on an asyncio semaphore
-  (`WriterTurns`) before their transaction begins: the wait is on the event loop, so no
-  worker thread is held while waiting, and the writer whose turn it is always finds a thread
-  for its endpoint. A turn not given within `write_wait_seconds` answers 503 UNAVAILABLE with
+- Connections are taken on the event loop, never in a worker thread. A request takes a
+  *slot* (`Slots`, as many as the connection pool holds) before it opens a connection, and
+  gives it back when it closes it; it never holds two. So a worker thread never waits for
+  the pool while the requests that hold its connections wait for a thread.
+- A read request's connection is opened by its first use (`read`, or the `Db` dependency)
+  and given back as soon as its response starts: nothing is held while the response travels.
+- A write's transaction is begun by the `Db` dependency (or, for the endpoints that stream a
+  large body, by the endpoint once the body has arrived), never by authentication, which reads
+  on a short connection of its own (`read`). So no write transaction, and on SQLite no write
+  lock, is open while a request waits on the network for its body; the middleware commits
+  before the response is sent.
+- SQLite admits one writer. The writers of a process take turns (`WriterTurns`) on the event
+  loop before their transaction begins, so the writer whose turn it is always finds a thread
+  for its endpoint. A turn (or a slot) not given in time answers 503 UNAVAILABLE with
   `Retry-After`. Other processes (a `redline worker`) queue on SQLite's own busy timeout.
-- The few writes a request commits apart from its own transaction (its idempotency claim,
-  an upload's guard job: `write_apart`) take a writer turn too. No request's thread ever waits
-  for SQLite's lock behind a writer of this process.
+- The few writes a request commits apart from its own transaction (its idempotency claim, an
+  upload's guard job: `write_apart`) take a slot and a turn too.
 - Commit and rollback run in threads of their own small pool (`FINISHER_THREADS`), never in
-  the endpoints' pool, so a full endpoint pool cannot keep a writer from finishing.
+  the endpoints' pool, so a full endpoint pool cannot keep a request from finishing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import TypeVar
 
 import anyio
@@ -42,6 +42,7 @@ log = logging.getLogger("redline.server")
 T = TypeVar("T")
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SLOT_WAIT_SECONDS = 30.0
 
 # Threads that commit, roll back and close connections, apart from the endpoints' threadpool.
 FINISHER_THREADS = 16
@@ -55,32 +56,27 @@ def _finisher_limiter() -> anyio.CapacityLimiter:
     return _finishers
 
 
-# Bookkeeping writes a request leaves behind (a credential's last use, at most once a minute):
-# one thread, fire and forget, so they never take a finisher's place or delay a response.
-_bookkeeping = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redline-bookkeeping")
+class _LoopSemaphore:
+    """A semaphore of the event loop that serves the app, given up after `wait_seconds` with
+    503 UNAVAILABLE (a test client may serve one app from several loops in turn)."""
 
-
-class WriterTurns:
-    """SQLite's one writer, as turns taken on the event loop (see the module's docstring).
-
-    One per application; its semaphore belongs to the event loop that serves it (a test
-    client may serve one app from several loops in turn)."""
-
-    def __init__(self, wait_seconds: float):
+    def __init__(self, size: int, wait_seconds: float, what: str):
+        self.size = size
         self.wait_seconds = wait_seconds
+        self.what = what
         self._semaphore: anyio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def take(self) -> None:
         loop = asyncio.get_running_loop()
         if self._semaphore is None or self._loop is not loop:
-            self._semaphore, self._loop = anyio.Semaphore(1), loop
+            self._semaphore, self._loop = anyio.Semaphore(self.size), loop
         with anyio.move_on_after(self.wait_seconds) as waited:
             await self._semaphore.acquire()
         if waited.cancelled_caught:
-            raise ApiError("UNAVAILABLE", f"The database had no turn for this write within "
-                           f"{self.wait_seconds:g} s: the server is busy",
-                           {"dependency": "database", "reason": "write_wait"},
+            raise ApiError("UNAVAILABLE", f"The database had no {self.what} for this request "
+                           f"within {self.wait_seconds:g} s: the server is busy",
+                           {"dependency": "database", "reason": f"{self.what}_wait"},
                            {"Retry-After": "2"})
 
     def give_back(self) -> None:
@@ -88,102 +84,139 @@ class WriterTurns:
         self._semaphore.release()
 
 
+class Slots(_LoopSemaphore):
+    """A process's requests that hold a connection at once: as many as its pool holds."""
+
+    def __init__(self, size: int, wait_seconds: float = SLOT_WAIT_SECONDS):
+        super().__init__(size, wait_seconds, "connection")
+
+
+class WriterTurns(_LoopSemaphore):
+    """SQLite's one writer, as turns taken on the event loop."""
+
+    def __init__(self, wait_seconds: float):
+        super().__init__(1, wait_seconds, "write")
+
+
 class UnitOfWork:
     """One request's database work. Made by the middleware; endpoints reach its connection
-    through the `Db` dependency, never by finishing it themselves."""
+    through the `Db` dependency, or `read`, never by finishing it themselves."""
 
-    def __init__(self, engine: Engine, write: bool, turns: WriterTurns | None):
+    def __init__(self, engine: Engine, write: bool, slots: Slots,
+                 turns: WriterTurns | None):
         self.engine = engine
         self.write = write
+        self.slots = slots
         self.turns = turns  # SQLite's writer turns; None on PostgreSQL
-        self.after_finish: list[Callable[[], None]] = []
+        # Bookkeeping (a credential's last use, at most once a minute): written apart, after
+        # the request's transaction, whatever became of it.
+        self.after_finish: list[Callable[[Connection], None]] = []
         self._conn: Connection | None = None
+        self._holds_slot = False
         self._holds_turn = False
 
     @property
     def opened(self) -> bool:
         return self._conn is not None
 
-    async def open_write(self) -> Connection:
-        """The write transaction, begun once this request's writer turn has come."""
+    async def open_read(self) -> Connection:
+        """The request's connection: a read transaction (SQLite: one snapshot), or none on
+        PostgreSQL (each statement at READ COMMITTED)."""
         if self._conn is None:
-            if self.turns is not None and not self._holds_turn:
-                await self.turns.take()
-                self._holds_turn = True
-            await anyio.to_thread.run_sync(self.connection)
+            await self._take_slot()
+            await anyio.to_thread.run_sync(self._open, False)
+        assert self._conn is not None
+        return self._conn
+
+    async def open_write(self) -> Connection:
+        """The request's write transaction, begun once its writer turn has come."""
+        if self._conn is None:
+            await self._take_slot()
+            await self._take_turn()
+            await anyio.to_thread.run_sync(self._open, True)
         assert self._conn is not None
         return self._conn
 
     def connection(self) -> Connection:
-        """The request's connection, opened here if no one has yet. A read begins a read
-        transaction (SQLite: one snapshot) or none (PostgreSQL: each statement at READ
-        COMMITTED); a write begins its write transaction (SQLite: `BEGIN IMMEDIATE`)."""
+        """The connection opened by `open_read` or `open_write` (the `Db` dependency)."""
         if self._conn is None:
-            if self.write and self.turns is not None and not self._holds_turn:
-                raise RuntimeError("a SQLite write opens its transaction with `open_write`")
-            conn = self.engine.connect()
-            if self.write:
-                conn = conn.execution_options(**WRITE)
-            elif conn.dialect.name == "postgresql":
-                # BEGIN and ROLLBACK would be two round trips for nothing.
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            conn.begin()
-            self._conn = conn
+            raise RuntimeError("the request's connection is opened by the Db dependency")
         return self._conn
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """`work(connection)` in a worker thread, to read: on the request's connection, or,
+        for a write whose transaction has not begun, on a short one of its own (who is
+        calling is read before the write transaction begins)."""
+        if self._conn is None and self.write:
+            await self._take_slot()
+            try:
+                return await anyio.to_thread.run_sync(self._read_apart, work)
+            finally:
+                self._give_slot()
+        conn = await (self.open_write() if self.write else self.open_read())
+        return await anyio.to_thread.run_sync(work, conn)
 
     async def write_apart(self, work: Callable[[Connection], T]) -> T:
         """`work` in a short write transaction of its own, committed at once whatever becomes
-        of the request's (on SQLite in a writer turn of its own)."""
-        assert not self._holds_turn, "a request's own turn would wait for itself"
-        if self.turns is not None:
-            await self.turns.take()
+        of the request's."""
+        assert self._conn is None, "a request's own transaction would wait for this one"
+        await self._take_slot()
         try:
-            return await anyio.to_thread.run_sync(self._write_apart, work,
-                                                  limiter=_finisher_limiter())
-        finally:
-            if self.turns is not None:
-                self.turns.give_back()
-
-    def _write_apart(self, work: Callable[[Connection], T]) -> T:
-        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
-            return work(conn)
-
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A connection to read who is calling: the request's own when it is a read or its
-        write transaction has begun already, else a short one of its own, so that
-        authentication never begins the write transaction."""
-        if not self.write or self._conn is not None:
-            yield self.connection()
-            return
-        with self.engine.connect() as conn:
+            await self._take_turn()
             try:
-                yield conn
+                return await anyio.to_thread.run_sync(self._write_apart, work,
+                                                      limiter=_finisher_limiter())
             finally:
-                conn.rollback()
+                self._give_turn()
+        finally:
+            self._give_slot()
 
     async def finish(self, commit: bool,
                      before_commit: Callable[[Connection], None] | None = None) -> None:
         """Commit (after `before_commit`, in the same transaction) or roll back, close, give
-        the writer turn back, then leave the bookkeeping to its thread."""
+        the turn and the slot back, then write the bookkeeping."""
         try:
             if self._conn is not None:
                 await anyio.to_thread.run_sync(self._finish, commit, before_commit,
                                                limiter=_finisher_limiter())
         finally:
-            if self._holds_turn:
-                self._holds_turn = False
-                assert self.turns is not None
-                self.turns.give_back()
-            after_finish, self.after_finish = self.after_finish, []
-            for callback in after_finish:
-                _bookkeeping.submit(_logged, callback)
+            self._give_turn()
+            self._give_slot()
+        after_finish, self.after_finish = self.after_finish, []
+        for work in after_finish:
+            try:
+                await self.write_apart(work)
+            except Exception:  # bookkeeping must never fail a request
+                log.warning("bookkeeping after a request failed", exc_info=True)
+
+    # -- in worker threads ---------------------------------------------------------------
+
+    def _open(self, write: bool) -> None:
+        conn = self.engine.connect()
+        if write:
+            conn = conn.execution_options(**WRITE)
+        elif conn.dialect.name == "postgresql":
+            # BEGIN and ROLLBACK would be two round trips for nothing.
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.begin()
+        self._conn = conn
+
+    def _read_apart(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.connect() as conn:
+            try:
+                return work(conn)
+            finally:
+                conn.rollback()
+
+    def _write_apart(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            return work(conn)
 
     def _finish(self, commit: bool, before_commit) -> None:
         conn = self._conn
+        if conn is None:
+            return
         try:
-            if conn is None:
-                return
             if commit:
                 if before_commit is not None:
                     before_commit(conn)
@@ -191,16 +224,31 @@ class UnitOfWork:
             else:
                 conn.rollback()
         finally:
-            if conn is not None:
-                conn.close()
+            conn.close()
             self._conn = None
 
+    # -- slots and turns, on the event loop -----------------------------------------------
 
-def _logged(callback: Callable[[], None]) -> None:
-    try:
-        callback()
-    except Exception:  # bookkeeping must never fail a request
-        log.exception("bookkeeping after a request failed")
+    async def _take_slot(self) -> None:
+        if not self._holds_slot:
+            await self.slots.take()
+            self._holds_slot = True
+
+    def _give_slot(self) -> None:
+        if self._holds_slot and self._conn is None:
+            self._holds_slot = False
+            self.slots.give_back()
+
+    async def _take_turn(self) -> None:
+        if self.turns is not None and not self._holds_turn:
+            await self.turns.take()
+            self._holds_turn = True
+
+    def _give_turn(self) -> None:
+        if self._holds_turn and self._conn is None:
+            self._holds_turn = False
+            assert self.turns is not None
+            self.turns.give_back()
 
 
 def writer_turns(engine: Engine, wait_seconds: float) -> WriterTurns | None:

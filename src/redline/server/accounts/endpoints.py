@@ -8,10 +8,9 @@ from redline.server.accounts import schemas, service
 from redline.server.auth import (
     SESSION_COOKIE_PLAIN,
     SESSION_COOKIE_SECURE,
-    CurrentPrincipal,
     Principal,
 )
-from redline.server.deps import Db, address_rate_limited, rate_limited
+from redline.server.deps import CurrentPrincipal, Db, address_rate_limited, rate_limited
 from redline.server.schemas import ERROR_RESPONSES
 
 router = APIRouter(prefix="/api", tags=["Accounts"], responses=ERROR_RESPONSES)

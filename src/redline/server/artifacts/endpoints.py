@@ -55,17 +55,17 @@ async def upload(
                                              ("testId", test_id), ("projectId", project_id))
              if value is not None}
     check_type_field(type)
+    uow = unit_of_work(request)
     if run_id or test_id or project_id:  # tenancy before a single byte of the body
-        await anyio.to_thread.run_sync(_authorize_early, request, caller, query)
+        await uow.read(lambda conn: service.authorize_upload(conn, caller, query, partial=True))
     boundary = boundary_of(request.headers.get("content-type", ""))
     settings = request.app.state.settings
-    engine = request.app.state.engine
     receiver = UploadReceiver(boundary, blob_store(settings).new_staging_file, query)
     received = await receiver.receive(request.stream())
     try:
-        stored = await anyio.to_thread.run_sync(service.check_received, engine, caller,
-                                                received)
-        await unit_of_work(request).write_apart(lambda conn: service.guard_blob(conn, stored))
+        stored = await uow.read(lambda conn: service.check_received(conn, caller, received))
+        await anyio.to_thread.run_sync(service.inspect_received, received, stored)
+        await uow.write_apart(lambda conn: service.guard_blob(conn, stored))
         await anyio.to_thread.run_sync(service.put_blob, settings, received, stored)
         # The bytes are stored: only now does the write transaction begin (`get_db`).
         db = await get_db(request)
@@ -73,11 +73,6 @@ async def upload(
                                               received, stored)
     finally:
         await anyio.to_thread.run_sync(receiver.discard)
-
-
-def _authorize_early(request: Request, caller: Principal, query: dict) -> None:
-    with unit_of_work(request).reading() as conn:
-        service.authorize_upload(conn, caller, query, partial=True)
 
 
 @router.get("/api/artifacts", response_model=ListPage[schemas.Artifact],

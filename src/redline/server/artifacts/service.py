@@ -204,18 +204,20 @@ class StoredUpload:
     guard_job: str | None = None  # deletes the blob unless the record cancels it
 
 
-def check_received(engine: Engine, principal: Principal, received) -> StoredUpload:
-    """An upload's fields, tenancy and bytes, once its body has arrived (a short read of its
-    own: no transaction is held while the blob is written)."""
+def check_received(conn: Connection, principal: Principal, received) -> StoredUpload:
+    """An upload's fields, type and tenancy, once its body has arrived (a short read: no
+    transaction is held while the blob is written)."""
     artifact_type, fmt = check_upload(received)
-    with engine.connect() as conn:
-        checked = authorize_upload(conn, principal, received.fields)
-        conn.rollback()
-    if fmt == "zip":
-        inspect_archive(received.path, received.size, artifact_type)
+    checked = authorize_upload(conn, principal, received.fields)
     artifact_id = new_id("artifact")
     return StoredUpload(artifact_id, artifact_type, fmt,
                         f"{checked.project_id}/{checked.run_id}/{artifact_id}")
+
+
+def inspect_received(received, stored: StoredUpload) -> None:
+    """A ZIP's entries (traces, reports), before it is stored."""
+    if stored.fmt == "zip":
+        inspect_archive(received.path, received.size, stored.artifact_type)
 
 
 def guard_blob(conn: Connection, stored: StoredUpload) -> None:

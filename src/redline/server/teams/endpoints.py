@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from redline.server.auth import Principal, authenticate
-from redline.server.deps import Db, rate_limited
+from redline.server.auth import SESSION_COOKIE_PLAIN, SESSION_COOKIE_SECURE, Principal
+from redline.server.deps import Db, current_principal, rate_limited
 from redline.server.kit.pagination import Page
 from redline.server.schemas import ERROR_RESPONSES, Deleted, ListPage
 from redline.server.teams import schemas, service
@@ -92,11 +92,11 @@ def revoke_invitation(invitation_id: str, db: Db, caller: Caller):
     return {"success": True, "message": "Invitation revoked successfully"}
 
 
-def _optional_principal(request: Request) -> Principal | None:
+async def _optional_principal(request: Request) -> Principal | None:
     has_credentials = (request.headers.get("x-api-key") or request.headers.get("authorization")
-                       or request.cookies.get("__Host-session")
-                       or request.cookies.get("redline_session"))
-    return authenticate(request) if has_credentials else None
+                       or request.cookies.get(SESSION_COOKIE_SECURE)
+                       or request.cookies.get(SESSION_COOKIE_PLAIN))
+    return await current_principal(request) if has_credentials else None
 
 
 @router.post("/invitations/{invitation_id}/accept", response_model=schemas.Accepted,
