@@ -1,5 +1,6 @@
-"""The SQL of the per-case statistics: what `stats.apply_run` reads and writes when a run
-completes, and the reads of the windows' slots.
+"""The SQL of test intelligence: what `stats.apply_run` reads and writes when a run completes,
+the reads of the windows' slots, and the reads of the intelligence service (cases, history,
+flakiness, error groups, trends: at the end, dialect-neutral).
 
 `statistics_store(conn)` gives the store of the connection's database: `SqliteStatistics` or
 `PostgresStatistics`, one writer per dialect behind the one interface of `StatisticsStore`;
@@ -21,9 +22,11 @@ from itertools import groupby
 from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Text, and_, cast, func, insert, or_, select, update
+from sqlalchemy import case as case_when
 
 from redline.server.intelligence.scoring import WindowCodec
+from redline.server.kit.like import icontains
 from redline.server.kit.bulk import (
     PG_ARRAY,
     column_names,
@@ -522,11 +525,6 @@ class PostgresStatistics(StatisticsStore):
                               [_values(row) for row in rows])
 
 
-def day_of(conn: Connection, moment):
-    """The day of a time column, as text `YYYY-MM-DD`, in the connection's database."""
-    return statistics_store(conn).day_of(moment)
-
-
 def statistics_store(conn: Connection) -> StatisticsStore:
     """The statistics' store of the connection's database."""
     if conn.dialect.name == "postgresql":
@@ -619,3 +617,244 @@ def group_by_case(outcomes) -> Iterator[list[RunOutcome]]:
 
 
 _CASE_ID = itemgetter(RunOutcome._fields.index("case_id"))  # (faster than by name)
+
+
+# -- the reads of the intelligence service (dialect-neutral SQLAlchemy Core) ------------------
+
+# A case with the figures its outcomes move, kept in their own narrow table
+# (`test_case_windows`: a case that never ran has no row there, and its counts are 0). Its
+# total runs, average duration and last run are read from its window, where its row says it
+# lives (`stats.slot_figures`).
+_CASES = test_cases.outerjoin(test_case_windows,
+                              test_case_windows.c.test_case_id == test_cases.c.id)
+_FLAKY_RUNS = func.coalesce(test_case_windows.c.flaky_runs, 0)
+_FAILED_RUNS = func.coalesce(test_case_windows.c.failed_runs, 0)
+_SCORE = func.coalesce(test_case_windows.c.flakiness_score, 0.0)
+_WHERE_ITS_WINDOW_IS = (test_cases.c.bucket_id, test_cases.c.slot)
+# A case that never ran has no figures' row: it is `new`, whatever its row holds (a case is
+# created with the status its first result gives, so that a first import writes none).
+_RAN = test_case_windows.c.test_case_id.is_not(None)
+_STATUS = case_when((_RAN, test_cases.c.status), else_="new")
+_SELECT_CASES = select(
+    *(column for column in test_cases.c if column.name != "status"),
+    _STATUS.label("status"), _SCORE.label("flakiness_score"),
+    _FLAKY_RUNS.label("flaky_runs"),
+    _FAILED_RUNS.label("failed_runs"), test_case_windows.c.last_status,
+    test_case_windows.c.last_flaky_at, test_case_windows.c.last_failed_at,
+).select_from(_CASES)
+# Sorts by a stored column, in SQL (the others, by figures of the windows' slots, are the
+# service's).
+CASE_SQL_SORTS = {"flakiness": _SCORE.desc(), "title": test_cases.c.full_title.asc()}
+
+
+def _status_is(status: str):
+    return ~_RAN if status == "new" else and_(_RAN, test_cases.c.status == status)
+
+
+def _active(cases, now: datetime):
+    """Quarantined at `now`: it lifts by itself at its expiry."""
+    return and_(cases.c.is_quarantined.is_(True),
+                or_(cases.c.quarantine_expires_at.is_(None),
+                    cases.c.quarantine_expires_at > now))
+
+
+def case_of_result(conn: Connection, result_id: str) -> str | None:
+    return conn.execute(select(test_results.c.test_case_id)
+                        .where(test_results.c.id == result_id)).scalar()
+
+
+def case_row(conn: Connection, case_id: str):
+    """A case with its status and figures (`_SELECT_CASES`), or None."""
+    return conn.execute(_SELECT_CASES.where(test_cases.c.id == case_id)).first()
+
+
+def plain_case(conn: Connection, case_id: str):
+    """A case's `test_cases` row."""
+    return conn.execute(select(test_cases).where(test_cases.c.id == case_id)).one()
+
+
+class CaseFilter(NamedTuple):
+    """Which cases of a project a list shows."""
+
+    project_id: str
+    status: str | None
+    file: str | None
+    tag: str | None
+    search: str | None
+
+    def where(self) -> list:
+        where = [test_cases.c.project_id == self.project_id]
+        if self.status:
+            where.append(_status_is(self.status))
+        if self.file:
+            where.append(test_cases.c.file_path == self.file)
+        if self.search:
+            where.append(or_(icontains(test_cases.c.full_title, self.search),
+                             icontains(test_cases.c.file_path, self.search)))
+        if self.tag:
+            # tags are a short JSON array of strings: match the quoted element
+            where.append(cast(test_cases.c.tags, Text).like(
+                f'%"{self.tag.replace(chr(34), "")}"%'))
+        return where
+
+
+def count_cases(conn: Connection, cases: CaseFilter) -> int:
+    return conn.execute(select(func.count()).select_from(_CASES)
+                        .where(*cases.where())).scalar_one()
+
+
+def page_of_cases(conn: Connection, cases: CaseFilter, sort: str, limit: int,
+                  offset: int) -> list:
+    """A page of cases (`case_row`'s rows) in a `CASE_SQL_SORTS` order, ties by id."""
+    return conn.execute(_SELECT_CASES.where(*cases.where()).order_by(
+        CASE_SQL_SORTS[sort], test_cases.c.id).limit(limit).offset(offset)).all()
+
+
+def cases_to_sort(conn: Connection, cases: CaseFilter) -> list:
+    """(id, bucket_id, slot, failed_runs) of every matching case (to sort by its window)."""
+    return conn.execute(select(test_cases.c.id, *_WHERE_ITS_WINDOW_IS,
+                               _FAILED_RUNS.label("failed_runs"))
+                        .select_from(_CASES).where(*cases.where())).all()
+
+
+def case_rows(conn: Connection, case_ids: list[str]) -> dict:
+    """case id -> its `case_row` row."""
+    return {r.id: r for r in conn.execute(_SELECT_CASES.where(test_cases.c.id.in_(case_ids)))}
+
+
+def quarantine_history(conn: Connection, case_id: str, limit: int) -> list:
+    return conn.execute(select(quarantine_events).where(
+        quarantine_events.c.test_case_id == case_id).order_by(
+        quarantine_events.c.created_at.desc(), quarantine_events.c.id.desc())
+        .limit(limit)).all()
+
+
+def case_history(conn: Connection, case_id: str, branch: str | None, limit: int) -> list:
+    """The case's newest results across runs (with their run's branch and commit)."""
+    query = (select(test_results.c.run_id, test_results.c.id, test_results.c.status,
+                    test_results.c.duration, runs.c.branch, runs.c.commit_sha,
+                    test_results.c.created_at)
+             .join(runs, runs.c.id == test_results.c.run_id)
+             .where(test_results.c.test_case_id == case_id))
+    if branch:
+        query = query.where(runs.c.branch == branch)
+    return conn.execute(query.order_by(test_results.c.created_at.desc(),
+                                       test_results.c.id.desc()).limit(limit)).all()
+
+
+class FlakinessPage(NamedTuple):
+    total: int
+    rows: list
+    threshold: float
+    flaky_count: int
+    average_score: float | None
+    quarantined_count: int
+
+
+def flakiness_page(conn: Connection, project_id: str, min_score: float | None,
+                   quarantined: bool | None, now: datetime, limit: int,
+                   offset: int) -> FlakinessPage:
+    """The cases with evidence in their window and the quarantined (`min_score` None), or
+    those at or above `min_score`, most flaky first, with the project's summary. The cases
+    with evidence come from the (project, flaky runs) index of the narrow rows: a few hundred
+    in a large project, whose every case is read otherwise."""
+    windows = test_case_windows
+    evidence = [windows.c.project_id == project_id, windows.c.flaky_runs > 0]
+    where = [test_cases.c.project_id == project_id]
+    if min_score is None:  # the flaky and the quarantined
+        listed = test_cases.alias("listed")
+        where.append(test_cases.c.id.in_(
+            select(windows.c.test_case_id).where(*evidence).union(
+                select(listed.c.id).where(listed.c.project_id == project_id,
+                                          _active(listed, now)))))
+    elif min_score > 0:  # a score above 0 takes evidence
+        where.append(test_cases.c.id.in_(select(windows.c.test_case_id).where(
+            *evidence, windows.c.flakiness_score >= min_score)))
+    if quarantined is not None:
+        where.append(_active(test_cases, now) if quarantined else ~_active(test_cases, now))
+    total = conn.execute(select(func.count()).select_from(_CASES).where(*where)).scalar_one()
+    rows = conn.execute(select(
+        test_cases.c.id, test_cases.c.title, test_cases.c.full_title, test_cases.c.file_path,
+        test_cases.c.variant, _SCORE.label("flakiness_score"), *_WHERE_ITS_WINDOW_IS,
+        _FLAKY_RUNS.label("flaky_runs"), test_case_windows.c.last_flaky_at,
+        test_cases.c.is_quarantined, test_cases.c.quarantine_expires_at,
+        _STATUS.label("status"))
+        .select_from(_CASES).where(*where).order_by(_SCORE.desc(), test_cases.c.id)
+        .limit(limit).offset(offset)).all()
+    threshold = conn.execute(select(projects.c.flakiness_threshold)
+                             .where(projects.c.id == project_id)).scalar_one()
+    flaky_count, average = conn.execute(select(
+        func.count().filter(windows.c.flakiness_score >= threshold),
+        func.avg(windows.c.flakiness_score)).where(*evidence)).one()
+    quarantined_count = conn.execute(select(func.count()).select_from(test_cases).where(
+        test_cases.c.project_id == project_id, _active(test_cases, now))).scalar_one()
+    return FlakinessPage(total, rows, threshold, flaky_count, average, quarantined_count)
+
+
+def error_groups_page(conn: Connection, project_id: str, since: datetime, limit: int,
+                      offset: int) -> tuple[list, int]:
+    """The project's error groups seen since `since`, most occurrences since first: (rows
+    with `affected_tests` and `recent_occurrences`, total)."""
+    where = [error_group_cases.c.project_id == project_id,
+             error_group_cases.c.last_seen >= since]
+    grouped = (select(error_group_cases.c.fingerprint,
+                      func.count().label("affected_tests"),
+                      func.sum(error_group_cases.c.occurrences).label("occurrences"))
+               .where(*where).group_by(error_group_cases.c.fingerprint).subquery())
+    total = conn.execute(select(func.count()).select_from(grouped)).scalar_one()
+    rows = conn.execute(
+        select(error_groups, grouped.c.affected_tests,
+               grouped.c.occurrences.label("recent_occurrences"))
+        .join(grouped, and_(grouped.c.fingerprint == error_groups.c.fingerprint,
+                            error_groups.c.project_id == project_id))
+        .order_by(grouped.c.occurrences.desc(), error_groups.c.fingerprint)
+        .limit(limit).offset(offset)).all()
+    return rows, total
+
+
+def run_trend_points(conn: Connection, project_id: str, since: datetime, branch: str | None,
+                     group_by: str) -> list:
+    """The sums of the completed runs' counts since `since`, per run or per day (`key`,
+    `at`, `total`, `passed`, `failed`, `skipped`, `flaky`, `duration`, `runs`)."""
+    where = [runs.c.project_id == project_id, runs.c.created_at >= since,
+             runs.c.status.in_(["passed", "failed"])]
+    if branch:
+        where.append(runs.c.branch == branch)
+    columns = [func.sum(runs.c.total_tests).label("total"),
+               func.sum(runs.c.passed_tests).label("passed"),
+               func.sum(runs.c.failed_tests).label("failed"),
+               func.sum(runs.c.skipped_tests).label("skipped"),
+               func.sum(runs.c.flaky_tests).label("flaky"),
+               func.avg(runs.c.duration).label("duration"),
+               func.count().label("runs")]
+    if group_by == "run":
+        return conn.execute(select(runs.c.id.label("key"), runs.c.created_at.label("at"),
+                                   *columns).where(*where)
+                            .group_by(runs.c.id, runs.c.created_at)
+                            .order_by(runs.c.created_at).limit(500)).all()
+    day = statistics_store(conn).day_of(runs.c.created_at)
+    return conn.execute(select(day.label("key"), func.min(runs.c.created_at).label("at"),
+                               *columns).where(*where).group_by(day).order_by(day)).all()
+
+
+def case_titles(conn: Connection, case_ids: list[str]) -> dict:
+    """case id -> (id, full_title, file_path)."""
+    return {r.id: r for r in statistics_store(conn).case_titles(case_ids)}
+
+
+def result_titles(conn: Connection, result_ids: list[str]) -> dict[str, tuple]:
+    """result id -> (full title, file path)."""
+    titles: dict[str, tuple] = {}
+    for start in range(0, len(result_ids), 30_000):  # one query below SQLite's variable cap
+        titles.update((r.id, (r.full_title, r.file_path)) for r in conn.execute(
+            select(test_results.c.id, test_results.c.full_title, test_results.c.file_path)
+            .where(test_results.c.id.in_(result_ids[start:start + 30_000]))))
+    return titles
+
+
+def previous_run_on_branch(conn: Connection, run) -> str | None:
+    """The completed run of the same branch before `run`."""
+    return conn.execute(select(runs.c.id).where(
+        runs.c.project_id == run.project_id, runs.c.branch == run.branch,
+        runs.c.created_at < run.created_at, runs.c.status.in_(["passed", "failed"]))
+        .order_by(runs.c.created_at.desc()).limit(1)).scalar()

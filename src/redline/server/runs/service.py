@@ -74,6 +74,20 @@ def load_run(conn: Connection, principal: Principal, run_id: str, scope: str,
     return require_in_project(conn, principal, row, scope, "Run", run_id)
 
 
+def run_row(conn: Connection, run_id: str):
+    """A run's row, for a caller that has checked access already (None: no such run)."""
+    return repo.get_run(conn, run_id)
+
+
+def find_open_shard_run(conn: Connection, project_id: str, ci_build_id: str):
+    """The newest run of a CI build (the one its shards join), locked on PostgreSQL."""
+    return repo.find_open_shard_run(conn, project_id, ci_build_id)
+
+
+def set_duration(conn: Connection, run_id: str, duration: int) -> None:
+    repo.update_run(conn, run_id, duration=duration)
+
+
 def create_run(conn: Connection, principal: Principal, fields: dict) -> tuple[dict, bool]:
     """Create a run, or join the open run of the same sharded CI build. Returns (run, created)."""
     project_id = resolve_project(principal, fields.pop("project_id", None))
