@@ -23,6 +23,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from redline.server.http_errors import ApiError, not_found
 from redline.server.kit import tokens
 from redline.server.kit.clock import utcnow
+from redline.server.kit.cookies import session_cookie
 from redline.server.tables import api_keys, projects, sessions, team_members
 
 ROLES = ("viewer", "member", "admin", "owner")
@@ -38,8 +39,6 @@ ROLE_SCOPES: dict[str, frozenset[str]] = {
     "owner": frozenset(SCOPES),
 }
 
-SESSION_COOKIE_SECURE = "__Host-session"
-SESSION_COOKIE_PLAIN = "redline_session"
 CSRF_HEADER = "x-csrf-token"
 LAST_USED_EVERY = timedelta(seconds=60)
 
@@ -84,8 +83,7 @@ def authenticate(request: Request, conn: Connection) -> Principal:
             raise ApiError("AUTH_INVALID", "Authorization must be 'Bearer rlu_...'",
                            {"reason": "malformed"})
         return authenticate_token(request, conn, token.strip(), via_cookie=False)
-    cookie = (request.cookies.get(SESSION_COOKIE_SECURE)
-              or request.cookies.get(SESSION_COOKIE_PLAIN))
+    cookie = session_cookie(request)
     if cookie:
         principal = authenticate_token(request, conn, cookie, via_cookie=True)
         if request.method not in ("GET", "HEAD", "OPTIONS"):

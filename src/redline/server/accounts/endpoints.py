@@ -5,12 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from redline.server.accounts import schemas, service
-from redline.server.auth import (
-    SESSION_COOKIE_PLAIN,
-    SESSION_COOKIE_SECURE,
-    Principal,
-)
+from redline.server.auth import Principal
 from redline.server.deps import CurrentPrincipal, Db, address_rate_limited, rate_limited
+from redline.server.kit.cookies import SESSION_COOKIE_SECURE, SESSION_COOKIES, session_cookie_name
 from redline.server.schemas import ERROR_RESPONSES
 
 router = APIRouter(prefix="/api", tags=["Accounts"], responses=ERROR_RESPONSES)
@@ -25,7 +22,7 @@ def login(body: schemas.LoginRequest, request: Request, response: Response, db: 
     account: after `REDLINE_LOGIN_MAX_FAILURES` failures the account answers RATE_LIMITED."""
     settings = request.app.state.settings
     result = service.login(db, body.email, body.password, settings, request.app.state.limiter)
-    name = SESSION_COOKIE_SECURE if settings.cookie_secure else SESSION_COOKIE_PLAIN
+    name = session_cookie_name(settings)
     response.set_cookie(name, result["token"], httponly=True, samesite="lax", path="/",
                         secure=settings.cookie_secure,
                         max_age=settings.session_absolute_seconds)
@@ -38,7 +35,7 @@ def logout(request: Request, db: Db, principal: CurrentPrincipal):
     """Revokes the personal token or session used for this request."""
     service.logout(db, principal)
     response = Response(status_code=204)
-    for name in (SESSION_COOKIE_SECURE, SESSION_COOKIE_PLAIN):
+    for name in SESSION_COOKIES:
         response.delete_cookie(name, path="/", secure=name == SESSION_COOKIE_SECURE,
                                httponly=True, samesite="lax")
     return response

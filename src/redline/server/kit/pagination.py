@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request
 
 from redline.server.http_errors import ApiError
+from redline.server.kit.cookies import session_cookie
 from redline.server.kit.signing import sign, unsign
 
 DEFAULT_LIMIT = 50
@@ -40,8 +41,7 @@ class PageRequest:
 
 def _binding(request: Request) -> str:
     credential = (request.headers.get("x-api-key") or request.headers.get("authorization")
-                  or request.cookies.get("__Host-session") or request.cookies.get(
-                      "redline_session") or "")
+                  or session_cookie(request) or "")
     digest = hashlib.sha256(f"{request.url.path}|{credential}".encode()).hexdigest()
     return digest[:24]
 

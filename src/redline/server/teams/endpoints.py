@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from redline.server.auth import SESSION_COOKIE_PLAIN, SESSION_COOKIE_SECURE, Principal
+from redline.server.auth import Principal
 from redline.server.deps import Db, current_principal, rate_limited
+from redline.server.kit.cookies import session_cookie
 from redline.server.kit.pagination import Page
 from redline.server.schemas import ERROR_RESPONSES, Deleted, ListPage
 from redline.server.teams import schemas, service
@@ -94,8 +95,7 @@ def revoke_invitation(invitation_id: str, db: Db, caller: Caller):
 
 async def _optional_principal(request: Request) -> Principal | None:
     has_credentials = (request.headers.get("x-api-key") or request.headers.get("authorization")
-                       or request.cookies.get(SESSION_COOKIE_SECURE)
-                       or request.cookies.get(SESSION_COOKIE_PLAIN))
+                       or session_cookie(request))
     return await current_principal(request) if has_credentials else None
 
 

@@ -27,12 +27,11 @@ from redline.errors import CATALOG
 from redline.server.auth import (
     ROLE_SCOPES,
     ROLES,
-    SESSION_COOKIE_PLAIN,
-    SESSION_COOKIE_SECURE,
     Principal,
     authenticate_token,
 )
 from redline.server.http_errors import ApiError, request_id_of
+from redline.server.kit.cookies import anon_cookie_name, session_cookie
 from redline.server.kit.pagination import PageRequest
 from redline.server.kit.signing import Signer
 from redline.server.unit_of_work import UnitOfWork
@@ -52,8 +51,6 @@ PAGE_HEADERS = {
 }
 # The anonymous forms (sign-in, invitation) use a signed double-submit cookie: a random value
 # in a cookie, its HMAC in the form.
-ANON_COOKIE_SECURE = "__Host-redline_csrf"
-ANON_COOKIE_PLAIN = "redline_csrf"
 
 env = Environment(loader=FileSystemLoader(HERE / "templates"),
                   autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
@@ -122,14 +119,6 @@ def at_least(role: str | None, minimum: str) -> bool:
     return role is not None and ROLES.index(role) >= ROLES.index(minimum)
 
 
-def session_cookie_name(settings) -> str:
-    return SESSION_COOKIE_SECURE if settings.cookie_secure else SESSION_COOKIE_PLAIN
-
-
-def anon_cookie_name(settings) -> str:
-    return ANON_COOKIE_SECURE if settings.cookie_secure else ANON_COOKIE_PLAIN
-
-
 def _anon_signer(settings) -> Signer:
     """The anonymous form's token: the MAC of the cookie's nonce (double submit)."""
     return Signer(settings.resolved_secret_key, "web-csrf", encoding="hex")
@@ -173,8 +162,7 @@ def _refuse_cross_site(request: Request) -> None:
 
 def _authenticate(web: Web) -> None:
     request = web.request
-    cookie = (request.cookies.get(SESSION_COOKIE_SECURE)
-              or request.cookies.get(SESSION_COOKIE_PLAIN))
+    cookie = session_cookie(request)
     if not cookie:
         raise LoginRequired()
     try:

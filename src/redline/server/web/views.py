@@ -24,6 +24,7 @@ from redline.server.http_errors import ApiError
 from redline.server.intelligence import service as intelligence
 from redline.server.intelligence.fingerprint import fingerprint
 from redline.server.kit.clock import parse_iso, utcnow
+from redline.server.kit.cookies import session_cookie_name
 from redline.server.projects import service as projects
 from redline.server.results import service as results
 from redline.server.runs import service as runs
@@ -38,7 +39,6 @@ from redline.server.web.core import (
     check_anon_csrf,
     optional_principal,
     secure,
-    session_cookie_name,
     set_anon_cookie,
     url,
     view,
