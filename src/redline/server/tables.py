@@ -72,6 +72,8 @@ teams = Table(
     "teams", metadata,
     _id(),
     Column("name", String(200), nullable=False),
+    # runner-seconds of executed runs a calendar month may use (executions/); NULL: no limit
+    Column("execution_budget_seconds", BigInteger),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
 )
@@ -195,8 +197,30 @@ runs = Table(
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Column("completed_at", DateTime),
+    # Executed runs (executions/): a plan's run, queued -> running -> passed | failed |
+    # blocked | cancelled, held by a runner under a lease it renews by heartbeat.
+    # (no foreign key: a run outlives its plan, and SQLite could add one only by copying runs)
+    Column("plan_id", String(40)),
+    Column("queued_at", DateTime),
+    Column("started_at", DateTime),  # a runner took it (usage counts from here)
+    Column("process_started_at", DateTime),  # the command's process began
+    Column("finished_at", DateTime),
+    Column("exit_code", Integer),
+    Column("runner_id", String(100)),
+    Column("blocked_reason", String(40)),
+    Column("cancel_reason", String(40)),
+    Column("cancel_requested_at", DateTime),
+    Column("pending_signals", Json),  # signal names the runner has not picked up yet
+    Column("lease_token", String(40)),
+    Column("lease_until", DateTime),
+    Column("attempt", Integer),  # 1, or 2 once retried after its runner was lost
+    Column("run_env", Json),  # the trigger's env overrides (secret values sealed)
+    Column("git_ref", String(255)),
+    Column("log_size", BigInteger),
     Index(None, "project_id", "created_at"),
     Index(None, "project_id", "ci_build_id"),
+    Index(None, "plan_id", "status"),
+    Index(None, "status", "queued_at"),
 )
 
 # The stable identity of a test across runs: project + file + full title (+ variant).
@@ -446,4 +470,75 @@ jobs = Table(
     Column("updated_at", DateTime, nullable=False),
     Index(None, "status", "run_after"),
     Index(None, "status", "lease_until"),
+)
+
+
+# -- executed runs (executions/) ----------------------------------------------------------
+
+# How to execute a project's suite. `env` maps a name to {"value": ...} or, for a secret,
+# {"sealed": ...} (kit/secrets.py SecretBox): a secret is never returned.
+plans = Table(
+    "plans", metadata,
+    _id(),
+    _fk("project_id", "projects.id"),
+    Column("name", String(200), nullable=False),
+    Column("command", Json),  # argv list; NULL: a draft
+    Column("source", Json),
+    Column("env", Json, nullable=False),
+    Column("timeout_seconds", Integer, nullable=False),
+    Column("queue_timeout_seconds", Integer, nullable=False),
+    Column("report_paths", Json, nullable=False),
+    Column("max_concurrent_runs", Integer, nullable=False),
+    Column("schedule", String(120)),
+    Column("sandbox", String(12), nullable=False),  # auto | bubblewrap | none
+    Column("network", Boolean, nullable=False),
+    Column("code_version", Integer, nullable=False),
+    # the status of its latest completed run that was not cancelled (NULL: none yet)
+    Column("last_status", String(12)),
+    Column("next_due_at", DateTime),  # the schedule's next due time
+    _fk("created_by", "users.id", nullable=True, ondelete="SET NULL"),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index(None, "project_id"),
+    Index(None, "next_due_at"),
+    Index(None, "created_by"),
+)
+
+# A schedule's due time fired once, whatever the number of replicas: the key is unique.
+schedule_fires = Table(
+    "schedule_fires", metadata,
+    _fk("plan_id", "plans.id"),
+    Column("due_at", DateTime, nullable=False),
+    Column("run_id", String(40)),
+    Column("created_at", DateTime, nullable=False),
+    PrimaryKeyConstraint("plan_id", "due_at"),
+)
+
+# Tokens of runners (`rlr_...`): a team's (or one project's), or the instance's own for the
+# runner embedded in `redline serve` (team_id NULL). Stored as a hash, shown once.
+runner_tokens = Table(
+    "runner_tokens", metadata,
+    _id(),
+    _fk("team_id", "teams.id", nullable=True),
+    _fk("project_id", "projects.id", nullable=True),
+    Column("name", String(200), nullable=False),
+    Column("lookup", String(16), nullable=False, unique=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("last4", String(4), nullable=False),
+    _fk("created_by", "users.id", nullable=True, ondelete="SET NULL"),
+    Column("created_at", DateTime, nullable=False),
+    Column("last_used_at", DateTime),
+    Column("revoked_at", DateTime),
+    Index(None, "team_id"),
+    Index(None, "project_id"),
+    Index(None, "created_by"),
+)
+
+# A run's output as the runner streamed it: chunks at byte offsets, appended once each.
+run_logs = Table(
+    "run_logs", metadata,
+    _fk("run_id", "runs.id"),
+    Column("offset", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("run_id", "offset"),
 )

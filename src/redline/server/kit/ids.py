@@ -9,7 +9,7 @@ import time
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 PREFIXES = {"run", "test", "tc", "suite", "artifact", "proj", "team", "user", "member",
-            "invite", "key", "wh", "whd", "plan", "req", "sess", "job", "err", "qe"}
+            "invite", "key", "wh", "whd", "plan", "req", "sess", "job", "err", "qe", "runner"}
 
 
 # Two Crockford characters for every 10-bit value. The 48-bit time is 5 lookups, done once
