@@ -618,3 +618,50 @@ def test_a_suite_spanning_several_buckets_per_file_imports_again_and_again(
             kept = stored_case(conn, case_id)
             assert kept is not None and kept["total_runs"] == 3
             assert kept == recompute_case(conn, case_id)
+
+
+def test_windows_whose_writes_were_lost_are_rebuilt_from_their_results(
+        server, tenant, monkeypatch):
+    """What issue 21's bug left behind (migration 0018 repairs it with
+    `stats.rebuild_windows`): cases whose window was never written while their figures were
+    (a first import), and cases whose window missed a run. Rebuilt from their results, each
+    case's statistics equal a recomputation again, the others are left as they are, and the
+    suite imports again."""
+    from redline.server.db import WRITE
+    from redline.server.intelligence.repository import statistics_store
+    from redline.server.intelligence.scoring import WindowCodec, commit_key
+
+    monkeypatch.setattr(stats, "BUCKET_BYTES", 3 * scoring.BUCKET_SLOTS * scoring.SLOT)
+    monkeypatch.setattr(stats, "WRITE_CHUNK", 250)
+
+    def import_suite(round_: int) -> None:
+        answer = client.post("/api/runs/import", params={"commitSha": f"c{round_ % 2}"},
+                             content=_junit_suite(2, 300, round_),
+                             headers={"content-type": "application/xml"})
+        assert answer.status_code in (200, 201), answer.text
+
+    with tenant.as_key() as client:
+        for round_ in range(2):
+            import_suite(round_)
+        with server.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            cases = conn.execute(select(test_cases.c.id, test_cases.c.bucket_id,
+                                        test_cases.c.slot).where(
+                test_cases.c.project_id == tenant.project_id).order_by(test_cases.c.id)).all()
+            store = statistics_store(conn)
+            buckets = store.buckets_by_id(sorted({case.bucket_id for case in cases}))
+            never_written, stale = cases[::50], cases[7::50]
+            for case in never_written:
+                WindowCodec.clear_slot(buckets[case.bucket_id], case.slot)
+            one_run = WindowCodec.first_result("passed", commit_key("c0"), False, 5, 0.3).window
+            for case in stale:
+                WindowCodec.put_slot(buckets[case.bucket_id], case.slot, one_run, 1)
+            store.write_buckets(buckets)
+            ids = [case.id for case in cases]
+            assert stats.rebuild_windows(conn, ids) == len(never_written) + len(stale)
+            assert stats.rebuild_windows(conn, ids) == 0
+        import_suite(2)
+    with server.engine.connect() as conn:
+        for case in cases[::7] + never_written + stale:
+            kept = stored_case(conn, case.id)
+            assert kept is not None and kept["total_runs"] == 3
+            assert kept == recompute_case(conn, case.id)

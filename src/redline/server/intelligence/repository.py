@@ -420,6 +420,28 @@ class StatisticsStore:
             # (an empty slot: its bytes end before it: NULL or b'')
             yield case_id, bytes(state or b"")
 
+    def places_of_cases(self, case_ids: list[str]) -> Iterator:
+        """(id, project_id, bucket_id, slot) of these cases."""
+        for start in range(0, len(case_ids), CHUNK):
+            yield from self.conn.execute(
+                select(test_cases.c.id, test_cases.c.project_id, test_cases.c.bucket_id,
+                       test_cases.c.slot)
+                .where(test_cases.c.id.in_(case_ids[start:start + CHUNK])))
+
+    def replace_figures(self, case_id: str, project_id: str, figures: dict) -> None:
+        """Replace a case's figures' row and status with `figures` (`stats.recompute_case`'s
+        keys; none for a case that never ran)."""
+        self.conn.execute(test_case_windows.delete().where(
+            test_case_windows.c.test_case_id == case_id))
+        if figures["total_runs"]:
+            self.conn.execute(insert(test_case_windows).values(
+                test_case_id=case_id, project_id=project_id,
+                **{name: figures[name] for name in (
+                    "flaky_runs", "failed_runs", "last_status", "last_flaky_at",
+                    "last_failed_at", "flakiness_score")}))
+        self.conn.execute(update(test_cases).where(test_cases.c.id == case_id).values(
+            status=figures["status"] if figures["total_runs"] else "stable"))
+
     def buckets_by_id(self, ids: list[int]) -> dict[int, bytearray]:
         return dict(self.load_buckets(ids))
 

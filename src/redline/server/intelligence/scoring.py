@@ -329,6 +329,15 @@ class WindowCodec:
         _LAST_RUN.pack_into(bucket, start + FULL_WINDOW, last_run_micros)
 
     @staticmethod
+    def clear_slot(bucket: bytearray, slot: int) -> None:
+        """Empty the window in `slot` (and its last run), for a window to be written anew
+        that may be shorter than the one there."""
+        start = slot * SLOT
+        if start < len(bucket):
+            end = min(len(bucket), start + SLOT)
+            bucket[start:end] = bytes(end - start)
+
+    @staticmethod
     def slot_figures(bucket, slot: int) -> tuple[int, int, int]:
         """(total runs, average duration, last run in microseconds since the epoch or 0) of
         the window in `slot`, read from its header alone."""

@@ -366,6 +366,42 @@ def stored_case(conn: Connection, case_id: str) -> dict | None:
             "last_failed_at": row.last_failed_at}
 
 
+def rebuild_windows(conn: Connection, case_ids: list[str]) -> int:
+    """Rewrite the window, figures and status of each of these cases that differ from a
+    recomputation from its stored results (`recompute_case`); answers how many did. The
+    repair of windows whose writes were lost (issue 21: migration 0018), not a hot path: a
+    few queries a case."""
+    store = statistics_store(conn)
+    rebuilt = 0
+    for start in range(0, len(case_ids), _REBUILD_CHUNK):
+        chunk = case_ids[start:start + _REBUILD_CHUNK]
+        places = {case.id: case for case in store.places_of_cases(chunk)}
+        buckets = store.buckets_by_id(sorted({case.bucket_id for case in places.values()}))
+        changed: set[int] = set()
+        for case_id in chunk:
+            fresh = recompute_case(conn, case_id)
+            stored = stored_case(conn, case_id)  # (None: no figures, it never ran)
+            if (case_id not in places or stored == fresh
+                    or (stored is None and not fresh["total_runs"])):
+                continue
+            case = places[case_id]
+            bucket_id, slot = case.bucket_id, case.slot
+            bucket = buckets[bucket_id]
+            last_run = fresh["last_run_at"]
+            WindowCodec.clear_slot(bucket, slot)
+            if fresh["total_runs"]:
+                WindowCodec.put_slot(bucket, slot, fresh["window_state"],
+                                     _micros(last_run) if last_run else 0)
+            changed.add(bucket_id)
+            store.replace_figures(case_id, case.project_id, fresh)
+            rebuilt += 1
+        store.write_buckets({bucket_id: buckets[bucket_id] for bucket_id in changed})
+    return rebuilt
+
+
+_REBUILD_CHUNK = 500
+
+
 def slot_figures(conn: Connection, cases) -> dict[str, tuple[int, int, datetime | None]]:
     """case id -> (total runs, average duration, last run) of the cases given as rows with
     `id`, `bucket_id` and `slot`, read from their buckets' slots (a case that never ran:
