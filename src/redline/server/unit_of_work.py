@@ -153,8 +153,10 @@ class UnitOfWork:
                 return await anyio.to_thread.run_sync(self._read_apart, work)
             finally:
                 self._give_slot()
-        conn = await (self.open_write() if self.write else self.open_read())
-        return await anyio.to_thread.run_sync(work, conn)
+        if self._conn is None:  # a read's first use: opened in the same thread call
+            await self._take_slot()
+            return await anyio.to_thread.run_sync(self._open_and_read, work)
+        return await anyio.to_thread.run_sync(work, self._conn)
 
     async def write_apart(self, work: Callable[[Connection], T]) -> T:
         """`work` in a short write transaction of its own, committed at once whatever becomes
@@ -200,6 +202,11 @@ class UnitOfWork:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         conn.begin()
         self._conn = conn
+
+    def _open_and_read(self, work: Callable[[Connection], T]) -> T:
+        self._open(False)
+        assert self._conn is not None
+        return work(self._conn)
 
     def _read_apart(self, work: Callable[[Connection], T]) -> T:
         with self.engine.connect() as conn:
