@@ -127,12 +127,19 @@ def _refuse_doctype_in_prolog(head: bytes) -> None:
         raise ReportParseError("DOCTYPE declarations are not allowed in a report file", line=line)
 
 
-def parse_report(stream: BinaryIO, format: str = "auto", filename: str | None = None) -> ParsedReport:
+# Each result's stdout, stderr, error message and stack are kept up to this many bytes (UTF-8)
+# by default (the server passes REDLINE_MAX_RESULT_TEXT_BYTES).
+MAX_FIELD_BYTES = 1024 * 1024
+
+
+def parse_report(stream: BinaryIO, format: str = "auto", filename: str | None = None,
+                 max_field_bytes: int = MAX_FIELD_BYTES) -> ParsedReport:
     """Parse one report file (a binary stream, read once, never whole into memory).
 
     `format` is 'junit', 'playwright-json', 'ctrf' or 'auto' (detected from the first bytes
     and `filename`). Raises ReportParseError for an unknown format or a malformed file; the
-    returned report's `results` may raise it too, while being iterated.
+    returned report's `results` may raise it too, while being iterated. Each result's output
+    and error text over `max_field_bytes` is cut (`cut_text`).
     """
     head = _read_head(stream)
     if format == "auto":
@@ -146,7 +153,8 @@ def parse_report(stream: BinaryIO, format: str = "auto", filename: str | None = 
     elif head.startswith(_UTF8_BOM):
         head = head[len(_UTF8_BOM):]  # yajl does not accept a byte order mark
     metadata: dict = {}
-    generator = _guarded(_PARSERS[format](_HeadThenRest(head, stream), metadata))
+    generator = _capped(_guarded(_PARSERS[format](_HeadThenRest(head, stream), metadata)),
+                        max_field_bytes)
     return ParsedReport(format=format, results=_primed(generator), metadata=metadata)
 
 
@@ -165,6 +173,32 @@ def _guarded(generator: Iterator[ParsedResult]) -> Iterator[ParsedResult]:
         raise
     except _CONTENT_ERRORS as exc:
         raise ReportParseError(f"unreadable report: {type(exc).__name__}: {exc}") from exc
+
+
+def cut_text(text: str, max_bytes: int) -> str:
+    """`text` if it fits in `max_bytes` (UTF-8), else its head and tail with a visible
+    `[... N bytes cut ...]` between them (the end of a log says most often why it failed)."""
+    if len(text) * 4 <= max_bytes:  # fits whatever the characters
+        return text
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text
+    keep = max(0, max_bytes - 40)
+    head, tail = data[:keep // 2], data[len(data) - (keep - keep // 2):]
+    cut = len(data) - len(head) - len(tail)
+    return (head.decode("utf-8", "ignore") + f"\n[... {cut} bytes cut ...]\n"
+            + tail.decode("utf-8", "ignore"))
+
+
+def _capped(generator: Iterator[ParsedResult], max_bytes: int) -> Iterator[ParsedResult]:
+    for result in generator:
+        result.stdout = cut_text(result.stdout, max_bytes)
+        result.stderr = cut_text(result.stderr, max_bytes)
+        if result.error is not None:
+            result.error.message = cut_text(result.error.message, max_bytes)
+            if result.error.stack is not None:
+                result.error.stack = cut_text(result.error.stack, max_bytes)
+        yield result
 
 
 def _primed(generator: Iterator[ParsedResult]) -> Iterator[ParsedResult]:

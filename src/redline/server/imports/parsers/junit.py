@@ -28,8 +28,10 @@ means. Each writer is recognised by its marks (its "dialect") and read by its ow
 
 Results come in document order, except that from an unknown writer a group of same-named
 testcases waits for the end of its <testsuite> (where the count that decides it is complete),
-and gotestsum's tests come when their package's <testsuite> ends. libxml2's limits stay on (huge_tree=False): a single
-text node over 10 MB, e.g. an enormous <system-out>, is refused as malformed.
+and gotestsum's tests come when their package's <testsuite> ends. A single text node may be
+over libxml2's default 10 MB (huge_tree: an enormous <system-out> is valid XML); entity
+expansion, DTDs and the network stay off, and `parse_report` cuts each result's output and
+error text to its cap.
 """
 
 from __future__ import annotations
@@ -291,12 +293,18 @@ def _pytest_identity(testcase: _Testcase) -> tuple[str, list[str], str | None, d
             return testcase.name, testcase.classname[len(module_dotted) + 1:].split("."), testcase.file, extra
         return testcase.name, [testcase.classname], testcase.file, extra
     # xunit2 (pytest's default) has no file attribute: pytest builds classname from the file
-    # path and the classes, and classes must be named Test*, so the module is what precedes
-    # the first Test* part. A guess, flagged as one.
-    first_class = next((i for i, part in enumerate(parts) if i > 0 and part.startswith("Test")), len(parts))
+    # path and the classes. Modules are lower case and classes CapWords (pytest's Test*,
+    # unittest's TestCase subclasses such as ChunkedTests), so the module path ends before
+    # the first part that names a class. A guess, flagged as one.
+    first_class = next((i for i, part in enumerate(parts) if i > 0 and _names_a_class(part)),
+                       len(parts))
     file_path = "/".join(parts[:first_class]) + ".py"
     extra["filePathGuessed"] = True
     return testcase.name, parts[first_class:], file_path, extra
+
+
+def _names_a_class(part: str) -> bool:
+    return part[:1].isupper() or part.startswith("Test")
 
 
 def _identity(testcase: _Testcase, dialect: str, suite: _Suite) -> tuple[str, list[str], str | None, str | None, dict]:
@@ -562,7 +570,7 @@ def parse_junit(stream, metadata: dict) -> Iterator[ParsedResult]:
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
-        huge_tree=False,
+        huge_tree=True,  # text nodes over 10 MB; entities, DTDs and the network stay off
         remove_comments=True,
         remove_pis=True,
     )
