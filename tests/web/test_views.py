@@ -463,3 +463,19 @@ def test_an_admin_adds_a_webhook_and_reads_its_delivery_log(start_server):
         assert "No deliveries yet" not in client.get(log).text
     finally:
         client.close()
+
+
+def test_an_error_without_expected_and_actual_shows_no_empty_diff(tenant, owner):
+    """A result's error without `expected`/`actual` (most errors) has no Expected/Actual bars;
+    one with them shows them."""
+    with tenant.as_key() as api:
+        run = api.post("/api/runs", json={"branch": "main", "status": "running"}).json()
+        api.post(f"/api/runs/{run['id']}/tests/batch", json={"tests": [
+            {"title": "plain", "fullTitle": "plain", "status": "failed", "duration": 1,
+             "error": {"message": "boom"}},
+            {"title": "diff", "fullTitle": "diff", "status": "failed", "duration": 1,
+             "error": {"message": "mismatch", "expected": "1", "actual": "2"}}]})
+        tests = api.get("/api/tests", params={"runId": run["id"]}).json()["data"]
+    pages = {t["title"]: owner.get(f"/tests/{t['id']}").text for t in tests}
+    assert 'class="diff"' not in pages["plain"] and "Expected" not in pages["plain"]
+    assert 'class="diff"' in pages["diff"] and '<pre class="expected">1</pre>' in pages["diff"]
