@@ -314,7 +314,7 @@ def test_dns_rebinding_is_caught_at_delivery_time(hooked, receiver, monkeypatch)
             assert created.status_code == 201, created.text
             answer["ip"] = "127.0.0.1"
             complete_a_run(client, tenant)
-        drain(strict.engine, Settings(database_url="sqlite://"))
+        drain(strict.engine, settings_of(strict))
     assert receiver.requests == []
     [refused] = deliveries_of(srv, created.json()["id"])
     assert refused.status == "failed" and "not a public address" in refused.last_error
@@ -333,7 +333,9 @@ def test_a_worker_killed_mid_delivery_is_replaced_and_the_event_arrives(hooked, 
         complete_a_run(client, tenant)
     env = {**os.environ, "REDLINE_DATABASE_URL": srv.app.state.settings.resolved_database_url,
            "REDLINE_DATA_DIR": str(tmp_path), "REDLINE_WEBHOOK_ALLOW_NETS": "127.0.0.0/8",
-           "REDLINE_JOB_LEASE_SECONDS": "2", "REDLINE_SECRET_KEY": "x"}
+           "REDLINE_JOB_LEASE_SECONDS": "2",
+           # the server's: a worker opens the webhook secrets it sealed
+           "REDLINE_SECRET_KEY": srv.app.state.settings.secret_key}
     command = [sys.executable, "-c", "from redline.server.run import worker; worker()"]
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from redline.server.http_errors import ApiError
 from redline.server.kit.clock import utcnow
+from redline.server.kit.secrets import SecretBox
 from redline.server.tables import idempotency_keys
 
 log = logging.getLogger("redline.server")
@@ -55,7 +56,7 @@ def _where(claim: Claim):
     return (idempotency_keys.c.scope == claim.scope) & (idempotency_keys.c.key == claim.key)
 
 
-def take(conn: Connection, claim: Claim) -> StoredResponse | None:
+def take(conn: Connection, claim: Claim, box: SecretBox) -> StoredResponse | None:
     """Take the key (None: run the request), or answer the stored response; a mismatch is
     IDEMPOTENCY_BODY_MISMATCH and a request still running with the key is CONFLICT. In a
     short transaction of its own, committed before the request runs."""
@@ -78,7 +79,8 @@ def take(conn: Connection, claim: Claim) -> StoredResponse | None:
                        "different request", {"field": "Idempotency-Key",
                                              "reason": "body_mismatch"})
     if row.state == "done":
-        return StoredResponse(row.response_status, row.response_headers, row.response_body)
+        return StoredResponse(row.response_status, row.response_headers,
+                              box.open_bytes(row.response_body))
     if row.locked_at < now - STALE_AFTER:
         conn.execute(update(idempotency_keys).where(_where(claim)).values(locked_at=now))
         return None
@@ -87,11 +89,13 @@ def take(conn: Connection, claim: Claim) -> StoredResponse | None:
                    {"Retry-After": "1"})
 
 
-def complete(conn: Connection, claim: Claim, response: StoredResponse) -> None:
-    """Store the response with the request's effect, in its transaction."""
+def complete(conn: Connection, claim: Claim, response: StoredResponse,
+             box: SecretBox) -> None:
+    """Store the response with the request's effect, in its transaction. The body is sealed:
+    it may hold a secret shown once (a new API key, a webhook secret, an invitation's token)."""
     conn.execute(update(idempotency_keys).where(_where(claim)).values(
         state="done", response_status=response.status, response_headers=response.headers,
-        response_body=response.body))
+        response_body=box.seal(response.body).encode("ascii")))
 
 
 def release(conn: Connection, claim: Claim) -> None:

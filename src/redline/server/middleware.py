@@ -27,6 +27,7 @@ from redline.server import idempotency
 from redline.server.db import is_nul_in_text, is_unavailable
 from redline.server.http_errors import ApiError, error_response
 from redline.server.kit.ids import new_id
+from redline.server.kit.secrets import box_for
 from redline.server.unit_of_work import WRITE_METHODS, Slots, UnitOfWork, WriterTurns
 
 log = logging.getLogger("redline.server")
@@ -36,6 +37,11 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
 ]
+
+# Sign-in ignores Idempotency-Key: a replay would hand the stored token to whoever holds the
+# key, and signing in twice does no harm.
+NO_IDEMPOTENCY = frozenset({"/api/auth/login"})
+
 
 async def _send_response(send, response) -> None:
     await send({"type": "http.response.start", "status": response.status_code,
@@ -178,7 +184,9 @@ class UnitOfWorkMiddleware:
             await uow.finish(False)  # when no response started (an error), or a no-op
 
     async def _write(self, scope, receive, send, uow: UnitOfWork) -> None:
-        key = _header(scope, b"idempotency-key") if scope["path"].startswith("/api/") else None
+        key = (_header(scope, b"idempotency-key")
+               if scope["path"].startswith("/api/") and scope["path"] not in NO_IDEMPOTENCY
+               else None)
         claim = None
         if key is not None:
             idempotency.check_key(key)
@@ -189,7 +197,9 @@ class UnitOfWorkMiddleware:
             claim = idempotency.Claim(
                 idempotency.claim_scope(credential, scope["method"], scope["path"]), key,
                 request_hash)
-            stored = await uow.write_apart(lambda conn: idempotency.take(conn, claim))
+            # stored responses are sealed: they may hold a secret shown once
+            box = box_for(scope["app"].state.settings.resolved_secret_key)
+            stored = await uow.write_apart(lambda conn: idempotency.take(conn, claim, box))
             if stored is not None:
                 for message in idempotency.replay_messages(stored):
                     await send(message)
@@ -209,7 +219,7 @@ class UnitOfWorkMiddleware:
             if claim is not None and 200 <= status < 300:
                 record = idempotency.stored_response(messages)
                 before_commit = functools.partial(idempotency.complete, claim=claim,
-                                                  response=record)
+                                                  response=record, box=box)
                 await uow.open_write()  # the record is written even if nothing else was
             await uow.finish(succeeded, before_commit)
         except BaseException:

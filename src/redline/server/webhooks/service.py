@@ -18,6 +18,7 @@ from redline.server.db import WRITE
 from redline.server.http_errors import not_found, validation_error
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
+from redline.server.kit.secrets import box_for
 from redline.server.runs.scope import resolve_project
 from redline.server.tables import webhook_deliveries, webhooks
 from redline.server.webhooks import delivery
@@ -78,7 +79,8 @@ def create(conn: Connection, principal: Principal, project_id: str | None, url: 
     webhook_id = new_id("wh")
     conn.execute(insert(webhooks).values(
         id=webhook_id, project_id=project_id, url=url, events=sorted(set(events)),
-        headers=headers, secret=secret, is_active=True, created_at=now, updated_at=now))
+        headers=headers, secret=box_for(settings.resolved_secret_key).seal(secret),
+        is_active=True, created_at=now, updated_at=now))
     row = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id)).one()
     return {**webhook_json(row), "secret": secret}
 
@@ -105,6 +107,8 @@ def update_webhook(conn: Connection, principal: Principal, webhook_id: str, chan
         _check_url(values["url"], settings)
     if "secret" in values:
         _check_secret(values["secret"])
+        # kept sealed: it must be read back to sign deliveries, never from a dump
+        values["secret"] = box_for(settings.resolved_secret_key).seal(values["secret"])
     if "events" in values:
         values["events"] = sorted(set(values["events"]))
     if values.get("is_active"):
@@ -217,7 +221,8 @@ def deliver(engine: Engine, settings, delivery_id: str, last_attempt: bool) -> N
     body = json.dumps({"id": delivery_id, **row.payload}, separators=(",", ":")).encode()
     allowed = delivery.parse_networks(settings.webhook_allow_nets)
     try:
-        outcome = delivery.send(row.url, row.secret, delivery_id, body, row.headers or {},
+        secret = box_for(settings.resolved_secret_key).open_text(row.secret)
+        outcome = delivery.send(row.url, secret, delivery_id, body, row.headers or {},
                                 allowed)
     except delivery.BlockedDestination as exc:
         _record(engine, delivery_id, "failed", None, None, f"refused: {exc}")
