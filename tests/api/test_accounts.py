@@ -133,3 +133,35 @@ def test_me_describes_the_credentials(tenant):
         assert me["kind"] == "user" and me["teams"][0]["role"] == "owner"
         renamed = client.patch("/api/me", json={"name": "Jane"}).json()
     assert renamed["name"] == "Jane"
+
+
+def test_a_password_change_needs_the_current_one_and_ends_the_other_sign_ins(tenant):
+    """A stolen session alone cannot take the account over; once changed, every other
+    session and personal token of the user ends, the one making the change goes on."""
+    url = tenant.server.url
+    other = httpx.post(f"{url}/api/auth/login",
+                       json={"email": tenant.email, "password": live.PASSWORD}).json()["token"]
+    with tenant.as_user() as client:
+        missing = client.patch("/api/me", json={"password": "a new password"})
+        wrong = client.patch("/api/me", json={"password": "a new password",
+                                              "currentPassword": "not it at all"})
+        assert missing.status_code == wrong.status_code == 400
+        assert missing.json()["error"]["details"]["field"] == "currentPassword"
+        assert wrong.json()["error"]["details"]["field"] == "currentPassword"
+        assert httpx.get(f"{url}/api/me",
+                         headers={"Authorization": f"Bearer {other}"}).status_code == 200
+        changed = client.patch("/api/me", json={"password": "a new password",
+                                                "currentPassword": live.PASSWORD})
+        assert changed.status_code == 200, changed.text
+        assert client.get("/api/me").status_code == 200  # the session that changed it
+        renamed = client.patch("/api/me", json={"name": "Renamed"})  # no password: none asked
+        assert renamed.status_code == 200
+    assert httpx.get(f"{url}/api/me",
+                     headers={"Authorization": f"Bearer {other}"}).status_code == 401
+    with tenant.as_key() as client:  # API keys are not sign-ins: they go on
+        assert client.get("/api/runs").status_code == 200
+    old = httpx.post(f"{url}/api/auth/login", json={"email": tenant.email,
+                                                   "password": live.PASSWORD})
+    new = httpx.post(f"{url}/api/auth/login", json={"email": tenant.email,
+                                                   "password": "a new password"})
+    assert (old.status_code, new.status_code) == (401, 200)

@@ -49,4 +49,4 @@ def get_me(db: Db, principal: Principal = Depends(rate_limited("projects-teams")
 @router.patch("/me", response_model=schemas.Me, summary="Change your name or password")
 def patch_me(body: schemas.MeUpdate, db: Db,
              principal: Principal = Depends(rate_limited("projects-teams"))):
-    return service.update_me(db, principal, body.name, body.password)
+    return service.update_me(db, principal, body.name, body.password, body.current_password)

@@ -31,6 +31,14 @@ def revoke_session(conn: Connection, session_id: str, when) -> None:
     conn.execute(update(sessions).where(sessions.c.id == session_id).values(revoked_at=when))
 
 
+def revoke_other_sessions(conn: Connection, user_id: str, keep_session_id: str | None,
+                          when) -> None:
+    """End every session and personal token of a user but one."""
+    conn.execute(update(sessions).where(
+        sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None),
+        sessions.c.id != (keep_session_id or "")).values(revoked_at=when))
+
+
 def memberships(conn: Connection, user_id: str):
     return conn.execute(
         select(teams.c.id, teams.c.name, team_members.c.role)

@@ -45,6 +45,10 @@ class Me(ApiModel):
 
 class MeUpdate(ApiModel):
     name: str | None = Field(None, min_length=1, max_length=200)
-    password: str | None = Field(None, min_length=8, max_length=1024)
+    password: str | None = Field(None, min_length=8, max_length=1024, description="A new "
+                                 "password: needs `currentPassword`, and ends every other "
+                                 "session and personal token of the user.")
+    current_password: str | None = Field(None, min_length=1, max_length=1024,
+                                         description="The password being replaced.")
 
 

@@ -117,15 +117,27 @@ def me(conn: Connection, principal: Principal) -> dict:
 
 
 def update_me(conn: Connection, principal: Principal, name: str | None,
-              password: str | None) -> dict:
+              password: str | None, current_password: str | None = None) -> dict:
+    """A new name, or a new password. A new password needs the current one (a stolen session
+    alone cannot take the account over) and ends the user's other sessions and personal
+    tokens, all but the one making the change."""
     if principal.kind != "user":
         raise ApiError("AUTH_FORBIDDEN", "An API key cannot change its user's account",
                        {"required": ["user-session"], "granted": []})
     values: dict = {}
+    now = utcnow()
     if name is not None:
         values["name"] = name
     if password is not None:
+        if current_password is None:
+            raise validation_error("currentPassword", "required", "currentPassword is "
+                                   "required to change the password")
+        user = repo.get_user(conn, principal.user_id)
+        if not passwords.verify_password(user.password_hash, current_password):
+            raise validation_error("currentPassword", "incorrect",
+                                   "currentPassword is not the current password")
         values["password_hash"] = passwords.hash_password(password)
+        repo.revoke_other_sessions(conn, principal.user_id, principal.session_id, now)
     if values:
-        repo.update_user(conn, principal.user_id, updated_at=utcnow(), **values)
+        repo.update_user(conn, principal.user_id, updated_at=now, **values)
     return me(conn, principal)
