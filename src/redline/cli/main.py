@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("system:serve", "Run the Redline server (API + dashboard)."),
     "demo": ("demo:demo", "Fill the server with a sample project (dashboard tour)."),
     "worker": ("system:worker", "Run background workers (webhooks, blob deletion)."),
+    "runner": ("runner:runner", "Run a runner: execute plans' runs for a server."),
     "db": ("system:db", "Database maintenance (not in this version)."),
     "webhooks": ("system:webhooks", "Manage webhooks (not in this version)."),
     "artifacts": ("system:artifacts", "Upload and fetch artifacts (not in this version)."),

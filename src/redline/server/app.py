@@ -19,7 +19,9 @@ from redline.server.accounts.endpoints import router as accounts_router
 from redline.server.artifacts.endpoints import router as artifacts_router
 from redline.server.config import Settings
 from redline.server.db import background_checkpointer, make_engine
+from redline.server.executions.embedded import EmbeddedRunner
 from redline.server.executions.endpoints import router as executions_router
+from redline.server.executions.tasks import ExecutionsLoop
 from redline.server.http_errors import install_exception_handlers
 from redline.server.imports.endpoints import router as imports_router
 from redline.server.intelligence.endpoints import router as intelligence_router
@@ -79,6 +81,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app = FastAPI(title="Redline API", version=__version__, description=DESCRIPTION,
                   openapi_url=None, docs_url=None, redoc_url=None, lifespan=_lifespan)
     app.state.embedded_worker = False  # `redline serve` turns it on unless --no-worker
+    app.state.embedded_runner_url = None  # `redline serve`: its own URL unless --no-runner
     app.state.settings = settings
     app.state.engine = engine
     app.state.limiter = make_limiter(settings.redis_url)
@@ -130,14 +133,22 @@ async def _lifespan(app: FastAPI):
     checkpointer = background_checkpointer(app.state.engine)
     if checkpointer is not None:
         checkpointer.start()
-    loop = worker = None
+    loop = worker = executions = runner = None
     if app.state.embedded_worker:
         loop = RetentionLoop(app.state.engine).start()
         worker = Worker(app.state.engine, app.state.settings).start()
         app.state.worker = worker
+        executions = ExecutionsLoop(app.state.engine).start()
+    if app.state.embedded_runner_url:
+        runner = EmbeddedRunner(app.state.engine, app.state.settings,
+                                app.state.embedded_runner_url).start()
     try:
         yield
     finally:
+        if runner is not None:
+            runner.stop()
+        if executions is not None:
+            executions.stop()
         if worker is not None:
             worker.stop()
         if loop is not None:

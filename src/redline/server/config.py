@@ -72,6 +72,20 @@ class Settings(BaseSettings):
     artifact_public_url: str | None = Field(None, description="Base URL of artifact links; "
                                             "default public_url. Best another origin than the "
                                             "dashboard's.")
+    runner_lease_seconds: int = Field(30, ge=2, le=3600, description="How long a runner "
+                                      "holds an executed run without a heartbeat; a runner "
+                                      "silent for longer is lost, and its run is queued again "
+                                      "once, then failed (runner_lost).")
+    runner_cancel_grace_seconds: float = Field(10.0, ge=0, le=600, description="After a "
+                                               "cancel's SIGTERM, how long a run's processes "
+                                               "have before SIGKILL.")
+    runner_source_paths: str | None = Field(None, description="Folders (separated by ':') a "
+                                            "plan's `path` source or local git source may lie "
+                                            "in; none by default. Read by every runner.")
+    runner_allow_unsandboxed: bool = Field(False, description="Let the runner embedded in "
+                                           "`redline serve` run plans without the bubblewrap "
+                                           "sandbox (it refuses by default).")
+
 
     @field_validator("blob_url")
     @classmethod

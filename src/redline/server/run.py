@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None,
-          no_worker: bool = False, workers: int = 1, log_level: str | None = None) -> None:
+          no_worker: bool = False, workers: int = 1, log_level: str | None = None,
+          no_runner: bool = False) -> None:
     """Apply migrations, then serve the API (and, unless `no_worker`, one background worker
     thread) until stopped with Ctrl-C or SIGTERM."""
     import uvicorn
@@ -27,6 +28,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None
     settings.resolved_secret_key  # noqa: B018 - create the key file before serving
     app = create_app(settings)
     app.state.embedded_worker = not no_worker
+    if not no_runner:  # the embedded runner reaches this server over HTTP, like any runner
+        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        app.state.embedded_runner_url = f"http://{local}:{port}"
     logging.getLogger("redline.server").info(
         "Redline serving on http://%s:%s (database: %s)", host, port, _redact(url))
     proxies = settings.forwarded_allow_ips
@@ -71,6 +75,7 @@ def worker(processes: int = 1, data_dir: str | None = None, log_level: str | Non
 
     from redline.server.config import Settings
     from redline.server.db import make_engine, migrate
+    from redline.server.executions.tasks import ExecutionsLoop
     from redline.server.worker.runner import Worker
 
     settings = Settings()
@@ -90,6 +95,8 @@ def worker(processes: int = 1, data_dir: str | None = None, log_level: str | Non
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    executions = ExecutionsLoop(engine).start()  # lost runners, queue timeouts, schedules
     instance.run_forever()
+    executions.stop()
     engine.dispose()
     return 0

@@ -39,7 +39,9 @@ class ServeCommand(click.Command):
 @click.option("--data-dir", metavar="DIR", help="Folder for SQLite, local blobs and the "
               "secret key (REDLINE_DATA_DIR; default ./.redline).")
 @click.option("--no-worker", is_flag=True, help="Serve only; run workers elsewhere.")
-def serve(host, port, data_dir, no_worker):
+@click.option("--no-runner", is_flag=True, help="No embedded runner: executed runs wait for "
+              "`redline runner` processes.")
+def serve(host, port, data_dir, no_worker, no_runner):
     """Run the Redline server (API + dashboard), migrating the database first."""
     try:
         from redline.server.run import serve as run_server
@@ -47,7 +49,8 @@ def serve(host, port, data_dir, no_worker):
         raise ServerNotInstalled(f"The server is not installed here ({exc.name} is missing)",
                                  details={"missing": exc.name}) from exc
     try:
-        run_server(host=host, port=port, data_dir=data_dir, no_worker=no_worker)
+        run_server(host=host, port=port, data_dir=data_dir, no_worker=no_worker,
+                   no_runner=no_runner)
     except KeyboardInterrupt:
         raise SystemExit(EXIT_SIGINT) from None  # stopped as asked: no error envelope
     except Terminated:

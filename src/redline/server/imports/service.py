@@ -100,3 +100,26 @@ def import_reports(conn: Connection, principal: Principal, files: list[tuple[str
     body = runs.run_json(runs_repo.get_run(conn, run.id))
     body["imported"] = {"format": reports[0].format, "files": len(files), "tests": len(ids)}
     return body
+
+
+def import_into_run(conn: Connection, run_id: str, files: list[tuple[str | None, BinaryIO]],
+                    report_format: str = "auto") -> int:
+    """Import report files into an open run whose access was checked by the caller (an
+    executed run's reports, sent by the runner that holds its lease). Returns the number of
+    results stored; the run is completed by the caller."""
+    run = runs_repo.get_run(conn, run_id)
+    reports: list[ParsedReport] = []
+    for filename, stream in files:
+        try:
+            reports.append(parse_report(stream, report_format, filename))
+        except ReportParseError as exc:
+            raise _parse_error(exc, filename) from None
+    parsed = reports[0].results if len(reports) == 1 else combine_results(reports)
+    try:
+        ids, summed = results.ingest(conn, run.id, run.project_id, parsed)
+    except ReportParseError as exc:
+        raise _parse_error(exc, files[0][0] if len(files) == 1 else None) from None
+    reported = reports[0].metadata.get("duration")
+    duration = int(reported) if isinstance(reported, (int, float)) else summed
+    runs.refresh_counts(conn, run.id, added_duration=duration)
+    return len(ids)

@@ -6,13 +6,14 @@ from pydantic import Field
 
 from redline.server.schemas import ApiModel
 
-Event = Literal["run.completed", "run.failed", "test.flaky", "test.quarantined"]
+Event = Literal["run.completed", "run.failed", "test.flaky", "test.quarantined", "run.queued",
+                "run.started"]
 
 
 class WebhookCreate(ApiModel):
     project_id: str | None = Field(None, max_length=40)
     url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://")
-    events: list[Event] = Field(min_length=1, max_length=4)
+    events: list[Event] = Field(min_length=1, max_length=6)
     headers: dict[str, str] = Field(default_factory=dict, max_length=20)
     secret: str | None = Field(None, min_length=16, max_length=200, pattern=r"^whsec_",
                                description="`whsec_` + base64 (24-64 bytes); generated when "
@@ -21,7 +22,7 @@ class WebhookCreate(ApiModel):
 
 class WebhookUpdate(ApiModel):
     url: str | None = Field(None, min_length=8, max_length=2048, pattern=r"^https?://")
-    events: list[Event] | None = Field(None, min_length=1, max_length=4)
+    events: list[Event] | None = Field(None, min_length=1, max_length=6)
     headers: dict[str, str] | None = Field(None, max_length=20)
     secret: str | None = Field(None, min_length=16, max_length=200, pattern=r"^whsec_")
     is_active: bool | None = None

@@ -1,0 +1,54 @@
+"""The executions' background loop, run by every worker (the embedded one of `redline serve`
+and `redline worker`): runs whose runner was lost are queued again once or failed, queued
+runs past their queue timeout are blocked, and due schedules queue their runs. Every replica
+may run it at once: each change is a conditional UPDATE, and a schedule's due time fires once
+(a unique key)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import Engine
+
+from redline.server.db import WRITE
+from redline.server.executions import service
+
+log = logging.getLogger("redline.worker")
+
+
+def tick(engine: Engine) -> dict:
+    """One pass: the sweep, then the schedules, each in its own short transaction."""
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        swept = service.sweep(conn)
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        swept["scheduled"] = len(service.fire_schedules(conn))
+    return swept
+
+
+class ExecutionsLoop:
+    """`tick` every `interval` seconds in a daemon thread."""
+
+    def __init__(self, engine: Engine, interval: float = 1.0):
+        self.engine = engine
+        self.interval = interval
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ExecutionsLoop:
+        self._thread = threading.Thread(target=self._run, name="redline-executions",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            try:
+                tick(self.engine)
+            except Exception:  # the database went away, say: the next tick tries again
+                log.warning("executions: the sweep failed", exc_info=True)
