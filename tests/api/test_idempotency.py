@@ -7,14 +7,19 @@ the credential and the route. Failed requests are not stored, so a corrected ret
 
 from __future__ import annotations
 
+import secrets
 import threading
+import time
 from datetime import timedelta
 
 import httpx
 from sqlalchemy import func, select, update
 
+from redline.server import idempotency
+from redline.server.db import WRITE
 from redline.server.kit.clock import utcnow
 from redline.server.tables import idempotency_keys, teams
+from redline.server.teams import service as teams_service
 from tests.support import live
 
 
@@ -175,3 +180,62 @@ def test_deletes_replay_too(server, tenant):
                                headers={"Idempotency-Key": "del"})
     assert first.status_code == second.status_code == 200
     assert second.headers["idempotent-replayed"] == "true"
+
+
+def test_a_claim_whose_process_died_is_taken_over_within_seconds(server, tenant):
+    """A claim left `running` by a request whose process died (no renewal since) is taken
+    over by a retry once its short lease ends, not after a minute."""
+    key = "crashed-" + secrets.token_hex(6)
+    with tenant.as_key() as client:
+        first = client.post("/api/runs", json={"status": "running", "runTitle": "crashed"},
+                            headers={"Idempotency-Key": key})
+        assert first.status_code == 201
+        with server.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            conn.execute(update(idempotency_keys).where(idempotency_keys.c.key == key).values(
+                state="running", response_status=None, response_body=None,
+                locked_at=utcnow() - idempotency.STALE_AFTER - timedelta(seconds=1)))
+        assert idempotency.STALE_AFTER <= timedelta(seconds=10)
+        retry = client.post("/api/runs", json={"status": "running", "runTitle": "crashed"},
+                            headers={"Idempotency-Key": key})
+    assert retry.status_code == 201 and "idempotent-replayed" not in retry.headers
+
+
+def test_a_claim_is_renewed_while_its_request_runs(server, tenant, monkeypatch):
+    """A request that runs longer than the lease keeps its claim (renewed while it runs): a
+    retry meanwhile does not run it again; the request ran once."""
+    monkeypatch.setattr(idempotency, "STALE_AFTER", timedelta(seconds=1))
+    monkeypatch.setattr(idempotency, "RENEW_EVERY", 0.2)
+    real = teams_service.create_team
+    calls = []
+
+    def slow_create_team(*args, **kwargs):
+        calls.append(1)
+        time.sleep(3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(teams_service, "create_team", slow_create_team)
+    key = "renewed-" + secrets.token_hex(6)
+    name = "slow team " + key
+    answers = {}
+    with tenant.as_user() as client:
+        def first():
+            answers["first"] = client.post("/api/teams", json={"name": name},
+                                           headers={"Idempotency-Key": key})
+
+        thread = threading.Thread(target=first)
+        thread.start()
+        time.sleep(2)  # past the lease: only its renewal keeps the claim
+        during = client.post("/api/teams", json={"name": name},
+                             headers={"Idempotency-Key": key})
+        thread.join()
+        after = client.post("/api/teams", json={"name": name},
+                            headers={"Idempotency-Key": key})
+        teams = client.get("/api/teams", params={"limit": 500}).json()["data"]
+    # PostgreSQL: CONFLICT while it runs. SQLite: the retry waits for the writer turn the
+    # first holds, then replays its answer. Never a second execution.
+    assert (during.status_code == 409 and during.json()["error"]["code"] == "CONFLICT") or (
+        during.headers.get("idempotent-replayed") == "true"), during.text
+    assert answers["first"].status_code == 201
+    assert after.headers.get("idempotent-replayed") == "true"
+    assert len(calls) == 1
+    assert sum(t["name"] == name for t in teams) == 1

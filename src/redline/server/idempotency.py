@@ -21,9 +21,12 @@ from redline.server.tables import idempotency_keys
 log = logging.getLogger("redline.server")
 
 TTL = timedelta(hours=24)
-# A claim whose request never finished (the process died) is taken over after this long;
-# its effect was rolled back with it, so running the request again doubles nothing.
-STALE_AFTER = timedelta(seconds=60)
+# A claim is a lease: the request that holds it renews it every `RENEW_EVERY` seconds while
+# it runs (`renew`), so a claim not renewed for `STALE_AFTER` belongs to a request that died
+# with its process; a retry takes it over at once. The dead request's effect was rolled back
+# with it, so running it again doubles nothing.
+STALE_AFTER = timedelta(seconds=8)
+RENEW_EVERY = 2.0
 MAX_KEY_LENGTH = 255
 
 
@@ -87,6 +90,12 @@ def take(conn: Connection, claim: Claim, box: SecretBox) -> StoredResponse | Non
     raise ApiError("CONFLICT", "A request with this Idempotency-Key is still in progress",
                    {"field": "Idempotency-Key", "reason": "in_flight"},
                    {"Retry-After": "1"})
+
+
+def renew(conn: Connection, claim: Claim) -> None:
+    """Extend the lease of a claim whose request is still running."""
+    conn.execute(update(idempotency_keys).where(
+        _where(claim), idempotency_keys.c.state == "running").values(locked_at=utcnow()))
 
 
 def complete(conn: Connection, claim: Claim, response: StoredResponse,

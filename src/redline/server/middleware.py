@@ -15,12 +15,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import logging
 import tempfile
 from typing import Any
 
+import anyio
 from sqlalchemy import Engine
 
 from redline.server import idempotency
@@ -211,7 +213,15 @@ class UnitOfWorkMiddleware:
             messages.append(message)
 
         try:
-            await self.app(scope, receive, buffer)
+            if claim is not None:
+                # (a task, not a task group: the app's own exceptions stay unwrapped)
+                renewer = asyncio.create_task(self._renew(claim))
+                try:
+                    await self.app(scope, receive, buffer)
+                finally:
+                    renewer.cancel()  # a renewal under way finishes harmlessly on its own
+            else:
+                await self.app(scope, receive, buffer)
             status = messages[0]["status"] if messages else 500
             succeeded = status < 400
             record = None
@@ -231,6 +241,18 @@ class UnitOfWorkMiddleware:
             await _release(uow, claim)
         for message in messages:
             await send(message)
+
+
+    async def _renew(self, claim: idempotency.Claim) -> None:
+        """Renew the claim's lease while its request runs: in a unit of work of its own (the
+        request's may hold its connection and, on SQLite, the writer turn meanwhile)."""
+        while True:
+            await anyio.sleep(idempotency.RENEW_EVERY)
+            renewal = UnitOfWork(self.engine, True, self.slots, self.turns)
+            try:
+                await renewal.write_apart(lambda conn: idempotency.renew(conn, claim))
+            except Exception:  # busy: the next renewal tries again
+                log.warning("could not renew an idempotency claim", exc_info=True)
 
 
 async def _release(uow: UnitOfWork, claim: idempotency.Claim) -> None:
