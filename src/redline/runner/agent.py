@@ -262,7 +262,8 @@ class Runner:
         lease.poke()
         reader = threading.Thread(target=_pump, args=(child, shipper), daemon=True)
         reader.start()
-        end = self._watch(child, job, lease, shipper, timeout)
+        end = self._watch(child, job, lease, shipper, timeout,
+                          sandbox.kind == "bubblewrap")
         reader.join(timeout=10)
         if lease.lost.is_set():
             return {"outcome": "cancelled"}
@@ -304,7 +305,7 @@ class Runner:
         return {**base, **{k: str(v) for k, v in (job.get("env") or {}).items()}}
 
     def _watch(self, child, job: dict, lease: _Lease, shipper: LogShipper,
-               timeout: int) -> str:
+               timeout: int, sandboxed: bool) -> str:
         """Wait for the command; stop it on cancel, timeout or a lost lease; deliver
         signals. Returns "exited", "cancelled" or "timeout"."""
         pgid = child.pid  # the leader of its own session and group
@@ -317,15 +318,15 @@ class Runner:
             while not lease.signals.empty():
                 name = lease.signals.get()
                 shipper.note(f"signal {name} sent to the command's process group")
-                process.send(pgid, name)
+                process.send(pgid, name, sandboxed)
             if lease.cancel.is_set() or lease.lost.is_set():
                 shipper.note(f"cancelled: SIGTERM, then SIGKILL after {grace:g} s")
-                process.stop_group(child, pgid, grace)
+                process.stop_group(child, pgid, grace, sandboxed)
                 return "cancelled"
             if time.monotonic() > deadline:
                 shipper.note(f"timeout after {timeout} s: the command's processes are "
                              "killed")
-                process.stop_group(child, pgid, min(grace, 5.0))
+                process.stop_group(child, pgid, min(grace, 5.0), sandboxed)
                 return "timeout"
             time.sleep(0.05)
 

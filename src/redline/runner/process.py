@@ -166,7 +166,38 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def send(pgid: int, name: str) -> bool:
+def _command_members(pgid: int) -> list[int]:
+    """The group's processes other than bubblewrap's own (the sandbox's parent and its init
+    in the sandbox's PID namespace), from the process table."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                data = stat.read()
+        except OSError:
+            continue
+        name = data[data.find(b"(") + 1:data.rfind(b")")]
+        fields = data[data.rfind(b")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and name != b"bwrap":
+            found.append(int(entry.name))
+    return found
+
+
+def send(pgid: int, name: str, sandboxed: bool = False) -> bool:
+    """Deliver a signal to the command's process group. In a sandbox, to the command's
+    processes only: bubblewrap's own would die of most signals and take the sandbox down
+    (SIGKILL goes to the whole group)."""
+    if sandboxed and name != "KILL":
+        delivered = False
+        for pid in _command_members(pgid):
+            try:
+                os.kill(pid, SIGNALS[name])
+                delivered = True
+            except ProcessLookupError:
+                continue
+        return delivered
     try:
         os.killpg(pgid, SIGNALS[name])
     except ProcessLookupError:
@@ -174,10 +205,11 @@ def send(pgid: int, name: str) -> bool:
     return True
 
 
-def stop_group(process: subprocess.Popen, pgid: int, grace: float) -> None:
+def stop_group(process: subprocess.Popen, pgid: int, grace: float,
+               sandboxed: bool = False) -> None:
     """SIGTERM to the group, SIGKILL after `grace` seconds, then wait until none is left."""
     if group_alive(pgid):
-        send(pgid, "TERM")
+        send(pgid, "TERM", sandboxed)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         process.poll()  # (a leader that exited is reaped: a zombie counts as alive)
