@@ -296,3 +296,32 @@ def test_sigkill_of_a_runner_mid_run_ends_the_run_properly(start_server, tenant,
         run = wait_for(client, run["id"])
         assert run["status"] == "passed" and run["attempt"] == 2
         assert "queued again" in whole_log(client, run["id"])
+
+
+def _embedded(migrated_url, tmp_path, **settings):
+    from tests.support import live
+
+    srv = live.LiveServer.start(migrated_url, tmp_path / "embedded", rate_limit_enabled=False,
+                                **settings)
+    srv.app.state.embedded_runner_url = srv.url  # what `redline serve` does
+    return srv.__enter__()
+
+
+@pytest.mark.skipif(not process.bubblewrap_available(), reason="needs bubblewrap")
+def test_the_runner_embedded_in_serve_runs_plans_in_the_sandbox_only(migrated_url, tmp_path,
+                                                                     tenant):
+    srv = _embedded(migrated_url, tmp_path)
+    try:
+        code = "open('report.xml', 'w').write(" + repr(JUNIT.format(name="e")) + ")\n"
+        with srv.client(Authorization=f"Bearer {tenant.token}") as client:
+            plan = make_plan(client, tenant.project_id, command=script(code, "embedded"),
+                             reportPaths=["report.xml"], maxConcurrentRuns=2)
+            run = wait_for(client, trigger(client, plan["id"])["id"])
+            assert run["status"] == "passed" and run["runnerId"].startswith("embedded:")
+            client.patch(f"/api/plans/{plan['id']}", json={"sandbox": "none"})
+            refused = wait_for(client, trigger(client, plan["id"])["id"])
+            assert refused["status"] == "blocked"
+            assert refused["blockedReason"] == "sandbox_unavailable"
+            assert "REDLINE_RUNNER_ALLOW_UNSANDBOXED" in whole_log(client, refused["id"])
+    finally:
+        srv.__exit__(None, None, None)

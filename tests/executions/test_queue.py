@@ -308,3 +308,23 @@ def test_a_schedule_fires_once_per_due_time_across_replicas(server, tenant):
 def _plan_of(server, run_id: str) -> str:
     with server.engine.connect() as conn:
         return service.repo.get_run(conn, run_id).plan_id
+
+
+def test_run_queued_and_run_started_are_webhook_events(server, tenant):
+    with tenant.as_user() as client:
+        hook = client.post("/api/webhooks", json={
+            "projectId": tenant.project_id, "url": "https://93.184.216.34/hook",
+            "events": ["run.queued", "run.started", "run.completed"]})
+        assert hook.status_code == 201, hook.text
+        plan = make_plan(client, tenant.project_id)
+        run = trigger(client, plan["id"])
+        with _runner(server, runner_token(tenant)) as runner:
+            job = runner.post("/api/runner/claim", json={"runnerId": "r"}).json()
+            runner.post(f"/api/runner/runs/{run['id']}/finish",
+                        json={"leaseToken": job["leaseToken"], "outcome": "cancelled"})
+        deliveries = client.get(f"/api/webhooks/{hook.json()['id']}/deliveries").json()
+        events = sorted(d["event"] for d in deliveries["data"])
+        assert events == ["run.completed", "run.queued", "run.started"]
+        started = next(d for d in deliveries["data"] if d["event"] == "run.started")
+        assert started["payload"]["data"]["runId"] == run["id"]
+        assert started["payload"]["data"]["runnerId"] == "r"

@@ -16,6 +16,7 @@ import os
 import queue
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -328,7 +329,10 @@ class Runner:
                              "killed")
                 process.stop_group(child, pgid, min(grace, 5.0), sandboxed)
                 return "timeout"
-            time.sleep(0.05)
+            try:
+                child.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                pass
 
     def _upload_reports(self, job: dict, run_dir: Path, work_dir: Path,
                         shipper: LogShipper) -> int:
