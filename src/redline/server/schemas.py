@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from redline.server.kit.numbers import INT32_MAX, MAX_DURATION_MS, integral
+
+# Integers of request bodies: JSON has one number type, so 5.0 is the integer 5 (5.5 stays an
+# error), and each is bounded by the column that keeps it, so a number too big for it is
+# VALIDATION_ERROR naming the field, never a database error.
+Int32 = Annotated[int, BeforeValidator(integral), Field(ge=-INT32_MAX - 1, le=INT32_MAX)]
+DurationMs = Annotated[int, BeforeValidator(integral),
+                       Field(ge=0, le=MAX_DURATION_MS, description="Milliseconds.")]
 
 
 class ApiModel(BaseModel):

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from redline.server.schemas import ApiModel
+from redline.server.schemas import ApiModel, Int32
 
 Scope = Literal["runs:read", "runs:write", "artifacts:read", "artifacts:write",
                 "flakiness:write", "executions:write", "project:admin"]
@@ -38,10 +38,10 @@ class ProjectRenamed(ApiModel):
 class ArtifactRetention(ApiModel):
     """Days to keep artifacts by their test's outcome (unset: as long as the run)."""
 
-    passed: int | None = Field(None, ge=1, le=3650)
-    failed: int | None = Field(None, ge=1, le=3650)
-    flaky: int | None = Field(None, ge=1, le=3650)
-    skipped: int | None = Field(None, ge=1, le=3650)
+    passed: Int32 | None = Field(None, ge=1, le=3650)
+    failed: Int32 | None = Field(None, ge=1, le=3650)
+    flaky: Int32 | None = Field(None, ge=1, le=3650)
+    skipped: Int32 | None = Field(None, ge=1, le=3650)
 
 
 class ProjectSettings(ApiModel):
@@ -54,7 +54,7 @@ class ProjectSettings(ApiModel):
 
 
 class ProjectSettingsUpdate(ApiModel):
-    data_retention_days: int | None = Field(None, ge=1, le=3650)
+    data_retention_days: Int32 | None = Field(None, ge=1, le=3650)
     flakiness_threshold: float | None = Field(None, ge=0, le=1)
     auto_quarantine_enabled: bool | None = None
     artifact_retention_days: ArtifactRetention | None = Field(

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from redline.server.schemas import ApiModel
+from redline.server.schemas import ApiModel, DurationMs, Int32
 
 ResultStatus = Literal["passed", "failed", "skipped", "flaky"]
 
@@ -24,7 +24,7 @@ class Step(ApiModel):
     title: str = Field(max_length=10_000)
     category: str | None = Field(None, max_length=64)
     status: Literal["passed", "failed", "skipped"] | None = None
-    duration: int | None = Field(None, ge=0)
+    duration: DurationMs | None = Field(None, ge=0)
     error: dict[str, Any] | None = None
     steps: list["Step"] = Field(default_factory=list)
 
@@ -41,15 +41,15 @@ class ResultFields(ApiModel):
     title: str = Field(min_length=1, max_length=10_000)
     full_title: str = Field(min_length=1, max_length=20_000)
     file_path: str | None = Field(None, max_length=1000)
-    line_number: int | None = Field(None, ge=0)
+    line_number: Int32 | None = Field(None, ge=0)
     variant: str | None = Field(None, max_length=255, description="e.g. the Playwright "
                                 "project; part of the test's identity")
     suite_path: list[str] = Field(default_factory=list, max_length=50,
                                   description="Describe blocks, outermost first.")
     status: ResultStatus
-    duration: int = Field(ge=0, description="Milliseconds.")
-    retries: int = Field(0, ge=0, le=1000)
-    attempt: int = Field(1, ge=1, le=1001)
+    duration: DurationMs = Field(ge=0, description="Milliseconds.")
+    retries: Int32 = Field(0, ge=0, le=1000)
+    attempt: Int32 = Field(1, ge=1, le=1001)
     is_flaky: bool = Field(False, description="True with status passed means passed on a "
                            "retry: stored as `flaky`.")
     tags: list[str] = Field(default_factory=list, max_length=100)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -10,12 +10,20 @@ Event = Literal["run.completed", "run.failed", "test.flaky", "test.quarantined",
                 "run.started"]
 
 
+# What every delivery can send (RFC 9110): a header name is a token, a value is visible ASCII,
+# spaces and tabs (no CR/LF). Anything else is refused here rather than failing every delivery.
+HeaderName = Annotated[str, Field(min_length=1, max_length=256,
+                                  pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+HeaderValue = Annotated[str, Field(max_length=4096, pattern=r"^[\x20-\x7e\t]*$")]
+SECRET_PATTERN = r"^whsec_[A-Za-z0-9+/]+={0,2}$"
+
+
 class WebhookCreate(ApiModel):
     project_id: str | None = Field(None, max_length=40)
     url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://")
     events: list[Event] = Field(min_length=1, max_length=6)
-    headers: dict[str, str] = Field(default_factory=dict, max_length=20)
-    secret: str | None = Field(None, min_length=16, max_length=200, pattern=r"^whsec_",
+    headers: dict[HeaderName, HeaderValue] = Field(default_factory=dict, max_length=20)
+    secret: str | None = Field(None, min_length=16, max_length=200, pattern=SECRET_PATTERN,
                                description="`whsec_` + base64 (24-64 bytes); generated when "
                                "omitted and returned once.")
 
@@ -23,8 +31,8 @@ class WebhookCreate(ApiModel):
 class WebhookUpdate(ApiModel):
     url: str | None = Field(None, min_length=8, max_length=2048, pattern=r"^https?://")
     events: list[Event] | None = Field(None, min_length=1, max_length=6)
-    headers: dict[str, str] | None = Field(None, max_length=20)
-    secret: str | None = Field(None, min_length=16, max_length=200, pattern=r"^whsec_")
+    headers: dict[HeaderName, HeaderValue] | None = Field(None, max_length=20)
+    secret: str | None = Field(None, min_length=16, max_length=200, pattern=SECRET_PATTERN)
     is_active: bool | None = None
 
 

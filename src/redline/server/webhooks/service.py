@@ -55,7 +55,7 @@ def _check_secret(secret: str) -> None:
 
     try:
         key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):  # ValueError: not ASCII
         key = b""
     if not 24 <= len(key) <= 64:
         raise validation_error("secret", "invalid", "secret must be whsec_ + base64 of 24 to "

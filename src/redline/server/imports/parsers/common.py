@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import re
 
+from redline.server.kit.numbers import INT32_MAX, clamp_duration
+
 from .model import ParsedError
 
 TITLE_SEPARATOR = " > "
@@ -91,31 +93,34 @@ def seconds_to_ms(value) -> int:
             return 0
     if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
         return 0
-    return round(seconds * 1000)
+    return clamp_duration(round(seconds * 1000))
 
 
 def number_to_ms(value) -> int:
-    """A duration already in milliseconds (JSON formats) as a whole number; junk -> 0."""
+    """A duration already in milliseconds (JSON formats) as a whole number; junk -> 0, and
+    beyond what Redline keeps (`MAX_DURATION_MS`) -> that ceiling."""
     kind = type(value)
     if kind is int:
-        return max(value, 0)
-    if kind is float:
-        return round(value) if 0 <= value < math.inf else 0  # NaN compares false
+        return clamp_duration(max(value, 0))
+    if kind is float:  # NaN compares false
+        return clamp_duration(round(value)) if 0 <= value < math.inf else 0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return 0
     if math.isnan(value) or math.isinf(value) or value < 0:
         return 0
-    return round(value)
+    return clamp_duration(round(value))
 
 
 def to_int(value) -> int | None:
-    """An integer attribute ('12') or None when missing or not a number."""
+    """An integer attribute ('12') or None when missing, not a number, or beyond what an
+    Integer column keeps (a line number, a count)."""
     if value is None or isinstance(value, bool):
         return None
     try:
-        return int(str(value).strip())
+        number = int(str(value).strip())
     except ValueError:
         return None
+    return number if -INT32_MAX - 1 <= number <= INT32_MAX else None
 
 
 # "Expected: 5\nReceived: 4" (Jest, Vitest, Playwright) and JUnit 5's

@@ -37,6 +37,8 @@ from .errors import ReportParseError
 from .json_stream import VALUE, JsonDocument, Shape
 from .model import ParsedError, ParsedResult
 
+MAX_RETRIES = 1000  # as the API's `retries` (a larger count is junk, not worth a failure)
+
 # test fields that have a home in ParsedResult; every other field goes to `extra`
 _MAPPED_FIELDS = {
     "name", "status", "duration", "suite", "message", "trace", "filePath", "line", "retries",
@@ -185,7 +187,7 @@ def _test_result(test: dict, context: dict) -> ParsedResult:
     retries = to_int(test.get("retries"))
     if retry_attempts:
         retries = len(retry_attempts)
-    attempt = 1 if status == outcomes.SKIPPED else (retries or 0) + 1
+    attempt = 1 if status == outcomes.SKIPPED else min(retries or 0, MAX_RETRIES) + 1
 
     error = status_error
     if error is None and status in (outcomes.FAILED, outcomes.FLAKY):
