@@ -33,6 +33,7 @@ from redline.server.kit.bulk import (
     pg_copy_rows,
     pg_execute_arrays,
     pg_rows,
+    plain_tuples,
     sqlite_datetime,
 )
 from redline.server.tables import (
@@ -220,8 +221,7 @@ class StatisticsStore:
         cursor = self._cursor()
         try:
             cursor.execute(_results_by_case_sql("?", "r.rowid"), (run_id,))
-            for row in cursor:
-                yield RunOutcome(*row)
+            yield from map(RunOutcome._make, cursor)
         finally:
             cursor.close()
 
@@ -329,7 +329,7 @@ class StatisticsStore:
                                 (_SQLITE_INSERT_FIGURES, first),
                                 (_SQLITE_UPDATE_STATUS, changed)):
             if rows:
-                self.conn.exec_driver_sql(statement, rows)
+                self.conn.exec_driver_sql(statement, list(plain_tuples(rows)))
 
     # error groups
 
@@ -506,8 +506,7 @@ class PostgresStatistics(StatisticsStore):
         cursor.itersize = 2000
         try:
             cursor.execute(_results_by_case_sql("%s", "r.id"), (run_id,))
-            for row in cursor:
-                yield RunOutcome(*row)
+            yield from map(RunOutcome._make, cursor)
         finally:
             cursor.close()
 
@@ -632,10 +631,17 @@ def _merge_counts(table: str, key: tuple[str, ...], larger: str) -> str:
             f"occurrences = {table}.occurrences + excluded.occurrences")
 
 
-def group_by_case(outcomes) -> Iterator[list[RunOutcome]]:
-    """A run's outcomes (by bucket, then case) as one list per case."""
+def cases_in_chunks(outcomes, size: int) -> Iterator[list[list[RunOutcome]]]:
+    """A run's outcomes (by bucket, then case) as one list per case, in lists of up to
+    `size` cases."""
+    chunk = []
     for _case_id, rows in groupby(outcomes, _CASE_ID):
-        yield list(rows)
+        chunk.append(list(rows))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 _CASE_ID = itemgetter(RunOutcome._fields.index("case_id"))  # (faster than by name)

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from operator import attrgetter
 from typing import NamedTuple
 
 from sqlalchemy import Connection
@@ -43,7 +44,7 @@ from redline.server.intelligence.repository import (
     StatisticsStore,
     StatusChange,
     WindowFigures,
-    group_by_case,
+    cases_in_chunks,
     statistics_store,
 )
 from redline.server.intelligence.scoring import WindowCodec
@@ -150,19 +151,18 @@ def apply_run(conn: Connection, run_id: str,
               else sorted(outcomes, key=_by_bucket_and_case))  # (stable: arrival order kept)
     # The run's results grouped by case, in chunks of cases (memory is bounded by
     # WRITE_CHUNK cases and BUCKET_BYTES); times stay in the driver's form.
-    for groups in _chunks(group_by_case(source), WRITE_CHUNK):
+    for groups in cases_in_chunks(source, WRITE_CHUNK):
         buckets = writes.load_buckets({rows[0].bucket_id for rows in groups})
         for rows in groups:
-            case = rows[0]  # each row: the case, its bucket and slot, then one result
-            case_id, bucket_id, slot = case.case_id, case.bucket_id, case.slot
+            # each row (`RunOutcome`): the case, its bucket and slot, then one result
+            case_id, bucket_id, slot, status, duration, at = rows[0]
             bucket = buckets[bucket_id]
-            if not outage and len(rows) == 1 and case.status == "passed":
-                steady = push_steady_pass(bucket, slot, commit, case.duration,
-                                          micros(case.created_at))
+            if not outage and len(rows) == 1 and status == "passed":
+                steady = push_steady_pass(bucket, slot, commit, duration, micros(at))
                 if steady is not None:  # one more pass, no evidence in sight: a score of 0
+                    _total, failures, _average, status_before, quiet = steady
                     changed_bucket(bucket_id)
-                    if not steady.quiet:  # the last status or the failures moved
-                        failures = steady.failed_runs
+                    if not quiet:  # the last status or the failures moved
                         writes.figures.append(WindowFigures(
                             flaky_runs=0, failed_runs=failures, last_status="passed",
                             keep_flaky=False, flaky_at=None, keep_failed=failures > 0,
@@ -170,7 +170,7 @@ def apply_run(conn: Connection, run_id: str,
                     # Its score was 0 and stays 0: the case row changes only if it was
                     # broken. (Every write of a window's figures writes the status it gives,
                     # so the stored status is the one the window before this pass gives.)
-                    if steady.status_before != "stable":
+                    if status_before != "stable":
                         writes.changed.append(StatusChange("stable", case_id))
                     continue
             ran = []
@@ -229,19 +229,7 @@ def apply_run(conn: Connection, run_id: str,
     return result
 
 
-def _by_bucket_and_case(outcome: RunOutcome) -> tuple[int, str]:
-    return outcome.bucket_id, outcome.case_id
-
-
-def _chunks(items: Iterator, size: int) -> Iterator[list]:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+_by_bucket_and_case = attrgetter("bucket_id", "case_id")
 
 
 @lru_cache(maxsize=16)  # the results of one import share their time

@@ -4,8 +4,10 @@ per-row handling cost more than the database's work there. Only repositories use
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Table
 
@@ -24,6 +26,27 @@ def column_names(table: Table, names: Iterable[str] | None = None) -> tuple[str,
     if unknown:
         raise ValueError(f"{table.name} has no column {', '.join(unknown)}")
     return names
+
+
+def row_type(name: str, table: Table, names: Iterable[str] | None = None) -> Any:
+    """A named tuple of `table`'s columns (all, in the table's order, or `names`), with `of`:
+    its constructor by keyword only. A hot path builds rows by the thousand: the named
+    tuple's own constructor called with 24 keywords took twice as long as this one (it is
+    generated as the named tuple's is; the names are the table's columns)."""
+    fields = column_names(table, names)
+    row = namedtuple(name, fields)  # type: ignore[misc]  # (fields from the table)
+    scope = {"_new": tuple.__new__, "_row": row}
+    exec(f"def of(*, {', '.join(fields)}):\n"  # noqa: S102
+         f"    return _new(_row, ({', '.join(fields)},))\n", scope)
+    row.of = staticmethod(scope["of"])
+    return row
+
+
+def plain_tuples(rows: Iterable[Sequence]) -> Iterable[tuple]:
+    """Named-tuple rows as plain tuples, for sqlite3's executemany: it binds a tuple's items
+    directly but a tuple subclass's through the sequence protocol, at twice the cost (12.7
+    against 5.8 ms for 5,000 rows of 24 columns; the copies cost 0.7 ms)."""
+    return map(tuple, rows)
 
 
 def sqlite_datetime(value: datetime) -> str:

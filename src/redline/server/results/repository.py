@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import namedtuple
 from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
@@ -22,7 +21,13 @@ from sqlalchemy import JSON, Connection, func, insert, or_, select
 from sqlalchemy.exc import DBAPIError
 
 from redline.server.db import is_nul_in_text
-from redline.server.kit.bulk import PG_ARRAY, column_names, pg_copy_rows, sqlite_datetime
+from redline.server.kit.bulk import (
+    PG_ARRAY,
+    pg_copy_rows,
+    plain_tuples,
+    row_type,
+    sqlite_datetime,
+)
 from redline.server.kit.like import icontains
 from redline.server.tables import suites, test_cases, test_results
 
@@ -30,13 +35,14 @@ LOOKUP_CHUNK = 500
 
 log = logging.getLogger("redline.results")
 
-# A result as stored: every column of `test_results`, in the table's order.
-ResultRow = namedtuple("ResultRow", column_names(test_results))
+# A result as stored: every column of `test_results`, in the table's order (`ResultRow.of`:
+# by keyword).
+ResultRow = row_type("ResultRow", test_results)
 # A new case as an import creates it: these columns of `test_cases` (the others take their
 # defaults: not quarantined, no quarantine history).
-NewCase = namedtuple("NewCase", column_names(test_cases, (
+NewCase = row_type("NewCase", test_cases, (
     "id", "project_id", "identity", "file_path", "full_title", "title", "variant", "tags",
-    "created_at", "bucket_id", "slot", "status")))
+    "created_at", "bucket_id", "slot", "status"))
 
 
 def _json_columns(table, names: Sequence[str]) -> frozenset[str]:
@@ -51,12 +57,14 @@ _JSON_AT = frozenset(i for i, column in enumerate(ResultRow._fields) if column i
 
 class KnownCase(NamedTuple):
     """A stored case as an import needs it: its id, its tags as the driver gives them (JSON
-    text on SQLite, decoded on PostgreSQL: see `tags_differ`), and where its window lives."""
+    text on SQLite, decoded on PostgreSQL: see `tags_differ`), where its window lives, and
+    its identity."""
 
     id: str
     tags: object
     bucket_id: int
     slot: int
+    identity: str
 
 
 class ResultOutcome(NamedTuple):
@@ -74,7 +82,7 @@ class ResultOutcome(NamedTuple):
 # project_id): 50-80 ms a chunk of 500 at 100k cases, against 2-7 ms for this. The identities
 # go as one array in binary (kit/bulk.py PG_ARRAY).
 _PG_CASE_LOOKUP = (
-    f"SELECT w.identity, c.id, c.tags, c.bucket_id, c.slot FROM unnest({PG_ARRAY}::text[]) "
+    f"SELECT c.id, c.tags, c.bucket_id, c.slot, w.identity FROM unnest({PG_ARRAY}::text[]) "
     "AS w(identity) CROSS JOIN LATERAL (SELECT id, tags, bucket_id, slot FROM test_cases "
     "WHERE project_id = %s AND identity = w.identity LIMIT 1) AS c")
 
@@ -103,14 +111,15 @@ class IngestionWriter:
         try:
             for start in range(0, len(identities), LOOKUP_CHUNK):
                 self._lookup(cursor, project_id, identities[start:start + LOOKUP_CHUNK])
-                found.update((row[0], KnownCase(*row[1:])) for row in cursor.fetchall())
+                found.update((case.identity, case)
+                             for case in map(KnownCase._make, cursor.fetchall()))
         finally:
             cursor.close()
         return found
 
     def _lookup(self, cursor, project_id: str, chunk: list[str]) -> None:
         cursor.execute(
-            "SELECT identity, id, tags, bucket_id, slot FROM test_cases "
+            "SELECT id, tags, bucket_id, slot, identity FROM test_cases "
             f"WHERE project_id = ? AND identity IN ({', '.join('?' * len(chunk))})",
             [project_id, *chunk])
 
@@ -123,7 +132,7 @@ class IngestionWriter:
                           for column in columns)
         self.conn.exec_driver_sql(
             f"INSERT INTO test_cases ({', '.join(columns)}) VALUES ({marks}) "
-            "ON CONFLICT (project_id, identity) DO NOTHING", rows)
+            "ON CONFLICT (project_id, identity) DO NOTHING", list(plain_tuples(rows)))
 
     def update_case_tags(self, rows: list[tuple[str | None, str]]) -> None:
         """(tags as JSON text, case id) pairs."""
@@ -137,7 +146,7 @@ class IngestionWriter:
             columns = ResultRow._fields
             self.conn.exec_driver_sql(
                 f"INSERT INTO test_results ({', '.join(columns)}) "
-                f"VALUES ({', '.join([self.mark] * len(columns))})", rows)
+                f"VALUES ({', '.join([self.mark] * len(columns))})", list(plain_tuples(rows)))
 
     def run_outcomes(self, run_id: str) -> list[ResultOutcome]:
         cursor = self.conn.connection.driver_connection.cursor()
@@ -285,7 +294,7 @@ def _without_nul(row: ResultRow) -> ResultRow:
         elif isinstance(value, str):
             value = value.replace("\x00", "\ufffd")
         cleaned.append(value)
-    return ResultRow(*cleaned)
+    return ResultRow._make(cleaned)
 
 
 def _replace_nul(value):

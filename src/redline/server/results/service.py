@@ -120,7 +120,7 @@ def ingest(conn: Connection, run_id: str, project_id: str, results: Iterable[Par
             for case_id, identity, (bucket_id, slot) in zip(new_ids("tc", len(missing)),
                                                            missing, places):
                 first = first_of[identity]
-                new_cases.append(repo.NewCase(
+                new_cases.append(repo.NewCase.of(
                     id=case_id, project_id=project_id, identity=identity,
                     file_path=first.file_path, full_title=first.full_title, title=first.title,
                     variant=first.variant, tags=encode(first.tags), created_at=stamp,
@@ -141,7 +141,7 @@ def ingest(conn: Connection, run_id: str, project_id: str, results: Iterable[Par
                 extra = {**extra, "attachments": result.attachments}
             error = _error_json(result.error)
             status = result.status
-            rows.append(repo.ResultRow(
+            rows.append(repo.ResultRow.of(
                 id=result_id, run_id=run_id, project_id=project_id, test_case_id=case.id,
                 suite_id=suite_id, title=result.title, full_title=result.full_title,
                 file_path=result.file_path, line_number=result.line_number,
