@@ -274,7 +274,13 @@ BLOCKED = ["http://127.0.0.1/x", "http://[::1]/x", "http://0.0.0.0/x", "http://1
            "http://172.16.0.1/x", "http://192.168.1.1/x", "http://100.64.0.1/x",
            "http://169.254.169.254/latest/meta-data", "http://[fe80::1]/x", "http://[fd00::1]/x",
            "http://[::ffff:127.0.0.1]/x", "http://2130706433/x", "http://0177.0.0.1/x",
-           "http://localhost/x"]
+           "http://localhost/x",
+           # 6to4 (2002::/16) and Teredo (2001::/32) addresses carrying a private, loopback or
+           # metadata IPv4 (issue 22): refused like that IPv4
+           "http://[2002:7f00:1::]/x", "http://[2002:a9fe:a9fe::1]/x",
+           "http://[2002:c0a8:101::]/x", "http://[2002:a00:1::]/x",
+           "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x",
+           "http://[2001:0:a9fe:a9fe:8000:63bf:3fff:fdd2]/x", "http://[64:ff9b::a9fe:a9fe]/x"]
 
 
 @pytest.mark.parametrize("url", BLOCKED + ["file:///etc/passwd", "gopher://127.0.0.1/x",
@@ -290,6 +296,13 @@ def test_private_and_metadata_destinations_are_refused(tenant, url):
 def test_the_guard_refuses_before_any_packet(url):
     with pytest.raises(delivery.BlockedDestination):
         delivery.send(url, KAT_SECRET, "msg_x", b"{}", {}, allowed=[])
+
+
+def test_6to4_of_a_public_ipv4_is_as_public_as_that_ipv4():
+    import ipaddress
+
+    assert delivery._is_public(ipaddress.ip_address("2002:5db8:d822::1"))  # 93.184.216.34
+    assert not delivery._is_public(ipaddress.ip_address("2002:a9fe:a9fe::1"))
 
 
 def test_dns_rebinding_is_caught_at_delivery_time(hooked, receiver, monkeypatch):

@@ -52,9 +52,25 @@ def parse_networks(text: str | None) -> list:
             for part in (text or "").split(",") if part.strip()]
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (mapped, 6to4, Teredo's server and client,
+    NAT64): a packet to it may end up at them."""
+    embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+    if address in _NAT64:
+        embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return [ipv4 for ipv4 in embedded if ipv4 is not None]
+
+
 def _is_public(address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if not all(_is_public(ipv4) for ipv4 in embedded):
+            return False  # e.g. 2002:a9fe:a9fe:: (6to4 of 169.254.169.254), like the IPv4
     return address.is_global and not (address.is_multicast or address.is_reserved)
 
 
