@@ -82,7 +82,7 @@ def test_a_result_is_judged_against_the_fifty_before_it():
 
 
 def reference_stats(newest_first, threshold):
-    """The definition, spelled out over plain lists: the oracle for CaseWindow."""
+    """The definition, spelled out over plain lists: the oracle for WindowCodec."""
     flags = []
     for i, result in enumerate(newest_first):
         before = newest_first[i + 1:i + 1 + scoring.WINDOW]
@@ -138,7 +138,7 @@ def test_the_constant_space_window_agrees_with_the_definition():
 def test_the_steady_pass_shortcut_gives_the_bytes_of_the_long_way():
     """Most cases of most runs add one pass that is no evidence to a window without evidence:
     `push_steady_pass` does that in the window's slot of its bucket without decoding it, and
-    must leave exactly what `CaseWindow.push` would; any other window, or a pass that would be
+    must leave exactly what `WindowCodec.push` would; any other window, or a pass that would be
     evidence (a failure outside an outage on the same commit), it hands back (None), the
     bucket untouched."""
     rng = random.Random(11)
