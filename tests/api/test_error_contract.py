@@ -204,8 +204,11 @@ def test_rate_limited(start_server):
 
 
 def test_unsupported(tenant):
-    with tenant.as_key() as client:
-        error = assert_envelope(client.post("/api/plans", json={}), "UNSUPPORTED")
+    """The Kubernetes executor of plans is planned, not built (issue 24)."""
+    with tenant.as_user() as client:
+        error = assert_envelope(client.post("/api/plans", json={
+            "projectId": tenant.project_id, "name": "k8s", "command": ["true"],
+            "executor": "kubernetes"}), "UNSUPPORTED")
     assert error["details"]["feature"] == "executions"
 
 

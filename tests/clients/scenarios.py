@@ -142,10 +142,13 @@ def build(code: str, request) -> Scenario:
                         cli=["plans", "trigger", "plan_x"], mcp=("whoami", {}),
                         how="stub: no endpoint spends credits in this version")
     if code == "UNSUPPORTED":
-        tenant = get("tenant")
-        return Scenario(code, tenant.server.url, api_key=tenant.key,
+        stub = get("stub")
+        stub.reply = error_reply(code, "The Kubernetes executor is planned, not in this "
+                                 "version", {"feature": "executions"})
+        return Scenario(code, stub.url, api_key="rl_live_stub",
                         sdk=lambda c: c.plans.list(), cli=["plans", "list"],
-                        how="executed runs are not in this version")
+                        how="stub: the server's one UNSUPPORTED (a plan's kubernetes "
+                        "executor) is not reachable through the clients yet")
     if code == "INTERNAL":
         srv, tenant = get("broken_server")
         return Scenario(code, srv.url, token=tenant.token,

@@ -328,3 +328,16 @@ def test_run_queued_and_run_started_are_webhook_events(server, tenant):
         started = next(d for d in deliveries["data"] if d["event"] == "run.started")
         assert started["payload"]["data"]["runId"] == run["id"]
         assert started["payload"]["data"]["runnerId"] == "r"
+
+
+def test_a_run_being_cancelled_whose_runner_is_lost_is_cancelled_not_retried(server, tenant):
+    with tenant.as_user() as client:
+        plan = make_plan(client, tenant.project_id)
+        run = trigger(client, plan["id"])
+        with _runner(server, runner_token(tenant)) as runner:
+            assert runner.post("/api/runner/claim", json={"runnerId": "r"}).status_code == 200
+        assert client.post(f"/api/runs/{run['id']}/cancel").json()["cancelRequested"] is True
+        with server.engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            service.sweep(conn, utcnow() + timedelta(seconds=31))
+        after = client.get(f"/api/runs/{run['id']}/execution").json()
+        assert after["status"] == "cancelled" and after["attempt"] == 1

@@ -86,6 +86,15 @@ def trigger_plan(plan_id: str, body: schemas.RunTrigger, request: Request, db: D
     return service.trigger(db, caller, plan_id, body, request.app.state.settings)
 
 
+@router.post("/plans/{plan_id}/trigger", response_model=schemas.ExecutedRun, status_code=202,
+             summary="Run a plan (the older name of POST /api/plans/{id}/runs)",
+             deprecated=True)
+def trigger_plan_alias(plan_id: str, request: Request, db: Db, caller: Writer,
+                       body: schemas.RunTrigger | None = None):
+    return service.trigger(db, caller, plan_id, body or schemas.RunTrigger(),
+                           request.app.state.settings)
+
+
 # -- runs ------------------------------------------------------------------------------------
 
 @router.get("/runs/{run_id}/execution", response_model=schemas.ExecutedRun,

@@ -155,7 +155,7 @@ def claim(conn: Connection, run_id: str, **values) -> bool:
 
 
 def expired_leases(conn: Connection, now: datetime, limit: int = 100):
-    return conn.execute(select(runs.c.id, runs.c.attempt).where(
+    return conn.execute(select(runs.c.id, runs.c.attempt, runs.c.cancel_requested_at).where(
         runs.c.status == "running", runs.c.plan_id.is_not(None),
         runs.c.lease_until < now).limit(limit)).all()
 

@@ -61,6 +61,9 @@ class PlanCreate(ApiModel):
                                  "(5 fields, UTC).")
     sandbox: Sandbox = "auto"
     network: bool = False
+    executor: Literal["local", "kubernetes"] = Field(
+        "local", description="`local`: Redline's runners. `kubernetes` (a Job per run) is "
+        "planned, not in this version: UNSUPPORTED.")
 
 
 class PlanUpdate(ApiModel):
@@ -159,8 +162,9 @@ class Usage(ApiModel):
 
 
 class BudgetUpdate(ApiModel):
-    execution_budget_seconds: int | None = Field(ge=0, le=10**10, description="Runner-seconds "
-                                                 "a calendar month; null: no limit.")
+    execution_budget_seconds: int | None = Field(None, ge=0, le=10**10, description="Runner-"
+                                                 "seconds a calendar month; null or absent: no "
+                                                 "limit.")
 
 
 class RunnerTokenCreate(ApiModel):

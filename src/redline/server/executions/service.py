@@ -148,6 +148,10 @@ def _load_plan(conn: Connection, principal: Principal, plan_id: str, scope: str,
 def create_plan(conn: Connection, principal: Principal, body, settings) -> dict:
     project_id = resolve_project(principal, body.project_id)
     require_project(conn, principal, project_id, "project:admin")
+    if body.executor != "local":
+        raise ApiError("UNSUPPORTED", "The Kubernetes executor is planned, not in this "
+                       "version: plans run on Redline's runners (executor \"local\")",
+                       {"feature": "executions", "executor": body.executor})
     _check_schedule(body.schedule)
     now = utcnow()
     plan_id = new_id("plan")
@@ -331,11 +335,11 @@ def cancel(conn: Connection, principal: Principal, run_id: str) -> dict:
 
 
 def signal(conn: Connection, principal: Principal, run_id: str, name: str) -> dict:
+    row = _load_executed(conn, principal, run_id, "executions:write", for_update=True)
     name = name.upper().removeprefix("SIG")
     if name not in SIGNALS:
         raise validation_error("signal", "invalid", f"signal must be one of "
                                f"{', '.join(SIGNALS)}")
-    row = _load_executed(conn, principal, run_id, "executions:write", for_update=True)
     if row.status in TERMINAL:
         raise ApiError("CONFLICT", f"The run is {row.status}: its process has finished",
                        {"reason": "finished", "runId": run_id})
@@ -394,8 +398,8 @@ def usage(conn: Connection, principal: Principal, team_id: str) -> dict:
 
 def set_budget(conn: Connection, principal: Principal, team_id: str,
                seconds: int | None) -> dict:
+    require_team_role(conn, principal, team_id, "admin")  # (another tenant's: NOT_FOUND)
     require_user(principal)
-    require_team_role(conn, principal, team_id, "admin")
     repo.set_team_budget(conn, team_id, seconds, utcnow())
     return usage(conn, principal, team_id)
 
@@ -421,8 +425,8 @@ def _new_runner_token(conn: Connection, team_id: str | None, project_id: str | N
 
 def create_runner_token(conn: Connection, principal: Principal, team_id: str,
                         project_id: str | None, name: str) -> dict:
-    require_user(principal)
     require_team_role(conn, principal, team_id, "admin")
+    require_user(principal)
     if project_id is not None:
         access = require_project(conn, principal, project_id, "project:admin")
         if access.team_id != team_id:
@@ -440,14 +444,13 @@ def revoke_instance_token(conn: Connection, token_id: str) -> None:
 
 
 def list_runner_tokens(conn: Connection, principal: Principal, team_id: str, page) -> dict:
-    require_user(principal)
     require_team_role(conn, principal, team_id, "admin")
+    require_user(principal)
     rows, total = repo.list_runner_tokens(conn, team_id, page.limit, page.offset)
     return page.page([runner_token_json(row) for row in rows], total)
 
 
 def revoke_runner_token(conn: Connection, principal: Principal, token_id: str) -> None:
-    require_user(principal)
     row = repo.get_runner_token(conn, token_id)
     if row is None or row.team_id is None:
         raise not_found("Runner token", token_id)
@@ -457,6 +460,7 @@ def revoke_runner_token(conn: Connection, principal: Principal, token_id: str) -
         if exc.code == "NOT_FOUND":
             raise not_found("Runner token", token_id) from None
         raise
+    require_user(principal)
     if row.revoked_at is None:
         repo.update_runner_token(conn, token_id, revoked_at=utcnow())
 
@@ -648,6 +652,15 @@ def sweep(conn: Connection, now: datetime | None = None) -> dict:
     now = now or utcnow()
     retried = lost = expired = 0
     for row in _batches(lambda: repo.expired_leases(conn, now)):
+        if row.cancel_requested_at is not None:  # asked to stop: not run again
+            if repo.update_if_lease_expired(conn, row.id, now, finished_at=now,
+                                            lease_token=None, lease_until=None,
+                                            updated_at=now):
+                append_server_log(conn, row.id, "the runner was lost while the run was "
+                                  "being cancelled: cancelled")
+                runs.refresh_counts(conn, row.id)
+                runs.finish(conn, row.id, "cancelled")
+            continue
         if (row.attempt or 1) < 2:
             if repo.update_if_lease_expired(conn, row.id, now,
                                             status="queued", attempt=2, runner_id=None,
