@@ -150,7 +150,7 @@ async def _lifespan(app: FastAPI):
         if executions is not None:
             executions.stop()
         if worker is not None:
-            worker.stop()
+            worker.stop(timeout=app.state.settings.shutdown_grace_seconds)
         if loop is not None:
             loop.stop()
         if checkpointer is not None:

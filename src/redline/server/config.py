@@ -45,6 +45,9 @@ class Settings(BaseSettings):
                                       "write waits for its turn (SQLite takes one writer at a "
                                       "time) before it answers 503 UNAVAILABLE with "
                                       "Retry-After.")
+    shutdown_grace_seconds: int = Field(10, ge=1, le=300, description="On SIGTERM, how "
+                                        "long requests in flight may take to finish before "
+                                        "the server closes their connections and exits.")
     max_body_bytes: int = Field(10 * 1024 * 1024, description="Cap on JSON request bodies.")
     max_import_bytes: int = Field(200 * 1024 * 1024, description="Cap on an imported report.")
     rate_limit_enabled: bool = Field(True, description="Turn per-key rate limits on or off.")
@@ -85,7 +88,6 @@ class Settings(BaseSettings):
     runner_allow_unsandboxed: bool = Field(False, description="Let the runner embedded in "
                                            "`redline serve` run plans without the bubblewrap "
                                            "sandbox (it refuses by default).")
-
 
     @field_validator("blob_url")
     @classmethod

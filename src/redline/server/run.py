@@ -7,6 +7,30 @@ import os
 from pathlib import Path
 
 
+class DatabaseUnreachable(Exception):
+    """The database could not be reached at start-up (the CLI exits 10, UNAVAILABLE)."""
+
+    def __init__(self, url: str, reason: str):
+        super().__init__(f"Cannot reach the database at {url}: {reason}")
+        self.url = url  # its password hidden
+        self.reason = reason
+
+
+def _migrate(url: str) -> None:
+    """Migrate, or DatabaseUnreachable when the database cannot be reached at all."""
+    from sqlalchemy.exc import OperationalError
+
+    from redline.server.db import is_unavailable, migrate
+
+    try:
+        migrate(url)
+    except Exception as exc:
+        if isinstance(exc, OperationalError) or is_unavailable(exc):
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise DatabaseUnreachable(_redact(url), reason) from exc
+        raise
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None,
           no_worker: bool = False, workers: int = 1, log_level: str | None = None,
           no_runner: bool = False) -> None:
@@ -16,7 +40,6 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None
 
     from redline.server.app import create_app
     from redline.server.config import Settings
-    from redline.server.db import migrate
 
     if data_dir is not None:
         os.environ["REDLINE_DATA_DIR"] = str(Path(data_dir))
@@ -24,7 +47,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None
     logging.basicConfig(level=(log_level or settings.log_level).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     url = settings.resolved_database_url
-    migrate(url)
+    _migrate(url)
     settings.resolved_secret_key  # noqa: B018 - create the key file before serving
     app = create_app(settings)
     app.state.embedded_worker = not no_worker
@@ -36,7 +59,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None
     proxies = settings.forwarded_allow_ips
     uvicorn.run(app, host=host, port=port, log_level=(log_level or settings.log_level).lower(),
                 proxy_headers=bool(proxies), forwarded_allow_ips=proxies or "",
-                server_header=False, access_log=False)
+                server_header=False, access_log=False,
+                # Without it uvicorn waits for every request in flight, a hung client's too.
+                timeout_graceful_shutdown=settings.shutdown_grace_seconds)
 
 
 def _redact(url: str) -> str:
@@ -74,14 +99,14 @@ def worker(processes: int = 1, data_dir: str | None = None, log_level: str | Non
         return 0
 
     from redline.server.config import Settings
-    from redline.server.db import make_engine, migrate
+    from redline.server.db import make_engine
     from redline.server.executions.tasks import ExecutionsLoop
     from redline.server.worker.runner import Worker
 
     settings = Settings()
     logging.basicConfig(level=(log_level or settings.log_level).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    migrate(settings.resolved_database_url)
+    _migrate(settings.resolved_database_url)
     engine = make_engine(settings.resolved_database_url, 2, 2)
     instance = Worker(engine, settings, poll_interval=poll_interval)
     signals = {"count": 0}

@@ -13,6 +13,17 @@ class ServerNotInstalled(CliError):
     next_action = "Install the server: pip install 'redline[server]'."
 
 
+class DatabaseUnavailable(CliError):
+    code = "UNAVAILABLE"
+    next_action = ("Check that the database at that URL is running and reachable from here "
+                   "(REDLINE_DATABASE_URL), then start again.")
+
+
+def _unreachable(exc) -> DatabaseUnavailable:
+    return DatabaseUnavailable(str(exc), details={"dependency": "database", "url": exc.url,
+                                                  "reason": exc.reason})
+
+
 class ServeCommand(click.Command):
     """Lists the server's settings (REDLINE_* variables) in its help, from their one
     definition."""
@@ -44,6 +55,7 @@ class ServeCommand(click.Command):
 def serve(host, port, data_dir, no_worker, no_runner):
     """Run the Redline server (API + dashboard), migrating the database first."""
     try:
+        from redline.server.run import DatabaseUnreachable
         from redline.server.run import serve as run_server
     except ImportError as exc:
         raise ServerNotInstalled(f"The server is not installed here ({exc.name} is missing)",
@@ -51,6 +63,8 @@ def serve(host, port, data_dir, no_worker, no_runner):
     try:
         run_server(host=host, port=port, data_dir=data_dir, no_worker=no_worker,
                    no_runner=no_runner)
+    except DatabaseUnreachable as exc:
+        raise _unreachable(exc) from None
     except KeyboardInterrupt:
         raise SystemExit(EXIT_SIGINT) from None  # stopped as asked: no error envelope
     except Terminated:
@@ -102,11 +116,15 @@ def worker(processes, data_dir):
     a second signal exits at once (its lease lets another worker take it again).
     """
     try:
+        from redline.server.run import DatabaseUnreachable
         from redline.server.run import worker as run_worker
     except ImportError as exc:
         raise ServerNotInstalled(f"The server is not installed here ({exc.name} is missing)",
                                  details={"missing": exc.name}) from exc
-    run_worker(processes=processes, data_dir=data_dir)
+    try:
+        run_worker(processes=processes, data_dir=data_dir)
+    except DatabaseUnreachable as exc:
+        raise _unreachable(exc) from None
     return 0
 
 
