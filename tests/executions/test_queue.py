@@ -341,3 +341,22 @@ def test_a_run_being_cancelled_whose_runner_is_lost_is_cancelled_not_retried(ser
             service.sweep(conn, utcnow() + timedelta(seconds=31))
         after = client.get(f"/api/runs/{run['id']}/execution").json()
         assert after["status"] == "cancelled" and after["attempt"] == 1
+
+
+def test_patch_team_sets_the_execution_budget(tenant):
+    with tenant.as_user() as client:
+        team = f"/api/teams/{tenant.team_id}"
+        limited = client.patch(team, json={"executionBudgetSeconds": 3600})
+        assert limited.status_code == 200, limited.text
+        assert limited.json()["executionBudgetSeconds"] == 3600
+        assert limited.json()["name"]  # unchanged
+        usage = client.get(f"{team}/usage").json()
+        assert usage["budgetSeconds"] == 3600 and usage["leftSeconds"] == 3600
+        both = client.patch(team, json={"name": "renamed", "executionBudgetSeconds": None})
+        assert both.json()["name"] == "renamed"
+        assert both.json()["executionBudgetSeconds"] is None
+        assert client.patch(team, json={}).status_code == 400
+        assert client.patch(team, json={"executionBudgetSeconds": -1}).status_code == 400
+    with tenant.as_key() as ci:
+        assert ci.patch(f"/api/teams/{tenant.team_id}",
+                        json={"executionBudgetSeconds": 1}).status_code == 403

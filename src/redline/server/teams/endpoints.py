@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from redline.server.auth import Principal
 from redline.server.deps import Db, current_principal, rate_limited
+from redline.server.executions import service as executions
+from redline.server.http_errors import validation_error
 from redline.server.kit.cookies import session_cookie
 from redline.server.kit.pagination import Page
 from redline.server.schemas import ERROR_RESPONSES, Deleted, ListPage
@@ -35,10 +37,19 @@ def get_team(team_id: str, db: Db, caller: Caller):
     return service.get_team(db, caller, team_id)
 
 
-@router.patch("/teams/{team_id}", response_model=schemas.Team, summary="Rename a team")
+@router.patch("/teams/{team_id}", response_model=schemas.Team,
+              summary="Rename a team or set its execution budget")
 def rename_team(team_id: str, body: schemas.TeamUpdate, db: Db, caller: Caller):
-    """Admins and owners."""
-    return service.rename_team(db, caller, team_id, body.name)
+    """Admins and owners: `name`, and `executionBudgetSeconds` (runner-seconds of executed
+    runs a calendar month may use; null is no limit)."""
+    changes = body.model_dump(by_alias=False, exclude_unset=True)
+    if "execution_budget_seconds" in changes:
+        executions.set_budget(db, caller, team_id, changes["execution_budget_seconds"])
+    if body.name is not None:
+        return service.rename_team(db, caller, team_id, body.name)
+    if "name" in changes or not changes:
+        raise validation_error("name", "required", "Field 'name' is required")
+    return service.get_team(db, caller, team_id)
 
 
 @router.delete("/teams/{team_id}", response_model=Deleted, summary="Delete a team")

@@ -15,13 +15,17 @@ class TeamCreate(ApiModel):
 
 
 class TeamUpdate(ApiModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str | None = Field(None, min_length=1, max_length=200)
+    execution_budget_seconds: int | None = Field(
+        None, ge=0, le=10**10, description="Runner-seconds of executed runs a calendar month "
+        "may use; null (the default) is no limit.")
 
 
 class Team(ApiModel):
     id: str
     name: str
     created_at: str
+    execution_budget_seconds: int | None = None
 
 
 class Member(ApiModel):
