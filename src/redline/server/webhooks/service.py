@@ -220,36 +220,47 @@ def deliver(engine: Engine, settings, delivery_id: str, last_attempt: bool) -> N
         return
     body = json.dumps({"id": delivery_id, **row.payload}, separators=(",", ":")).encode()
     allowed = delivery.parse_networks(settings.webhook_allow_nets)
+    secret = box_for(settings.resolved_secret_key).open_text(row.secret)
+    # Counted before the request goes out: a worker that dies mid-send has still sent it, and
+    # the receiver sees each attempt (a delivery sent twice shows `attempts: 2`).
+    _count_attempt(engine, delivery_id)
     try:
-        secret = box_for(settings.resolved_secret_key).open_text(row.secret)
         outcome = delivery.send(row.url, secret, delivery_id, body, row.headers or {},
                                 allowed)
     except delivery.BlockedDestination as exc:
-        _record(engine, delivery_id, "failed", None, None, f"refused: {exc}")
+        _record(engine, delivery_id, "failed", None, None, f"refused: {exc}", counted=True)
         raise Permanent(str(exc)) from None
     if outcome.succeeded:
         _record(engine, delivery_id, "succeeded", outcome.status_code, outcome.latency_ms,
-                None)
+                None, counted=True)
         return
     if outcome.status_code == 410:  # Standard Webhooks: gone means stop sending
         _record(engine, delivery_id, "failed", 410, outcome.latency_ms,
-                "HTTP 410: the endpoint is gone; webhook disabled")
+                "HTTP 410: the endpoint is gone; webhook disabled", counted=True)
         with engine.connect().execution_options(**WRITE) as conn, conn.begin():
             conn.execute(update(webhooks).where(webhooks.c.id == row.webhook_id).values(
                 is_active=False, disabled_reason="receiver answered 410 Gone",
                 updated_at=utcnow()))
         raise Permanent("410 Gone")
     _record(engine, delivery_id, "failed" if last_attempt else "pending",
-            outcome.status_code, outcome.latency_ms, outcome.error)
+            outcome.status_code, outcome.latency_ms, outcome.error, counted=True)
     if outcome.retry_after is not None:
         raise RetryLater(outcome.error or "throttled", delay=outcome.retry_after)
     raise RuntimeError(outcome.error or "delivery failed")
 
 
-def _record(engine: Engine, delivery_id: str, status: str, code, latency, error) -> None:
-    """One attempt's outcome, in its own transaction (kept whatever the job does next)."""
+def _count_attempt(engine: Engine, delivery_id: str) -> None:
     with engine.connect().execution_options(**WRITE) as conn, conn.begin():
         conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)
-                     .values(status=status, attempts=webhook_deliveries.c.attempts + 1,
-                             response_code=code, latency_ms=latency, last_error=error,
-                             updated_at=utcnow()))
+                     .values(attempts=webhook_deliveries.c.attempts + 1, updated_at=utcnow()))
+
+
+def _record(engine: Engine, delivery_id: str, status: str, code, latency, error,
+            counted: bool = False) -> None:
+    """One attempt's outcome, in its own transaction (kept whatever the job does next);
+    `counted`: the attempt was counted when it began (`_count_attempt`)."""
+    values = {} if counted else {"attempts": webhook_deliveries.c.attempts + 1}
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        conn.execute(update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)
+                     .values(status=status, response_code=code, latency_ms=latency,
+                             last_error=error, updated_at=utcnow(), **values))
