@@ -20,7 +20,12 @@ from pydantic import ValidationError as PydanticValidationError
 
 from redline import __version__
 from redline.sdk import AsyncClient, models
-from redline.sdk.exceptions import NotFoundError, RedlineError, ValidationError
+from redline.sdk.exceptions import (
+    InternalServerError,
+    NotFoundError,
+    RedlineError,
+    ValidationError,
+)
 from redline.sdk.settings import resolve_connection
 
 log = logging.getLogger("redline.mcp")
@@ -59,6 +64,39 @@ def error_result(exc: RedlineError) -> CallToolResult:
                           structured_content=envelope, is_error=True)
 
 
+def failure_for(exc: BaseException, tool: str) -> RedlineError:
+    """The catalog error for anything a tool raised that is not already one: a path that is
+    missing or a folder, a bad value, and last an unexpected fault (INTERNAL, no traceback in
+    the result: it goes to the server's log)."""
+    if isinstance(exc, RedlineError):
+        return exc
+    if isinstance(exc, FileNotFoundError):
+        return ValidationError(f"No file at {exc.filename}",
+                               details={"field": "path", "reason": "not_found"},
+                               next_action="Pass the path of a report file that exists on "
+                               "the machine the MCP server runs on.")
+    if isinstance(exc, IsADirectoryError):
+        return ValidationError(f"{exc.filename} is a folder, not a report file",
+                               details={"field": "path", "reason": "is_a_directory"},
+                               next_action="Pass the path of one report file (JUnit XML, "
+                               "Playwright JSON or CTRF JSON) in that folder.")
+    if isinstance(exc, PermissionError):
+        return ValidationError(f"Cannot read {exc.filename}: permission denied",
+                               details={"field": "path", "reason": "unreadable"},
+                               next_action="Pass a file the MCP server's user can read.")
+    if isinstance(exc, OSError):
+        return ValidationError(f"Cannot read {exc.filename or 'the file'}: "
+                               f"{exc.strerror or exc}",
+                               details={"field": "path", "reason": "unreadable"})
+    if isinstance(exc, (ValueError, TypeError)):
+        return ValidationError(f"Bad argument to {tool}: {exc}",
+                               details={"field": "arguments", "reason": "invalid"})
+    return InternalServerError(f"Unexpected error in the MCP tool {tool}: "
+                               f"{type(exc).__name__}: {exc}", details={"tool": tool},
+                               retryable=False,
+                               next_action="Report this with the tool call that caused it.")
+
+
 class RedlineMCPServer(MCPServer):
     """Arguments that fail a tool's input schema are VALIDATION_ERROR results too, in the same
     `[CODE]` form and envelope as the server's, listing each field."""
@@ -68,8 +106,11 @@ class RedlineMCPServer(MCPServer):
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             cause = exc.__cause__
+            if cause is None:
+                raise  # e.g. an unknown tool: a protocol error
             if not isinstance(cause, PydanticValidationError):
-                raise
+                log.info("tool %s failed", name, exc_info=cause)
+                return error_result(failure_for(cause, name))
             errors = [{"field": ".".join(str(p) for p in err["loc"]) or "arguments",
                        "reason": err["type"], "message": err["msg"]}
                       for err in cause.errors()]
@@ -150,6 +191,9 @@ def build_server(make_client) -> MCPServer:
             except RedlineError as exc:
                 log.info("tool %s failed: %s", fn.__name__, exc)
                 return error_result(exc)
+            except Exception as exc:  # every failure is a [CODE] result, never a traceback
+                log.info("tool %s failed", fn.__name__, exc_info=exc)
+                return error_result(failure_for(exc, fn.__name__))
 
         return server.tool()(wrapper)
 
