@@ -20,6 +20,12 @@ class UploadedArtifact(ApiModel):
     url: str = Field(description="A signed link to the file; works until `expiresAt`.")
     expires_at: str
     created_at: str
+    project_id: str
+    run_id: str
+    test_id: str | None = Field(description="The test it belongs to: given at upload, or "
+                                "found from the run's Playwright attachments by file name; "
+                                "null for an artifact of the whole run.")
+    test_status: str | None = Field(description="The test's outcome when it was linked.")
 
 
 class Artifact(ApiModel):

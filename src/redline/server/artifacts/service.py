@@ -256,7 +256,9 @@ def record_upload(conn: Connection, settings, principal: Principal, received,
     url, expires_at = mint_url(settings, SimpleNamespace(**values))
     return {"id": stored.artifact_id, "type": stored.artifact_type, "fileName": display,
             "fileSize": received.size, "mimeType": values["mime_type"], "url": url,
-            "expiresAt": expires_at, "createdAt": iso(values["created_at"])}
+            "expiresAt": expires_at, "createdAt": iso(values["created_at"]),
+            "projectId": target.project_id, "runId": target.run_id, "testId": test_id,
+            "testStatus": test_status}
 
 
 def attachment_owner(conn: Connection, run_id: str, raw_name: str | None):

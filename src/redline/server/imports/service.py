@@ -87,7 +87,8 @@ def import_reports(conn: Connection, principal: Principal, files: list[tuple[str
     except ReportParseError as exc:
         current = exc
     if current is not None:
-        raise _parse_error(current, files[0][0] if len(files) == 1 else None)
+        raise _parse_error(current, current.filename or (files[0][0] if len(files) == 1
+                                                         else None))
 
     reported = metadata.get("duration")
     duration = int(reported) if isinstance(reported, (int, float)) else summed
@@ -118,7 +119,8 @@ def import_into_run(conn: Connection, run_id: str, files: list[tuple[str | None,
     try:
         ids, summed = results.ingest(conn, run.id, run.project_id, parsed)
     except ReportParseError as exc:
-        raise _parse_error(exc, files[0][0] if len(files) == 1 else None) from None
+        raise _parse_error(exc, exc.filename or (files[0][0] if len(files) == 1
+                                                 else None)) from None
     reported = reports[0].metadata.get("duration")
     duration = int(reported) if isinstance(reported, (int, float)) else summed
     runs.refresh_counts(conn, run.id, added_duration=duration)

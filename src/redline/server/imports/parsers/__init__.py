@@ -155,7 +155,19 @@ def parse_report(stream: BinaryIO, format: str = "auto", filename: str | None = 
     metadata: dict = {}
     generator = _capped(_guarded(_PARSERS[format](_HeadThenRest(head, stream), metadata)),
                         max_field_bytes)
-    return ParsedReport(format=format, results=_primed(generator), metadata=metadata)
+    return ParsedReport(format=format, results=_primed(_named(generator, filename)),
+                        metadata=metadata)
+
+
+def _named(results: Iterator[ParsedResult], filename: str | None) -> Iterator[ParsedResult]:
+    """The results; a ReportParseError raised while they are read names the file (with
+    several files, the error is raised far from where the file was known)."""
+    try:
+        yield from results
+    except ReportParseError as exc:
+        if exc.filename is None:
+            exc.filename = filename
+        raise
 
 
 # What a parser may trip over on content it did not expect (a number where a string should

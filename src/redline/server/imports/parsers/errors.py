@@ -13,6 +13,8 @@ class ReportParseError(ValueError):
     def __init__(self, message: str, *, line: int | None = None, column: int | None = None,
                  path: str | None = None):
         self.message = message
+        #: the report file's name, when it is known (set as the error leaves the file)
+        self.filename: str | None = None
         self.line = line
         self.column = column
         self.path = path
