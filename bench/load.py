@@ -61,6 +61,8 @@ async def drive(url: str, key: str, requests: int, connections: int,
 
         async def one(number: int) -> None:
             kind = number % 10
+            label = ("GET /api/runs" if kind < 2 else "GET /api/runs/{id}" if kind < 4
+                     else "POST /api/runs" if kind < 8 else "POST /api/runs/import")
             started = time.perf_counter()
             try:
                 if kind < 2:
@@ -79,7 +81,7 @@ async def drive(url: str, key: str, requests: int, connections: int,
                 statuses["timeout"] += 1
                 return
             except httpx.TransportError as exc:
-                statuses[f"socket error ({type(exc).__name__})"] += 1
+                statuses[f"socket error ({type(exc).__name__}, {label})"] += 1
                 return
             latencies.append(time.perf_counter() - started)
             statuses[str(response.status_code)] += 1

@@ -42,7 +42,7 @@ def _make_every_secret(server, tenant: live.Tenant, idempotency: bool) -> tuple[
         def post(path: str, body: dict) -> httpx.Response:
             headers = {"Idempotency-Key": secrets.token_hex(8)} if idempotency else {}
             response = client.post(path, json=body, headers=headers)
-            assert response.status_code in (200, 201), response.text
+            assert response.status_code in (200, 201, 202), response.text
             if idempotency:
                 sent.append((path, body, headers, response))
             return response
@@ -70,12 +70,17 @@ def _make_every_secret(server, tenant: live.Tenant, idempotency: bool) -> tuple[
                                     "password": live.PASSWORD})
         assert accepted.status_code == 201, accepted.text
         made.append(accepted.json()["token"])
-        plan = client.post("/api/plans", json={
-            "projectId": tenant.project_id, "name": "scan", "command": ["true"],
-            "env": {"TOKEN": {"value": "plan-secret-" + secrets.token_hex(8),
-                              "secret": True}}})
-        if plan.status_code == 201:  # plans are served by this version
-            made.append(plan.request.content.decode().split('"value":"')[1].split('"')[0])
+        plan_secret = "plan-secret-" + secrets.token_hex(8)
+        plan = post("/api/plans", {"projectId": tenant.project_id, "name": "scan",
+                                   "command": ["true"], "env": {"TOKEN": {
+                                       "value": plan_secret, "secret": True}}})
+        made.append(plan_secret)
+        run_secret = "run-secret-" + secrets.token_hex(8)
+        post(f"/api/plans/{plan.json()['id']}/runs",
+             {"env": {"OVERRIDE": {"value": run_secret, "secret": True}}})
+        made.append(run_secret)
+        runner = post("/api/runner-tokens", {"teamId": tenant.team_id, "name": "scan"})
+        made.append(runner.json()["token"])
     login = httpx.post(f"{server.url}/api/auth/login",
                        json={"email": tenant.email, "password": live.PASSWORD},
                        headers={"Idempotency-Key": secrets.token_hex(8)})
