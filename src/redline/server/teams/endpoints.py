@@ -43,12 +43,13 @@ def rename_team(team_id: str, body: schemas.TeamUpdate, db: Db, caller: Caller):
     """Admins and owners: `name`, and `executionBudgetSeconds` (runner-seconds of executed
     runs a calendar month may use; null is no limit)."""
     changes = body.model_dump(by_alias=False, exclude_unset=True)
+    if body.name is None and ("name" in changes or not changes):
+        service.get_team(db, caller, team_id)  # (another tenant's team: NOT_FOUND first)
+        raise validation_error("name", "required", "Field 'name' is required")
     if "execution_budget_seconds" in changes:
         executions.set_budget(db, caller, team_id, changes["execution_budget_seconds"])
     if body.name is not None:
         return service.rename_team(db, caller, team_id, body.name)
-    if "name" in changes or not changes:
-        raise validation_error("name", "required", "Field 'name' is required")
     return service.get_team(db, caller, team_id)
 
 
