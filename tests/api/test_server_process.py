@@ -41,15 +41,15 @@ def _wait_healthy(proc: subprocess.Popen, url: str) -> None:
         time.sleep(0.1)
 
 
-def test_sigterm_stops_the_server_within_its_grace_period_with_a_request_in_flight(
-        migrated_url, tmp_path):
+def test_sigterm_stops_the_server_within_its_grace_period_with_a_request_in_flight(tmp_path):
     """A sign-in whose body stops arriving halfway (a client that hangs) and an idle
-    keep-alive connection: SIGTERM still ends the process (exit 143) within the grace period,
-    where uvicorn alone would wait for that request for ever."""
+    keep-alive connection: SIGTERM still ends the process (exit 143) within the grace period
+    (the requests', then the background work's), where uvicorn alone would wait for that
+    request for ever. (On a database of its own: its embedded worker and runner must not take
+    the session's jobs.)"""
     port = live.free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = _serve(tmp_path, port, REDLINE_DATABASE_URL=migrated_url,
-                  REDLINE_SHUTDOWN_GRACE_SECONDS=str(GRACE))
+    proc = _serve(tmp_path, port, REDLINE_SHUTDOWN_GRACE_SECONDS=str(GRACE))
     hanging = None
     try:
         _wait_healthy(proc, url)
@@ -77,7 +77,7 @@ def test_sigterm_stops_the_server_within_its_grace_period_with_a_request_in_flig
             proc.kill()
             proc.communicate()
     assert proc.returncode == 143, stderr
-    assert elapsed < GRACE + 5, elapsed
+    assert elapsed < 2 * GRACE + 3, elapsed
     assert "Error [" not in stderr
 
 

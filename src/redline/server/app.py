@@ -6,6 +6,7 @@ import contextlib
 import gc
 import html
 import logging
+import time
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -145,12 +146,19 @@ async def _lifespan(app: FastAPI):
     try:
         yield
     finally:
+        # The background work shares one grace period (after the requests' own): what is
+        # still running then is left to its lease, so SIGTERM always ends the process.
+        deadline = time.monotonic() + app.state.settings.shutdown_grace_seconds
+
+        def left() -> float:
+            return max(0.1, deadline - time.monotonic())
+
         if runner is not None:
-            runner.stop()
+            runner.stop(timeout=left())
         if executions is not None:
-            executions.stop()
+            executions.stop(timeout=left())
         if worker is not None:
-            worker.stop(timeout=app.state.settings.shutdown_grace_seconds)
+            worker.stop(timeout=left())
         if loop is not None:
             loop.stop()
         if checkpointer is not None:
