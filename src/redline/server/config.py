@@ -47,7 +47,8 @@ class Settings(BaseSettings):
                                       "Retry-After.")
     shutdown_grace_seconds: int = Field(10, ge=1, le=300, description="On SIGTERM, how "
                                         "long requests in flight may take to finish before "
-                                        "the server closes their connections and exits.")
+                                        "the server closes their connections; then as long "
+                                        "again, at most, for its background work.")
     max_body_bytes: int = Field(10 * 1024 * 1024, description="Cap on JSON request bodies.")
     max_import_bytes: int = Field(200 * 1024 * 1024, description="Cap on an imported report.")
     rate_limit_enabled: bool = Field(True, description="Turn per-key rate limits on or off.")
