@@ -687,6 +687,14 @@ def sweep(conn: Connection, now: datetime | None = None) -> dict:
     return {"retried": retried, "lost": lost, "queueTimeouts": expired}
 
 
+def work_due(conn: Connection, now: datetime | None = None) -> bool:
+    """Whether `sweep` or `fire_schedules` has anything to do (three reads: an idle server
+    opens no write transaction for them)."""
+    now = now or utcnow()
+    return bool(repo.expired_leases(conn, now, limit=1) or repo.expired_queue(conn, now, 1)
+                or repo.due_plans(conn, now, limit=1))
+
+
 def _batches(read):
     """The rows of `read()` again and again until it gives none (each row it gives is
     changed so that it is not read again)."""

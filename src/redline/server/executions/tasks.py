@@ -18,7 +18,11 @@ log = logging.getLogger("redline.worker")
 
 
 def tick(engine: Engine) -> dict:
-    """One pass: the sweep, then the schedules, each in its own short transaction."""
+    """One pass: the sweep, then the schedules, each in its own short transaction (none
+    when a read finds nothing to do)."""
+    with engine.connect() as conn:
+        if not service.work_due(conn):
+            return {"retried": 0, "lost": 0, "queueTimeouts": 0, "scheduled": 0}
     with engine.connect().execution_options(**WRITE) as conn, conn.begin():
         swept = service.sweep(conn)
     with engine.connect().execution_options(**WRITE) as conn, conn.begin():
