@@ -45,7 +45,7 @@ def report(client, outcomes: dict[str, str], commit: str = "c1", branch: str = "
 
 def case_of(client, name: str) -> dict:
     cases = client.get("/api/test-cases", params={"search": name}).json()["data"]
-    return [c for c in cases if c["title"] == name][0]
+    return next(c for c in cases if c["title"] == name)
 
 
 def test_scores_over_a_sequence_of_runs(tenant):
@@ -559,7 +559,7 @@ def test_imports_of_new_tests_at_once_give_each_its_own_slot(server, tenant):
                     time.sleep(0.3)  # the second is at its first write by now
                 runs.refresh_counts(conn, run_id)
                 runs.finish(conn, run_id, outcomes=outcomes)
-        except BaseException as exc:  # reported by the test's thread below
+        except BaseException as exc:  # noqa: BLE001 (reported by the test's thread below)
             failures.append(exc)
             first_placed.set()
 

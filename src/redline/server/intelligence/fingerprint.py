@@ -15,13 +15,13 @@ import re
 _RULES = [
     (re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?"),
      "<time>"),
-    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE),
      "<uuid>"),
     (re.compile(r"\b[a-z]+_[0-9A-HJKMNP-TV-Z]{26}\b"), "<id>"),  # prefixed ULIDs
     (re.compile(r"(/tmp|/var/folders|/private/var|C:\\Users\\[^\\]+\\AppData\\Local\\Temp)"
                 r"[^\s'\"):]*"), "<tmp>"),
-    (re.compile(r"\b0x[0-9a-f]+\b", re.I), "<hex>"),
-    (re.compile(r"\b[0-9a-f]{12,}\b", re.I), "<hex>"),
+    (re.compile(r"\b0x[0-9a-f]+\b", re.IGNORECASE), "<hex>"),
+    (re.compile(r"\b[0-9a-f]{12,}\b", re.IGNORECASE), "<hex>"),
     (re.compile(r"\d+(\.\d+)?"), "<n>"),
 ]
 

@@ -26,7 +26,6 @@ from sqlalchemy import Connection, Text, and_, cast, func, insert, or_, select, 
 from sqlalchemy import case as case_when
 
 from redline.server.intelligence.scoring import WindowCodec
-from redline.server.kit.like import icontains
 from redline.server.kit.bulk import (
     PG_ARRAY,
     column_names,
@@ -36,6 +35,7 @@ from redline.server.kit.bulk import (
     plain_tuples,
     sqlite_datetime,
 )
+from redline.server.kit.like import icontains
 from redline.server.tables import (
     error_group_cases,
     error_groups,

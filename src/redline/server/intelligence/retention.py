@@ -87,7 +87,7 @@ class RetentionLoop:
         self._thread = threading.Thread(target=self._run, name="redline-retention",
                                         daemon=True)
 
-    def start(self) -> "RetentionLoop":
+    def start(self) -> RetentionLoop:
         self._thread.start()
         return self
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from redline.server.schemas import ApiModel, DurationMs, Int32
 
@@ -10,7 +10,7 @@ ResultStatus = Literal["passed", "failed", "skipped", "flaky"]
 
 
 class TestError(ApiModel):
-    model_config = {**ApiModel.model_config, "extra": "allow"}
+    model_config = ConfigDict(extra="allow")  # (merged with ApiModel's)
     message: str = Field(max_length=100_000)
     stack: str | None = Field(None, max_length=1_000_000)
     type: str | None = Field(None, max_length=255)
@@ -20,17 +20,17 @@ class TestError(ApiModel):
 
 
 class Step(ApiModel):
-    model_config = {**ApiModel.model_config, "extra": "allow"}
+    model_config = ConfigDict(extra="allow")  # (merged with ApiModel's)
     title: str = Field(max_length=10_000)
     category: str | None = Field(None, max_length=64)
     status: Literal["passed", "failed", "skipped"] | None = None
     duration: DurationMs | None = Field(None, ge=0)
     error: dict[str, Any] | None = None
-    steps: list["Step"] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
 
 
 class Annotation(ApiModel):
-    model_config = {**ApiModel.model_config, "extra": "allow"}
+    model_config = ConfigDict(extra="allow")  # (merged with ApiModel's)
     type: str = Field(max_length=255)
     description: str | None = Field(None, max_length=10_000)
 
@@ -155,7 +155,7 @@ class SuiteNode(ApiModel):
     title: str
     file_path: str | None
     parent_suite_id: str | None
-    children: list["SuiteNode"]
+    children: list[SuiteNode]
 
 
 class SuiteTree(ApiModel):

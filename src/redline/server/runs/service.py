@@ -185,9 +185,9 @@ def update_run(conn: Connection, principal: Principal, run_id: str, changes: dic
         if run.status in TERMINAL and status == "running":
             raise ApiError("CONFLICT", f"The run is {run.status} already; it cannot restart",
                            {"reason": "completed"})
-        if status in TERMINAL and run.status not in TERMINAL:
-            if status == "cancelled" or complete_shard(conn, run_id, shard):
-                finish(conn, run_id, status)
+        if status in TERMINAL and run.status not in TERMINAL and (
+                status == "cancelled" or complete_shard(conn, run_id, shard)):
+            finish(conn, run_id, status)
     repo.update_run(conn, run_id, updated_at=utcnow())
     row = repo.get_run(conn, run_id)
     return {"id": row.id, "status": row.status, "totalTests": row.total_tests,
