@@ -6,8 +6,9 @@ Measures requests per second and p50/p99 latency on loopback at 32 connections o
       the server has runs, else GET /api/projects/{id} with the key;
   (b) an authenticated POST: POST /api/runs with the key when the server has runs, else
       POST /api/teams with a personal token;
-  (c) a bare FastAPI route returning static JSON (`async def`), and (c') the same as a plain
-      `def` (run in the threadpool, as Redline's writes, and its reads on PostgreSQL, are);
+  (c) a bare FastAPI route returning static JSON (`async def`), (c') the same as a plain
+      `def` (run in the threadpool, as Redline's endpoints are), and (c'') the same with the
+      three thread hand-offs of Redline's keyed GET and nothing done in them;
   (d) a raw ASGI app returning static JSON;
 
 each served by its own single uvicorn worker process with the same flags (Redline with rate
@@ -55,7 +56,7 @@ STATIC_BODY = json.dumps(STATIC, separators=(",", ":")).encode()
 # -- the baselines (uvicorn imports these from this file) ---------------------------------
 
 def make_bare_fastapi():
-    from fastapi import FastAPI
+    from fastapi import Depends, FastAPI
 
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
@@ -67,7 +68,24 @@ def make_bare_fastapi():
     def static_sync():
         return STATIC
 
+    # The shape of Redline's keyed GET with no work in it: three thread hand-offs (the
+    # dependency that authenticates, the endpoint, the unit of work's finish), nothing done in
+    # any of them. What (a) costs beyond this is its own work.
+    import anyio.to_thread
+
+    async def two_hand_offs() -> None:
+        await anyio.to_thread.run_sync(_nothing)
+        await anyio.to_thread.run_sync(_nothing)
+
+    @app.get("/static-three-hops", dependencies=[Depends(two_hand_offs)])
+    def static_three_hops():
+        return STATIC
+
     return app
+
+
+def _nothing() -> None:
+    return None
 
 
 async def raw_asgi(scope, receive, send):
@@ -199,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         targets = [get, post,
                    ("(c) bare FastAPI route, async def", Request("GET", f"{bare.url}/static")),
                    ("(c') bare FastAPI route, def", Request("GET", f"{bare.url}/static-sync")),
+                   ("(c'') the same, 3 thread hand-offs",
+                    Request("GET", f"{bare.url}/static-three-hops")),
                    ("(d) raw ASGI app", Request("GET", f"{raw.url}/"))]
         generator = load_generator(args.generator, workdir)
         for label, request in targets:
@@ -262,6 +282,11 @@ def report(args, generator: str, figures: dict, get_label: str, bare_label: str,
           f"  -> {verdict(ratio <= 2)})")
     print(f"  p99 of (a) under 50 ms at {args.connections} connections: "
           f"{a['p99_ms']:.1f} ms  -> {verdict(a['p99_ms'] < 50)}")
+    hops = next((f for label, f in figures.items() if label.startswith("(c'')")), None)
+    if hops is not None and hops["rps"]:
+        print(f"  where (a)'s time goes: three thread hand-offs alone serve {hops['rps']:,.0f} "
+              f"req/s ((c')/(c'') = {figures[sync_label]['rps'] / hops['rps']:.2f}x); "
+              f"(a)'s own work is the rest ((c'')/(a) = {hops['rps'] / a['rps']:.2f}x)")
     print(f"  no errors under load: {failures} non-2xx or socket errors"
           f"  -> {verdict(failures == 0)}")
     print("  (issue 3 measured here: a bare FastAPI route ~3,000 req/s, p99 24 ms; a raw ASGI "
