@@ -67,3 +67,22 @@ def test_unittest_classes_keep_their_module_as_the_file_and_the_class_in_the_tit
     assert by_title["test_one"].full_title.startswith("ChunkedTests")
     assert by_title["test_three"].suite_path == ["TestPlain"]
     assert by_title["test_function"].suite_path == []
+
+
+def test_an_import_through_the_api_keeps_12_mb_of_output_cut_to_the_setting(tenant):
+    output = "x" * (12 * MiB)
+    report = _junit('<testcase classname="tests.test_log" name="test_noisy" time="0.5">'
+                    f'<system-out>{output}</system-out></testcase>'
+                    '<testcase classname="tests.test_log" name="test_quiet" time="0.1"/>')
+    with tenant.as_key() as client:
+        client.timeout = 120
+        response = client.post("/api/runs/import", content=report,
+                               headers={"Content-Type": "application/xml"})
+        assert response.status_code == 201, response.text[:300]
+        run_id = response.json()["id"]
+        tests = client.get("/api/tests", params={"runId": run_id}).json()["data"]
+        assert len(tests) == 2
+        noisy = next(t for t in tests if t["title"] == "test_noisy")
+        full = client.get(f"/api/tests/{noisy['id']}").json()
+    assert MiB - 100 <= len(full["stdout"].encode()) <= MiB  # REDLINE_MAX_RESULT_TEXT_BYTES
+    assert "bytes cut ...]" in full["stdout"]

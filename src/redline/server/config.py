@@ -51,6 +51,11 @@ class Settings(BaseSettings):
                                         "again, at most, for its background work.")
     max_body_bytes: int = Field(10 * 1024 * 1024, description="Cap on JSON request bodies.")
     max_import_bytes: int = Field(200 * 1024 * 1024, description="Cap on an imported report.")
+    max_result_text_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+                                       description="Each imported result's stdout, stderr, "
+                                       "error message and stack are kept up to this many "
+                                       "bytes; the middle of a longer text is cut, with a "
+                                       "visible `[... N bytes cut ...]` marker.")
     rate_limit_enabled: bool = Field(True, description="Turn per-key rate limits on or off.")
     login_max_failures: int = Field(10, description="Failed sign-ins of one account before "
                                     "it is throttled for `login_lockout_seconds`.")

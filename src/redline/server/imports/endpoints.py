@@ -124,4 +124,5 @@ async def import_report(
     # The body has arrived whole: only now does the write transaction begin (`get_db`).
     db = await get_db(request)
     return await anyio.to_thread.run_sync(
-        service.import_reports, db, caller, files, report_format, fields)
+        service.import_reports, db, caller, files, report_format, fields,
+        request.app.state.settings.max_result_text_bytes)

@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 from redline.server.auth import Principal, require_project
 from redline.server.http_errors import ApiError
 from redline.server.imports.parsers import (
+    MAX_FIELD_BYTES,
     ParsedReport,
     ReportParseError,
     combine_results,
@@ -41,8 +42,10 @@ def _parse_error(exc: ReportParseError, filename: str | None) -> ApiError:
 
 
 def import_reports(conn: Connection, principal: Principal, files: list[tuple[str | None,
-                   BinaryIO]], report_format: str, fields: dict) -> dict:
-    """Import report files (one run: several files are e.g. Surefire's one-per-class XML)."""
+                   BinaryIO]], report_format: str, fields: dict,
+                   max_text_bytes: int = MAX_FIELD_BYTES) -> dict:
+    """Import report files (one run: several files are e.g. Surefire's one-per-class XML).
+    Each result's output and error text is kept up to `max_text_bytes`."""
     run_id = fields.pop("run_id", None)
     project_id = fields.pop("project_id", None)
     # Who may write where comes first, so another tenant's ids are NOT_FOUND whatever else.
@@ -61,7 +64,7 @@ def import_reports(conn: Connection, principal: Principal, files: list[tuple[str
     reports: list[ParsedReport] = []
     for filename, stream in files:
         try:
-            reports.append(parse_report(stream, report_format, filename))
+            reports.append(parse_report(stream, report_format, filename, max_text_bytes))
         except ReportParseError as exc:
             raise _parse_error(exc, filename) from None
     metadata = reports[0].metadata
