@@ -60,8 +60,9 @@ def mint_url(settings, row, ttl: int | None = None,
     query = signing.signed_query(settings.resolved_secret_key, row.id, row.project_id, exp,
                                  disposition, content_type)
     base = (settings.artifact_public_url or settings.public_url).rstrip("/")
-    expires = datetime.fromtimestamp(exp, UTC).replace(tzinfo=None)
-    return f"{base}/artifacts/{row.id}?{query}", iso(expires)
+    expires_at = iso(datetime.fromtimestamp(exp, UTC).replace(tzinfo=None))
+    assert expires_at is not None  # (a time gives a text)
+    return f"{base}/artifacts/{row.id}?{query}", expires_at
 
 
 def artifact_json(settings, row, ttl: int | None = None, disposition: str | None = None) -> dict:
@@ -96,6 +97,7 @@ def list_artifacts(conn: Connection, principal: Principal, settings, run_id: str
     if test_id is not None:
         test = load_result(conn, principal, test_id, "artifacts:read")
         project_id = project_id or test.project_id
+    assert project_id is not None  # (from the run or the test)
     rows, total = repo.list_artifacts(conn, project_id, run_id, test_id, artifact_type,
                                       page.limit, page.offset)
     return page.page([artifact_json(settings, row) for row in rows], total)
@@ -209,6 +211,7 @@ def check_received(conn: Connection, principal: Principal, received) -> StoredUp
     transaction is held while the blob is written)."""
     artifact_type, fmt = check_upload(received)
     checked = authorize_upload(conn, principal, received.fields)
+    assert checked is not None  # (None only when partial)
     artifact_id = new_id("artifact")
     return StoredUpload(artifact_id, artifact_type, fmt,
                         f"{checked.project_id}/{checked.run_id}/{artifact_id}")
@@ -239,6 +242,7 @@ def record_upload(conn: Connection, settings, principal: Principal, received,
                   stored: StoredUpload) -> dict:
     """The artifact's row, in the request's transaction, which also cancels the guard."""
     target = authorize_upload(conn, principal, received.fields)  # again, in the transaction
+    assert target is not None  # (None only when partial)
     display = formats.display_name(received.raw_name, stored.artifact_type, stored.fmt)
     test_id, test_status = target.test_id, target.test_status
     if test_id is None:
@@ -349,8 +353,10 @@ def open_link(engine: Engine, settings, artifact_id: str, method: str,
     byte_range = parse_range(range_header, row.file_size)
     status = 200
     start = end = None
+    length = row.file_size
     if byte_range is not None:
         start, end = byte_range
+        length = end - start + 1
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{row.file_size}"
     try:
@@ -359,7 +365,6 @@ def open_link(engine: Engine, settings, artifact_id: str, method: str,
         raise not_found("Artifact", artifact_id) from None
     except BlobUnavailable as exc:
         raise unavailable(exc) from exc
-    length = (end - start + 1) if byte_range else row.file_size
     headers["Content-Length"] = str(stream.length if stream is not None else length)
     return Served(status, headers, stream)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from itertools import groupby
 from operator import attrgetter, itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Text, and_, cast, func, insert, or_, select, update
 from sqlalchemy import case as case_when
@@ -29,6 +29,7 @@ from redline.server.intelligence.scoring import WindowCodec
 from redline.server.kit.bulk import (
     PG_ARRAY,
     column_names,
+    driver_connection,
     pg_copy_rows,
     pg_execute_arrays,
     pg_rows,
@@ -73,7 +74,7 @@ class WindowFigures(NamedTuple):
 
     flaky_runs: int
     failed_runs: int
-    last_status: str
+    last_status: str | None
     keep_flaky: bool
     flaky_at: object
     keep_failed: bool
@@ -87,7 +88,7 @@ class FirstFigures(NamedTuple):
 
     flaky_runs: int
     failed_runs: int
-    last_status: str
+    last_status: str | None
     last_flaky_at: object
     last_failed_at: object
     flakiness_score: float
@@ -141,8 +142,8 @@ class ErrorGroupCount:
     fingerprint: str
     message: str
     error_type: str | None
-    first_seen: object
-    last_seen: object
+    first_seen: Any  # (times in the driver's form)
+    last_seen: Any
     occurrences: int
 
 
@@ -153,15 +154,15 @@ class ErrorGroupCaseCount:
     project_id: str
     fingerprint: str
     test_case_id: str
-    first_seen: object
-    last_seen: object
+    first_seen: Any
+    last_seen: Any
     occurrences: int
 
 
 class StoredWindow(NamedTuple):
     """A case's window as stored: its figures' row, its status, its slot and bucket."""
 
-    figures: object  # the `test_case_windows` row
+    figures: Any  # the `test_case_windows` row
     status: str
     slot: int
     bucket: bytearray  # the bucket's slots (`WindowCodec.load_bucket`)
@@ -179,7 +180,7 @@ class StatisticsStore:
         self.conn = conn
 
     def _cursor(self, binary: bool = False):
-        return self.conn.connection.driver_connection.cursor()
+        return driver_connection(self.conn).cursor()
 
     def _in(self, column: str, values: Sequence) -> tuple[str, tuple]:
         """`column IN (values)` at the driver level, and its parameters."""
@@ -381,7 +382,7 @@ class StatisticsStore:
                 test_cases, test_cases.c.project_id == projects.c.id)
             .where(test_cases.c.id == case_id)).scalar_one()
 
-    def window_results(self, case_id: str, limit: int) -> list:
+    def window_results(self, case_id: str, limit: int) -> Sequence:
         """The case's newest `limit` results that ran, from runs whose statistics are
         applied, newest first, with their run's commit and counts."""
         return self.conn.execute(
@@ -487,7 +488,7 @@ class PostgresStatistics(StatisticsStore):
 
     def _cursor(self, binary: bool = False):
         # binary rows: the buckets arrive as bytes, not as hex text to decode
-        return self.conn.connection.driver_connection.cursor(binary=binary)
+        return driver_connection(self.conn).cursor(binary=binary)
 
     def _in(self, column: str, values: Sequence) -> tuple[str, tuple]:
         return f"{column} = ANY({PG_ARRAY})", (list(values),)
@@ -501,8 +502,7 @@ class PostgresStatistics(StatisticsStore):
         # The sort of a large run's results spills to disk at the default work_mem (4 MB):
         # this transaction gets enough to sort it in memory.
         self.conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-        cursor = self.conn.connection.driver_connection.cursor(name=f"apply_{run_id}",
-                                                               binary=True)
+        cursor = driver_connection(self.conn).cursor(name=f"apply_{run_id}", binary=True)
         cursor.itersize = 2000
         try:
             cursor.execute(_results_by_case_sql("%s", "r.id"), (run_id,))
@@ -732,7 +732,7 @@ def count_cases(conn: Connection, cases: CaseFilter) -> int:
 
 
 def page_of_cases(conn: Connection, cases: CaseFilter, sort: str, limit: int,
-                  offset: int) -> list:
+                  offset: int) -> Sequence:
     """A page of cases (`case_row`'s rows) in a `CASE_SQL_SORTS` order, ties by id."""
     return conn.execute(_SELECT_CASES.where(*cases.where()).order_by(
         CASE_SQL_SORTS[sort], test_cases.c.id).limit(limit).offset(offset)).all()
@@ -740,9 +740,9 @@ def page_of_cases(conn: Connection, cases: CaseFilter, sort: str, limit: int,
 
 def cases_to_sort(conn: Connection, cases: CaseFilter) -> list:
     """(id, bucket_id, slot, failed_runs) of every matching case (to sort by its window)."""
-    return conn.execute(select(test_cases.c.id, *_WHERE_ITS_WINDOW_IS,
-                               _FAILED_RUNS.label("failed_runs"))
-                        .select_from(_CASES).where(*cases.where())).all()
+    return list(conn.execute(select(test_cases.c.id, *_WHERE_ITS_WINDOW_IS,
+                                    _FAILED_RUNS.label("failed_runs"))
+                             .select_from(_CASES).where(*cases.where())))
 
 
 def case_rows(conn: Connection, case_ids: list[str]) -> dict:
@@ -750,14 +750,15 @@ def case_rows(conn: Connection, case_ids: list[str]) -> dict:
     return {r.id: r for r in conn.execute(_SELECT_CASES.where(test_cases.c.id.in_(case_ids)))}
 
 
-def quarantine_history(conn: Connection, case_id: str, limit: int) -> list:
+def quarantine_history(conn: Connection, case_id: str, limit: int) -> Sequence:
     return conn.execute(select(quarantine_events).where(
         quarantine_events.c.test_case_id == case_id).order_by(
         quarantine_events.c.created_at.desc(), quarantine_events.c.id.desc())
         .limit(limit)).all()
 
 
-def case_history(conn: Connection, case_id: str, branch: str | None, limit: int) -> list:
+def case_history(conn: Connection, case_id: str, branch: str | None,
+                 limit: int) -> Sequence:
     """The case's newest results across runs (with their run's branch and commit)."""
     query = (select(test_results.c.run_id, test_results.c.id, test_results.c.status,
                     test_results.c.duration, runs.c.branch, runs.c.commit_sha,
@@ -772,7 +773,7 @@ def case_history(conn: Connection, case_id: str, branch: str | None, limit: int)
 
 class FlakinessPage(NamedTuple):
     total: int
-    rows: list
+    rows: Sequence
     threshold: float
     flaky_count: int
     average_score: float | None
@@ -820,7 +821,7 @@ def flakiness_page(conn: Connection, project_id: str, min_score: float | None,
 
 
 def error_groups_page(conn: Connection, project_id: str, since: datetime, limit: int,
-                      offset: int) -> tuple[list, int]:
+                      offset: int) -> tuple[Sequence, int]:
     """The project's error groups seen since `since`, most occurrences since first: (rows
     with `affected_tests` and `recent_occurrences`, total)."""
     where = [error_group_cases.c.project_id == project_id,
@@ -841,7 +842,7 @@ def error_groups_page(conn: Connection, project_id: str, since: datetime, limit:
 
 
 def run_trend_points(conn: Connection, project_id: str, since: datetime, branch: str | None,
-                     group_by: str) -> list:
+                     group_by: str) -> Sequence:
     """The sums of the completed runs' counts since `since`, per run or per day (`key`,
     `at`, `total`, `passed`, `failed`, `skipped`, `flaky`, `duration`, `runs`)."""
     where = [runs.c.project_id == project_id, runs.c.created_at >= since,

@@ -417,7 +417,7 @@ class WindowCodec:
                                              average, status), evidence)
 
 
-def _commit_among(commits: bytes, commit: bytes, candidates: int) -> bool:
+def _commit_among(commits: bytes | bytearray, commit: bytes, candidates: int) -> bool:
     """Is `commit` the key of one of the packed `commits` whose bit is set in `candidates`?"""
     found = commits.find(commit)
     while found >= 0:

@@ -26,12 +26,12 @@ the rules of what is read and written when.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from operator import attrgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
@@ -173,7 +173,7 @@ def apply_run(conn: Connection, run_id: str,
                     if status_before != "stable":
                         writes.changed.append(StatusChange("stable", case_id))
                     continue
-            ran = []
+            ran: list[tuple] = []
             for row in rows:
                 status = row.status
                 if status != "skipped":
@@ -184,7 +184,7 @@ def apply_run(conn: Connection, run_id: str,
             if not ran:
                 continue  # only skipped: the window is unchanged
             first = not slot_ran(bucket, slot)
-            before = "stable"  # (what a case that never ran holds)
+            before: str | None = "stable"  # (what a case that never ran holds)
             if first and len(ran) == 1:  # a new test's first result (a first import's all)
                 status, _commit, _outage, duration, at, _same_run = ran[0]
                 encoded, stats, evidence = first_result(status, commit, outage, duration,
@@ -258,8 +258,9 @@ def place_cases(conn: Connection, project_id: str,
     store.lock_project(project_id)
     files = [path or "" for path in file_paths]
     # file -> [its last bucket's id (None: new), part, slots given]
-    last = {path: list(tail) for path, tail in store.file_tails(project_id,
-                                                                 sorted(set(files))).items()}
+    last: dict[str, list[Any]] = {
+        path: list(tail)
+        for path, tail in store.file_tails(project_id, sorted(set(files))).items()}
     grown: dict[int, int] = {}  # existing bucket -> its slots now
     fresh: dict[tuple[str, int], int] = {}  # (file, part) of a new bucket -> its slots
     placed = []  # (bucket id or None, file, part, slot)
@@ -437,7 +438,7 @@ def slowest_cases(conn: Connection, project_id: str, limit: int) -> list[tuple[s
     return [(case_id, -negative) for negative, case_id in sorted(found)[:limit]]
 
 
-def window_results(conn: Connection, case_id: str, limit: int) -> list:
+def window_results(conn: Connection, case_id: str, limit: int) -> Sequence:
     """The case's newest `limit` results that ran, from runs whose statistics are applied,
     newest first, with their run's commit and counts."""
     return statistics_store(conn).window_results(case_id, limit)

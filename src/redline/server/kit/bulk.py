@@ -35,11 +35,19 @@ def row_type(name: str, table: Table, names: Iterable[str] | None = None) -> Any
     generated as the named tuple's is; the names are the table's columns)."""
     fields = column_names(table, names)
     row = namedtuple(name, fields)  # type: ignore[misc]  # (fields from the table)
-    scope = {"_new": tuple.__new__, "_row": row}
+    scope: dict[str, Any] = {"_new": tuple.__new__, "_row": row}
     exec(f"def of(*, {', '.join(fields)}):\n"  # noqa: S102
          f"    return _new(_row, ({', '.join(fields)},))\n", scope)
-    row.of = staticmethod(scope["of"])
+    row.of = staticmethod(scope["of"])  # type: ignore[attr-defined]  # (added here)
     return row
+
+
+def driver_connection(conn: Connection) -> Any:
+    """The driver's connection under `conn` (sqlite3's, psycopg's), for the driver-level
+    paths."""
+    driver = conn.connection.driver_connection
+    assert driver is not None  # (set while `conn` is open)
+    return driver
 
 
 def plain_tuples(rows: Iterable[Sequence]) -> Iterable[tuple]:
@@ -64,7 +72,7 @@ def pg_rows(columns: Sequence[str], types: Sequence[str]) -> str:
 def pg_execute_arrays(conn: Connection, statement: str, rows: Sequence[Sequence]) -> None:
     """PostgreSQL: run `statement` (its parameters `pg_rows`'s arrays) on `rows`, passed as
     one array per column."""
-    cursor = conn.connection.driver_connection.cursor()
+    cursor = driver_connection(conn).cursor()
     try:
         cursor.execute(statement, [list(column) for column in zip(*rows)])
     finally:
@@ -74,7 +82,7 @@ def pg_execute_arrays(conn: Connection, statement: str, rows: Sequence[Sequence]
 def pg_copy_rows(conn: Connection, table: str, columns: Sequence[str],
                  rows: Iterable[Sequence]) -> None:
     """PostgreSQL: `rows` (values in `columns`' order) into `table` by COPY."""
-    cursor = conn.connection.driver_connection.cursor()
+    cursor = driver_connection(conn).cursor()
     try:
         with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:

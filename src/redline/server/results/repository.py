@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from sqlalchemy import JSON, Connection, func, insert, or_, select
@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from redline.server.db import is_nul_in_text
 from redline.server.kit.bulk import (
     PG_ARRAY,
+    driver_connection,
     pg_copy_rows,
     plain_tuples,
     row_type,
@@ -35,14 +36,19 @@ LOOKUP_CHUNK = 500
 
 log = logging.getLogger("redline.results")
 
-# A result as stored: every column of `test_results`, in the table's order (`ResultRow.of`:
-# by keyword).
-ResultRow = row_type("ResultRow", test_results)
-# A new case as an import creates it: these columns of `test_cases` (the others take their
-# defaults: not quarantined, no quarantine history).
-NewCase = row_type("NewCase", test_cases, (
-    "id", "project_id", "identity", "file_path", "full_title", "title", "variant", "tags",
-    "created_at", "bucket_id", "slot", "status"))
+if TYPE_CHECKING:
+    # Named tuples whose fields are read from the tables: mypy cannot know them.
+    ResultRow = Any
+    NewCase = Any
+else:
+    # A result as stored: every column of `test_results`, in the table's order
+    # (`ResultRow.of`: by keyword).
+    ResultRow = row_type("ResultRow", test_results)
+    # A new case as an import creates it: these columns of `test_cases` (the others take
+    # their defaults: not quarantined, no quarantine history).
+    NewCase = row_type("NewCase", test_cases, (
+        "id", "project_id", "identity", "file_path", "full_title", "title", "variant", "tags",
+        "created_at", "bucket_id", "slot", "status"))
 
 
 def _json_columns(table, names: Sequence[str]) -> frozenset[str]:
@@ -107,7 +113,7 @@ class IngestionWriter:
     def known_cases(self, project_id: str, identities: list[str]) -> dict[str, KnownCase]:
         """identity -> the project's case of that identity, for those among `identities`."""
         found: dict[str, KnownCase] = {}
-        cursor = self.conn.connection.driver_connection.cursor()
+        cursor = driver_connection(self.conn).cursor()
         try:
             for start in range(0, len(identities), LOOKUP_CHUNK):
                 self._lookup(cursor, project_id, identities[start:start + LOOKUP_CHUNK])
@@ -149,7 +155,7 @@ class IngestionWriter:
                 f"VALUES ({', '.join([self.mark] * len(columns))})", list(plain_tuples(rows)))
 
     def run_outcomes(self, run_id: str) -> list[ResultOutcome]:
-        cursor = self.conn.connection.driver_connection.cursor()
+        cursor = driver_connection(self.conn).cursor()
         try:
             cursor.execute("SELECT test_case_id, status, id FROM test_results "
                            f"WHERE run_id = {self.mark}", (run_id,))
@@ -195,6 +201,7 @@ class PostgresIngestion(IngestionWriter):
         conn = self.conn
         believed = conn.exec_driver_sql(
             "SELECT reltuples FROM pg_class WHERE oid = 'test_cases'::regclass").scalar()
+        assert believed is not None  # (the table exists)
         if believed > 0:  # -1: never analyzed; 0: analyzed (or indexed) while empty
             return
         try:

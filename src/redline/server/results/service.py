@@ -301,7 +301,7 @@ def suite_tree(conn: Connection, principal: Principal, run_id: str,
     nodes = {row.id: {"id": row.id, "title": row.title, "filePath": row.file_path or None,
                       "parentSuiteId": row.parent_suite_id, "children": []}
              for row in repo.run_suites(conn, run.id)}
-    roots = []
+    roots: list[dict] = []
     for node in nodes.values():
         parent = nodes.get(node["parentSuiteId"]) if node["parentSuiteId"] else None
         (parent["children"] if parent else roots).append(node)

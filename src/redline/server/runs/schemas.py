@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -9,7 +9,7 @@ from redline.server.schemas import ApiModel
 RunStatus = Literal["running", "passed", "failed", "cancelled"]
 Source = Literal["api", "cli", "portal", "mcp", "schedule", "github_action", "reporter"]
 
-_S = {"max_length": 255}
+_S: dict[str, Any] = {"max_length": 255}
 
 
 class RunCreate(ApiModel):
