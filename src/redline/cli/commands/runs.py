@@ -190,7 +190,7 @@ def _import_options(fn):
 @click.command()
 @common_options(project=True)
 @_import_options
-@click.argument("reports", nargs=-1, required=True,
+@click.argument("reports", nargs=-1, required=False,
                 type=click.Path(exists=True, dir_okay=False, readable=True))
 @click.option("--wait/--no-wait", "wait_", default=False,
               help="Wait for the run's verdict before exiting.")
@@ -199,9 +199,16 @@ def _import_options(fn):
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
               help="Seconds --wait waits (then WAIT_TIMEOUT, exit 7; the run goes on).")
 @idempotency_option
+@click.option("--spool", type=click.Path(exists=True), metavar="DIR",
+              help="Instead of reports: send what the pytest plugin spooled when Redline was "
+              "unreachable (.redline/spool); sending a spool twice stores each result once.")
 def upload(env: Env, reports, report_format, branch, commit_sha, ci_build_id, wait_,
-           fail_on_failures, timeout, idempotency_key):
+           fail_on_failures, timeout, idempotency_key, spool=None):
     """Import test reports (JUnit XML, Playwright JSON, CTRF JSON) as one run."""
+    if spool is not None or not reports:
+        from redline.cli.spool import upload_spool
+
+        return upload_spool(env, spool, reports)
     client = env.client()
     run = client.runs.import_report(list(reports), env.project, format=report_format,
                                     branch=branch, commit_sha=commit_sha,
