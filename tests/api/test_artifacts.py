@@ -86,8 +86,11 @@ def test_an_upload_answers_the_references_shape(server, tenant, run_id, test_id)
                           projectId=tenant.project_id)
         assert response.status_code == 201, response.text
         body = response.json()
+        # the reference's fields, and which run and test the artifact is linked to (issue 23)
         assert set(body) == {"id", "type", "fileName", "fileSize", "mimeType", "url",
-                             "expiresAt", "createdAt"}
+                             "expiresAt", "createdAt", "projectId", "runId", "testId",
+                             "testStatus"}
+        assert (body["runId"], body["testId"]) == (run_id, test_id)
         assert body["id"].startswith("artifact_")
         assert (body["type"], body["fileName"], body["fileSize"], body["mimeType"]) == (
             "screenshot", "shot.png", 5000, "image/png")
