@@ -21,7 +21,6 @@ from redline.server.imports.parsers import (
     parse_report,
 )
 from redline.server.results import service as results
-from redline.server.runs import repository as runs_repo
 from redline.server.runs import service as runs
 
 # Run metadata a report file may state, and the run column each goes to.
@@ -72,7 +71,7 @@ def import_reports(conn: Connection, principal: Principal, files: list[tuple[str
         if fields.get(column) is None and metadata.get(name) is not None:
             fields[column] = metadata[name]
     if run is None and fields.get("shard_total") and fields.get("ci_build_id"):
-        run = runs_repo.find_open_shard_run(conn, project_id, fields["ci_build_id"])
+        run = runs.find_open_shard_run(conn, project_id, fields["ci_build_id"])
         if run is not None and (run.status in runs.TERMINAL or not run.shard_total):
             run = None
     # A run made here holds only this import's results: they are handed to its statistics
@@ -80,7 +79,7 @@ def import_reports(conn: Connection, principal: Principal, files: list[tuple[str
     outcomes: list | None = None
     if run is None:
         fields["status"] = "running"
-        run = runs_repo.get_run(conn, runs.new_run(conn, project_id, dict(fields)))
+        run = runs.run_row(conn, runs.new_run(conn, project_id, dict(fields)))
         outcomes = []
 
     parsed = (reports[0].results if len(reports) == 1 else combine_results(reports))
@@ -96,12 +95,12 @@ def import_reports(conn: Connection, principal: Principal, files: list[tuple[str
     reported = metadata.get("duration")
     duration = int(reported) if isinstance(reported, (int, float)) else summed
     if run.shard_total:  # shards run side by side: the run lasts as long as its longest
-        runs_repo.update_run(conn, run.id, duration=max(run.duration, duration))
+        runs.set_duration(conn, run.id, max(run.duration, duration))
         duration = 0
     runs.refresh_counts(conn, run.id, added_duration=duration)
     if created_here and runs.complete_shard(conn, run.id, fields.get("shard_current")):
         runs.finish(conn, run.id, outcomes=outcomes)
-    body = runs.run_json(runs_repo.get_run(conn, run.id))
+    body = runs.run_json(runs.run_row(conn, run.id))
     body["imported"] = {"format": reports[0].format, "files": len(files), "tests": len(ids)}
     return body
 
@@ -111,7 +110,7 @@ def import_into_run(conn: Connection, run_id: str, files: list[tuple[str | None,
     """Import report files into an open run whose access was checked by the caller (an
     executed run's reports, sent by the runner that holds its lease). Returns the number of
     results stored; the run is completed by the caller."""
-    run = runs_repo.get_run(conn, run_id)
+    run = runs.run_row(conn, run_id)
     reports: list[ParsedReport] = []
     for filename, stream in files:
         try:
