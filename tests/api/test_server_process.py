@@ -91,3 +91,36 @@ def test_serve_with_an_unreachable_database_exits_10_naming_the_url(tmp_path):
     assert "postgresql+psycopg://redline:***@127.0.0.1:" in stderr
     assert "hunter2" not in stderr
     assert "Next: " in stderr
+
+
+def test_links_follow_the_port_really_served_without_a_public_url(tmp_path):
+    """`redline serve --port P` with no REDLINE_PUBLIC_URL: artifact links and invitation
+    links point at port P, not 8000, the start-up log says so, and the data dir remembers it
+    for the commands run beside the server (`redline demo`'s sign-in line)."""
+    from redline.server.config import Settings
+    from tests.api.test_artifacts_support import media
+
+    port = live.free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _serve(tmp_path, port, REDLINE_COOKIE_SECURE="false")
+    try:
+        _wait_healthy(proc, url)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            setup = client.post("/api/setup", json={"email": "port@example.com",
+                                                    "password": "correct horse battery"})
+            assert setup.status_code == 201, setup.text
+            key = setup.json()["apiKey"]["key"]
+            client.headers["X-API-Key"] = key
+            run = client.post("/api/runs", json={"status": "running"}).json()
+            uploaded = client.post("/api/upload", params={"type": "screenshot",
+                                                          "runId": run["id"]},
+                                   files={"file": ("a.png", media("png"), "image/png")})
+            assert uploaded.status_code == 201, uploaded.text
+        link = uploaded.json()["url"]
+        remembered = Settings(data_dir=tmp_path / "data").resolved_public_url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    assert link.startswith(f"{url}/"), link
+    assert remembered == url
+    assert f"Links use {url}" in stderr

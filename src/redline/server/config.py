@@ -9,6 +9,9 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+SERVED_URL_FILE = "served_url"  # in the data dir: where `redline serve` last listened
+
 
 class Settings(BaseSettings):
     """Server settings, read from `REDLINE_*` environment variables."""
@@ -39,8 +42,9 @@ class Settings(BaseSettings):
                                   "all server processes; without it limits are per process.")
     secret_key: str | None = Field(None, description="Signs cursors, sessions and artifact "
                                    "URLs; generated into <data_dir>/secret_key when unset.")
-    public_url: str = Field("http://127.0.0.1:8000", description="The URL users reach the "
-                            "server at (used in links and signed URLs).")
+    public_url: str | None = Field(None, description="The URL users reach the server at "
+                                   "(used in links and signed URLs); default: the address "
+                                   "`redline serve` listens on.")
     write_wait_seconds: float = Field(15.0, gt=0, le=300, description="SQLite: how long a "
                                       "write waits for its turn (SQLite takes one writer at a "
                                       "time) before it answers 503 UNAVAILABLE with "
@@ -114,6 +118,18 @@ class Settings(BaseSettings):
             return self.database_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{(self.data_dir / 'redline.db').resolve()}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        """`public_url`, else the address `redline serve` said it listens on (its data dir's
+        `served_url`, for `redline demo` and other commands beside it), else port 8000."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        served = self.data_dir / SERVED_URL_FILE
+        try:
+            return served.read_text().strip() or DEFAULT_PUBLIC_URL
+        except OSError:
+            return DEFAULT_PUBLIC_URL
 
     @cached_property
     def resolved_secret_key(self) -> bytes:

@@ -39,7 +39,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None
     import uvicorn
 
     from redline.server.app import create_app
-    from redline.server.config import Settings
+    from redline.server.config import SERVED_URL_FILE, Settings
 
     if data_dir is not None:
         os.environ["REDLINE_DATA_DIR"] = str(Path(data_dir))
@@ -49,11 +49,20 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None
     url = settings.resolved_database_url
     _migrate(url)
     settings.resolved_secret_key  # noqa: B018 - create the key file before serving
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    served = f"http://{local}:{port}"
+    if not settings.public_url:
+        # Links (artifacts, invitations, `redline demo`'s sign-in line) follow the port really
+        # served; the data dir remembers it for the commands run beside the server.
+        settings.public_url = served
+        (settings.data_dir / SERVED_URL_FILE).write_text(served + "\n")
+        logging.getLogger("redline.server").info(
+            "Links use %s (the address served); set REDLINE_PUBLIC_URL if users reach the "
+            "server at another address", served)
     app = create_app(settings)
     app.state.embedded_worker = not no_worker
     if not no_runner:  # the embedded runner reaches this server over HTTP, like any runner
-        local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-        app.state.embedded_runner_url = f"http://{local}:{port}"
+        app.state.embedded_runner_url = served
     logging.getLogger("redline.server").info(
         "Redline serving on http://%s:%s (database: %s)", host, port, _redact(url))
     proxies = settings.forwarded_allow_ips

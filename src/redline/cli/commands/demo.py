@@ -40,5 +40,5 @@ def demo(data_dir, email, password, days):
                      log=lambda message: click.echo(message, err=True), settings=settings)
     click.echo(f"Demo ready: {made['runs']} runs, {made['results']} results and "
                f"{made.get('screenshots', 0)} screenshots in 2 projects.")
-    click.echo(f"Sign in at {settings.public_url.rstrip('/')}/login as {email} / {password}")
+    click.echo(f"Sign in at {settings.resolved_public_url}/login as {email} / {password}")
     return 0

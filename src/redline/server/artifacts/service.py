@@ -59,7 +59,7 @@ def mint_url(settings, row, ttl: int | None = None,
         row.mime_type), content_type)
     query = signing.signed_query(settings.resolved_secret_key, row.id, row.project_id, exp,
                                  disposition, content_type)
-    base = (settings.artifact_public_url or settings.public_url).rstrip("/")
+    base = (settings.artifact_public_url or settings.resolved_public_url).rstrip("/")
     expires_at = iso(datetime.fromtimestamp(exp, UTC).replace(tzinfo=None))
     assert expires_at is not None  # (a time gives a text)
     return f"{base}/artifacts/{row.id}?{query}", expires_at

@@ -72,7 +72,7 @@ def invite_member(body: schemas.InvitationCreate, request: Request, db: Db, call
     """Admins and owners invite as admin, member or viewer. The invitation expires after 7
     days. The response carries `acceptUrl` and `acceptToken` once: send them to the invitee."""
     return service.invite(db, caller, body.team_id, body.email, body.role,
-                          request.app.state.settings.public_url)
+                          request.app.state.settings.resolved_public_url)
 
 
 @router.patch("/team-members/{member_id}", response_model=schemas.Member,
