@@ -9,7 +9,7 @@ import os
 import click
 
 from redline.cli.failures import CliError, Terminated
-from redline.errors import EXIT_SIGINT, EXIT_SIGTERM
+from redline.errors import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM
 
 
 class RunnerTokenMissing(CliError):
@@ -26,7 +26,9 @@ class RunnerTokenMissing(CliError):
               "default host:pid.")
 @click.option("--poll-interval", default=0.5, show_default=True, type=click.FloatRange(0.05),
               help="Seconds between two looks at an empty queue.")
-def runner(url, token, name, poll_interval):
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def runner(url, token, name, poll_interval, log_level):
     """Execute queued runs of the plans the token serves, one at a time, until stopped.
 
     Each run gets a fresh folder, its own process group, resource limits and, where
@@ -41,12 +43,12 @@ def runner(url, token, name, poll_interval):
 
     if not token:
         raise RunnerTokenMissing("No runner token: pass --token or set REDLINE_RUNNER_TOKEN")
-    logging.basicConfig(level=os.environ.get("REDLINE_LOG_LEVEL", "INFO").upper(),
+    logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = RunnerConfig.from_env(poll_interval=poll_interval)
     agent = Runner(RunnerClient(url or "http://127.0.0.1:8000", token), config,
                    name=name).start()
-    exit_code = 0
+    exit_code = EXIT_OK
     while agent._thread is not None and agent._thread.is_alive():
         try:
             agent._thread.join(0.5)

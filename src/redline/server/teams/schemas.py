@@ -25,7 +25,6 @@ class Team(ApiModel):
     id: str
     name: str
     created_at: str
-    execution_budget_seconds: int | None = None
 
 
 class Member(ApiModel):

@@ -31,8 +31,7 @@ INVITATION_TTL = timedelta(days=7)
 
 
 def team_json(row) -> dict:
-    return {"id": row.id, "name": row.name, "createdAt": iso(row.created_at),
-            "executionBudgetSeconds": row.execution_budget_seconds}
+    return {"id": row.id, "name": row.name, "createdAt": iso(row.created_at)}
 
 
 def member_json(row) -> dict:
