@@ -5,6 +5,7 @@ holds none of them in plaintext, and a replay still answers what the first respo
 from __future__ import annotations
 
 import secrets
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -25,7 +26,10 @@ def _database_text(server) -> bytes:
         with engine.connect() as conn:
             conn.execute(text("PRAGMA wal_checkpoint(FULL)"))
         path = Path(url.database)
-        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+        # Read by another process: a close() of the file in this one would drop the POSIX
+        # locks the server's SQLite connections hold on it (and corrupt the database).
+        files = [str(p) for p in path.parent.glob(path.name + "*")]
+        return subprocess.run(["cat", *files], capture_output=True, check=True).stdout
     chunks = []
     with engine.connect() as conn:
         for table in inspect(conn).get_table_names():
