@@ -71,12 +71,6 @@ def test_text_mode_usage_error(cli):
         "Next: Run `redline teams list --help` to see the flags."]
 
 
-@pytest.mark.parametrize("command", ["db", "webhooks", "artifacts"])
-def test_commands_not_built_exit_two_and_say_so(cli, command):
-    error = assert_failure(cli(command, "list", "--output", "json"), "NOT_IMPLEMENTED", 2)
-    assert "not implemented" in error["message"]
-
-
 # -- first run, sign-in, profiles -----------------------------------------------------------
 
 def test_init_sets_up_a_fresh_server_once(fresh_server, tmp_path):

@@ -4,6 +4,7 @@ intelligence commands: test_intelligence_*.py)."""
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -140,7 +141,8 @@ def test_upload_on_a_terminal_shows_progress(tenant, reports, tmp_path):
                                    str(reports["passing"]), REDLINE_API_KEY=tenant.key)
     assert code == 0, output
     assert "Uploading [" in output and "100%" in output
-    assert "status: passed" in output
+    assert re.search(r"Run run_\w+ \(passed\): \d+ tests: \d+ passed", output), output
+    assert f"{tenant.server.url}/runs/run_" in output  # the summary's dashboard link
 
 
 def _test_command(report: str, exit_code: int, out: Path) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import signal
@@ -48,6 +49,15 @@ class LazyGroup(click.Group):
             return None
         module, attribute = spec[0].split(":")
         return getattr(importlib.import_module(f"redline.cli.commands.{module}"), attribute)
+
+    def resolve_command(self, ctx, args):
+        name = args[0] if args else None
+        if name and not name.startswith("-") and name not in COMMANDS:
+            close = difflib.get_close_matches(name, list(COMMANDS), n=2, cutoff=0.6)
+            if close:
+                ctx.fail(f"No such command '{name}'. Did you mean "
+                         + " or ".join(f"'{c}'" for c in close) + "?")
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx, formatter):
         rows = [(name, help_text) for name, (_, help_text) in COMMANDS.items()]

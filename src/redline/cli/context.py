@@ -97,6 +97,30 @@ class Env:
         raise UsageError("Name the team with --team (you belong to: " + names + ")",
                          details={"field": "--team", "reason": "required"})
 
+    def project_for(self) -> str | None:
+        """The project a project command acts on: the flag, REDLINE_PROJECT, the profile's
+        default; with an API key, the key's (None: the server implies it); else the only
+        project the user has, or a usage error that lists them and says how to pick one."""
+        chosen = self.project
+        if chosen or self.connection.api_key:
+            return chosen
+        client = self.client()  # models, whatever the output mode
+        projects = []
+        for team in client.me().teams:
+            projects += [(p, team) for p in client.projects.iter(team.team_id, limit=500)]
+        if len(projects) == 1:
+            return projects[0][0].id
+        listed = "; ".join(f"{p.id} ({p.name}, team {t.team_name})" for p, t in projects)
+        raise UsageError(
+            "Name the project with --project: " + (f"you have {len(projects)}: {listed}"
+                                                   if projects else "you have none yet"),
+            details={"field": "--project", "reason": "required",
+                     "projects": [{"id": p.id, "name": p.name, "teamId": t.team_id}
+                                  for p, t in projects]},
+            next_action="Pass --project PROJECT_ID, set REDLINE_PROJECT, or save a default: "
+            "redline login --default-project PROJECT_ID." if projects else
+            "Create one: redline projects create NAME.")
+
     # -- output -----------------------------------------------------------------------------
 
     def emit(self, value: Any, *, columns: list[str] | None = None,

@@ -44,9 +44,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo:demo", "Fill the server with a sample project (dashboard tour)."),
     "worker": ("system:worker", "Run background workers (webhooks, blob deletion)."),
     "runner": ("runner:runner", "Run a runner: execute plans' runs for a server."),
-    "db": ("system:db", "Database maintenance (not in this version)."),
-    "webhooks": ("system:webhooks", "Manage webhooks (not in this version)."),
-    "artifacts": ("system:artifacts", "Upload and fetch artifacts (not in this version)."),
+    "db": ("db:db", "Database maintenance: migrate, status, backup."),
+    "webhooks": ("webhooks:webhooks", "Manage webhooks and their deliveries."),
+    "artifacts": ("artifacts:artifacts", "Upload, list, download and delete artifacts."),
 }
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -32,6 +34,25 @@ def _next_page(call: Call, page: Any) -> Call | None:
     params = {k: v for k, v in (call.params or {}).items() if k != "offset"}
     params["cursor"] = cursor
     return Call(call.method, call.path, params=params, model=call.model, raw=call.raw)
+
+
+#: a signed link needs no credentials, so none are sent to it (httpx's client has none: the
+#: client's headers go with each API call)
+_DOWNLOAD_HEADERS = {"Accept": "*/*"}
+
+
+def _on_this_server(base: str, link: str) -> str:
+    """The signed link, fetched from the server this client talks to: the signature covers
+    the path and query, not the host, and REDLINE_PUBLIC_URL may name an address this
+    machine does not reach (or the default port when the server runs on another)."""
+    parts = urlsplit(link)
+    return base + parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def _artifact_call(artifact_id: str) -> Call:
+    from redline.sdk._lazy import models as m
+
+    return Call("GET", f"/api/artifacts/{artifact_id}", model=m.Artifact, raw=False)
 
 
 def _wait_message(run_id: str, status: str | None, timeout: float) -> str:
@@ -118,6 +139,20 @@ class Client(BaseClient):
             page = self._call(next_call)
             yield from _items(page)
             next_call = _next_page(next_call, page)
+
+    def _download(self, artifact_id: str, path: str | os.PathLike) -> Any:
+        artifact = self._call(_artifact_call(artifact_id))
+        try:
+            with self._http.stream("GET", _on_this_server(self.url, artifact.url),
+                                   headers=_DOWNLOAD_HEADERS) as answer:
+                if not answer.is_success:
+                    answer.read()
+                    raise self._api_error(answer)
+                with open(path, "wb") as handle:
+                    handle.writelines(answer.iter_bytes())
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, _artifact_call(artifact_id)) from exc
+        return artifact
 
     def _previous_run(self, run: Run | str, scan: int) -> Run | None:
         if isinstance(run, (str, dict)):
@@ -228,6 +263,21 @@ class AsyncClient(BaseClient):
             for item in _items(page):
                 yield item
             next_call = _next_page(next_call, page)
+
+    async def _download(self, artifact_id: str, path: str | os.PathLike) -> Any:
+        artifact = await self._call(_artifact_call(artifact_id))
+        try:
+            async with self._http.stream("GET", _on_this_server(self.url, artifact.url),
+                                         headers=_DOWNLOAD_HEADERS) as answer:
+                if not answer.is_success:
+                    await answer.aread()
+                    raise self._api_error(answer)
+                with open(path, "wb") as handle:  # noqa: ASYNC230 - a local file, in chunks
+                    async for chunk in answer.aiter_bytes():
+                        handle.write(chunk)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, _artifact_call(artifact_id)) from exc
+        return artifact
 
     async def _previous_run(self, run: Run | str, scan: int) -> Run | None:
         if isinstance(run, (str, dict)):

@@ -593,8 +593,16 @@ class Comparison(Model):
 
 
 class Artifact(Model):
+    """An artifact (screenshot, video, trace, report); `url` is a signed link until
+    `expires_at`. `test_id` is the test it belongs to (None: the whole run)."""
+
     id: str
     type: str
+    project_id: str | None = None
+    run_id: str | None = None
+    test_id: str | None = None
+    test_status: str | None = None
+    sha256: str | None = None
     file_name: str | None = None
     file_size: int | None = None
     mime_type: str | None = None
@@ -610,6 +618,22 @@ class Webhook(Model):
     events: list[str] = []
     headers: dict[str, str] | None = None
     is_active: bool | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class Delivery(Model):
+    """One delivery of a webhook event: `status` pending, succeeded or failed."""
+
+    id: str
+    webhook_id: str | None = None
+    event: str | None = None
+    status: str | None = None
+    attempts: int | None = None
+    response_code: int | None = None
+    latency_ms: int | None = None
+    last_error: str | None = None
+    payload: dict[str, Any] | None = None
     created_at: str | None = None
     updated_at: str | None = None
 

@@ -208,7 +208,8 @@ def resolve_connection(store: Store | None = None, *, url: str | None = None,
                        settings: ClientSettings | None = None) -> Connection:
     """First found wins: the flag, then `REDLINE_URL`/`REDLINE_API_KEY`/`REDLINE_TOKEN`/
     `REDLINE_PROJECT`/`REDLINE_TEAM`, then the profile (`--profile`, `REDLINE_PROFILE`, or the
-    current one). An API key in the environment beats a token saved in the profile."""
+    current one). An API key in the environment beats a token saved in the profile, and with
+    an API key the profile's default project is left out (the key implies its own)."""
     settings = settings or ClientSettings.from_env()
     store = store if store is not None else Store.load()
     name = profile_name(store, profile, settings)
@@ -220,6 +221,8 @@ def resolve_connection(store: Store | None = None, *, url: str | None = None,
     return Connection(
         url=(url or settings.url or saved.url or DEFAULT_URL).rstrip("/"),
         api_key=api_key, token=token,
-        project=project or settings.project or saved.project,
+        # a project API key decides its project: a profile's default (saved for a personal
+        # token, maybe of another project) never overrides it; a flag or REDLINE_PROJECT does
+        project=project or settings.project or (None if api_key else saved.project),
         team=settings.team or saved.team, profile_name=name,
         timeout=settings.timeout, max_retries=settings.max_retries)

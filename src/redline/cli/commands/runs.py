@@ -90,8 +90,10 @@ def runs():
 @pagination_options
 def runs_list(env: Env, status, branch, limit, cursor):
     """The project's runs, newest first."""
-    env.emit(env.client(printing=True).runs.list(env.project, status=status, branch=branch, limit=limit,
-                                    cursor=cursor), columns=RUN_COLUMNS)
+    project = env.project_for()
+    env.emit(env.client(printing=True).runs.list(project, status=status, branch=branch,
+                                                 limit=limit, cursor=cursor),
+             columns=RUN_COLUMNS)
 
 
 @runs.command("get")
@@ -176,15 +178,49 @@ def runs_delete(env: Env, run_id, yes):
 
 
 def _import_options(fn):
-    fn = click.option("--ci-build-id", metavar="ID", help="CI build id (shards of one build "
-                      "share it).")(fn)
-    fn = click.option("--commit", "commit_sha", metavar="SHA", envvar="GITHUB_SHA",
-                      help="Commit tested (default: GITHUB_SHA).")(fn)
-    fn = click.option("--branch", metavar="BRANCH", envvar="GITHUB_REF_NAME",
-                      help="Branch tested (default: GITHUB_REF_NAME).")(fn)
+    fn = click.option("--no-detect", is_flag=True, help="Send only the values given by flags "
+                      "(no CI or git detection).")(fn)
+    fn = click.option("--title", "run_title", metavar="TITLE", help="Run title (default: "
+                      "the CI workflow or job).")(fn)
+    fn = click.option("--ci-provider", metavar="NAME", help="CI provider (default: "
+                      "detected: github, gitlab, circleci, jenkins, buildkite, azure).")(fn)
+    fn = click.option("--ci-build-url", metavar="URL", help="Link to the CI build "
+                      "(default: detected).")(fn)
+    fn = click.option("--ci-build-id", metavar="ID", help="CI build id; shards of one build "
+                      "share it (default: detected).")(fn)
+    fn = click.option("--commit-author", metavar="NAME", help="Commit author (default: "
+                      "detected, or git's).")(fn)
+    fn = click.option("--commit-message", metavar="TEXT", help="Commit message (default: "
+                      "detected, or git's).")(fn)
+    fn = click.option("--commit", "commit_sha", metavar="SHA", help="Commit tested (default: "
+                      "the CI's, e.g. GITHUB_SHA, else the checkout's HEAD).")(fn)
+    fn = click.option("--branch", metavar="BRANCH", help="Branch tested (default: the CI's, "
+                      "e.g. a pull request's GITHUB_HEAD_REF, else the checkout's).")(fn)
     fn = click.option("--format", "report_format", type=FORMATS,
                       help="Report format (default: detected).")(fn)
     return fn
+
+
+def _run_metadata(options: dict) -> dict:
+    """The run's metadata: the flags' values, then the CI provider's, then git's."""
+    from redline.cli import ci
+
+    given = {name: options.get(name) for name in ci.FIELDS}
+    if options.get("no_detect"):
+        return {**{k: v for k, v in given.items() if v is not None}, "source": "cli"}
+    return ci.detect(given, os.environ)
+
+
+def _summary_line(env: Env, run) -> None:
+    """What an upload did, in a few lines: counts, verdict, the dashboard link."""
+    counts = (f"{run.total_tests or 0} tests: {run.passed_tests or 0} passed, "
+              f"{run.failed_tests or 0} failed, {run.flaky_tests or 0} flaky, "
+              f"{run.skipped_tests or 0} skipped")
+    where = " ".join(x for x in (f"on {run.branch}" if run.branch else "",
+                                 f"at {run.commit_sha[:12]}" if run.commit_sha else "") if x)
+    state = run.outcome if run.is_finished else run.status
+    click.echo(f"Run {run.id} ({state}): {counts}" + (f" {where}" if where else ""))
+    click.echo(f"{env.url}/runs/{run.id}")
 
 
 @click.command()
@@ -202,23 +238,44 @@ def _import_options(fn):
 @click.option("--spool", type=click.Path(exists=True), metavar="DIR",
               help="Instead of reports: send what the pytest plugin spooled when Redline was "
               "unreachable (.redline/spool); sending a spool twice stores each result once.")
-def upload(env: Env, reports, report_format, branch, commit_sha, ci_build_id, wait_,
-           fail_on_failures, timeout, idempotency_key, spool=None):
-    """Import test reports (JUnit XML, Playwright JSON, CTRF JSON) as one run."""
+@click.option("--attachments/--no-attachments", default=True, show_default=True,
+              help="Upload the screenshots, videos and traces a Playwright JSON report "
+              "lists, linked to their tests.")
+def upload(env: Env, reports, report_format, wait_, fail_on_failures, timeout,
+           idempotency_key, attachments, **metadata):
+    """Import test reports (JUnit XML, Playwright JSON, CTRF JSON) as one run.
+
+    Branch, commit, build and title are detected from the CI provider (GitHub Actions,
+    GitLab CI, CircleCI, Jenkins, Buildkite, Azure Pipelines), else from the git checkout;
+    each flag overrides its value. The screenshots, videos and traces a Playwright JSON
+    report lists are uploaded too, linked to their tests (--no-attachments: not).
+    """
+    from redline.cli import attachments as attached
+
+    spool = metadata.pop("spool", None)
     if spool is not None or not reports:
         from redline.cli.spool import upload_spool
 
         return upload_spool(env, spool, reports)
     client = env.client()
     run = client.runs.import_report(list(reports), env.project, format=report_format,
-                                    branch=branch, commit_sha=commit_sha,
-                                    ci_build_id=ci_build_id, source="cli",
+                                    **_run_metadata(metadata),
                                     idempotency_key=idempotency_key,
                                     on_progress=_upload_progress(env))
+    sent = None
+    if attachments and attached.has_playwright_report(list(reports), report_format):
+        sent = attached.upload_attachments(env, client, run, list(reports))
     if (wait_ or fail_on_failures) and not run.is_finished:
         run = client.runs.wait(run.id, timeout=timeout,
                                on_poll=_progress(env, time.monotonic()))
-    env.emit(run)
+    if env.output == "json":
+        env.emit(run if sent is None else {**run.to_json(), "attachments": sent})
+    else:
+        _summary_line(env, run)
+        if sent is not None and (sent["uploaded"] or sent["missing"] or sent["failed"]):
+            click.echo(f"Attachments: {sent['uploaded']} uploaded"
+                       + (f", {sent['missing']} not found" if sent["missing"] else "")
+                       + (f", {sent['failed']} refused" if sent["failed"] else ""))
     if fail_on_failures:
         return _verdict_exit(env, run)
     return 0
@@ -259,8 +316,8 @@ def _find_reports(patterns: list[str], since: float) -> list[str]:
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
               help="Seconds to wait for the verdict.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(env: Env, report_globs, on_outage, timeout, command, report_format, branch,
-          commit_sha, ci_build_id):
+def exec_(env: Env, report_globs, on_outage, timeout, command, report_format,
+          **metadata):
     """Run COMMAND, import the reports it wrote, and exit by the run's verdict with
     quarantine honoured (a quarantined flaky test no longer breaks the build).
 
@@ -306,8 +363,7 @@ def exec_(env: Env, report_globs, on_outage, timeout, command, report_format, br
     try:
         client = env.client()
         run = client.runs.import_report(reports, env.project, format=report_format,
-                                        branch=branch, commit_sha=commit_sha,
-                                        ci_build_id=ci_build_id, source="cli")
+                                        **_run_metadata(metadata))
         if not run.is_finished:
             run = client.runs.wait(run.id, timeout=timeout)
     except outage as exc:

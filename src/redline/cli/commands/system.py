@@ -1,10 +1,10 @@
-"""`serve`, `mcp`, and the commands this version does not have yet."""
+"""`serve`, `mcp`, `worker`: the commands that run a process of Redline."""
 
 from __future__ import annotations
 
 import click
 
-from redline.cli.failures import CliError, NotImplementedCommand, Terminated
+from redline.cli.failures import CliError, Terminated
 from redline.errors import EXIT_SIGINT, EXIT_SIGTERM
 
 
@@ -92,18 +92,6 @@ def mcp(url, profile, project):
     return 0
 
 
-def _not_implemented(name: str, what: str) -> click.Command:
-    @click.command(name, context_settings={"ignore_unknown_options": True,
-                                           "allow_extra_args": True},
-                   help=f"{what} (not in this version: exits 2).")
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def command(args):
-        raise NotImplementedCommand(f"`redline {name}` is not implemented in this version",
-                                    details={"command": name})
-
-    return command
-
-
 @click.command()
 @click.option("--processes", "-n", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes to run on this host.")
@@ -126,8 +114,3 @@ def worker(processes, data_dir):
     except DatabaseUnreachable as exc:
         raise _unreachable(exc) from None
     return 0
-
-
-db = _not_implemented("db", "Database maintenance")
-webhooks = _not_implemented("webhooks", "Manage webhooks")
-artifacts = _not_implemented("artifacts", "Upload and fetch artifacts")

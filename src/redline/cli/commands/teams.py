@@ -154,7 +154,26 @@ def invitations_revoke(env: Env, invitation_id, yes):
               help="Creates your account when the email has none (or signs in to it).")
 @click.option("--name", metavar="NAME", help="Your display name, for a new account.")
 def invitations_accept(env: Env, invitation_id, token, password, name):
-    """Accept an invitation (signed in as the invited email, or with its token)."""
+    """Accept an invitation (signed in as the invited email, or with its token).
+
+    With --password, you are signed in too: the personal token is saved in the profile
+    (`default`, or --profile), as `redline login` does, with the team as its default.
+    """
+    from redline.sdk.settings import DEFAULT_PROFILE, ClientSettings, Profile
+
     client = env.client()
-    env.emit(client.invitations.accept(invitation_id, token=token, password=password,
-                                       name=name))
+    accepted = client.invitations.accept(invitation_id, token=token, password=password,
+                                         name=name)
+    if accepted.token:
+        store = env.store
+        profile_name = env.profile_name or ClientSettings.from_env().profile or DEFAULT_PROFILE
+        previous = store.profiles.get(profile_name) or Profile()
+        store.profiles[profile_name] = Profile(
+            url=env.url, token=accepted.token, email=accepted.member.email,
+            team=accepted.member.team_id,
+            project=previous.project if previous.team == accepted.member.team_id else None)
+        store.current = profile_name
+        path = store.save()
+        env.note(f"Signed in to {env.url} as {accepted.member.email} (profile "
+                 f"'{profile_name}', saved in {path}).")
+    env.emit(accepted)
