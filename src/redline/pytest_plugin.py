@@ -6,7 +6,9 @@ project key) like the other clients, and the CI metadata the CLI detects (`redli
 
 - The run is created at session start and the results go in batches
   (`POST /api/runs/{id}/tests/batch`) from a background thread: the test's own thread only
-  puts a dict on a bounded queue. A full queue spills to the spool instead of waiting.
+  appends a dict to a bounded buffer, and wakes the sender only once a batch is full (a
+  thread woken for every result would cost more than the rest of the plugin). A full buffer
+  spills to the spool instead of waiting.
 - One result per test: status, duration, file, line, markers as tags, skip and xfail reasons,
   captured stdout/stderr/log, the error with its traceback. pytest-rerunfailures' attempts
   are one result with its attempts (as steps): flaky when it passed on a retry.
@@ -22,10 +24,10 @@ from __future__ import annotations
 
 import importlib
 import os
-import queue
 import threading
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ import pytest
 
 BATCH = 500  # results per request (the endpoint takes up to 1,000)
 FLUSH_SECONDS = 1.0  # a partial batch waits at most this long
-QUEUE_SIZE = 20_000
+QUEUE_SIZE = 20_000  # results waiting to be sent, at most
 #: markers pytest itself gives meaning to: not tags
 BUILTIN_MARKERS = frozenset({"parametrize", "usefixtures", "filterwarnings", "skip", "skipif",
                              "xfail", "flaky", "timeout", "tryfirst", "trylast"})
@@ -263,7 +265,10 @@ class Reporter:
         self.url = config.getoption("redline_url") or None
         spool_dir = config.getoption("redline_spool_dir")
         self.spool_dir = Path(spool_dir) if spool_dir else config.rootpath / ".redline" / "spool"
-        self.queue: queue.Queue = queue.Queue(QUEUE_SIZE)
+        #: results waiting for the sender (deque's append and popleft are thread-safe)
+        self.buffer: deque[dict[str, Any]] = deque()
+        self.wake = threading.Event()
+        self.finish: dict[str, Any] | None = None
         self.tests: dict[str, _Test] = {}
         self.counts: dict[str, int] = {}
         self.failed = False
@@ -320,10 +325,13 @@ class Reporter:
         self.counts[word] = self.counts.get(word, 0) + 1
         if result["status"] == "failed":
             self.failed = True
-        try:
-            self.queue.put_nowait(result)
-        except queue.Full:  # the sender is behind: never wait, spool it instead
+        waiting = len(self.buffer)
+        if waiting >= QUEUE_SIZE:  # the sender is behind: never wait, spool it instead
             self.spool.tests(self._next_seq(), [result])
+            return
+        self.buffer.append(result)
+        if waiting + 1 == BATCH:
+            self.wake.set()
 
     def _next_seq(self) -> int:
         with self._seq_lock:
@@ -338,8 +346,8 @@ class Reporter:
                 self._put(*build_result(nodeid, test))
         self.tests.clear()
         duration = round((time.monotonic() - self.started) * 1000)
-        self.queue.put(("finish", {"status": "failed" if self.failed else "passed",
-                                   "duration": duration}))
+        self.finish = {"status": "failed" if self.failed else "passed", "duration": duration}
+        self.wake.set()
         if self.thread is not None:
             self.thread.join(timeout=max(30.0, self._timeout() * 4))
 
@@ -373,21 +381,17 @@ class Reporter:
             self.run_id = self.spool.run_id = run.id
         except Exception as exc:  # noqa: BLE001 - whatever fails, the results go to the spool
             self.problem = _describe(exc)
-        finish: dict[str, Any] | None = None
-        while finish is None:
-            batch: list[dict[str, Any]] = []
-            deadline = time.monotonic() + FLUSH_SECONDS
-            while len(batch) < BATCH:
-                try:
-                    item = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if isinstance(item, tuple):
-                    finish = item[1]
-                    break
-                batch.append(item)
-            if batch:
+        while True:
+            self.wake.wait(FLUSH_SECONDS)
+            self.wake.clear()
+            finish = self.finish  # read before draining: nothing is added after it is set
+            while self.buffer:
+                batch: list[dict[str, Any]] = []
+                while self.buffer and len(batch) < BATCH:
+                    batch.append(self.buffer.popleft())
                 self._send(client, batch)
+            if finish is not None:
+                break
         self._finish(client, finish)
         if client is not None:
             client.close()
