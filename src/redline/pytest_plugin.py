@@ -350,6 +350,14 @@ class Reporter:
         self.wake.set()
         if self.thread is not None:
             self.thread.join(timeout=max(30.0, self._timeout() * 4))
+            if self.thread.is_alive():  # Redline hangs: what is still here goes to the spool
+                self.problem = self.problem or "Redline did not answer in time"
+                left = [self.buffer.popleft() for _ in range(len(self.buffer))]
+                if left:
+                    self.spool.tests(self._next_seq(), left)
+                self.spool.finish(status=self.finish["status"],
+                                  shardCurrent=self.fields.get("shard_current"),
+                                  duration=duration)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         write = terminalreporter.write_line
