@@ -22,6 +22,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,10 @@ class Sandbox:
         if self.kind != "bubblewrap":
             return command
         argv = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                "--tmpfs", "/tmp", "--bind", str(run_dir), str(run_dir)]
+                "--tmpfs", "/tmp"]
+        for path in _own_toolchain_under_tmp():
+            argv += ["--ro-bind", path, path]
+        argv += ["--bind", str(run_dir), str(run_dir)]
         for hidden in self.hide_paths:
             hidden = hidden.resolve()
             if run_dir.resolve().is_relative_to(hidden):
@@ -67,6 +71,21 @@ class Sandbox:
         argv += ["--unshare-all"] + (["--share-net"] if network else [])
         argv += ["--die-with-parent", "--chdir", str(work_dir), "--"]
         return argv + list(command)
+
+
+def _own_toolchain_under_tmp() -> list[str]:
+    """The runner's own interpreter and import path where they lie under /tmp (a checkout or
+    a virtualenv there), which the sandbox's private /tmp would hide: plans commonly run the
+    same Python (`python -m pytest`). Read-only, outermost first."""
+    found: set[str] = set()
+    for entry in (sys.prefix, sys.base_prefix, *sys.path):
+        if not entry:
+            continue
+        path = Path(entry).resolve()
+        if path.is_relative_to("/tmp") and path != Path("/tmp") and path.exists():
+            found.add(str(path))
+    kept = sorted(found, key=len)
+    return [p for p in kept if not any(Path(p).is_relative_to(q) and p != q for q in kept)]
 
 
 _bwrap_works: bool | None = None
