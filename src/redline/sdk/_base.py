@@ -5,6 +5,7 @@ is plain functions and values (a retry decision is a number of seconds or None, 
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import os
 import random
@@ -198,6 +199,11 @@ def tls_options(url: str) -> dict[str, Any]:
     return {}
 
 
+def multipart_boundary(idempotency_key: str) -> str:
+    """The multipart boundary of a write with this key: every retry sends the same bytes."""
+    return "redline-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+
+
 def new_idempotency_key() -> str:
     return f"rlsdk_{uuid.uuid4().hex}"
 
@@ -377,6 +383,14 @@ class BaseClient:
             "the profile); a personal token acts across projects",
             details={"field": "projectId", "reason": "required"})
 
+    def _sign_in(self, token: str) -> None:
+        """Act with this personal token from now on (what `auth.login` does)."""
+        self.credentials = Credentials(token=token)
+        for name in ("X-API-Key", "Authorization"):
+            self._headers.pop(name, None)
+        self._headers.update(self.credentials.headers())
+        self._implied_project = None
+
     def _request_kwargs(self, call: Call, idempotency_key: str | None):
         """httpx.request arguments, and the file handles to close after the attempt."""
         headers = {**self._headers, **(call.headers or {})}
@@ -396,6 +410,11 @@ class BaseClient:
                     handles.append(handle)
                 files.append((upload.field, (name, handle, ctype)))
             kwargs["files"] = files
+            if idempotency_key and call.is_write:
+                # httpx draws a random boundary: a retry would be another body, which the
+                # server answers IDEMPOTENCY_BODY_MISMATCH instead of replaying the first
+                headers["Content-Type"] = ("multipart/form-data; boundary="
+                                           + multipart_boundary(idempotency_key))
             if call.data:
                 kwargs["data"] = {k: str(query_value(v)) for k, v in call.data.items()
                                   if v is not None}
@@ -466,8 +485,11 @@ class BaseClient:
         """Who these credentials are: the user, the key's project and scopes, the teams."""
         return self._system.me()
 
-    def update_me(self, *, name: str | None = None, password: str | None = None):
-        return self._system.update_me(name=name, password=password)
+    def update_me(self, *, name: str | None = None, password: str | None = None,
+                  current_password: str | None = None):
+        """A new password needs `current_password`; it ends the user's other sign-ins."""
+        return self._system.update_me(name=name, password=password,
+                                      current_password=current_password)
 
     def compare(self, base_run_id: str, head_run_id: str):
         """What changed from `base_run_id` to `head_run_id` (new failures, fixed, still

@@ -7,6 +7,7 @@ left out is implied: the client's default project, else the API key's own projec
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -72,19 +73,64 @@ class System(Resource):
     def me(self):
         return self._call("GET", "/api/me", model=m.Me)
 
-    def update_me(self, *, name: str | None = None, password: str | None = None):
-        return self._call("PATCH", "/api/me", json=clean({"name": name, "password": password}),
-                          model=m.Me)
+    def update_me(self, *, name: str | None = None, password: str | None = None,
+                  current_password: str | None = None):
+        """A new password needs `current_password`; it ends the user's other sign-ins."""
+        return self._call("PATCH", "/api/me", json=clean({
+            "name": name, "password": password, "currentPassword": current_password}),
+            model=m.Me)
 
 class Auth(Resource):
     def login(self, email: str, password: str) -> m.LoginResult:
-        """Sign in: a personal token (`rlu_...`) for `Client(token=...)`."""
-        return self._call("POST", "/api/auth/login", json={"email": email, "password": password},
-                          model=m.LoginResult, idempotent=False)
+        """Sign in: the client this is called on uses the personal token (`rlu_...`) from
+        then on (the result has it too, for `Client(token=...)` elsewhere)."""
+        result = self._call("POST", "/api/auth/login",
+                            json={"email": email, "password": password},
+                            model=m.LoginResult, idempotent=False)
+        if inspect.isawaitable(result):  # an AsyncClient: sign in once the answer is in
+            return self._signed_in_later(result)  # type: ignore[return-value]
+        self._c._sign_in(_token_of(result))
+        return result
+
+    async def _signed_in_later(self, pending):
+        result = await pending
+        self._c._sign_in(_token_of(result))
+        return result
 
     def logout(self) -> None:
         """Revoke the personal token this client uses."""
         return self._call("POST", "/api/auth/logout", idempotent=False)
+
+
+def _pick_test(found: list[Any], run_id: str, file_path: str, full_title: str,
+               variant: str | None) -> Any:
+    """The one result of `found` with this file and full title (and variant), else the
+    error: NOT_FOUND for none, VALIDATION_ERROR for several."""
+    from redline.sdk.exceptions import NotFoundError, ValidationError
+
+    def path(text: str | None) -> str:
+        text = (text or "").replace("\\", "/")
+        return text.removeprefix("./")
+
+    matches = [t for t in found if (t.full_title or t.title) == full_title
+               and path(t.file_path) == path(file_path)
+               and (variant is None or t.variant == variant)]
+    if len(matches) == 1:
+        return matches[0]
+    where = f"{file_path} › {full_title}" + (f" [{variant}]" if variant else "")
+    if not matches:
+        raise NotFoundError(f"Run {run_id} has no test {where}",
+                            details={"field": "test", "reason": "not_found"},
+                            next_action="List the run's tests: `redline tests list --run "
+                            f"{run_id}`.")
+    raise ValidationError(f"Several tests of run {run_id} are {where}: name the variant ("
+                          + ", ".join(sorted(str(t.variant) for t in matches)) + ")",
+                          details={"field": "variant", "reason": "ambiguous",
+                                   "testIds": [t.id for t in matches]})
+
+
+def _token_of(result: Any) -> str:
+    return result["token"] if isinstance(result, dict) else result.token
 
 
 class Teams(Resource):
@@ -407,6 +453,24 @@ class Tests(Resource):
     def get(self, test_id: str) -> m.TestResult:
         return self._call("GET", f"/api/tests/{test_id}", model=m.TestResult)
 
+    def find(self, run_id: str, *, file_path: str, full_title: str,
+             variant: str | None = None) -> m.TestResult:
+        """The result of a run with this file and full title (and variant, e.g. a Playwright
+        project); `NotFoundError` when there is none, `ValidationError` when several match
+        and no variant tells them apart."""
+        call = Call("GET", "/api/tests", params={"projectId": IMPLIED_PROJECT,
+                                                  "runId": run_id, "search": full_title,
+                                                  "limit": 500},
+                    model=m.Page[m.TestResult], raw=False)
+        page = self._c._call(call)  # type: ignore[attr-defined]
+        if inspect.isawaitable(page):
+            return self._pick_later(page, run_id, file_path, full_title, variant)  # type: ignore
+        return _pick_test(page.data, run_id, file_path, full_title, variant)
+
+    @staticmethod
+    async def _pick_later(pending, *args):
+        return _pick_test((await pending).data, *args)
+
     def steps(self, test_id: str) -> m.StepList:
         """A result's steps (actions, assertions, hooks), nested; `walk()` flattens them."""
         return self._call("GET", f"/api/tests/{test_id}/steps", model=m.StepList)
@@ -548,13 +612,54 @@ class Trends(Resource):
 
 class Artifacts(Resource):
     def upload(self, file: str | os.PathLike | bytes, *, type: str, run_id: str,
-               test_id: str | None = None, project_id: str | None = None,
-               filename: str | None = None) -> m.Artifact:
-        """Upload a screenshot, video, trace or report; the result has a signed URL."""
-        data = {"type": type, "runId": run_id, "projectId": _project(project_id),
-                **_camel({"test_id": test_id})}
-        return self._call("POST", "/api/upload", files=[Upload("file", file, filename)],
-                          data=data, model=m.Artifact)
+               test_id: str | None, project_id: str | None = None,
+               filename: str | None = None,
+               on_progress: Callable[[int, int], Any] | None = None) -> m.Artifact:
+        """Upload a screenshot, video, trace or report of a run; the result has a signed URL.
+
+        `test_id` is the test result (`test_...`) it belongs to, or None for an artifact of
+        the whole run: it is always given, so an artifact never ends up unlinked because a
+        file name matched no test (`tests.find` turns a file and title into the id).
+        `on_progress(sent, total)` follows the bytes sent."""
+        upload = Upload("file", file, filename)
+        if on_progress is not None:
+            total = upload.size
+            upload.on_read = lambda sent: on_progress(sent, total)
+        # the fields go in the query: the server checks the type's cap and the tenancy before
+        # the first byte of the file
+        params = {"type": type, "runId": run_id, "projectId": _project(project_id),
+                  **_camel({"test_id": test_id})}
+        return self._call("POST", "/api/upload", params=params, files=[upload],
+                          model=m.Artifact, verify=f"`redline artifacts list --run {run_id}`")
+
+    def list(self, *, run_id: str | None = None, test_id: str | None = None,
+             type: str | None = None, limit: int | None = None,
+             cursor: str | None = None) -> m.Page[m.Artifact]:
+        """The artifacts of a run or of a test, oldest first, each with a fresh signed URL."""
+        params = {**_camel({"run_id": run_id, "test_id": test_id, "type": type}),
+                  **_page(limit, None, cursor)}
+        return self._call("GET", "/api/artifacts", params=params, model=m.Page[m.Artifact])
+
+    def iter(self, *, run_id: str | None = None, test_id: str | None = None,
+             type: str | None = None, limit: int | None = None):
+        params = {**_camel({"run_id": run_id, "test_id": test_id, "type": type}),
+                  **_page(limit, None, None)}
+        return self._iter("GET", "/api/artifacts", params=params, model=m.Page[m.Artifact])
+
+    def get(self, artifact_id: str, *, expires_in: int | None = None,
+            download: bool = False) -> m.Artifact:
+        """An artifact with a fresh signed `url` (valid `expires_in` seconds; `download`: a
+        link that always downloads)."""
+        params = clean({"expiresIn": expires_in, "download": download or None})
+        return self._call("GET", f"/api/artifacts/{artifact_id}", params=params,
+                          model=m.Artifact)
+
+    def download(self, artifact_id: str, path: str | os.PathLike) -> m.Artifact:
+        """Write an artifact's file to `path` (streamed); returns the artifact."""
+        return self._c._download(artifact_id, path)  # type: ignore[attr-defined]
+
+    def delete(self, artifact_id: str) -> m.Deleted:
+        return self._call("DELETE", f"/api/artifacts/{artifact_id}", model=m.Deleted)
 
 
 class Webhooks(Resource):
@@ -564,8 +669,12 @@ class Webhooks(Resource):
                           params={"projectId": _required(project_id), **_page(limit, None, cursor)},
                           model=m.Page[m.Webhook])
 
+    def get(self, webhook_id: str) -> m.Webhook:
+        return self._call("GET", f"/api/webhooks/{webhook_id}", model=m.Webhook)
+
     def create(self, url: str, events: Sequence[str], project_id: str | None = None, *,
                headers: dict[str, str] | None = None, secret: str | None = None) -> m.Webhook:
+        """A new webhook; the answer holds its signing secret (shown this once)."""
         body = {"projectId": _required(project_id), "url": url, "events": list(events),
                 **_camel({"headers": headers, "secret": secret})}
         return self._call("POST", "/api/webhooks", json=body, model=m.Webhook)
@@ -579,6 +688,21 @@ class Webhooks(Resource):
 
     def delete(self, webhook_id: str) -> m.Deleted:
         return self._call("DELETE", f"/api/webhooks/{webhook_id}", model=m.Deleted)
+
+    def deliveries(self, webhook_id: str, *, limit: int | None = None,
+                   cursor: str | None = None) -> m.Page[m.Delivery]:
+        """A webhook's deliveries, newest first."""
+        return self._call("GET", f"/api/webhooks/{webhook_id}/deliveries",
+                          params=_page(limit, None, cursor), model=m.Page[m.Delivery])
+
+    def redeliver(self, webhook_id: str, delivery_id: str) -> m.Delivery:
+        """Send a delivery again (same `webhook-id`, so a receiver can drop a duplicate)."""
+        return self._call("POST", f"/api/webhooks/{webhook_id}/deliveries/{delivery_id}/"
+                          "redeliver", model=m.Delivery)
+
+    def ping(self, webhook_id: str) -> m.Delivery:
+        """Send a test event."""
+        return self._call("POST", f"/api/webhooks/{webhook_id}/ping", model=m.Delivery)
 
 
 class Plans(Resource):
