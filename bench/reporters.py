@@ -110,7 +110,7 @@ def main() -> None:
         down = {**base, "REDLINE_URL": f"http://127.0.0.1:{free_port()}",
                 "REDLINE_API_KEY": "rl_live_x"}
         spooled_s, spooled_out, _ = run_pytest(suite, down, "--redline",
-                                            "--redline-spool-dir", str(workdir / "spool"))
+                                            f"--redline-spool-dir={workdir / 'spool'}")
         counts = httpx.get(f"{server.url}/api/runs", headers={"X-API-Key": key["key"]}).json()
     finally:
         server.stop()

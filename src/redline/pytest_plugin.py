@@ -330,7 +330,7 @@ class Reporter:
             self.spool.tests(self._next_seq(), [result])
             return
         self.buffer.append(result)
-        if waiting + 1 == BATCH:
+        if waiting + 1 >= BATCH and not self.wake.is_set():
             self.wake.set()
 
     def _next_seq(self) -> int:
@@ -390,10 +390,12 @@ class Reporter:
         except Exception as exc:  # noqa: BLE001 - whatever fails, the results go to the spool
             self.problem = _describe(exc)
         while True:
-            self.wake.wait(FLUSH_SECONDS)
+            full = self.wake.wait(FLUSH_SECONDS)
             self.wake.clear()
             finish = self.finish  # read before draining: nothing is added after it is set
-            while self.buffer:
+            # full batches as they come; a partial one only after FLUSH_SECONDS, or at the end
+            # (sending whatever arrived during the last request would mean tiny batches)
+            while len(self.buffer) >= BATCH or (self.buffer and (finish or not full)):
                 batch: list[dict[str, Any]] = []
                 while self.buffer and len(batch) < BATCH:
                     batch.append(self.buffer.popleft())
