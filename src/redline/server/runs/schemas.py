@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from redline.server.schemas import ApiModel
+from redline.server.schemas import ApiModel, DurationMs, Int32
 
 RunStatus = Literal["running", "passed", "failed", "cancelled"]
 Source = Literal["api", "cli", "portal", "mcp", "schedule", "github_action", "reporter"]
@@ -25,9 +25,9 @@ class RunCreate(ApiModel):
     ci_build_id: str | None = Field(None, **_S)
     ci_build_url: str | None = Field(None, max_length=2048)
     playwright_version: str | None = Field(None, max_length=32)
-    workers: int | None = Field(None, ge=0, le=100_000)
-    shard_current: int | None = Field(None, ge=1, le=10_000)
-    shard_total: int | None = Field(None, ge=1, le=10_000)
+    workers: Int32 | None = Field(None, ge=0, le=100_000)
+    shard_current: Int32 | None = Field(None, ge=1, le=10_000)
+    shard_total: Int32 | None = Field(None, ge=1, le=10_000)
     browser: str | None = Field(None, max_length=64)
     os: str | None = Field(None, max_length=64)
     viewport: str | None = Field(None, max_length=32)
@@ -39,13 +39,13 @@ class RunCreate(ApiModel):
 
 class RunUpdate(ApiModel):
     status: RunStatus | None = None
-    total_tests: int | None = Field(None, ge=0)
-    passed_tests: int | None = Field(None, ge=0)
-    failed_tests: int | None = Field(None, ge=0)
-    skipped_tests: int | None = Field(None, ge=0)
-    flaky_tests: int | None = Field(None, ge=0)
-    duration: int | None = Field(None, ge=0, description="Milliseconds.")
-    shard_current: int | None = Field(None, ge=1, le=10_000, description="Which shard "
+    total_tests: Int32 | None = Field(None, ge=0)
+    passed_tests: Int32 | None = Field(None, ge=0)
+    failed_tests: Int32 | None = Field(None, ge=0)
+    skipped_tests: Int32 | None = Field(None, ge=0)
+    flaky_tests: Int32 | None = Field(None, ge=0)
+    duration: DurationMs | None = Field(None, ge=0, description="Milliseconds.")
+    shard_current: Int32 | None = Field(None, ge=1, le=10_000, description="Which shard "
                                       "finished, for a sharded run.")
 
 
@@ -108,6 +108,8 @@ class RunSummary(ApiModel):
     verdict: str | None
     quarantined_failures: int
     created_at: str
+    completed_at: str | None = Field(description="When the run finished (null while "
+                                     "running).")
 
 
 class RunUpdated(ApiModel):

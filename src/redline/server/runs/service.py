@@ -64,7 +64,8 @@ def run_summary_json(row) -> dict:
             "flakyTests": row.flaky_tests,
             "passRate": pass_rate(row.passed_tests, row.total_tests),
             "duration": row.duration, "verdict": row.verdict,
-            "quarantinedFailures": row.quarantined_failures, "createdAt": iso(row.created_at)}
+            "quarantinedFailures": row.quarantined_failures, "createdAt": iso(row.created_at),
+            "completedAt": iso(row.completed_at)}
 
 
 def load_run(conn: Connection, principal: Principal, run_id: str, scope: str,
