@@ -1,5 +1,5 @@
 """Issue 23: every MCP tool's failure, whatever raised it, is `[CODE] message` + `Next:` with
-is_error (never a traceback), through the official `mcp` client."""
+is_error (never a traceback), through the official `mcp` client; list_runs has completedAt."""
 
 from __future__ import annotations
 
@@ -52,6 +52,13 @@ def test_wrong_credentials_fail_every_tool_alike(triage, tmp_path):
     names = ["whoami", "list_teams", "list_runs", "flaky_tests", "trends"]
     for result in call(env, tmp_path, *[(n, {}) for n in names]):
         assert_error_result(result, "AUTH_INVALID")
+
+
+def test_list_runs_shows_when_finished_runs_completed(triage, tmp_path):
+    (result,) = call(triage.env(), tmp_path, ("list_runs", {"limit": 5}))
+    assert not result.is_error
+    runs = result.structured_content["data"]
+    assert runs and all(r["completedAt"] for r in runs if r["status"] != "running")
 
 
 @pytest.mark.parametrize("path_kind", ["missing", "folder"])
