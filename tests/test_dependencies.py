@@ -21,6 +21,8 @@ INDIRECT = {
     "ruff": "the linter, run by make lint",
     "import-linter": "checks the layer contracts ([tool.importlinter]), run by make lint",
     "mypy": "the type checker, run by make lint",
+    "pytest-xdist": "the pytest plugin's test runs a child pytest with -n 2 (tests/reporters)",
+    "pytest-rerunfailures": "the pytest plugin's test reruns a flaky test (tests/reporters)",
 }
 
 
@@ -58,7 +60,7 @@ def test_every_dependency_is_used():
 
 def test_no_dependency_the_suite_does_not_use():
     requirements = _requirements()
-    for name in ("ijson", "freezegun", "pytest-xdist", "flask", "flask-cors"):
+    for name in ("ijson", "freezegun", "flask", "flask-cors"):
         assert name not in requirements, f"{name}: nothing uses it (moto[server] brings flask)"
     assert "server" in requirements["moto"]
 
