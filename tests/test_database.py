@@ -138,7 +138,9 @@ def test_postgresql_case_lookups_probe_the_unique_index_after_a_first_import(mig
         ).scalar())
         assert "uq_test_cases_project_id_identity" in plan
         found = repository.known_cases(conn, "proj_lookup", [*chunk, "not-a-case"])
-        assert found == {identity: (f"tc_lookup_{1000 + n}", None, 1, 1000 + n)
-                         for n, identity in enumerate(chunk)}
+        assert {identity: (case.id, case.tags, case.bucket_id, case.slot)
+                for identity, case in found.items()} == {
+            identity: (f"tc_lookup_{1000 + n}", None, 1, 1000 + n)
+            for n, identity in enumerate(chunk)}
         transaction.rollback()
     engine.dispose()
