@@ -71,6 +71,9 @@ def _is_public(address) -> bool:
             address = address.ipv4_mapped
         if not all(_is_public(ipv4) for ipv4 in embedded):
             return False  # e.g. 2002:a9fe:a9fe:: (6to4 of 169.254.169.254), like the IPv4
+        if address.sixtofour is not None:
+            # as public as the IPv4 it carries (Python 3.13 calls all of 2002::/16 not global)
+            return True
     return address.is_global and not (address.is_multicast or address.is_reserved)
 
 
