@@ -67,7 +67,7 @@ def _stop(runners: list[Runner]) -> None:
 def _wait(client, run_id: str, statuses=TERMINAL, timeout: float = 60) -> dict:
     deadline = time.time() + timeout
     while True:
-        run = client.get(f"/api/runs/{run_id}/execution").json()
+        run = client.get(f"/api/runs/{run_id}").json()
         if run["status"] in statuses or time.time() > deadline:
             return run
         time.sleep(0.01)

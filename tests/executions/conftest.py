@@ -52,7 +52,7 @@ def trigger(client, plan_id: str, **body) -> dict:
 def wait_for(client, run_id: str, statuses=TERMINAL, timeout: float = 60) -> dict:
     deadline = time.time() + timeout
     while True:
-        run = client.get(f"/api/runs/{run_id}/execution").json()
+        run = client.get(f"/api/runs/{run_id}").json()
         if run["status"] in statuses:
             return run
         if time.time() > deadline:

@@ -125,5 +125,5 @@ def test_a_deleted_plan_is_gone_and_its_queued_runs_cancelled(tenant):
         run = client.post(f"/api/plans/{plan['id']}/runs", json={}).json()
         assert client.delete(f"/api/plans/{plan['id']}").status_code == 200
         assert client.get(f"/api/plans/{plan['id']}").status_code == 404
-        after = client.get(f"/api/runs/{run['id']}/execution").json()
+        after = client.get(f"/api/runs/{run['id']}").json()
         assert after["status"] == "cancelled" and after["cancelReason"] == "plan_deleted"

@@ -219,7 +219,7 @@ def test_secret_values_stay_out_of_responses_and_redline_s_log_lines(tenant, sta
         assert f"length {len(secret)}" in log  # the command had it
         responses = [queued.text, client.get(f"/api/plans/{plan['id']}").text,
                      client.get(f"/api/runs/{run['id']}").text,
-                     client.get(f"/api/runs/{run['id']}/execution").text, log]
+                     client.get(f"/api/runs/{run['id']}").text, log]
         assert not any(secret in text for text in responses)
 
 
@@ -284,11 +284,11 @@ def test_sigkill_of_a_runner_mid_run_ends_the_run_properly(start_server, tenant,
         while processes_with(marker):  # the command died with its runner
             assert time.time() < deadline
             time.sleep(0.05)
-        assert client.get(f"/api/runs/{run['id']}/execution").json()["status"] == "running"
+        assert client.get(f"/api/runs/{run['id']}").json()["status"] == "running"
         time.sleep(2.5)  # the lease (2 s) expires; the worker's sweep sees it
         with short.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             assert service.sweep(conn, utcnow() + timedelta(seconds=0.5))["retried"] >= 1
-        again = client.get(f"/api/runs/{run['id']}/execution").json()
+        again = client.get(f"/api/runs/{run['id']}").json()
         assert again["status"] == "queued" and again["attempt"] == 2
         # the retry runs the same command: make it quick, so another runner ends it
         client.patch(f"/api/plans/{plan['id']}", json={"command": script(code, marker)})

@@ -138,7 +138,7 @@ def test_a_queued_run_is_blocked_when_credits_run_out_before_a_runner_takes_it(s
                    json={"executionBudgetSeconds": 0})
         with _runner(server, runner_token(tenant)) as runner:
             assert runner.post("/api/runner/claim", json={"runnerId": "r"}).status_code == 204
-        after = client.get(f"/api/runs/{run['id']}/execution").json()
+        after = client.get(f"/api/runs/{run['id']}").json()
         assert after["status"] == "blocked"
         assert after["blockedReason"] == "insufficient_credits"
         assert client.get(f"/api/plans/{plan['id']}").json()["status"] == "blocked"
@@ -261,7 +261,7 @@ def test_a_lost_runner_s_run_is_queued_again_once_then_failed(server, tenant):
             later = utcnow() + timedelta(seconds=31)
             with server.engine.connect().execution_options(**WRITE) as conn, conn.begin():
                 service.sweep(conn, later)
-        after = client.get(f"/api/runs/{run['id']}/execution").json()
+        after = client.get(f"/api/runs/{run['id']}").json()
         assert after["status"] == "failed" and after["cancelReason"] == "runner_lost"
         assert after["attempt"] == 2
         assert "runner was lost" in client.get(f"/api/runs/{run['id']}/log").json()["text"]
@@ -274,7 +274,7 @@ def test_a_run_past_its_queue_timeout_is_blocked(server, tenant):
         run = trigger(client, plan["id"])
         with server.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             service.sweep(conn, utcnow() + timedelta(seconds=5))
-        after = client.get(f"/api/runs/{run['id']}/execution").json()
+        after = client.get(f"/api/runs/{run['id']}").json()
         assert after["status"] == "blocked" and after["blockedReason"] == "queue_timeout"
 
 
@@ -298,7 +298,7 @@ def test_a_schedule_fires_once_per_due_time_across_replicas(server, tenant):
             if _plan_of(server, run_id) == plan["id"]]
     assert len(mine) == 1
     with tenant.as_user() as client:
-        run = client.get(f"/api/runs/{mine[0]}/execution").json()
+        run = client.get(f"/api/runs/{mine[0]}").json()
         assert run["source"] == "schedule" and run["status"] == "queued"
         assert client.get(f"/api/plans/{plan['id']}").json()["nextRunAt"] > \
             due.isoformat()[:16]
@@ -339,7 +339,7 @@ def test_a_run_being_cancelled_whose_runner_is_lost_is_cancelled_not_retried(ser
         assert client.post(f"/api/runs/{run['id']}/cancel").json()["cancelRequested"] is True
         with server.engine.connect().execution_options(**WRITE) as conn, conn.begin():
             service.sweep(conn, utcnow() + timedelta(seconds=31))
-        after = client.get(f"/api/runs/{run['id']}/execution").json()
+        after = client.get(f"/api/runs/{run['id']}").json()
         assert after["status"] == "cancelled" and after["attempt"] == 1
 
 

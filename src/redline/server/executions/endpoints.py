@@ -97,14 +97,6 @@ def trigger_plan_alias(plan_id: str, request: Request, db: Db, caller: Writer,
 
 # -- runs ------------------------------------------------------------------------------------
 
-@router.get("/runs/{run_id}/execution", response_model=schemas.ExecutedRun,
-            summary="An executed run's state")
-def get_execution(run_id: str, db: Db, caller: Reader):
-    """The executed-run fields: `queuedAt`, `startedAt`, `finishedAt`, `exitCode`,
-    `runnerId`, `blockedReason`, `cancelReason`, with the counts and verdict."""
-    return service.get_executed_run(db, caller, run_id)
-
-
 @router.post("/runs/{run_id}/cancel", response_model=schemas.ExecutedRun,
              summary="Cancel an executed run")
 def cancel_run(run_id: str, db: Db, caller: Writer):

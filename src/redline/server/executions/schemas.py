@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from redline.server.runs.schemas import Run
 from redline.server.schemas import ApiModel
 
 Sandbox = Literal["auto", "bubblewrap", "none"]
@@ -112,32 +113,8 @@ class RunTrigger(ApiModel):
     source: TriggerSource = "api"
 
 
-class ExecutedRun(ApiModel):
-    id: str
-    project_id: str
-    plan_id: str | None
-    status: str
-    source: str
-    branch: str | None
-    commit_sha: str | None
-    queued_at: str | None
-    started_at: str | None
-    finished_at: str | None
-    exit_code: int | None
-    runner_id: str | None
-    blocked_reason: str | None
-    cancel_reason: str | None
-    cancel_requested: bool
-    attempt: int | None
-    total_tests: int
-    passed_tests: int
-    failed_tests: int
-    skipped_tests: int
-    flaky_tests: int
-    verdict: str | None
-    duration: int
-    created_at: str
-    completed_at: str | None
+# An executed run is a run: the same body as `GET /api/runs/{id}` (runs/schemas.py).
+ExecutedRun = Run
 
 
 class Signal(ApiModel):

@@ -228,17 +228,8 @@ def delete_plan(conn: Connection, principal: Principal, plan_id: str) -> None:
 # -- runs of a plan --------------------------------------------------------------------------
 
 def executed_run_json(row) -> dict:
-    return {"id": row.id, "projectId": row.project_id, "planId": row.plan_id,
-            "status": row.status, "source": row.source, "branch": row.branch,
-            "commitSha": row.commit_sha, "queuedAt": iso(row.queued_at),
-            "startedAt": iso(row.started_at), "finishedAt": iso(row.finished_at),
-            "exitCode": row.exit_code, "runnerId": row.runner_id,
-            "blockedReason": row.blocked_reason, "cancelReason": row.cancel_reason,
-            "cancelRequested": row.cancel_requested_at is not None, "attempt": row.attempt,
-            "totalTests": row.total_tests, "passedTests": row.passed_tests,
-            "failedTests": row.failed_tests, "skippedTests": row.skipped_tests,
-            "flakyTests": row.flaky_tests, "verdict": row.verdict, "duration": row.duration,
-            "createdAt": iso(row.created_at), "completedAt": iso(row.completed_at)}
+    """An executed run answers as any run does (`GET /api/runs/{id}`)."""
+    return runs.run_json(row)
 
 
 def _month_start(now: datetime) -> datetime:
@@ -305,10 +296,6 @@ def _load_executed(conn: Connection, principal: Principal, run_id: str, scope: s
     row = repo.get_run(conn, run_id, for_update)
     row = require_in_project(conn, principal, row, scope, "Run", run_id)
     return row
-
-
-def get_executed_run(conn: Connection, principal: Principal, run_id: str) -> dict:
-    return executed_run_json(_load_executed(conn, principal, run_id, "runs:read"))
 
 
 def _cancel(conn: Connection, run_id: str, reason: str) -> None:

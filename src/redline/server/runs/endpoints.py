@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
@@ -34,14 +34,23 @@ def create_run(body: schemas.RunCreate, response: Response, db: Db, caller: Writ
 
 @router.get("/runs", response_model=ListPage[schemas.RunSummary], summary="List runs")
 def list_runs(db: Db, caller: Reader, page: Page, project_id: ProjectId = None,
-              status: Literal["running", "passed", "failed", "cancelled"] | None = None,
-              branch: Annotated[str | None, Query(max_length=255)] = None):
-    """Newest first."""
-    return service.list_runs(db, caller, project_id, status, branch, page)
+              status: schemas.ListedStatus | None = None,
+              branch: Annotated[str | None, Query(max_length=255)] = None,
+              plan_id: Annotated[str | None, Query(alias="planId", max_length=40,
+                                                   description="Only this plan's executed "
+                                                   "runs.")] = None):
+    """Newest first. Every run carries the executed-run fields (`planId`, `queuedAt`,
+    `startedAt`, `finishedAt`, `exitCode`, `runnerId`, `blockedReason`, `cancelReason`,
+    `attempt`), null for a reported or imported run."""
+    return service.list_runs(db, caller, project_id, status, branch, page, plan_id)
 
 
 @router.get("/runs/{run_id}", response_model=schemas.Run, summary="Get a run")
 def get_run(run_id: str, db: Db, caller: Reader):
+    """A reported, imported or executed run; an executed run's `status` is `queued`,
+    `running`, `passed`, `failed`, `blocked` or `cancelled`, and its executed-run fields
+    (`planId`, `queuedAt`, `startedAt`, `finishedAt`, `exitCode`, `runnerId`,
+    `blockedReason`, `cancelReason`, `attempt`) are set."""
     return service.get_run(db, caller, run_id)
 
 

@@ -7,6 +7,9 @@ from pydantic import Field
 from redline.server.schemas import ApiModel, DurationMs, Int32
 
 RunStatus = Literal["running", "passed", "failed", "cancelled"]
+# What `GET /api/runs?status=` takes: a reported run's statuses and an executed run's
+# (`queued` -> `running` -> `passed` | `failed` | `blocked` | `cancelled`).
+ListedStatus = Literal["queued", "running", "passed", "failed", "blocked", "cancelled"]
 Source = Literal["api", "cli", "portal", "mcp", "schedule", "github_action", "reporter"]
 
 _S: dict[str, Any] = {"max_length": 255}
@@ -84,6 +87,27 @@ class Run(ApiModel):
                                 "when the run started, else `passed` (or `cancelled`).")
     quarantined_failures: int = Field(description="Failures ignored by the verdict because "
                                       "their case was quarantined when the run started.")
+    missing_shards: list[int] | None = Field(None, description="Sharded runs completed by "
+                                             "the shard timeout: the shards that never "
+                                             "reported (null otherwise).")
+    plan_id: str | None = Field(description="The plan that executed it (null for a "
+                                "reported or imported run).")
+    queued_at: str | None = Field(description="Executed runs: when it was queued.")
+    started_at: str | None = Field(description="Executed runs: when a runner took it.")
+    finished_at: str | None = Field(description="Executed runs: when its command ended.")
+    exit_code: int | None = Field(description="Executed runs: the command's exit code.")
+    runner_id: str | None = Field(description="Executed runs: the runner that ran it.")
+    blocked_reason: str | None = Field(description="Why a `blocked` run has no verdict: "
+                                       "`source_unavailable`, `command_not_started`, "
+                                       "`sandbox_unavailable`, `no_report`, `no_results`, "
+                                       "`queue_timeout`, `insufficient_credits`.")
+    cancel_reason: str | None = Field(description="`cancelled` (by a user), `timeout`, "
+                                      "`runner_lost`, `plan_deleted`, or a resource limit "
+                                      "(`cpu_limit`, `memory_limit`).")
+    cancel_requested: bool = Field(description="A cancel was asked and the runner is "
+                                   "stopping the command.")
+    attempt: int | None = Field(description="Executed runs: 2 when it was retried after "
+                                "its first runner was lost.")
     created_at: str
     updated_at: str
     completed_at: str | None
@@ -107,6 +131,24 @@ class RunSummary(ApiModel):
     duration: int
     verdict: str | None
     quarantined_failures: int
+    plan_id: str | None = Field(description="The plan that executed it (null for a "
+                                "reported or imported run).")
+    queued_at: str | None = Field(description="Executed runs: when it was queued.")
+    started_at: str | None = Field(description="Executed runs: when a runner took it.")
+    finished_at: str | None = Field(description="Executed runs: when its command ended.")
+    exit_code: int | None = Field(description="Executed runs: the command's exit code.")
+    runner_id: str | None = Field(description="Executed runs: the runner that ran it.")
+    blocked_reason: str | None = Field(description="Why a `blocked` run has no verdict: "
+                                       "`source_unavailable`, `command_not_started`, "
+                                       "`sandbox_unavailable`, `no_report`, `no_results`, "
+                                       "`queue_timeout`, `insufficient_credits`.")
+    cancel_reason: str | None = Field(description="`cancelled` (by a user), `timeout`, "
+                                      "`runner_lost`, `plan_deleted`, or a resource limit "
+                                      "(`cpu_limit`, `memory_limit`).")
+    cancel_requested: bool = Field(description="A cancel was asked and the runner is "
+                                   "stopping the command.")
+    attempt: int | None = Field(description="Executed runs: 2 when it was retried after "
+                                "its first runner was lost.")
     created_at: str
     completed_at: str | None = Field(description="When the run finished (null while "
                                      "running).")

@@ -35,6 +35,15 @@ def pass_rate(passed: int, total: int) -> float:
     return round(passed / total * 100, 2) if total else 0.0
 
 
+def execution_json(row) -> dict:
+    """The executed-run fields every run carries (null for a reported or imported run)."""
+    return {"planId": row.plan_id, "queuedAt": iso(row.queued_at),
+            "startedAt": iso(row.started_at), "finishedAt": iso(row.finished_at),
+            "exitCode": row.exit_code, "runnerId": row.runner_id,
+            "blockedReason": row.blocked_reason, "cancelReason": row.cancel_reason,
+            "cancelRequested": row.cancel_requested_at is not None, "attempt": row.attempt}
+
+
 def run_json(row) -> dict:
     return {
         "id": row.id, "projectId": row.project_id, "status": row.status, "source": row.source,
@@ -50,6 +59,8 @@ def run_json(row) -> dict:
         "passRate": pass_rate(row.passed_tests, row.total_tests), "duration": row.duration,
         "runTitle": row.run_title, "tags": row.tags or [], "grepPatterns": row.grep_patterns or [],
         "verdict": row.verdict, "quarantinedFailures": row.quarantined_failures,
+        "missingShards": row.missing_shards,
+        **execution_json(row),
         "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at),
         "completedAt": iso(row.completed_at),
     }
@@ -64,8 +75,8 @@ def run_summary_json(row) -> dict:
             "flakyTests": row.flaky_tests,
             "passRate": pass_rate(row.passed_tests, row.total_tests),
             "duration": row.duration, "verdict": row.verdict,
-            "quarantinedFailures": row.quarantined_failures, "createdAt": iso(row.created_at),
-            "completedAt": iso(row.completed_at)}
+            "quarantinedFailures": row.quarantined_failures, **execution_json(row),
+            "createdAt": iso(row.created_at), "completedAt": iso(row.completed_at)}
 
 
 def load_run(conn: Connection, principal: Principal, run_id: str, scope: str,
@@ -96,7 +107,9 @@ def create_run(conn: Connection, principal: Principal, fields: dict) -> tuple[di
     if fields.get("shard_total") and fields.get("ci_build_id"):
         existing = repo.find_open_shard_run(conn, project_id, fields["ci_build_id"])
         if existing is not None and existing.shard_total:
-            return run_json(existing), False
+            # a shard joining is news: the shard timeout counts from the last news
+            repo.update_run(conn, existing.id, updated_at=utcnow())
+            return run_json(repo.get_run(conn, existing.id)), False
     run_id = new_run(conn, project_id, fields)
     return run_json(repo.get_run(conn, run_id)), True
 
@@ -148,10 +161,12 @@ def complete_shard(conn: Connection, run_id: str, shard: int | None) -> bool:
 
 
 def list_runs(conn: Connection, principal: Principal, project_id: str | None,
-              status: str | None, branch: str | None, page) -> dict:
+              status: str | None, branch: str | None, page,
+              plan_id: str | None = None) -> dict:
     project_id = resolve_project(principal, project_id)
     require_project(conn, principal, project_id, "runs:read")
-    rows, total = repo.list_runs(conn, project_id, status, branch, page.limit, page.offset)
+    rows, total = repo.list_runs(conn, project_id, status, branch, page.limit, page.offset,
+                                 plan_id)
     return page.page([run_summary_json(r) for r in rows], total)
 
 
