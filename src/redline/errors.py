@@ -130,6 +130,21 @@ _KINDS = [
     _kind("RUN_FAILED", None, 1, False, NO_RETRY,
           "Look at the run's failed tests: `redline runs get RUN_ID`.",
           "a run's verdict is not passed when the job was to get a verdict", "sdk"),
+    # Client side, raised by an executed run's handle (`client.plans.command(...)`).
+    _kind("COMMAND_EXIT", None, 1, False, NO_RETRY,
+          "The command ran and exited non-zero: read its output with `redline runs log "
+          "RUN_ID` and its failed tests with `redline runs get RUN_ID`.",
+          "an executed run's command exited with a non-zero status", "sdk"),
+    _kind("NOT_STARTED", None, 6, False, NO_RETRY,
+          "Call start() (or run()) on the handle first.",
+          "wait, signal or cancel on a command handle that was never started", "sdk"),
+    _kind("ALREADY_STARTED", None, 6, False, NO_RETRY,
+          "A handle is not reusable: make a new one with client.plans.command(...).",
+          "start on a command handle that was started already", "sdk"),
+    _kind("CONNECTION_CLOSED", None, 10, True, NO_RETRY,
+          "The run goes on: read the log again from the offset in `details` "
+          "(`redline runs log RUN_ID --follow --offset N`).",
+          "a run's log stream dropped before the run ended", "sdk"),
     # Client side, raised by the CLI alone.
     _kind("CONFIRMATION_REQUIRED", None, 2, False, NO_RETRY,
           "Run it again with --yes to confirm (see `example`).",

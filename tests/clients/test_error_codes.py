@@ -12,16 +12,20 @@ from redline.errors import CATALOG, CLI_CODES, SDK_CODES, SERVER_CODES, kind_for
 from redline.sdk import exceptions as exc_module
 from redline.sdk.exceptions import (
     API_ERRORS,
+    AlreadyStartedError,
     APIError,
     AuthForbiddenError,
     AuthInvalidError,
     AuthRequiredError,
+    CommandExitError,
     ConflictError,
+    ConnectionClosedError,
     IdempotencyMismatchError,
     InsufficientCreditsError,
     InternalServerError,
     NetworkError,
     NotFoundError,
+    NotStartedError,
     PayloadTooLargeError,
     PreconditionFailedError,
     RateLimitedError,
@@ -48,10 +52,15 @@ EXPECTED = {
     "INTERNAL": InternalServerError, "UNAVAILABLE": UnavailableError,
     "NETWORK_ERROR": NetworkError, "TIMEOUT": exc_module.TimeoutError,
     "WAIT_TIMEOUT": WaitTimeoutError, "RUN_FAILED": RunFailedError,
+    "COMMAND_EXIT": CommandExitError, "NOT_STARTED": NotStartedError,
+    "ALREADY_STARTED": AlreadyStartedError, "CONNECTION_CLOSED": ConnectionClosedError,
 }
+#: raised by an executed run's handle alone: provoked for real in test_executions_sdk.py
+HANDLE_CODES = ("COMMAND_EXIT", "NOT_STARTED", "ALREADY_STARTED", "CONNECTION_CLOSED")
 #: the codes provoked for real through every surface (RUN_FAILED and the CLI's own codes:
 #: test_cli_exit_paths.py)
-ALL_CODES = [code for code in CATALOG if code not in ("RUN_FAILED", *CLI_CODES)]
+ALL_CODES = [code for code in CATALOG if code not in ("RUN_FAILED", *HANDLE_CODES,
+                                                     *CLI_CODES)]
 
 
 def test_every_catalog_code_has_exactly_its_sdk_class():

@@ -12,13 +12,24 @@ from urllib.parse import urlsplit
 import httpx
 
 from redline.sdk._base import BaseClient, Call, is_previous, tls_options
-from redline.sdk.exceptions import RedlineError, RunFailedError, WaitTimeoutError
+from redline.sdk.exceptions import (
+    ConnectionClosedError,
+    RedlineError,
+    RunFailedError,
+    TransportError,
+    UnavailableError,
+    WaitTimeoutError,
+)
 
 if TYPE_CHECKING:
     from redline.sdk.models import Run
 
 DEFAULT_WAIT_TIMEOUT = 30 * 60.0
 DEFAULT_POLL = 2.0
+#: seconds between reads of a live run's log when nothing new came
+DEFAULT_LOG_POLL = 0.5
+#: what a log read that fails this way means: the stream dropped (after the call's retries)
+_DROPPED = (TransportError, UnavailableError)
 
 
 def _items(page: Any) -> list:
@@ -58,6 +69,46 @@ def _artifact_call(artifact_id: str) -> Call:
 def _wait_message(run_id: str, status: str | None, timeout: float) -> str:
     return (f"Run {run_id} is still {status or 'unfinished'} after {timeout:g} s; it goes on "
             f"on the server. Wait again with `redline wait {run_id}`; do not start it again.")
+
+
+def _log_call(run_id: str, offset: int) -> Call:
+    from redline.sdk._lazy import models as m
+
+    return Call("GET", f"/api/runs/{run_id}/log", params={"offset": offset},
+                model=m.LogChunk, raw=False)
+
+
+def _log_dropped(run_id: str, offset: int, cause: RedlineError) -> ConnectionClosedError:
+    return ConnectionClosedError(
+        f"The log of run {run_id} stopped at byte {offset}: {cause.message}. The run goes "
+        f"on; read again from offset {offset}.", run_id=run_id, offset=offset)
+
+
+def _log_timeout(run_id: str, offset: int, timeout: float,
+                 waited: float) -> WaitTimeoutError:
+    error = WaitTimeoutError(
+        f"Followed the log of run {run_id} for {timeout:g} s; the run goes on. Read on with "
+        f"`redline runs log {run_id} --follow --offset {offset}`, or wait for its verdict "
+        f"with `redline wait {run_id}`; do not start it again.", run_id=run_id, waited=waited)
+    error.details["offset"] = offset
+    return error
+
+
+def _log_pause(started: float, poll: float, timeout: float | None, run_id: str,
+               offset: int) -> float:
+    """Seconds to sleep before the next read of a quiet log, or its WaitTimeoutError."""
+    if timeout is None:
+        return poll
+    waited = time.monotonic() - started
+    if waited >= timeout:
+        raise _log_timeout(run_id, offset, timeout, waited)
+    return min(poll, timeout - waited)
+
+
+def _log_done(chunk: Any, follow: bool) -> bool:
+    """Is this read the last one? The run ended and its log is read, or (not following)
+    nothing more has been written yet."""
+    return chunk.complete or (not follow and not chunk.text)
 
 
 def _verdict_error(run: Run) -> RunFailedError:
@@ -189,6 +240,24 @@ class Client(BaseClient):
             self._sleeper(min(poll, max(0.0, timeout - waited)))
 
 
+    def _follow_log(self, run_id: str, offset: int, poll: float | None, follow: bool,
+                    timeout: float | None) -> Iterator[str]:
+        poll = DEFAULT_LOG_POLL if poll is None else poll
+        started = time.monotonic()
+        while True:
+            try:
+                chunk = self._call(_log_call(run_id, offset))
+            except _DROPPED as exc:
+                raise _log_dropped(run_id, offset, exc) from exc
+            offset = chunk.next_offset
+            if chunk.text:
+                yield chunk.text
+            if _log_done(chunk, follow):
+                return
+            if not chunk.text:
+                self._sleeper(_log_pause(started, poll, timeout, run_id, offset))
+
+
 async def _async_sleep(seconds: float) -> None:
     import asyncio  # here: the blocking client (and the CLI) never imports asyncio
 
@@ -315,3 +384,22 @@ class AsyncClient(BaseClient):
             result = self._sleeper(min(poll, max(0.0, timeout - waited)))
             if inspect.isawaitable(result):
                 await result
+
+    async def _follow_log(self, run_id: str, offset: int, poll: float | None, follow: bool,
+                          timeout: float | None) -> AsyncIterator[str]:
+        poll = DEFAULT_LOG_POLL if poll is None else poll
+        started = time.monotonic()
+        while True:
+            try:
+                chunk = await self._call(_log_call(run_id, offset))
+            except _DROPPED as exc:
+                raise _log_dropped(run_id, offset, exc) from exc
+            offset = chunk.next_offset
+            if chunk.text:
+                yield chunk.text
+            if _log_done(chunk, follow):
+                return
+            if not chunk.text:
+                result = self._sleeper(_log_pause(started, poll, timeout, run_id, offset))
+                if inspect.isawaitable(result):
+                    await result

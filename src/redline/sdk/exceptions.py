@@ -20,9 +20,21 @@ RedlineError                         anything the SDK raises; has .code and .exi
 ├── TransportError                   no usable HTTP answer
 │   ├── NetworkError                 NETWORK_ERROR   host unreachable, connection refused or reset
 │   └── TimeoutError                 TIMEOUT         no answer in time (a write may have landed)
-├── WaitTimeoutError                 WAIT_TIMEOUT    `runs.wait` reached its ceiling; the run goes on
-└── RunFailedError                   RUN_FAILED      a run's verdict is not `passed`
+├── WaitTimeoutError                 WAIT_TIMEOUT    a wait reached its ceiling; the run goes on
+├── RunFailedError                   RUN_FAILED      a run's verdict is not `passed`
+│   └── CommandExitError             COMMAND_EXIT    an executed run's command exited non-zero
+├── NotStartedError                  NOT_STARTED     wait/signal/cancel on a handle never started
+├── AlreadyStartedError              ALREADY_STARTED start on a handle started already
+└── ConnectionClosedError            CONNECTION_CLOSED  a log stream dropped before the run ended
 ```
+
+An executed run's handle (`client.plans.command(...)`) fails like Go's `exec.Cmd`:
+`CommandExitError` when the command ran and exited non-zero (its `exit_code` is the
+command's own status, and `run` the finished run), `RunFailedError` for another verdict than
+`passed` when asked to raise (a `blocked` or `cancelled` run), `WaitTimeoutError` at the
+wait's ceiling (re-poll the same id, never re-trigger), `NotStartedError` and
+`AlreadyStartedError` for a handle used out of order, `ConnectionClosedError` when the log
+stream drops for good (its `offset` says where to resume).
 
 The class of an `APIError` is chosen by the body's `code`; a body without one (a proxy's 502
 page) falls back to the catalog entry for its status class; a code this SDK does not know (a
@@ -43,15 +55,19 @@ from redline.errors import CATALOG, kind_for_status
 __all__ = [
     "API_ERRORS",
     "APIError",
+    "AlreadyStartedError",
     "AuthForbiddenError",
     "AuthInvalidError",
     "AuthRequiredError",
+    "CommandExitError",
     "ConflictError",
+    "ConnectionClosedError",
     "IdempotencyMismatchError",
     "InsufficientCreditsError",
     "InternalServerError",
     "NetworkError",
     "NotFoundError",
+    "NotStartedError",
     "PayloadTooLargeError",
     "PreconditionFailedError",
     "RateLimitedError",
@@ -80,7 +96,13 @@ class RedlineError(Exception):
 
     @property
     def exit_code(self) -> int:
-        """The CLI exit status for this failure (the catalog's)."""
+        """The CLI exit status for this failure (the catalog's); `CommandExitError`'s is the
+        command's own status instead (`cli_exit_code` is the CLI's for every class)."""
+        return self.cli_exit_code
+
+    @property
+    def cli_exit_code(self) -> int:
+        """The status the `redline` CLI exits with for this failure (the catalog's)."""
         kind = CATALOG.get(self.code)
         return kind.exit_code if kind else CATALOG["INTERNAL"].exit_code
 
@@ -107,7 +129,7 @@ class RedlineError(Exception):
         when asked (the CLI's form)."""
         return errors.envelope(self.code, self.message, self.details, self.request_id,
                                retryable=self.retryable, next_action=self.next_action,
-                               exit_code=self.exit_code if with_exit_code else None)
+                               exit_code=self.cli_exit_code if with_exit_code else None)
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"
@@ -133,7 +155,7 @@ class APIError(RedlineError):
         self.body = body
 
     @property
-    def exit_code(self) -> int:
+    def cli_exit_code(self) -> int:
         kind = CATALOG.get(self.code)
         if kind is not None:
             return kind.exit_code
@@ -263,7 +285,8 @@ class TimeoutError(TransportError):
 
 
 class WaitTimeoutError(RedlineError):
-    """`runs.wait` reached its ceiling; the run goes on. Re-poll the same id, never re-run."""
+    """A wait (`runs.wait`, a handle's `wait`) reached its ceiling; the run goes on. Re-poll
+    the same id (`redline wait RUN_ID`), never trigger it again."""
 
     code = "WAIT_TIMEOUT"
 
@@ -323,3 +346,50 @@ def error_from_response(status: int, body: Any, headers: Any = None) -> APIError
     return cls(str(message or code), code=code, status=status, details=details,
                request_id=request_id, retryable=retryable, next_action=error.get("nextAction"),
                retry_after=_retry_after(details, headers.get("retry-after")), body=body)
+
+
+class CommandExitError(RunFailedError):
+    """An executed run's command ran and exited with a non-zero status (like Go's
+    `exec.ExitError`). `exit_code` is the command's own status (negative: killed by that
+    signal, as Python's `returncode`); `run` is the finished run. It is a `RunFailedError`, so
+    `except RunFailedError` catches every run that did not pass."""
+
+    code = "COMMAND_EXIT"
+
+    def __init__(self, message: str, *, run: Any, exit_code: int):
+        super().__init__(message, run=run, status=getattr(run, "status", None))
+        self.details["exitCode"] = exit_code
+        self._exit_code = exit_code
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        """The command's exit status (the CLI itself exits 1: `cli_exit_code`)."""
+        return self._exit_code
+
+
+class NotStartedError(RedlineError):
+    """`wait`, `signal` or `cancel` on a command handle before `start` (or `run`)."""
+
+    code = "NOT_STARTED"
+
+
+class AlreadyStartedError(RedlineError):
+    """`start` on a command handle that was started already: a handle is not reusable."""
+
+    code = "ALREADY_STARTED"
+
+    def __init__(self, message: str, *, run_id: str | None):
+        super().__init__(message, details={"runId": run_id})
+        self.run_id = run_id
+
+
+class ConnectionClosedError(RedlineError):
+    """A run's log stream dropped (retries spent) before the run ended. The run goes on:
+    read again from `offset`."""
+
+    code = "CONNECTION_CLOSED"
+
+    def __init__(self, message: str, *, run_id: str, offset: int):
+        super().__init__(message, details={"runId": run_id, "offset": offset})
+        self.run_id = run_id
+        self.offset = offset

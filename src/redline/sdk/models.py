@@ -234,10 +234,30 @@ class Run(Model):
     updated_at: str | None = None
     completed_at: str | None = None
     imported: ImportSummary | None = None
+    # An executed run's fields (all null for a reported or imported run).
+    plan_id: str | None = Field(None, description="The plan that executed it.")
+    queued_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    exit_code: int | None = Field(None, description="The command's exit status (negative: "
+                                  "killed by that signal).")
+    runner_id: str | None = None
+    blocked_reason: str | None = Field(None, description="Why a `blocked` run got no "
+                                       "verdict: source_unavailable, command_not_started, "
+                                       "no_report, queue_timeout, insufficient_credits, ...")
+    cancel_reason: str | None = Field(None, description="Why it was stopped: timeout, "
+                                      "runner_lost, or who cancelled it.")
+    cancel_requested: bool | None = None
+    attempt: int | None = None
 
     @property
     def is_finished(self) -> bool:
         return self.status in TERMINAL_RUN_STATUSES
+
+    @property
+    def is_executed(self) -> bool:
+        """A run of a plan (executed by a runner), not a reported or imported one."""
+        return self.plan_id is not None
 
     @property
     def outcome(self) -> str:
@@ -643,3 +663,67 @@ class Record(Model):
     as sent."""
 
     id: str | None = None
+
+
+# Executed runs ------------------------------------------------------------------------------
+
+class EnvValue(Model):
+    value: str | None = Field(None, description="null for a secret (never returned).")
+    secret: bool = False
+
+
+class Plan(Model):
+    """How to run a project's suite: `command` (argv), `source`, `env`, timeouts, reports.
+    `code_version` goes up with every change of what it runs; send it back as `if_match`."""
+
+    id: str
+    project_id: str
+    name: str
+    command: list[str] | None = None
+    source: dict[str, Any] | None = None
+    env: dict[str, EnvValue] = {}
+    timeout_seconds: int | None = None
+    queue_timeout_seconds: int | None = None
+    report_paths: list[str] = []
+    max_concurrent_runs: int | None = None
+    schedule: str | None = None
+    next_run_at: str | None = None
+    sandbox: str | None = None
+    network: bool | None = None
+    code_version: int
+    status: str = Field(description="draft, ready, queued, running, passed, failed, blocked, "
+                        "cancelled or unknown")
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class LogChunk(Model):
+    """A window of a run's output: `text` from byte `offset`; pass `next_offset` back."""
+
+    run_id: str
+    text: str
+    offset: int
+    next_offset: int
+    complete: bool = Field(description="The run has finished and this is the end of its log.")
+
+
+class SignalSent(Model):
+    run_id: str
+    signal: str
+    queued: bool = True
+
+
+class ProjectUsage(Model):
+    project_id: str | None = None
+    used_seconds: int | None = None
+
+
+class Usage(Model):
+    """A team's runner-seconds this calendar month (UTC); `budget_seconds` null: no limit."""
+
+    team_id: str
+    month: str
+    budget_seconds: int | None = None
+    used_seconds: int
+    left_seconds: int | None = None
+    projects: list[ProjectUsage] = []

@@ -158,6 +158,18 @@ class Teams(Resource):
         return self._call("DELETE", f"/api/teams/{team_id}", model=m.Deleted,
                           verify=f"`redline teams get {team_id}`")
 
+    def usage(self, team_id: str) -> m.Usage:
+        """Executed runs' runner-seconds this calendar month (UTC): used, left (null: no
+        limit) and each project's share."""
+        return self._call("GET", f"/api/teams/{team_id}/usage", model=m.Usage)
+
+    def set_execution_budget(self, team_id: str, seconds: int | None) -> m.Team:
+        """Admins: the runner-seconds a calendar month may use (None: no limit). Triggering
+        with nothing left is `InsufficientCreditsError`."""
+        return self._call("PATCH", f"/api/teams/{team_id}",
+                          json={"executionBudgetSeconds": seconds}, model=m.Team,
+                          verify=f"`redline usage --team {team_id}`")
+
 
 class Members(Resource):
     def list(self, team_id: str, *, limit: int | None = None, offset: int | None = None,
@@ -332,20 +344,22 @@ class Runs(Resource):
                           idempotency_key=idempotency_key, verify="`redline runs list`")
 
     def list(self, project_id: str | None = None, *, status: str | None = None,
-             branch: str | None = None, limit: int | None = None, offset: int | None = None,
-             cursor: str | None = None) -> m.Page[m.Run]:
+             branch: str | None = None, plan_id: str | None = None, limit: int | None = None,
+             offset: int | None = None, cursor: str | None = None) -> m.Page[m.Run]:
         """The project's runs, newest first (a summary of each: counts, branch, commit,
-        verdict). `status`: running, passed, failed or cancelled."""
+        verdict). `status`: queued, running, passed, failed, blocked or cancelled;
+        `plan_id`: the runs of one plan."""
         params = {"projectId": _project(project_id),
-                  **_camel({"status": status, "branch": branch}),
+                  **_camel({"status": status, "branch": branch, "plan_id": plan_id}),
                   **_page(limit, offset, cursor)}
         return self._call("GET", "/api/runs", params=params, model=m.Page[m.Run])
 
     def iter(self, project_id: str | None = None, *, status: str | None = None,
-             branch: str | None = None, limit: int | None = None):
+             branch: str | None = None, plan_id: str | None = None,
+             limit: int | None = None):
         """Every run matching the filters, page after page (follows `nextCursor`)."""
         params = {"projectId": _project(project_id),
-                  **_camel({"status": status, "branch": branch}),
+                  **_camel({"status": status, "branch": branch, "plan_id": plan_id}),
                   **_page(limit, None, None)}
         return self._iter("GET", "/api/runs", params=params, model=m.Page[m.Run])
 
@@ -423,6 +437,39 @@ class Runs(Resource):
         honoured) is `passed`. `on_poll(run)` is called after every poll."""
         return self._c._wait(run_id, timeout, poll, raise_on_failure,  # type: ignore
                              on_poll)
+
+    # -- executed runs ----------------------------------------------------------------------
+
+    def cancel(self, run_id: str) -> m.Run:
+        """Stop an executed run (idempotent): a queued one is `cancelled` at once; a running
+        one gets SIGTERM (its whole process group), SIGKILL after the grace period, then is
+        `cancelled` (`cancel_requested` meanwhile); a finished one is answered unchanged."""
+        return self._call("POST", f"/api/runs/{run_id}/cancel", model=m.Run,
+                          verify=f"`redline runs get {run_id}`")
+
+    def signal(self, run_id: str, signal: str) -> m.SignalSent:
+        """Deliver `INT`, `TERM`, `HUP`, `KILL`, `QUIT`, `USR1` or `USR2` to a running
+        command's process group. `ConflictError` before its process started
+        (`details.reason: "not_started"`) or after it finished (`"finished"`)."""
+        return self._call("POST", f"/api/runs/{run_id}/signal", json={"signal": signal},
+                          model=m.SignalSent, verify=f"`redline runs get {run_id}`")
+
+    def log(self, run_id: str, *, offset: int = 0, limit: int | None = None) -> m.LogChunk:
+        """One window of an executed run's output, from byte `offset`: `text`, `next_offset`
+        (pass it back) and `complete` (the run ended and this is the end)."""
+        return self._call("GET", f"/api/runs/{run_id}/log",
+                          params=clean({"offset": offset, "limit": limit}), model=m.LogChunk)
+
+    def follow_log(self, run_id: str, *, offset: int = 0, poll: float | None = None,
+                   follow: bool = True, timeout: float | None = None):
+        """The output as it arrives (an iterator of text; an async iterator on an
+        `AsyncClient`), from byte `offset` until the run has ended. A dropped connection is
+        retried from the offset reached (the catalog's NETWORK_ERROR policy), then
+        `ConnectionClosedError` (`.offset`: where to resume). `follow=False`: what there is
+        now, then stop. `timeout`: `WaitTimeoutError` after that many seconds (the run goes
+        on; `details["offset"]` is where to read on)."""
+        return self._c._follow_log(run_id, offset, poll, follow,  # type: ignore[attr-defined]
+                                   timeout)
 
 
 class Tests(Resource):
@@ -706,18 +753,77 @@ class Webhooks(Resource):
 
 
 class Plans(Resource):
-    """Executed runs (plans run on workers). Servers without them answer UNSUPPORTED."""
+    """Plans: how to run a project's suite on Redline's runners (executed runs).
 
-    def list(self, project_id: str | None = None) -> m.Page[m.Record]:
-        return self._call("GET", "/api/plans", params={"projectId": _project(project_id)},
-                          model=m.Page[m.Record])
+    `command(plan_id, ...)` is the handle to run one, like Go's `exec.Cmd`: `start()`,
+    `wait()`, `run()`, `signal()`, `cancel()`, `log()`.
+    """
 
-    def create(self, name: str, command: Sequence[str], project_id: str | None = None,
-               **fields: Any) -> m.Record:
-        body = {"projectId": _project(project_id), "name": name, "command": list(command),
-                **_camel(fields)}
-        return self._call("POST", "/api/plans", json=body, model=m.Record)
+    def list(self, project_id: str | None = None, *, limit: int | None = None,
+             offset: int | None = None, cursor: str | None = None) -> m.Page[m.Plan]:
+        return self._call("GET", "/api/plans",
+                          params={"projectId": _project(project_id),
+                                  **_page(limit, offset, cursor)},
+                          model=m.Page[m.Plan])
 
-    def trigger(self, plan_id: str, *, idempotency_key: str | None = None) -> m.Run:
-        return self._call("POST", f"/api/plans/{plan_id}/trigger", model=m.Run,
-                          idempotency_key=idempotency_key, verify="`redline runs list`")
+    def iter(self, project_id: str | None = None, *, limit: int | None = None):
+        return self._iter("GET", "/api/plans",
+                          params={"projectId": _project(project_id), **_page(limit, None, None)},
+                          model=m.Page[m.Plan])
+
+    def get(self, plan_id: str) -> m.Plan:
+        return self._call("GET", f"/api/plans/{plan_id}", model=m.Plan)
+
+    def create(self, name: str, command: Sequence[str] | None, project_id: str | None = None,
+               *, idempotency_key: str | None = None, **fields: Any) -> m.Plan:
+        """A plan (needs `project:admin`). `command` is an argv list (never a shell string;
+        None: a draft). `fields`: `source` (`{"path": DIR}` or `{"git": URL, "ref": REF}`),
+        `env` (a value, or `{"value": ..., "secret": True}`), `timeout_seconds`,
+        `queue_timeout_seconds`, `report_paths`, `max_concurrent_runs`, `schedule` (cron),
+        `sandbox`, `network`."""
+        body = {"projectId": _project(project_id), "name": name,
+                **_camel({"command": list(command) if command is not None else None,
+                          **fields})}
+        return self._call("POST", "/api/plans", json=body, model=m.Plan,
+                          idempotency_key=idempotency_key, verify="`redline plans list`")
+
+    def update(self, plan_id: str, *, if_match: int | str | None = None,
+               **fields: Any) -> m.Plan:
+        """Change the fields given (as in `create`; `schedule=""` removes the schedule).
+        `if_match`: the `code_version` this change was made against; if the plan changed
+        since, `PreconditionFailedError` (`details.current`, `details.sent`): fetch it
+        again, reapply, retry."""
+        headers = {"If-Match": str(if_match)} if if_match is not None else None
+        body = _camel({k: list(v) if k in ("command", "report_paths") and v is not None
+                       else v for k, v in fields.items()})
+        return self._call("PATCH", f"/api/plans/{plan_id}", json=body, model=m.Plan,
+                          headers=headers, verify=f"`redline plans show {plan_id}`")
+
+    def delete(self, plan_id: str) -> m.Deleted:
+        """Its queued runs are cancelled and its running ones asked to stop; its runs stay."""
+        return self._call("DELETE", f"/api/plans/{plan_id}", model=m.Deleted,
+                          verify=f"`redline plans show {plan_id}`")
+
+    def trigger(self, plan_id: str, *, branch: str | None = None, ref: str | None = None,
+                commit_sha: str | None = None, env: dict[str, Any] | None = None,
+                source: str | None = None, idempotency_key: str | None = None) -> m.Run:
+        """Queue a run of the plan (202: the run, `queued`). `CONFLICT` with
+        `maxConcurrentRuns` runs in flight (`details.runId`), `INSUFFICIENT_CREDITS` with the
+        team's budget spent. `command(...)` wraps this in a handle."""
+        body = _camel({"branch": branch, "ref": ref, "commit_sha": commit_sha, "env": env,
+                       "source": source})
+        return self._call("POST", f"/api/plans/{plan_id}/runs", json=body, model=m.Run,
+                          idempotency_key=idempotency_key,
+                          verify=f"`redline runs list --plan {plan_id}`")
+
+    def command(self, plan_id: str, *, branch: str | None = None, ref: str | None = None,
+                commit_sha: str | None = None, env: dict[str, Any] | None = None,
+                source: str = "api", idempotency_key: str | None = None):
+        """A handle on one run of the plan, not started yet (like Go's `exec.Command`):
+        `start()`, `wait(timeout=)`, `run()`, `signal("INT")`, `cancel()`, `log()`,
+        `run_id`, `exit_code`. On an `AsyncClient` its methods are awaited."""
+        from redline.sdk.commands import AsyncCommand, Command
+
+        cls = AsyncCommand if self._c.is_async else Command  # type: ignore[attr-defined]
+        return cls(self._c, plan_id, branch=branch, ref=ref, commit_sha=commit_sha, env=env,
+                   source=source, idempotency_key=idempotency_key)
