@@ -80,9 +80,10 @@ async def upload(
 def list_artifacts(request: Request, db: Db, caller: Reader, page: Page,
                    run_id: Annotated[Id, Query(alias="runId")] = None,
                    test_id: Annotated[Id, Query(alias="testId")] = None,
-                   type: Type | None = None):
+                   type: schemas.ArtifactType | None = None):
     """The artifacts of a run (`runId`) or of a test (`testId`), oldest first, each with a
-    fresh signed `url`."""
+    fresh signed `url`. `type=log`: an executed run's whole log, kept by Redline when the
+    run ended."""
     return service.list_artifacts(db, caller, request.app.state.settings, run_id, test_id, type, page)
 
 

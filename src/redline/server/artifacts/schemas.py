@@ -6,7 +6,8 @@ from pydantic import Field
 
 from redline.server.schemas import ApiModel
 
-ArtifactType = Literal["screenshot", "video", "trace", "report"]
+# `log`: an executed run's whole log, kept by Redline (never uploaded).
+ArtifactType = Literal["screenshot", "video", "trace", "report", "log"]
 
 
 class UploadedArtifact(ApiModel):

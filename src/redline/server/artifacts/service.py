@@ -12,6 +12,7 @@ Files are served only through signed links (signing.py) checked by `open_link`.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -23,11 +24,12 @@ from redline.server.artifacts import repository as repo
 from redline.server.artifacts.blobs import BlobMissing, BlobStream, BlobUnavailable, blob_store
 from redline.server.artifacts.receive import not_the_type, too_large
 from redline.server.auth import Principal, require_in_project, require_project
+from redline.server.db import WRITE
 from redline.server.http_errors import ApiError, not_found, validation_error
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
 from redline.server.results.service import load_result
-from redline.server.runs.service import load_run
+from redline.server.runs.service import load_run, run_row
 from redline.server.worker.outbox import enqueue
 
 DELETE_BLOB = "artifacts.delete_blob"
@@ -296,6 +298,38 @@ def attachment_owner(conn: Connection, run_id: str, raw_name: str | None):
     if len(owners) == 1:
         return next(iter(owners.items()))
     return None
+
+
+# -- files Redline makes -----------------------------------------------------------------------
+
+def keep_generated(engine: Engine, settings, project_id: str, run_id: str, artifact_type: str,
+                   file_name: str, mime_type: str, data: bytes,
+                   test_status: str | None = None) -> str | None:
+    """Keep a file Redline itself made for a run (an executed run's whole log, type `log`)
+    as one of the run's artifacts, under the same rules as an upload: stored under a key the
+    server makes, guarded so that no blob outlives a failed write, deleted with its run (or
+    after its project's days for `test_status`). Once per run and type: a second call keeps
+    nothing. Returns the artifact's id, or None (kept already, or the run is gone)."""
+    with engine.connect() as conn:
+        if run_row(conn, run_id) is None or \
+                repo.list_artifacts(conn, project_id, run_id, None, artifact_type, 1, 0)[1]:
+            return None
+    stored = StoredUpload(new_id("artifact"), artifact_type, "text", "")
+    stored.storage_key = f"{project_id}/{run_id}/{stored.artifact_id}"
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        guard_blob(conn, stored)
+    size, sha256 = blob_store(settings).put(stored.storage_key, io.BytesIO(data))
+    with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+        if run_row(conn, run_id) is None:
+            return None  # (deleted meanwhile: the guard removes the blob)
+        repo.insert_artifact(conn, {
+            "id": stored.artifact_id, "project_id": project_id, "run_id": run_id,
+            "test_id": None, "type": artifact_type, "file_name": file_name,
+            "storage_key": stored.storage_key, "file_size": size, "mime_type": mime_type,
+            "sha256": sha256, "test_status": test_status, "created_at": utcnow()})
+        if stored.guard_job is not None:
+            repo.drop_job(conn, stored.guard_job)
+    return stored.artifact_id
 
 
 # -- serving a link ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from croniter import croniter
 from sqlalchemy import Connection
 
+from redline.server.artifacts import service as artifacts
 from redline.server.auth import (
     Principal,
     require_in_project,
@@ -42,6 +43,7 @@ from redline.server.kit.secrets import SecretBox, SecretError, box_for
 from redline.server.runs import service as runs
 from redline.server.runs.scope import resolve_project
 from redline.server.webhooks import service as webhooks
+from redline.server.worker import outbox
 
 RUNNER_TOKEN_PREFIX = "rlr_"
 SIGNALS = ("INT", "TERM", "HUP", "KILL", "QUIT", "USR1", "USR2")
@@ -51,6 +53,7 @@ RUN_FIELDS = ("command", "source", "env", "timeout_seconds", "report_paths", "sa
               "network")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_LOG_READ = 1024 * 1024
+KEEP_LOG = "executions.keep_log"
 
 
 def secret_box(settings) -> SecretBox:
@@ -303,6 +306,8 @@ def _cancel(conn: Connection, run_id: str, reason: str) -> None:
     if repo.update_if_status(conn, run_id, ("queued",), status="cancelled",
                              cancel_reason=reason, finished_at=now, completed_at=now,
                              updated_at=now):
+        append_server_log(conn, run_id, f"cancelled while queued ({reason})")
+        _ended(conn, run_id)
         return
     repo.request_cancel(conn, run_id, cancel_requested_at=now, cancel_reason=reason,
                         updated_at=now)
@@ -366,6 +371,29 @@ def append_server_log(conn: Connection, run_id: str, line: str) -> None:
     size = row.log_size or 0
     repo.append_log(conn, run_id, size, data)
     repo.update_run(conn, run_id, log_size=size + len(data))
+
+
+def _ended(conn: Connection, run_id: str) -> None:
+    """A run of a plan ended, however it ended: its whole log is kept as the run's artifact
+    (type `log`) by a job queued in the same transaction (`keep_log`)."""
+    outbox.enqueue(conn, KEEP_LOG, {"runId": run_id})
+
+
+def keep_log(engine, settings, run_id: str) -> str | None:
+    """Store an ended run's whole log as its artifact (type `log`, `<run>.log`), under the
+    artifact rules (artifacts/service.py): deleted with the run, or after the project's days
+    for the run's outcome. The log's rows stay, so `GET /api/runs/{id}/log` keeps
+    answering. Idempotent (the job may run twice)."""
+    with engine.connect() as conn:
+        run = repo.get_run(conn, run_id)
+        if run is None or run.status not in TERMINAL:
+            return None
+        size = run.log_size or 0
+        data = repo.read_log(conn, run_id, 0, size) if size else b""
+    outcome = run.status if run.status in ("passed", "failed") else None
+    return artifacts.keep_generated(engine, settings, run.project_id, run_id, "log",
+                                    f"{run_id}.log", "text/plain; charset=utf-8", data,
+                                    outcome)
 
 
 # -- credits ---------------------------------------------------------------------------------
@@ -537,6 +565,7 @@ def _block(conn: Connection, run_id: str, reason: str, why: str, now: datetime) 
         run = repo.get_run(conn, run_id)
         if run.plan_id:
             repo.update_plan(conn, run.plan_id, last_status="blocked")
+        _ended(conn, run_id)
 
 
 def _leased(conn: Connection, runner: RunnerCaller, run_id: str, lease_token: str):
@@ -628,6 +657,7 @@ def finish(conn: Connection, runner: RunnerCaller, run_id: str, body) -> dict:
     run = repo.get_run(conn, run_id)
     if run.status != "cancelled" and run.plan_id:
         repo.update_plan(conn, run.plan_id, last_status=run.status)
+    _ended(conn, run_id)
     return executed_run_json(run)
 
 
@@ -647,6 +677,7 @@ def sweep(conn: Connection, now: datetime | None = None) -> dict:
                                   "being cancelled: cancelled")
                 runs.refresh_counts(conn, row.id)
                 runs.finish(conn, row.id, "cancelled")
+                _ended(conn, row.id)
             continue
         if (row.attempt or 1) < 2:
             if repo.update_if_lease_expired(conn, row.id, now,
@@ -666,6 +697,7 @@ def sweep(conn: Connection, now: datetime | None = None) -> dict:
             run = repo.get_run(conn, row.id)
             if run.plan_id:
                 repo.update_plan(conn, run.plan_id, last_status="unknown")
+            _ended(conn, row.id)
             lost += 1
     for row in _batches(lambda: repo.expired_queue(conn, now)):
         _block(conn, row.id, "queue_timeout", "waited past the plan's "

@@ -2,7 +2,10 @@
 and `redline worker`): runs whose runner was lost are queued again once or failed, queued
 runs past their queue timeout are blocked, and due schedules queue their runs. Every replica
 may run it at once: each change is a conditional UPDATE, and a schedule's due time fires once
-(a unique key)."""
+(a unique key).
+
+Its job: `executions.keep_log`, queued when a run ends, keeps the whole log as the run's
+artifact."""
 
 from __future__ import annotations
 
@@ -13,8 +16,20 @@ from sqlalchemy import Engine
 
 from redline.server.db import WRITE
 from redline.server.executions import service
+from redline.server.worker.registry import task
 
 log = logging.getLogger("redline.worker")
+
+
+@task(service.KEEP_LOG)
+def keep_log(ctx, payload: dict) -> None:
+    """An ended run's whole log, kept as its artifact (queued when the run ended)."""
+    from redline.server.worker.runner import Permanent
+
+    run_id = payload.get("runId")
+    if not isinstance(run_id, str):
+        raise Permanent("bad payload: no runId")
+    service.keep_log(ctx.engine, ctx.settings, run_id)
 
 
 def tick(engine: Engine) -> dict:

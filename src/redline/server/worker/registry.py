@@ -14,7 +14,8 @@ from collections.abc import Callable
 TASKS: dict[str, Callable] = {}
 
 # the modules whose import registers handlers
-TASK_MODULES = ("redline.server.webhooks.tasks", "redline.server.artifacts.tasks")
+TASK_MODULES = ("redline.server.webhooks.tasks", "redline.server.artifacts.tasks",
+                "redline.server.executions.tasks")
 
 
 def task(kind: str):
