@@ -35,6 +35,7 @@ from redline.server.runs.endpoints import router as runs_router
 from redline.server.system.endpoints import router as system_router
 from redline.server.teams.endpoints import router as teams_router
 from redline.server.unit_of_work import Slots, writer_turns
+from redline.server.web.executions import router as web_executions_router
 from redline.server.web.views import assets as web_assets_router
 from redline.server.web.views import router as web_router
 from redline.server.webhooks.endpoints import router as webhooks_router
@@ -69,7 +70,7 @@ opaque `nextCursor` to pass back as `cursor`.
 # In the order they are matched.
 ROUTERS = (system_router, accounts_router, teams_router, projects_router, executions_router,
            runs_router, imports_router, results_router, intelligence_router, webhooks_router,
-           web_router, web_assets_router, artifacts_router)
+           web_router, web_executions_router, web_assets_router, artifacts_router)
 
 # Endpoints whose body is not JSON, and their caps (the rest take JSON up to max_body_bytes).
 RAW_BODY_PATHS = {"/api/runs/import", "/api/upload"}

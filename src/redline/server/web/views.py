@@ -380,6 +380,9 @@ def run_page(request: Request, run_id: str,
         "next_url": url(base, status=status, q=q, offset=offset + RESULTS_PER_PAGE) + "#tests"
         if offset + RESULTS_PER_PAGE < listing["total"] else None,
     }
+    # A plan's run: its execution section (imported here: web/executions.py imports this module)
+    from redline.server.web.executions import execution_section
+    context.update(execution_section(web, run))
     return web.render("run.html", context)
 
 

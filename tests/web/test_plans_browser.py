@@ -1,0 +1,126 @@
+"""Executed runs in a real browser (Playwright for Python driving Debian's Chromium) against a
+real server and the real runner (over HTTP, running real processes): a member presses Run now,
+the run page's log follows the command's output while it runs without the page reloading, and
+Cancel stops it; a passing run's page ends with its exit code and the end of its log.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import textwrap
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from redline.runner.agent import Runner, RunnerConfig
+from redline.runner.client import RunnerClient
+from tests.executions.conftest import make_plan, runner_token
+from tests.web.test_browser import shot, sign_in
+
+pytestmark = [pytest.mark.browser]
+
+REPORT = ('<testsuite name="s" tests="1"><testcase classname="c" name="ok" time="0.1"/>'
+          '</testsuite>')
+#: writes its report, then prints a numbered line every 0.3 s until stopped
+TICKS = [sys.executable, "-c", textwrap.dedent(f"""
+    import pathlib, time
+    pathlib.Path('report.xml').write_text({REPORT!r})
+    n = 0
+    while True:
+        n += 1
+        print(f'tick {{n}}', flush=True)
+        time.sleep(0.3)
+""")]
+#: three lines, a second apart, then passes
+THREE_LINES = [sys.executable, "-c", textwrap.dedent(f"""
+    import pathlib, time
+    pathlib.Path('report.xml').write_text({REPORT!r})
+    for n in (1, 2, 3):
+        print(f'step {{n}} of 3', flush=True)
+        time.sleep(1)
+""")]
+
+
+@pytest.fixture
+def runner(tenant):
+    """The real runner, in a thread of this process, serving the tenant's team over HTTP."""
+    started = Runner(RunnerClient(tenant.server.url, runner_token(tenant)),
+                     RunnerConfig(poll_interval=0.1, heartbeat_interval=0.2),
+                     name="browser-test-runner").start()
+    yield started
+    started.stop(timeout=30)
+    started.client.close()
+
+
+def api_run(tenant, run_id: str) -> dict:
+    with tenant.as_user() as api:
+        return api.get(f"/api/runs/{run_id}").json()
+
+
+def test_run_now_follow_the_live_log_and_cancel(page: Page, tenant, runner, screenshots):
+    with tenant.as_user() as api:
+        plan = make_plan(api, tenant.project_id, name="ticker", command=TICKS,
+                         reportPaths=["report.xml"])
+    sign_in(page, tenant.server, tenant.email)
+    page.get_by_role("navigation", name="Project").get_by_role("link", name="Plans").click()
+    row = page.locator(f'tr[data-plan="{plan["id"]}"]')
+    expect(row.locator(".badge")).to_have_text("ready")
+    shot(page, screenshots, "plans")
+
+    row.get_by_role("button", name="Run ticker now").click()
+    expect(page).to_have_url(re.compile(r"/runs/run_\w+$"))
+    run_id = page.url.rsplit("/", 1)[1]
+    assert api_run(tenant, run_id)["source"] == "portal"
+
+    # the log follows the output while the run is live, in the same page (no reload)
+    page.evaluate("window.stillTheSamePage = true")
+    log = page.locator("#run-log")
+    expect(log).to_contain_text("tick 1", timeout=20_000)
+    expect(log).to_contain_text("tick 5", timeout=20_000)
+    expect(page.locator("#execution .badge")).to_have_text("running")
+    expect(page.locator("#exec-used")).to_contain_text("so far")
+    assert page.evaluate("window.stillTheSamePage") is True
+    shot(page, screenshots, "run-live-log")
+
+    # Cancel (asks first): the process group is stopped and the run ends cancelled
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Cancel run").click()
+    expect(page.locator("#execution .badge")).to_have_text("cancelled", timeout=30_000)
+    expect(page.get_by_role("button", name="Cancel run")).to_have_count(0)
+    expect(page.locator("#exec-cancel")).to_have_text("cancelled")
+    expect(page.locator("#log-state")).to_have_text("End of the log.", timeout=10_000)
+    run = api_run(tenant, run_id)
+    assert (run["status"], run["cancelReason"]) == ("cancelled", "cancelled")
+    ticks = [int(n) for n in re.findall(r"tick (\d+)", log.inner_text())]
+    assert ticks == list(range(1, len(ticks) + 1))  # each line once, in order
+    shot(page, screenshots, "run-cancelled")
+
+    # the Plans page shows the run as the plan's last one
+    page.goto(f"{tenant.server.url}/projects/{tenant.project_id}/plans")
+    expect(row.get_by_role("link").filter(has_text="cancelled")).to_have_attribute(
+        "href", f"/runs/{run_id}")
+
+
+def test_a_passing_run_ends_on_its_page_with_exit_code_and_the_whole_log(page: Page, tenant,
+                                                                          runner):
+    with tenant.as_user() as api:
+        plan = make_plan(api, tenant.project_id, name="three", command=THREE_LINES,
+                         reportPaths=["report.xml"])
+    sign_in(page, tenant.server, tenant.email)
+    page.goto(f"{tenant.server.url}/plans/{plan['id']}")
+    page.get_by_label("Branch (optional)").fill("main")
+    page.get_by_role("button", name="Run now").click()
+    expect(page).to_have_url(re.compile(r"/runs/run_\w+$"))
+    page.evaluate("window.stillTheSamePage = true")
+    log = page.locator("#run-log")
+    expect(log).to_contain_text("step 1 of 3", timeout=20_000)
+    expect(page.locator("#execution .badge")).to_have_text("passed", timeout=30_000)
+    expect(page.locator("#exec-exit")).to_have_text("0")
+    expect(log).to_contain_text("step 3 of 3")
+    expect(page.locator("#log-ended")).to_be_visible()
+    assert page.evaluate("window.stillTheSamePage") is True
+    page.get_by_role("link", name="Reload the page").click()
+    expect(page.locator("#log-ended")).to_be_hidden()
+    expect(page.locator(".total.t-passed .big")).to_have_text("1")
+    expect(page.locator("#log-state")).to_have_text("End of the log.")
