@@ -69,12 +69,13 @@ def pg_rows(columns: Sequence[str], types: Sequence[str]) -> str:
             f"AS s({', '.join(columns)})")
 
 
-def pg_execute_arrays(conn: Connection, statement: str, rows: Sequence[Sequence]) -> None:
+def pg_execute_arrays(conn: Connection, statement: str, rows: Sequence[Sequence]) -> int:
     """PostgreSQL: run `statement` (its parameters `pg_rows`'s arrays) on `rows`, passed as
-    one array per column."""
+    one array per column. Answers the number of rows the statement changed."""
     cursor = driver_connection(conn).cursor()
     try:
         cursor.execute(statement, [list(column) for column in zip(*rows)])
+        return cursor.rowcount
     finally:
         cursor.close()
 

@@ -25,6 +25,8 @@ from redline.server.kit.bulk import (
     PG_ARRAY,
     driver_connection,
     pg_copy_rows,
+    pg_execute_arrays,
+    pg_rows,
     plain_tuples,
     row_type,
     sqlite_datetime,
@@ -32,7 +34,7 @@ from redline.server.kit.bulk import (
 from redline.server.kit.like import icontains
 from redline.server.tables import suites, test_cases, test_results
 
-LOOKUP_CHUNK = 500
+LOOKUP_CHUNK = 2500  # identities per lookup statement
 
 log = logging.getLogger("redline.results")
 
@@ -62,9 +64,8 @@ _JSON_AT = frozenset(i for i, column in enumerate(ResultRow._fields) if column i
 
 
 class KnownCase(NamedTuple):
-    """A stored case as an import needs it: its id, its tags as the driver gives them (JSON
-    text on SQLite, decoded on PostgreSQL: see `tags_differ`), where its window lives, and
-    its identity."""
+    """A stored case as an import needs it: its id, its tags as JSON text (see
+    `tags_differ`), where its window lives, and its identity."""
 
     id: str
     tags: object
@@ -86,11 +87,24 @@ class ResultOutcome(NamedTuple):
 # statistics for the table (see `_analyze_cases_if_unknown`), the plain
 # "project_id = %s AND identity = ANY(%s)" read every case of the project (a bitmap scan on
 # project_id): 50-80 ms a chunk of 500 at 100k cases, against 2-7 ms for this. The identities
-# go as one array in binary (kit/bulk.py PG_ARRAY).
+# go as one array in binary (kit/bulk.py PG_ARRAY). The tags come as JSON text, as on SQLite:
+# decoding every case's (an empty list nearly always) was a twentieth of a repeated import.
 _PG_CASE_LOOKUP = (
-    f"SELECT c.id, c.tags, c.bucket_id, c.slot, w.identity FROM unnest({PG_ARRAY}::text[]) "
+    f"SELECT c.id, c.tags::text, c.bucket_id, c.slot, w.identity "
+    f"FROM unnest({PG_ARRAY}::text[]) "
     "AS w(identity) CROSS JOIN LATERAL (SELECT id, tags, bucket_id, slot FROM test_cases "
     "WHERE project_id = %s AND identity = w.identity LIMIT 1) AS c")
+
+
+# PostgreSQL: a chunk of new cases in one INSERT (`NewCase`'s columns, one array each).
+_PG_CASE_TYPES = {"id": "text", "project_id": "text", "identity": "text", "file_path": "text",
+                  "full_title": "text", "title": "text", "variant": "text", "tags": "jsonb",
+                  "created_at": "timestamp", "bucket_id": "int4", "slot": "int4",
+                  "status": "text"}
+_PG_INSERT_CASES = (
+    f"INSERT INTO test_cases ({', '.join(NewCase._fields)}) SELECT * FROM "
+    f"{pg_rows(NewCase._fields, tuple(_PG_CASE_TYPES[name] for name in NewCase._fields))} "
+    "ON CONFLICT (project_id, identity) DO NOTHING")
 
 
 class IngestionWriter:
@@ -129,16 +143,18 @@ class IngestionWriter:
             f"WHERE project_id = ? AND identity IN ({', '.join('?' * len(chunk))})",
             [project_id, *chunk])
 
-    def insert_cases(self, rows: Sequence[NewCase]) -> None:
-        """Insert new test cases; ones a concurrent import just made are skipped, not errors."""
+    def insert_cases(self, rows: Sequence[NewCase]) -> bool:
+        """Insert new test cases; ones a concurrent import just made are skipped, not errors.
+        Answers whether every row was inserted (else the caller reads back which won)."""
         if not rows:
-            return
+            return True
         columns = NewCase._fields
         marks = ", ".join(self._json_mark() if column in _CASE_JSON else self.mark
                           for column in columns)
-        self.conn.exec_driver_sql(
+        inserted = self.conn.exec_driver_sql(
             f"INSERT INTO test_cases ({', '.join(columns)}) VALUES ({marks}) "
-            "ON CONFLICT (project_id, identity) DO NOTHING", list(plain_tuples(rows)))
+            "ON CONFLICT (project_id, identity) DO NOTHING", list(plain_tuples(rows))).rowcount
+        return inserted == len(rows)  # (sqlite3 sums an executemany's changes)
 
     def update_case_tags(self, rows: list[tuple[str | None, str]]) -> None:
         """(tags as JSON text, case id) pairs."""
@@ -183,10 +199,16 @@ class PostgresIngestion(IngestionWriter):
     def _lookup(self, cursor, project_id: str, chunk: list[str]) -> None:
         cursor.execute(_PG_CASE_LOOKUP, (chunk, project_id))
 
-    def insert_cases(self, rows: Sequence[NewCase]) -> None:
-        super().insert_cases(rows)
-        if rows:
-            self._analyze_cases_if_unknown()
+    def insert_cases(self, rows: Sequence[NewCase]) -> bool:
+        """One statement for the whole chunk, its rows as one array per column: an
+        executemany of 100,000 new cases (a big suite's first import) made 100,000 statements
+        in the pipeline, about a fifth of the import's CPU and as long again waiting for the
+        server (issue 21)."""
+        if not rows:
+            return True
+        inserted = pg_execute_arrays(self.conn, _PG_INSERT_CASES, rows)
+        self._analyze_cases_if_unknown()
+        return inserted == len(rows)
 
     def _analyze_cases_if_unknown(self) -> None:
         """PostgreSQL plans by a table's statistics, and a new database's `test_cases` has
@@ -244,9 +266,10 @@ def known_cases(conn: Connection, project_id: str,
     return ingestion_writer(conn).known_cases(project_id, identities)
 
 
-def insert_cases(conn: Connection, rows: Sequence[NewCase]) -> None:
-    """Insert new test cases (`NewCase`s, or tuples in its fields' order)."""
-    ingestion_writer(conn).insert_cases(rows)
+def insert_cases(conn: Connection, rows: Sequence[NewCase]) -> bool:
+    """Insert new test cases (`NewCase`s, or tuples in its fields' order); answers whether
+    all were (none was made meanwhile by a concurrent import)."""
+    return ingestion_writer(conn).insert_cases(rows)
 
 
 def insert_results(conn: Connection, rows: Sequence[ResultRow]) -> None:
@@ -261,8 +284,9 @@ def run_outcomes(conn: Connection, run_id: str) -> list[ResultOutcome]:
 
 def tags_differ(stored, tags: list | None, encoded: str | None) -> bool:
     """Whether a case's stored tags (as `known_cases` gives them) differ from a result's
-    (`tags`, and `encoded` by `encode_json`). On SQLite the text is compared first: it was
-    written by the same encoder, nearly always."""
+    (`tags`, and `encoded` by `encode_json`). The text is compared first: on SQLite it was
+    written by the same encoder, nearly always; PostgreSQL spells a non-empty list its own
+    way, which is then decoded."""
     if isinstance(stored, str):
         return stored != encoded and json.loads(stored) != tags
     return stored != tags

@@ -26,7 +26,7 @@ from redline.server.kit.ids import new_id, new_ids
 from redline.server.results import repository as repo
 from redline.server.runs import service as runs
 
-CHUNK = 2000
+CHUNK = 5000  # results per round of lookups and inserts (issue 21: fewer round trips)
 
 
 def normalise_path(path: str | None) -> str | None:
@@ -126,8 +126,12 @@ def ingest(conn: Connection, run_id: str, project_id: str, results: Iterable[Par
                     variant=first.variant, tags=encode(first.tags), created_at=stamp,
                     bucket_id=bucket_id, slot=slot,
                     status="stable"))  # (it reads as new until it runs: tables.py)
-            writer.insert_cases(new_cases)
-            known.update(writer.known_cases(project_id, missing))
+            if writer.insert_cases(new_cases):  # all ours: known as built, not read back
+                known.update((case.identity, repo.KnownCase(
+                    case.id, case.tags, case.bucket_id, case.slot, case.identity))
+                    for case in new_cases)
+            else:  # a concurrent import made some of them: theirs are the ones to use
+                known.update(writer.known_cases(project_id, missing))
         rows = []
         newest: dict[str, ParsedResult] = {}  # case id -> its newest result here
         result_ids = new_ids("test", len(chunk))
