@@ -40,6 +40,7 @@ from redline.server.web.views import assets as web_assets_router
 from redline.server.web.views import router as web_router
 from redline.server.webhooks.endpoints import router as webhooks_router
 from redline.server.worker.runner import Worker
+from redline.server.worker.shards import ShardTimeoutLoop
 
 log = logging.getLogger("redline.server")
 
@@ -125,7 +126,7 @@ def settle_collector() -> None:
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI):
     """The embedded background work of `redline serve`: one outbox worker thread and the
-    hourly retention pass."""
+    hourly retention pass, the executions' loop and the shard timeout's sweep."""
     settle_collector()
     # Endpoints run in the threadpool and each needs a connection: threads beyond what the
     # pool keeps only wait on it or, worse, open and close an overflow connection per request
@@ -135,12 +136,14 @@ async def _lifespan(app: FastAPI):
     checkpointer = background_checkpointer(app.state.engine)
     if checkpointer is not None:
         checkpointer.start()
-    loop = worker = executions = runner = None
+    loop = worker = executions = shards = runner = None
     if app.state.embedded_worker:
         loop = RetentionLoop(app.state.engine).start()
         worker = Worker(app.state.engine, app.state.settings).start()
         app.state.worker = worker
         executions = ExecutionsLoop(app.state.engine).start()
+        shards = ShardTimeoutLoop(app.state.engine,
+                                  app.state.settings.shard_timeout_seconds).start()
     if app.state.embedded_runner_url:
         runner = EmbeddedRunner(app.state.engine, app.state.settings,
                                 app.state.embedded_runner_url).start()
@@ -158,6 +161,8 @@ async def _lifespan(app: FastAPI):
             runner.stop(timeout=left())
         if executions is not None:
             executions.stop(timeout=left())
+        if shards is not None:
+            shards.stop(timeout=left())
         if worker is not None:
             worker.stop(timeout=left())
         if loop is not None:

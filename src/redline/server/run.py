@@ -111,6 +111,7 @@ def worker(processes: int = 1, data_dir: str | None = None, log_level: str | Non
     from redline.server.db import make_engine
     from redline.server.executions.tasks import ExecutionsLoop
     from redline.server.worker.runner import Worker
+    from redline.server.worker.shards import ShardTimeoutLoop
 
     settings = Settings()
     logging.basicConfig(level=(log_level or settings.log_level).upper(),
@@ -130,7 +131,9 @@ def worker(processes: int = 1, data_dir: str | None = None, log_level: str | Non
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     executions = ExecutionsLoop(engine).start()  # lost runners, queue timeouts, schedules
+    shards = ShardTimeoutLoop(engine, settings.shard_timeout_seconds).start()
     instance.run_forever()
+    shards.stop()
     executions.stop()
     engine.dispose()
     return 0

@@ -177,6 +177,8 @@ runs = Table(
     Column("shard_current", Integer),
     Column("shard_total", Integer),
     Column("shards_done", Json),  # shard numbers that reported completion
+    # shard numbers that had not reported when the shard timeout completed the run
+    Column("missing_shards", Json),
     Column("browser", String(64)),
     Column("os", String(64)),
     Column("viewport", String(32)),

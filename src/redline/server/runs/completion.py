@@ -6,9 +6,17 @@ another to finish a run (and none imports another inside a function to dodge a c
 
 The counts come first: whoever completes a run refreshes them from its results before
 (`runs.service.refresh_counts`), and the statistics read them (an outage run, the verdict).
+
+A sharded run completes when its last shard says so (`runs.service.complete_shard`). A shard
+that never reports (its CI job crashed, was cancelled or never started) must not leave the run
+in progress forever: the worker's sweep (`worker/shards.py`) completes a sharded run that had
+no news for `shard_timeout_seconds` (`complete_abandoned_shard_runs`), keeping the results the
+shards did send and naming the shards that never reported in `missing_shards`.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from sqlalchemy import Connection
 
@@ -56,3 +64,25 @@ def complete_run(conn: Connection, run_id: str, requested: str | None = None,
     if applied.became_flaky:
         webhooks.emit_each(conn, run.project_id, "test.flaky",
                            stats.flaky_payloads(conn, run.id, applied.became_flaky), hooks)
+
+
+def complete_abandoned_shard_runs(conn: Connection, timeout_seconds: float,
+                                  now=None) -> list[str]:
+    """Complete the sharded runs with no news (no shard joining, no result, no shard
+    finishing) for `timeout_seconds`: `failed`, since shards are missing (and whatever their
+    results say), with `missing_shards` naming the shards that never reported completion.
+    Returns the ids completed. Each run is locked and read again first: a shard that reported
+    meanwhile, or another worker's sweep, wins."""
+    now = now or utcnow()
+    quiet_since = now - timedelta(seconds=timeout_seconds)
+    completed = []
+    for run_id in repo.stale_shard_run_ids(conn, quiet_since):
+        run = repo.get_run(conn, run_id, for_update=True)
+        if run is None or run.status != "running" or run.updated_at >= quiet_since:
+            continue
+        done = set(run.shards_done or [])
+        missing = [shard for shard in range(1, run.shard_total + 1) if shard not in done]
+        repo.update_run(conn, run_id, missing_shards=missing)
+        complete_run(conn, run_id, "failed")
+        completed.append(run_id)
+    return completed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from redline.server.tables import runs, test_results
@@ -67,3 +69,11 @@ def status_counts(conn: Connection, run_id: str) -> dict[str, tuple[int, int]]:
                         .where(test_results.c.run_id == run_id)
                         .group_by(test_results.c.status)).all()
     return {status: (count, int(duration)) for status, count, duration in rows}
+
+
+def stale_shard_run_ids(conn: Connection, quiet_since: datetime, limit: int = 100) -> list[str]:
+    """Reported sharded runs still running with no news since `quiet_since`."""
+    return list(conn.execute(
+        select(runs.c.id).where(runs.c.status == "running", runs.c.shard_total.is_not(None),
+                                runs.c.plan_id.is_(None), runs.c.updated_at < quiet_since)
+        .order_by(runs.c.updated_at).limit(limit)).scalars())

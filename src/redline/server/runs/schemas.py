@@ -87,6 +87,9 @@ class Run(ApiModel):
                                 "when the run started, else `passed` (or `cancelled`).")
     quarantined_failures: int = Field(description="Failures ignored by the verdict because "
                                       "their case was quarantined when the run started.")
+    missing_shards: list[int] | None = Field(None, description="Sharded runs completed by "
+                                             "the shard timeout: the shards that never "
+                                             "reported (null otherwise).")
     plan_id: str | None = Field(description="The plan that executed it (null for a "
                                 "reported or imported run).")
     queued_at: str | None = Field(description="Executed runs: when it was queued.")

@@ -59,6 +59,7 @@ def run_json(row) -> dict:
         "passRate": pass_rate(row.passed_tests, row.total_tests), "duration": row.duration,
         "runTitle": row.run_title, "tags": row.tags or [], "grepPatterns": row.grep_patterns or [],
         "verdict": row.verdict, "quarantinedFailures": row.quarantined_failures,
+        "missingShards": row.missing_shards,
         **execution_json(row),
         "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at),
         "completedAt": iso(row.completed_at),
@@ -106,7 +107,9 @@ def create_run(conn: Connection, principal: Principal, fields: dict) -> tuple[di
     if fields.get("shard_total") and fields.get("ci_build_id"):
         existing = repo.find_open_shard_run(conn, project_id, fields["ci_build_id"])
         if existing is not None and existing.shard_total:
-            return run_json(existing), False
+            # a shard joining is news: the shard timeout counts from the last news
+            repo.update_run(conn, existing.id, updated_at=utcnow())
+            return run_json(repo.get_run(conn, existing.id)), False
     run_id = new_run(conn, project_id, fields)
     return run_json(repo.get_run(conn, run_id)), True
 
