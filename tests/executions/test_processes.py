@@ -325,3 +325,55 @@ def test_the_runner_embedded_in_serve_runs_plans_in_the_sandbox_only(migrated_ur
             assert "REDLINE_RUNNER_ALLOW_UNSANDBOXED" in whole_log(client, refused["id"])
     finally:
         srv.__exit__(None, None, None)
+
+
+def test_a_secret_env_value_is_in_no_log_line_redline_writes(tenant, tmp_path):
+    """The server's own log records (this process) and a `redline runner` process's log at
+    DEBUG hold no secret value, nor does the run's log, while the command did get it."""
+    import logging
+
+    secret = f"secret-{secrets.token_hex(8)}"
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    handler = Keep(level=logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s %(args)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    code = ("import os\n"
+            "print('length', len(os.environ['API_TOKEN']), flush=True)\n"
+            "open('report.xml', 'w').write(" + repr(JUNIT.format(name="ok")) + ")\n")
+    runner_log = tmp_path / "runner.log"
+    try:
+        with tenant.as_user() as client:
+            plan = make_plan(client, tenant.project_id, command=script(code, "secret-log"),
+                             env={"API_TOKEN": {"value": secret, "secret": True}},
+                             reportPaths=["report.xml"])
+            redline = str(Path(sys.executable).parent / "redline")
+            with open(runner_log, "wb") as out:
+                child = subprocess.Popen(
+                    [redline, "runner", "--url", tenant.server.url, "--token",
+                     runner_token(tenant), "--poll-interval", "0.1", "--log-level", "DEBUG"],
+                    stdout=out, stderr=subprocess.STDOUT)
+                try:
+                    run = wait_for(client, trigger(client, plan["id"], env={
+                        "EXTRA": {"value": secret, "secret": True}})["id"])
+                finally:
+                    child.terminate()
+                    child.wait(timeout=30)
+            log = whole_log(client, run["id"])
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    assert run["status"] == "passed", log
+    assert f"length {len(secret)}" in log  # the command had it
+    assert secret not in log
+    written = runner_log.read_text(errors="replace")
+    assert "runner" in written  # it did log (at DEBUG: every HTTP request too)
+    assert secret not in written
+    assert records and not any(secret in record for record in records)

@@ -28,6 +28,7 @@ from redline.runner.client import LeaseLost, RunnerClient
 
 log = logging.getLogger("redline.runner")
 MAX_REPORT_BYTES = 9 * 1024 * 1024
+DEFAULT_OUTPUT_BYTES = 64 * 1024 * 1024  # (a server that sends no limits)
 
 
 def _truthy(value: str | None) -> bool:
@@ -47,7 +48,9 @@ class RunnerConfig:
     poll_interval: float = 0.5
     heartbeat_interval: float = 0.5
     work_root: Path | None = None
-    max_output_bytes: int = 64 * 1024 * 1024
+    # the output kept of a run: the job's limits.outputBytes (the plan's, or the server's
+    # default); this runner's own ceiling over it, when set
+    max_output_bytes: int | None = None
     limits: process.Limits = field(default_factory=process.Limits)
 
     @classmethod
@@ -65,14 +68,19 @@ class RunnerConfig:
 
 
 class LogShipper:
-    """Output to the server, in order, at byte offsets the server confirms."""
+    """Output to the server, in order, at byte offsets the server confirms. The command's
+    output is kept up to `cap` bytes (the plan's limits.outputBytes): the rest is cut, with a
+    line saying so; Redline's own lines are always kept."""
+
+    TAIL = 16 * 1024
 
     def __init__(self, client: RunnerClient, run_id: str, lease: str, offset: int,
                  cap: int):
         self.client, self.run_id, self.lease = client, run_id, lease
         self.offset = offset
         self.cap = cap
-        self.received = 0
+        self.received = 0  # bytes of the command's output
+        self.tail = ""  # the end of the command's output (to tell why it died)
         self._pending: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -82,11 +90,17 @@ class LogShipper:
 
     def write(self, text: str) -> None:
         with self._lock:
-            if self.received >= self.cap:
+            self.tail = (self.tail + text)[-self.TAIL:]
+            if self.received > self.cap:
                 return
-            self.received += len(text)
-            if self.received >= self.cap:
-                text += "\n[redline] output over the runner's cap: the rest is dropped\n"
+            data = text.encode("utf-8", "replace")
+            room = self.cap - self.received
+            self.received += len(data)
+            if len(data) > room:
+                text = data[:room].decode("utf-8", "ignore")
+                text += (f"\n[redline] output cut at {self.cap} bytes (the plan's "
+                         "limits.outputBytes): the rest is dropped\n")
+                self.received = self.cap + 1
             self._pending.append(text)
 
     def note(self, line: str) -> None:
@@ -213,8 +227,10 @@ class Runner:
     def execute(self, job: dict) -> None:
         run_id, lease_token = job["runId"], job["leaseToken"]
         lease = _Lease(self.client, run_id, lease_token, self.config.heartbeat_interval)
-        shipper = LogShipper(self.client, run_id, lease_token, job.get("logOffset", 0),
-                             self.config.max_output_bytes)
+        cap = (job.get("limits") or {}).get("outputBytes") or DEFAULT_OUTPUT_BYTES
+        if self.config.max_output_bytes is not None:
+            cap = min(cap, self.config.max_output_bytes)
+        shipper = LogShipper(self.client, run_id, lease_token, job.get("logOffset", 0), cap)
         run_dir = Path(tempfile.mkdtemp(prefix="redline-run-", dir=self.config.work_root))
         outcome: dict = {"outcome": "blocked", "blocked_reason": "command_not_started"}
         try:
@@ -236,6 +252,7 @@ class Runner:
 
     def _execute(self, job: dict, run_dir: Path, lease: _Lease, shipper: LogShipper) -> dict:
         work_dir = run_dir / "work"
+        limits = process.Limits.from_job(job.get("limits"), self.config.limits)
         (run_dir / "home").mkdir()
         shipper.note(f"run {job['runId']} (attempt {job.get('attempt', 1)}) on runner "
                      f"{self.runner_id}")
@@ -253,8 +270,11 @@ class Runner:
         env = self._env(job, run_dir, work_dir, sandbox)
         argv = sandbox.wrap(job["command"], run_dir, work_dir, bool(job.get("network")))
         timeout = int(job["timeoutSeconds"])
+        memory = f"{limits.memory_bytes // 2**20} MiB" if limits.memory_bytes else "none"
+        shipper.note(f"limits: CPU {limits.cpu_seconds or timeout + 60} s, memory {memory}, "
+                     f"{limits.open_files} open files, output {shipper.cap} bytes")
         try:
-            child = process.spawn(argv, work_dir, env, self.config.limits, timeout,
+            child = process.spawn(argv, work_dir, env, limits, timeout,
                                   sandboxed=sandbox.kind == "bubblewrap")
         except OSError as exc:
             shipper.note(f"the command could not start: {exc.strerror or exc}")
@@ -269,6 +289,16 @@ class Runner:
         if lease.lost.is_set():
             return {"outcome": "cancelled"}
         found = self._upload_reports(job, run_dir, work_dir, shipper)
+        hit = process.limit_hit(child.returncode, shipper.tail) if end == "exited" else None
+        if hit is not None:
+            what = {"cpu": f"its CPU-time limit ({limits.cpu_seconds or timeout + 60} s, "
+                           "limits.cpuSeconds)",
+                    "memory": f"its memory limit ({memory}, limits.memoryMb)",
+                    "open_files": f"its open-files limit ({limits.open_files}, "
+                                  "limits.openFiles)"}[hit]
+            shipper.note(f"the command was stopped by {what}: exit status "
+                         f"{child.returncode}; the run fails")
+            return {"outcome": "limit", "limit": hit, "exit_code": child.returncode}
         if end == "exited":
             shipper.note(f"the command exited with {child.returncode}")
             return {"outcome": "exited", "exit_code": child.returncode,

@@ -79,10 +79,11 @@ class RunnerClient:
         return response.json()
 
     def finish(self, run_id: str, lease: str, outcome: str, exit_code: int | None = None,
-               blocked_reason: str | None = None) -> dict:
+               blocked_reason: str | None = None, limit: str | None = None) -> dict:
         return self._run_call(run_id, "finish", {"leaseToken": lease, "outcome": outcome,
                                                  "exitCode": exit_code,
-                                                 "blockedReason": blocked_reason})
+                                                 "blockedReason": blocked_reason,
+                                                 "limit": limit})
 
 
 def _error(response: httpx.Response) -> dict:

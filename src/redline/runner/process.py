@@ -43,6 +43,40 @@ class Limits:
     open_files: int = 4096
     cpu_seconds: int | None = None  # default: the run's timeout plus a minute
 
+    @classmethod
+    def from_job(cls, limits: dict | None, fallback: Limits) -> Limits:
+        """The limits the server sent with the job (the plan's, or the server's defaults);
+        what it did not send (an older server) is the runner's own."""
+        limits = limits or {}
+        memory = limits.get("memoryMb")
+        return cls(memory_bytes=memory * 1024 * 1024 if memory else fallback.memory_bytes,
+                   open_files=limits.get("openFiles") or fallback.open_files,
+                   cpu_seconds=limits.get("cpuSeconds") or fallback.cpu_seconds)
+
+
+# What a command that hit a limit prints as it dies (the kernel only fails its call): Python's
+# MemoryError, C's strerror(ENOMEM) and strerror(EMFILE), C++'s std::bad_alloc, Node's
+# "heap out of memory".
+_MEMORY_SIGNS = ("MemoryError", "Cannot allocate memory", "std::bad_alloc",
+                 "out of memory")
+_OPEN_FILES_SIGNS = ("Too many open files",)
+
+
+def limit_hit(returncode: int | None, output_tail: str) -> str | None:
+    """Which resource limit stopped a command that exited, if one did: `cpu` (killed by
+    SIGXCPU at its CPU-seconds limit, or SIGKILL at the hard limit just above it; through
+    bubblewrap, exit status 128 + the signal), `memory` or `open_files` (a failed
+    allocation or open, read from the end of its output), else None."""
+    if returncode is None or returncode == 0:
+        return None
+    if returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+        return "cpu"
+    if any(sign in output_tail for sign in _MEMORY_SIGNS):
+        return "memory"
+    if any(sign in output_tail for sign in _OPEN_FILES_SIGNS):
+        return "open_files"
+    return None
+
 
 @dataclass
 class Sandbox:

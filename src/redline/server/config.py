@@ -103,6 +103,28 @@ class Settings(BaseSettings):
     runner_allow_unsandboxed: bool = Field(False, description="Let the runner embedded in "
                                            "`redline serve` run plans without the bubblewrap "
                                            "sandbox (it refuses by default).")
+    # An executed run's resource limits: a plan's `limits` may set each up to its maximum;
+    # what it leaves out is the default.
+    run_default_cpu_seconds: int | None = Field(None, ge=1, le=10**6, description="CPU "
+                                                "seconds a run's command may use (per "
+                                                "process); null: the plan's timeoutSeconds "
+                                                "+ 60.")
+    run_max_cpu_seconds: int = Field(86400, ge=1, le=10**6, description="The most a plan's "
+                                     "limits.cpuSeconds may be.")
+    run_default_memory_mb: int = Field(8192, ge=16, le=10**7, description="Address space "
+                                       "(MiB) each process of a run's command may map.")
+    run_max_memory_mb: int = Field(65536, ge=16, le=10**7, description="The most a plan's "
+                                   "limits.memoryMb may be.")
+    run_default_open_files: int = Field(4096, ge=16, le=10**6, description="Open files per "
+                                        "process of a run's command.")
+    run_max_open_files: int = Field(65536, ge=16, le=10**6, description="The most a plan's "
+                                    "limits.openFiles may be.")
+    run_default_output_bytes: int = Field(64 * 1024 * 1024, ge=1024, le=2**40,
+                                          description="Bytes of a run's output kept in its "
+                                          "log; the rest is cut, with a line saying so.")
+    run_max_output_bytes: int = Field(1024 * 1024 * 1024, ge=1024, le=2**40,
+                                      description="The most a plan's limits.outputBytes may "
+                                      "be.")
 
     @field_validator("blob_url")
     @classmethod

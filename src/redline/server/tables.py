@@ -216,6 +216,8 @@ runs = Table(
     Column("lease_token", String(40)),
     Column("lease_until", DateTime),
     Column("attempt", Integer),  # 1, or 2 once retried after its runner was lost
+    # runner-seconds of attempts whose runner was lost (counted in the team's usage)
+    Column("lost_runner_seconds", Float),
     Column("run_env", Json),  # the trigger's env overrides (secret values sealed)
     Column("git_ref", String(255)),
     Column("log_size", BigInteger),
@@ -494,6 +496,9 @@ plans = Table(
     Column("schedule", String(120)),
     Column("sandbox", String(12), nullable=False),  # auto | bubblewrap | none
     Column("network", Boolean, nullable=False),
+    # resource limits the plan sets: {cpuSeconds, memoryMb, openFiles, outputBytes}, each
+    # absent or null for the server's default (REDLINE_RUN_DEFAULT_*); NULL: all defaults
+    Column("limits", Json),
     Column("code_version", Integer, nullable=False),
     # the status of its latest completed run that was not cancelled (NULL: none yet)
     Column("last_status", String(12)),

@@ -155,7 +155,9 @@ def claim(conn: Connection, run_id: str, **values) -> bool:
 
 
 def expired_leases(conn: Connection, now: datetime, limit: int = 100):
-    return conn.execute(select(runs.c.id, runs.c.attempt, runs.c.cancel_requested_at).where(
+    return conn.execute(select(runs.c.id, runs.c.attempt, runs.c.cancel_requested_at,
+                               runs.c.started_at, runs.c.lease_until,
+                               runs.c.lost_runner_seconds).where(
         runs.c.status == "running", runs.c.plan_id.is_not(None),
         runs.c.lease_until < now).limit(limit)).all()
 
@@ -210,10 +212,16 @@ def set_team_budget(conn: Connection, team_id: str, seconds: int | None, now) ->
 
 
 def started_runs(conn: Connection, team_id: str, since: datetime):
-    """(project id, started, finished) of the team's runs a runner started since `since`."""
-    return conn.execute(select(runs.c.project_id, runs.c.started_at, runs.c.finished_at)
+    """(project id, started, finished, lost runner-seconds) of the team's runs that held a
+    runner since `since`: started by one, or retried after losing one (those are queued
+    again with no start until the next runner takes them)."""
+    return conn.execute(select(runs.c.project_id, runs.c.started_at, runs.c.finished_at,
+                               runs.c.lost_runner_seconds)
                         .join(projects, projects.c.id == runs.c.project_id)
-                        .where(projects.c.team_id == team_id, runs.c.started_at >= since)).all()
+                        .where(projects.c.team_id == team_id,
+                               func.coalesce(runs.c.started_at, runs.c.queued_at) >= since,
+                               runs.c.started_at.is_not(None)
+                               | (runs.c.lost_runner_seconds > 0))).all()
 
 
 # -- runner tokens ---------------------------------------------------------------------------

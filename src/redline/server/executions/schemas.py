@@ -41,6 +41,24 @@ class PlanSource(ApiModel):
         return self
 
 
+class PlanLimits(ApiModel):
+    """Resource limits of the plan's runs; each left out (or null) is the server's default
+    (`REDLINE_RUN_DEFAULT_*`), and none may pass its maximum (`REDLINE_RUN_MAX_*`)."""
+
+    cpu_seconds: int | None = Field(None, ge=1, description="CPU seconds per process "
+                                    "(default: timeoutSeconds + 60); past it the command is "
+                                    "stopped and the run fails with cancelReason "
+                                    "`cpu_limit`.")
+    memory_mb: int | None = Field(None, ge=16, description="Address space per process, MiB "
+                                  "(default 8192); an allocation past it fails, and the run "
+                                  "fails with cancelReason `memory_limit`.")
+    open_files: int | None = Field(None, ge=16, description="Open files per process "
+                                   "(default 4096).")
+    output_bytes: int | None = Field(None, ge=1024, description="Output kept in the log "
+                                     "(default 64 MiB); the rest is cut, with a line saying "
+                                     "so.")
+
+
 _COMMAND = Field(min_length=1, max_length=200, description="argv: a list, never a shell "
                  "string.")
 _ENV_NAMES = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
@@ -62,6 +80,7 @@ class PlanCreate(ApiModel):
                                  "(5 fields, UTC).")
     sandbox: Sandbox = "auto"
     network: bool = False
+    limits: PlanLimits | None = None
     executor: Literal["local", "kubernetes"] = Field(
         "local", description="`local`: Redline's runners. `kubernetes` (a Job per run) is "
         "planned, not in this version: UNSUPPORTED.")
@@ -79,6 +98,7 @@ class PlanUpdate(ApiModel):
     schedule: str | None = Field(None, max_length=120, description="\"\" removes it.")
     sandbox: Sandbox | None = None
     network: bool | None = None
+    limits: PlanLimits | None = None
     code_version: int | None = Field(None, ge=1, description="The codeVersion this change "
                                      "was made against (or send If-Match).")
 
@@ -98,6 +118,7 @@ class Plan(ApiModel):
     next_run_at: str | None
     sandbox: str
     network: bool
+    limits: PlanLimits = Field(description="What the plan sets; null: the server's default.")
     code_version: int
     status: PlanStatus
     created_at: str
@@ -191,7 +212,9 @@ class ReportUpload(Lease):
 
 
 class Finish(Lease):
-    outcome: Literal["exited", "timeout", "cancelled", "blocked"]
+    outcome: Literal["exited", "timeout", "cancelled", "blocked", "limit"]
     exit_code: int | None = None
+    limit: Literal["cpu", "memory", "open_files"] | None = Field(
+        None, description="With outcome `limit`: the resource limit that stopped it.")
     blocked_reason: Literal["source_unavailable", "command_not_started", "no_report",
                             "sandbox_unavailable"] | None = None

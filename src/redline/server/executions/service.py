@@ -50,7 +50,12 @@ SIGNALS = ("INT", "TERM", "HUP", "KILL", "QUIT", "USR1", "USR2")
 TERMINAL = ("passed", "failed", "blocked", "cancelled")
 # What the plan runs: a change of any of these bumps its codeVersion.
 RUN_FIELDS = ("command", "source", "env", "timeout_seconds", "report_paths", "sandbox",
-              "network")
+              "network", "limits")
+# a plan's limits: its field -> the settings of its default and its maximum
+LIMITS = {"cpuSeconds": ("run_default_cpu_seconds", "run_max_cpu_seconds"),
+          "memoryMb": ("run_default_memory_mb", "run_max_memory_mb"),
+          "openFiles": ("run_default_open_files", "run_max_open_files"),
+          "outputBytes": ("run_default_output_bytes", "run_max_output_bytes")}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_LOG_READ = 1024 * 1024
 KEEP_LOG = "executions.keep_log"
@@ -84,7 +89,9 @@ def plan_json(row, flights: list[tuple[str, str]]) -> dict:
             "reportPaths": list(row.report_paths or []),
             "maxConcurrentRuns": row.max_concurrent_runs, "schedule": row.schedule,
             "nextRunAt": iso(row.next_due_at), "sandbox": row.sandbox,
-            "network": row.network, "codeVersion": row.code_version,
+            "network": row.network,
+            "limits": {name: (row.limits or {}).get(name) for name in LIMITS},
+            "codeVersion": row.code_version,
             "status": _plan_status(row, flights), "createdAt": iso(row.created_at),
             "updatedAt": iso(row.updated_at)}
 
@@ -136,6 +143,30 @@ def _check_schedule(schedule: str | None) -> None:
                                "expression, e.g. '0 3 * * *' (UTC)")
 
 
+def _check_limits(limits, settings) -> dict | None:
+    """A plan's limits as stored (only those it sets), each within its maximum."""
+    if limits is None:
+        return None
+    stored = {name: value for name, value in limits.model_dump(by_alias=True).items()
+              if value is not None}
+    for name, value in stored.items():
+        most = getattr(settings, LIMITS[name][1])
+        if value > most:
+            raise validation_error(f"limits.{name}", "too_large", f"limits.{name} may be at "
+                                   f"most {most} on this server (REDLINE_"
+                                   f"{LIMITS[name][1].upper()})")
+    return stored or None
+
+
+def run_limits(plan, settings) -> dict:
+    """The limits a run of the plan gets: the plan's, else the server's defaults."""
+    limits = {name: (plan.limits or {}).get(name) or getattr(settings, default)
+              for name, (default, _most) in LIMITS.items()}
+    if limits["cpuSeconds"] is None:
+        limits["cpuSeconds"] = plan.timeout_seconds + 60
+    return limits
+
+
 def _check_source(source: dict | None) -> dict | None:
     if source is None:
         return None
@@ -164,7 +195,8 @@ def create_plan(conn: Connection, principal: Principal, body, settings) -> dict:
         env=seal_env(body.env, secret_box(settings)), timeout_seconds=body.timeout_seconds,
         queue_timeout_seconds=body.queue_timeout_seconds, report_paths=body.report_paths,
         max_concurrent_runs=body.max_concurrent_runs, schedule=body.schedule or None,
-        sandbox=body.sandbox, network=body.network, code_version=1,
+        sandbox=body.sandbox, network=body.network,
+        limits=_check_limits(body.limits, settings), code_version=1,
         next_due_at=next_due(body.schedule, now) if body.schedule else None,
         created_by=principal.user_id, created_at=now, updated_at=now)
     return plan_json(repo.get_plan(conn, plan_id), [])
@@ -206,6 +238,10 @@ def update_plan(conn: Connection, principal: Principal, plan_id: str, body,
             value = seal_env(body.env, secret_box(settings), row.env)
         elif name == "source":
             value = _check_source(value)
+        elif name == "limits":
+            if value is None:
+                continue
+            value = _check_limits(body.limits, settings)
         elif name == "schedule":
             _check_schedule(value)
             value = value or None
@@ -240,10 +276,14 @@ def _month_start(now: datetime) -> datetime:
 
 
 def _used_seconds(conn: Connection, team_id: str, now: datetime) -> dict[str, float]:
+    """Runner-seconds by project this month: each run from its real start to its finish (or
+    now), plus the time of its attempts whose runner was lost."""
     used: dict[str, float] = {}
     for row in repo.started_runs(conn, team_id, _month_start(now)):
-        seconds = ((row.finished_at or now) - row.started_at).total_seconds()
-        used[row.project_id] = used.get(row.project_id, 0.0) + max(seconds, 0.0)
+        seconds = row.lost_runner_seconds or 0.0
+        if row.started_at is not None:
+            seconds += max(((row.finished_at or now) - row.started_at).total_seconds(), 0.0)
+        used[row.project_id] = used.get(row.project_id, 0.0) + seconds
     return used
 
 
@@ -550,7 +590,8 @@ def claim(conn: Connection, runner: RunnerCaller, runner_id: str, settings) -> d
                 "env": {**open_env(plan.env, box), **open_env(run.run_env, box)},
                 "timeoutSeconds": plan.timeout_seconds,
                 "reportPaths": list(plan.report_paths or []), "sandbox": plan.sandbox,
-                "network": plan.network, "logOffset": run.log_size or 0,
+                "network": plan.network, "limits": run_limits(plan, settings),
+                "logOffset": run.log_size or 0,
                 "cancelGraceSeconds": settings.runner_cancel_grace_seconds,
                 "branch": run.branch, "codeVersion": plan.code_version}
     return None
@@ -645,6 +686,10 @@ def finish(conn: Connection, runner: RunnerCaller, run_id: str, body) -> dict:
     elif body.outcome == "timeout":
         repo.update_run(conn, run_id, cancel_reason="timeout", **common)
         runs.finish(conn, run_id, "failed")
+    elif body.outcome == "limit":  # stopped by a resource limit: no real pass
+        repo.update_run(conn, run_id, cancel_reason=f"{body.limit or 'resource'}_limit",
+                        **common)
+        runs.finish(conn, run_id, "failed")
     elif run.total_tests == 0:
         repo.update_run(conn, run_id, **common)
         reason = body.blocked_reason or "no_results"
@@ -680,8 +725,14 @@ def sweep(conn: Connection, now: datetime | None = None) -> dict:
                 _ended(conn, row.id)
             continue
         if (row.attempt or 1) < 2:
+            # the lost attempt held its runner from its start until its lease ran out
+            held = (min(row.lease_until, now) - row.started_at).total_seconds() \
+                if row.started_at is not None else 0.0
             if repo.update_if_lease_expired(conn, row.id, now,
                                             status="queued", attempt=2, runner_id=None,
+                                            started_at=None, lost_runner_seconds=(
+                                                row.lost_runner_seconds or 0.0)
+                                            + max(held, 0.0),
                                   lease_token=None, lease_until=None,
                                   process_started_at=None, pending_signals=[],
                                   updated_at=now):
