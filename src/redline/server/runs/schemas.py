@@ -103,7 +103,7 @@ class Run(ApiModel):
                                        "`queue_timeout`, `insufficient_credits`.")
     cancel_reason: str | None = Field(description="`cancelled` (by a user), `timeout`, "
                                       "`runner_lost`, `plan_deleted`, or a resource limit "
-                                      "(`cpu_limit`, `memory_limit`).")
+                                      "(`cpu_limit`, `memory_limit`, `open_files_limit`).")
     cancel_requested: bool = Field(description="A cancel was asked and the runner is "
                                    "stopping the command.")
     attempt: int | None = Field(description="Executed runs: 2 when it was retried after "
@@ -144,7 +144,7 @@ class RunSummary(ApiModel):
                                        "`queue_timeout`, `insufficient_credits`.")
     cancel_reason: str | None = Field(description="`cancelled` (by a user), `timeout`, "
                                       "`runner_lost`, `plan_deleted`, or a resource limit "
-                                      "(`cpu_limit`, `memory_limit`).")
+                                      "(`cpu_limit`, `memory_limit`, `open_files_limit`).")
     cancel_requested: bool = Field(description="A cancel was asked and the runner is "
                                    "stopping the command.")
     attempt: int | None = Field(description="Executed runs: 2 when it was retried after "
