@@ -10,6 +10,7 @@ structured content, so an agent can branch on the code; protocol errors stay JSO
 
 import functools
 import logging
+import time
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
@@ -21,11 +22,14 @@ from pydantic import ValidationError as PydanticValidationError
 from redline import __version__
 from redline.sdk import AsyncClient, models
 from redline.sdk.exceptions import (
+    CommandExitError,
     InternalServerError,
     NotFoundError,
     RedlineError,
     ValidationError,
+    WaitTimeoutError,
 )
+from redline.sdk.exceptions import TimeoutError as TransportTimeoutError
 from redline.sdk.settings import resolve_connection
 
 log = logging.getLogger("redline.mcp")
@@ -40,21 +44,35 @@ expiry), unquarantine ends it. import_report sends a report file; wait_for_run w
 verdict. A run's `verdict` (not its status) is what CI gates on: failures of quarantined tests
 do not count. A failed call's text starts with [CODE] (AUTH_FORBIDDEN, NOT_FOUND,
 VALIDATION_ERROR, RATE_LIMITED, WAIT_TIMEOUT, ...) followed by `Next:` with what to do; after
-WAIT_TIMEOUT call wait_for_run again with the same run id, never import again."""
+WAIT_TIMEOUT call wait_for_run again with the same run id, never import again.
 
-RunStatus = Literal["running", "passed", "failed", "cancelled"]
+Executed runs: list_plans shows how a project's suites are run; run_plan starts one (it waits
+up to wait_seconds, at most 120, for the end); get_run follows it (status queued, running,
+then passed, failed, blocked or cancelled; exit_code, blocked_reason, cancel_reason);
+get_run_log reads its output from an offset (pass next_offset back); cancel_run stops it.
+A run_plan that answered [WAIT_TIMEOUT] or [TIMEOUT] may have started the run: check
+get_run or list_runs(plan_id=...) before calling run_plan again, never trigger twice."""
+
+RunStatus = Literal["queued", "running", "passed", "failed", "blocked", "cancelled"]
 ProjectId = Annotated[str | None, Field(description="Project id (proj_...); omit to use the "
                                         "project of the API key or the configured default.")]
 TestId = Annotated[str, Field(description="A test result (test_...) or a test case (tc_...).")]
 #: characters of an error message (and of a stack, output) a tool returns at most
 MESSAGE_CHARS = 2000
 OUTPUT_CHARS = 8000
+#: a run_plan waits at most this long (a tool call should answer within a couple of minutes)
+MAX_WAIT_SECONDS = 120
+#: the end of an executed run's log that run_plan returns with a finished run
+LOG_TAIL_CHARS = 4000
 
 
-def error_result(exc: RedlineError) -> CallToolResult:
-    """The tool result for a failure: `[CODE] message` + `Next:`, and the envelope."""
+def error_result(exc: RedlineError, next_action: str | None = None) -> CallToolResult:
+    """The tool result for a failure: `[CODE] message` + `Next:`, and the envelope.
+    `next_action` replaces the catalog's when the tool knows the exact next call."""
     envelope = exc.to_envelope()
     error = envelope["error"]
+    if next_action:
+        error["nextAction"] = next_action
     text = f"[{error['code']}] {error['message']}\nNext: {error['nextAction']}"
     if error["code"] == "AUTH_FORBIDDEN":
         details = error.get("details") or {}
@@ -95,6 +113,16 @@ def failure_for(exc: BaseException, tool: str) -> RedlineError:
                                f"{type(exc).__name__}: {exc}", details={"tool": tool},
                                retryable=False,
                                next_action="Report this with the tool call that caused it.")
+
+
+class KnownNext(Exception):
+    """A failure whose next call the tool knows exactly: its result says that instead of the
+    catalog's generic next action."""
+
+    def __init__(self, error: RedlineError, next_action: str):
+        super().__init__(str(error))
+        self.error = error
+        self.next_action = next_action
 
 
 class RedlineMCPServer(MCPServer):
@@ -161,6 +189,17 @@ class RunWithFailures(models.Model):
                                            "`max_failures`).")
 
 
+class PlanRun(models.Model):
+    """A run of a plan, as `run_plan` left it."""
+
+    run: models.Run
+    finished: bool = Field(description="The run has ended (passed, failed, blocked or "
+                           "cancelled).")
+    log_tail: str | None = Field(None, description="The end of its output (at most 4,000 "
+                                 "characters) when it has ended.")
+    next: str = Field(description="What to call next.")
+
+
 class ProjectList(models.Model):
     projects: list[models.Project]
 
@@ -188,6 +227,9 @@ def build_server(make_client) -> MCPServer:
         async def wrapper(*args, **kwargs):
             try:
                 return await fn(*args, **kwargs)
+            except KnownNext as known:
+                log.info("tool %s failed: %s", fn.__name__, known.error)
+                return error_result(known.error, known.next_action)
             except RedlineError as exc:
                 log.info("tool %s failed: %s", fn.__name__, exc)
                 return error_result(exc)
@@ -234,10 +276,13 @@ def build_server(make_client) -> MCPServer:
         limit: Annotated[int, Field(ge=1, le=100, description="How many, newest first.")] = 20,
         cursor: Annotated[str | None, Field(description="nextCursor of the previous page.")]
         = None,
+        plan_id: Annotated[str | None, Field(description="Only the runs of this plan "
+                                             "(plan_...).")] = None,
     ) -> models.Page[models.Run]:
-        """Recent runs of a project with their counts and verdicts, newest first."""
+        """Recent runs of a project with their counts and verdicts, newest first (executed
+        runs also with plan_id, exit_code and their reasons)."""
         return await client().runs.list(project_id, status=status, branch=branch, limit=limit,
-                                        cursor=cursor)
+                                        cursor=cursor, plan_id=plan_id)
 
     @tool
     async def get_run(
@@ -245,7 +290,10 @@ def build_server(make_client) -> MCPServer:
         max_failures: Annotated[int, Field(ge=0, le=200, description="Failed tests to "
                                            "include.")] = 20,
     ) -> RunWithFailures:
-        """A run with its counts and verdict, and its failed tests (title, file, error)."""
+        """A run with its counts and verdict, and its failed tests (title, file, error). An
+        executed run (plan_id set) also says its status (queued, running, passed, failed,
+        blocked, cancelled), exit_code, blocked_reason or cancel_reason, runner_id and times;
+        get_run_log reads its output."""
         sdk = client()
         run = await sdk.runs.get(run_id)
         failed: list[FailedTest] = []
@@ -401,7 +449,100 @@ def build_server(make_client) -> MCPServer:
         """Wait until a run is finished and return it (its verdict honours quarantine)."""
         return await client().runs.wait(run_id, timeout=timeout_seconds, poll=poll_seconds)
 
+    # -- executed runs ---------------------------------------------------------------------------
+
+    @tool
+    async def list_plans(
+        project_id: ProjectId = None,
+        limit: Annotated[int, Field(ge=1, le=100)] = 50,
+    ) -> models.Page[models.Plan]:
+        """The project's plans: how Redline runs its suites (command, source, reports,
+        schedule), each with its status (draft, ready, queued, running, passed, failed,
+        blocked, cancelled, unknown). run_plan starts one."""
+        return await client().plans.list(project_id, limit=limit)
+
+    @tool
+    async def run_plan(
+        plan_id: Annotated[str, Field(description="Plan id (plan_...): list_plans.")],
+        branch: Annotated[str | None, Field(description="Branch to record (and, for a git "
+                                            "source without ref, to test).")] = None,
+        ref: Annotated[str | None, Field(description="Git ref to check out instead of the "
+                                         "plan's.")] = None,
+        wait_seconds: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS, description="Wait "
+                                             "this long (at most 120) for the run to end; 0 "
+                                             "answers at once with the queued run.")] = 0,
+    ) -> PlanRun:
+        """Start a run of a plan (source mcp) and optionally wait for its end. A finished run
+        that failed is a normal answer (see run.status, run.exit_code, log_tail); CONFLICT
+        means a run of the plan is already in flight (details.runId)."""
+        sdk = client()
+        command = sdk.plans.command(plan_id, branch=branch, ref=ref, source="mcp")
+        try:
+            run = await command.start()
+        except TransportTimeoutError as exc:
+            raise KnownNext(exc, (
+                "The trigger may have landed: call list_runs(plan_id=\"" + plan_id + "\", "
+                "limit=1) or get_run with the run id before calling run_plan again; never "
+                "trigger twice.")) from exc
+        if wait_seconds > 0:
+            started = time.monotonic()
+            try:
+                run = await command.wait(wait_seconds)
+            except CommandExitError as exc:
+                run = exc.run  # it ran and exited non-zero: an answer, not a tool failure
+            except WaitTimeoutError as exc:
+                waited = time.monotonic() - started
+                raise KnownNext(WaitTimeoutError(
+                    f"Run {run.id} of plan {plan_id} was still {exc.last_status or run.status}"
+                    f" after {waited:.0f} s; it goes on", run_id=run.id,
+                    last_status=exc.last_status, waited=round(waited, 1)),
+                    f"call get_run(run_id=\"{run.id}\") until it ends (or "
+                    f"get_run_log to read its output); do not call run_plan again.") from exc
+        if not run.is_finished:
+            return PlanRun(run=run, finished=False, next=(
+                f"call get_run(run_id=\"{run.id}\") until it ends, get_run_log(run_id="
+                f"\"{run.id}\") for its output, cancel_run to stop it"))
+        tail = await _log_tail(sdk, run.id)
+        return PlanRun(run=run, finished=True, log_tail=tail, next=(
+            f"call get_run(run_id=\"{run.id}\") for its failed tests" if run.failed_tests
+            else f"get_run_log(run_id=\"{run.id}\") reads the whole output"))
+
+    @tool
+    async def get_run_log(
+        run_id: Annotated[str, Field(description="Run id (run_...) of an executed run.")],
+        offset: Annotated[int, Field(ge=0, description="Byte offset to read from: 0, or the "
+                                     "next_offset of the previous window.")] = 0,
+        max_bytes: Annotated[int, Field(ge=1, le=65536, description="Size of the window.")]
+        = 16384,
+    ) -> models.LogChunk:
+        """A window of an executed run's output from `offset`: text, next_offset (pass it
+        back for the next window) and complete (the run has ended and this is the end).
+        While the run is live, a window with no new text means: call again a little later."""
+        return await client().runs.log(run_id, offset=offset, limit=max_bytes)
+
+    @tool
+    async def cancel_run(
+        run_id: Annotated[str, Field(description="Run id (run_...) of an executed run.")],
+    ) -> models.Run:
+        """Stop an executed run (idempotent): a queued run is cancelled at once; a running
+        one's process group gets SIGTERM, then SIGKILL after the grace period (status stays
+        running with cancel_requested until then: get_run shows it cancelled)."""
+        return await client().runs.cancel(run_id)
+
     return server
+
+
+async def _log_tail(sdk: Any, run_id: str) -> str | None:
+    """The last LOG_TAIL_CHARS characters of a finished run's log, read window by window (at
+    most 4 MiB: past that, the tail of what was read, and get_run_log reads on)."""
+    tail, offset = "", 0
+    for _ in range(4):
+        chunk = await sdk.runs.log(run_id, offset=offset, limit=1024 * 1024)
+        tail = (tail + chunk.text)[-LOG_TAIL_CHARS:]
+        if chunk.complete or chunk.next_offset <= offset:
+            break
+        offset = chunk.next_offset
+    return tail or None
 
 
 def run(url: str | None = None, profile: str | None = None, project: str | None = None) -> None:
