@@ -180,6 +180,15 @@ def run_outcomes(conn: Connection, run_id: str) -> list[repo.ResultOutcome]:
     return repo.run_outcomes(conn, run_id)
 
 
+def failed_tests(conn: Connection, project_id: str, run_id: str,
+                 limit: int) -> tuple[list[dict], int]:
+    """The first `limit` failed results of a run, in run order, as {testId, fullTitle,
+    filePath, variant}, and how many failed in all (a webhook payload names them)."""
+    rows, total = repo.list_results(conn, project_id, run_id, "failed", None, limit, 0)
+    return [{"testId": r.id, "fullTitle": r.full_title, "filePath": r.file_path,
+             "variant": r.variant} for r in rows], total
+
+
 def from_payload(fields) -> ParsedResult:
     """A REST result payload as the parsers' `ParsedResult`, so both share `ingest`."""
     status = "flaky" if fields.is_flaky and fields.status == "passed" else fields.status

@@ -13,12 +13,14 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
+from redline.run_display import run_label
 from redline.server.auth import Principal, require_in_project, require_project
 from redline.server.db import WRITE
 from redline.server.http_errors import not_found, validation_error
 from redline.server.kit.clock import iso, utcnow
 from redline.server.kit.ids import new_id
 from redline.server.kit.secrets import box_for
+from redline.server.results import service as results
 from redline.server.runs.scope import resolve_project
 from redline.server.tables import webhook_deliveries, webhooks
 from redline.server.webhooks import delivery
@@ -26,6 +28,9 @@ from redline.server.worker import outbox
 from redline.server.worker.runner import Permanent, RetryLater
 
 DELIVERY_ATTEMPTS = 10  # with the outbox's backoff: retries over about a day
+#: failing tests a run event names at most (`failingTestsOmitted` counts the others): a
+#: receiver posts them to a chat, where a run with 5,000 failures must stay one message
+FAILING_TESTS_IN_PAYLOAD = 20
 
 
 def webhook_json(row) -> dict:
@@ -40,6 +45,43 @@ def delivery_json(row) -> dict:
             "status": row.status, "attempts": row.attempts, "responseCode": row.response_code,
             "latencyMs": row.latency_ms, "lastError": row.last_error, "payload": row.payload,
             "createdAt": iso(row.created_at), "updatedAt": iso(row.updated_at)}
+
+
+def run_event_data(conn: Connection, run, verdict: str | None,
+                   quarantined_failures: int) -> dict:
+    """The `data` of a `run.completed` / `run.failed` event: the run's counts and verdict,
+    what a person calls it (`title`: `run_display.run_label`, never the bare id) and its
+    first failing tests by name. The run's dashboard `url` is added when it is delivered
+    (`deliver`: the server's public address is known there)."""
+    failing, failed_total = results.failed_tests(conn, run.project_id, run.id,
+                                                 FAILING_TESTS_IN_PAYLOAD)
+    return {"runId": run.id, "projectId": run.project_id,
+            "title": run_label({"runTitle": run.run_title, "ciBuildId": run.ci_build_id,
+                                "branch": run.branch, "commitSha": run.commit_sha,
+                                "createdAt": iso(run.created_at)}),
+            "runTitle": run.run_title, "status": run.status, "verdict": verdict,
+            "branch": run.branch, "commitSha": run.commit_sha, "ciBuildId": run.ci_build_id,
+            "ciBuildUrl": run.ci_build_url, "totalTests": run.total_tests,
+            "passedTests": run.passed_tests, "failedTests": run.failed_tests,
+            "skippedTests": run.skipped_tests, "flakyTests": run.flaky_tests,
+            "quarantinedFailures": quarantined_failures, "failingTests": failing,
+            "failingTestsOmitted": max(failed_total - len(failing), 0)}
+
+
+def with_links(payload: dict, public_url: str) -> dict:
+    """`payload` with its dashboard link in `data.url`: the run's page for a run event, the
+    test's page for a test event (`public_url`: `Settings.resolved_public_url`)."""
+    data = payload.get("data") or {}
+    if "url" in data:
+        return payload
+    event = str(payload.get("type") or "")
+    if event.startswith("run.") and data.get("runId"):
+        link = f"{public_url}/runs/{data['runId']}"
+    elif event.startswith("test.") and data.get("testCaseId"):
+        link = f"{public_url}/cases/{data['testCaseId']}"
+    else:
+        return payload
+    return {**payload, "data": {**data, "url": link}}
 
 
 def _check_url(url: str, settings) -> None:
@@ -218,7 +260,8 @@ def deliver(engine: Engine, settings, delivery_id: str, last_attempt: bool) -> N
     if not row.is_active:
         _record(engine, delivery_id, "failed", None, None, "the webhook is disabled")
         return
-    body = json.dumps({"id": delivery_id, **row.payload}, separators=(",", ":")).encode()
+    payload = with_links(row.payload, settings.resolved_public_url)
+    body = json.dumps({"id": delivery_id, **payload}, separators=(",", ":")).encode()
     allowed = delivery.parse_networks(settings.webhook_allow_nets)
     secret = box_for(settings.resolved_secret_key).open_text(row.secret)
     # Counted before the request goes out: a worker that dies mid-send has still sent it, and
