@@ -33,13 +33,14 @@ from typing import Any
 
 import pytest
 
+from redline.outcomes import FLAKY, map_outcome, status_of_attempts
+
 BATCH = 500  # results per request (the endpoint takes up to 1,000)
 FLUSH_SECONDS = 1.0  # a partial batch waits at most this long
 QUEUE_SIZE = 20_000  # results waiting to be sent, at most
 #: markers pytest itself gives meaning to: not tags
 BUILTIN_MARKERS = frozenset({"parametrize", "usefixtures", "filterwarnings", "skip", "skipif",
                              "xfail", "flaky", "timeout", "tryfirst", "trylast"})
-TRUE = ("1", "true", "yes", "on")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,8 +60,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def enabled(config: pytest.Config) -> bool:
-    return bool(config.getoption("redline", False)) or (
-        os.environ.get("REDLINE_REPORT", "").strip().lower() in TRUE)
+    if config.getoption("redline", False):
+        return True
+    # REDLINE_REPORT is read by the client settings, like every REDLINE_* variable; only a
+    # session that sets it pays for importing them (the plugin is loaded by every pytest run)
+    if "REDLINE_REPORT" not in os.environ:
+        return False
+    from redline.sdk.settings import ClientSettings
+
+    return ClientSettings.from_env().report
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -190,57 +198,58 @@ class _Test:
         self.rerun = False
 
 
+def _not_run(report: Any) -> tuple[str, dict[str, Any]] | None:
+    """pytest's word and the annotation for a skipped phase (a skip, or an xfail: pytest
+    reports an expected failure as skipped, with `wasxfail`), else None."""
+    if not report.skipped:
+        return None
+    if hasattr(report, "wasxfail"):
+        return "xfailed", {"type": "xfail", "description": report.wasxfail or None}
+    return "skipped", {"type": "skip", "description": _skip_reason(report)}
+
+
 def build_result(nodeid: str, test: _Test) -> tuple[dict[str, Any], str]:
     """The batch endpoint's result, and pytest's own word for it (passed, failed, error,
-    skipped, xfailed, xpassed)."""
+    skipped, xfailed, xpassed); the status is that word's in the one outcome table."""
     phases = test.phases
     setup, call, teardown = phases.get("setup"), phases.get("call"), phases.get("teardown")
-    result = _identity(nodeid, test.location)
     annotations: list[dict[str, Any]] = []
     error = None
-    if setup is not None and setup.failed:
-        status, word, error = "failed", "error", _error(setup, "setup")
-    elif setup is not None and setup.skipped:
-        status, word = "skipped", "skipped"
-        if hasattr(setup, "wasxfail"):
-            word = "xfailed"
-            annotations.append({"type": "xfail", "description": setup.wasxfail or None})
-        else:
-            annotations.append({"type": "skip", "description": _skip_reason(setup)})
-    elif call is not None and call.failed:
-        status, word, error = "failed", "failed", _error(call, "call")
-    elif call is not None and call.skipped:
-        status, word = "skipped", "skipped"
-        if hasattr(call, "wasxfail"):
-            word = "xfailed"
-            annotations.append({"type": "xfail", "description": call.wasxfail or None})
-        else:
-            annotations.append({"type": "skip", "description": _skip_reason(call)})
+    word = "passed"
+    for when, report in (("setup", setup), ("call", call)):
+        if report is None:
+            continue
+        if report.failed:
+            word, error = ("error" if when == "setup" else "failed"), _error(report, when)
+            break
+        skipped = _not_run(report)
+        if skipped is not None:
+            word, annotation = skipped
+            annotations.append(annotation)
+            break
     else:
-        status, word = "passed", "passed"
         if call is not None and hasattr(call, "wasxfail"):
             word = "xpassed"
             annotations.append({"type": "xpass", "description": call.wasxfail or None})
-    if teardown is not None and teardown.failed and status != "failed":
-        status, word, error = "failed", "error", _error(teardown, "teardown")
+    if teardown is not None and teardown.failed and error is None:
+        word, error = "error", _error(teardown, "teardown")
+    status = map_outcome(word)
     last = teardown or call or setup
     stdout, stderr = _sections(last)
-    duration = sum(r.duration for r in phases.values())
-    result.update(status=status, duration=max(0, round(duration * 1000)), tags=test.tags,
-                  annotations=annotations,
+    duration = max(0, round(sum(r.duration for r in phases.values()) * 1000))
+    result = _identity(nodeid, test.location)
+    result.update(status=status, duration=duration, tags=test.tags, annotations=annotations,
                   stdout=stdout[:5_000_000], stderr=stderr[:5_000_000])
     if error is not None:
         result["error"] = error
-    if test.attempts:
+    if test.attempts:  # pytest-rerunfailures: the failed attempts, then this one
         result["retries"] = len(test.attempts)
         result["attempt"] = len(test.attempts) + 1
         result["steps"] = [*test.attempts, {
             "title": f"attempt {len(test.attempts) + 1}", "category": "attempt",
-            "status": "failed" if status == "failed" else (
-                "skipped" if status == "skipped" else "passed"),
-            "duration": result["duration"]}]
-        if status == "passed":
-            result["isFlaky"] = True
+            "status": status, "duration": duration}]
+        result["status"] = status_of_attempts([a["status"] for a in result["steps"]])
+        result["isFlaky"] = result["status"] == FLAKY
         result["duration"] += sum(a["duration"] for a in test.attempts)
     return result, word
 
@@ -393,12 +402,16 @@ class Reporter:
             full = self.wake.wait(FLUSH_SECONDS)
             self.wake.clear()
             finish = self.finish  # read before draining: nothing is added after it is set
-            # full batches as they come; a partial one only after FLUSH_SECONDS, or at the end
-            # (sending whatever arrived during the last request would mean tiny batches)
-            while len(self.buffer) >= BATCH or (self.buffer and (finish or not full)):
-                batch: list[dict[str, Any]] = []
-                while self.buffer and len(batch) < BATCH:
-                    batch.append(self.buffer.popleft())
+            # Woken by a full batch: the full batches. After FLUSH_SECONDS without one: what
+            # is waiting now, once (draining until the buffer is empty would send the few
+            # results that arrive during each request, one tiny request after another, for
+            # as long as the tests run). At the end: everything.
+            waiting = len(self.buffer)
+            if finish is None and full:
+                waiting -= waiting % BATCH
+            while waiting > 0:
+                batch = [self.buffer.popleft() for _ in range(min(BATCH, waiting))]
+                waiting -= len(batch)
                 self._send(client, batch)
             if finish is not None:
                 break

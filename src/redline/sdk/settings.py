@@ -25,6 +25,7 @@ DEFAULT_PROFILE = "default"
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 30.0
 OUTPUT_CHOICES = ("text", "json")
+TRUE_WORDS = ("1", "true", "yes", "on")
 
 #: every variable a client reads, with what it means (the CLI's help and docs list these)
 VARIABLES = {
@@ -38,6 +39,7 @@ VARIABLES = {
     "REDLINE_OUTPUT": "text or json, when --output is not given",
     "REDLINE_TIMEOUT": f"seconds to wait for each answer (default {DEFAULT_TIMEOUT:g})",
     "REDLINE_MAX_RETRIES": "cap on automatic retries (0: none; default: the catalog's)",
+    "REDLINE_REPORT": "1 turns on the pytest plugin's live reporting, as `pytest --redline`",
 }
 
 
@@ -72,6 +74,8 @@ class ClientSettings:
     output: str | None = None
     timeout: float | None = None
     max_retries: int | None = None
+    #: REDLINE_REPORT: the pytest plugin reports without `--redline` (1, true, yes or on)
+    report: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientSettings:
@@ -89,7 +93,8 @@ class ClientSettings:
                    config_dir=config_path,
                    output=output if output in OUTPUT_CHOICES else None,
                    timeout=_number(env, "REDLINE_TIMEOUT", float),
-                   max_retries=_number(env, "REDLINE_MAX_RETRIES", int))
+                   max_retries=_number(env, "REDLINE_MAX_RETRIES", int),
+                   report=(env.get("REDLINE_REPORT") or "").strip().lower() in TRUE_WORDS)
 
 
 def config_dir() -> Path:
