@@ -84,6 +84,7 @@ export default class RedlineReporter implements Reporter {
   private uploaded = 0;
   private uploadFailures: string[] = [];
   private failed = false;
+  private finishSpooled = false;
   private readonly reported = new Set<string>();
   /** tests whose last attempt failed with a retry still to come */
   private readonly waiting = new Map<string, TestCase>();
@@ -100,6 +101,20 @@ export default class RedlineReporter implements Reporter {
   }
 
   onBegin(config: FullConfig, suite: Suite): void {
+    try {
+      this.begin(config, suite);
+    } catch (err) {
+      this.disable(err);
+    }
+  }
+
+  /** A fault of the reporter itself never fails the run: it stops reporting and says why. */
+  private disable(err: unknown): void {
+    this.enabled = false;
+    log(`Redline: the reporter stopped (${describe(err)}); the run goes on unreported`);
+  }
+
+  private begin(config: FullConfig, suite: Suite): void {
     const env = process.env;
     const o = this.options;
     const apiKey = o.apiKey ?? env.REDLINE_API_KEY;
@@ -166,6 +181,14 @@ export default class RedlineReporter implements Reporter {
 
   onTestEnd(test: TestCase, result: TestResult): void {
     if (!this.enabled) return;
+    try {
+      this.testEnded(test, result);
+    } catch (err) {
+      this.disable(err);
+    }
+  }
+
+  private testEnded(test: TestCase, result: TestResult): void {
     const ok = result.status === test.expectedStatus || result.status === "skipped";
     if (!ok && result.retry < test.retries && result.status !== "interrupted") {
       this.waiting.set(test.id, test); // a retry comes: the test is one result, sent after it
@@ -246,6 +269,14 @@ export default class RedlineReporter implements Reporter {
 
   async onEnd(result: FullResult): Promise<void> {
     if (!this.enabled) return;
+    try {
+      await this.end(result);
+    } catch (err) {
+      log(`Redline: the reporter failed at the end (${describe(err)})`);
+    }
+  }
+
+  private async end(result: FullResult): Promise<void> {
     // a test whose retry never came (the run stopped first), and tests that never ran
     for (const test of this.waiting.values()) this.put(test);
     this.waiting.clear();
@@ -269,8 +300,6 @@ export default class RedlineReporter implements Reporter {
     }
     this.summary();
   }
-
-  private finishSpooled = false;
 
   private spoolFinish(status: string, duration: number): void {
     this.finishSpooled = true;
