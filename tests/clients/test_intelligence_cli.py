@@ -155,7 +155,7 @@ def test_summary_of_a_pull_request_run(triage, tcli):
     url = triage.server_url
     assert markdown.stdout.startswith("### ❌ Redline: failed\n")
     assert "on `main` at `m2`" in markdown.stdout
-    assert f"**New failures (1)** since [{runs['base']}]({url}/runs/{runs['base']}), the " \
+    assert f"**New failures (1)** since [main at m1]({url}/runs/{runs['base']}), the " \
            "previous run on `main`" in markdown.stdout
     assert "test_a`](" + url + "/tests/test_" in markdown.stdout
     assert ": assert 1 == 2" in markdown.stdout
@@ -166,7 +166,8 @@ def test_summary_of_a_pull_request_run(triage, tcli):
     assert (data["verdict"], data["baseRunId"], data["newFailuresTotal"]) == \
         ("failed", runs["base"], 1)
     assert data["comparison"]["fixed"] == 1 and data["quarantined"] == []
-    assert "No earlier run of this branch to compare with." in first.stdout
+    assert "No earlier run of this branch to compare with, nor of the default branch." \
+        in first.stdout
     assert "**Failed (1)**" in first.stdout
     assert text.stdout.startswith(f"Redline run {runs['head']}: failed\n")
     assert "\nNEW FAILURE tests.test_app.test_a" in text.stdout or \

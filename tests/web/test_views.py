@@ -307,7 +307,8 @@ def test_bulk_quarantine_from_the_flaky_page(owner, tenant, imported):
 
 def test_an_admin_creates_a_key_and_sees_it_once(owner, tenant):
     page = f"/projects/{tenant.project_id}/settings"
-    created = owner.post_form(f"/projects/{tenant.project_id}/keys", {"name": "Nightly"},
+    created = owner.post_form(f"/projects/{tenant.project_id}/keys",
+                              {"name": "Nightly", "scopes": ["runs:read", "runs:write"]},
                               csrf_from=page)
     assert created.status_code == 201
     key = re.search(r'<code id="new-key">(rl_live_[^<]+)</code>', created.text).group(1)

@@ -603,7 +603,14 @@ class Comparison(Model):
     """A run (head) against a base run: what a pull request needs to know."""
 
     run_id: str
-    base_run_id: str
+    #: None when no base was named and the server found none (then the lists are empty)
+    base_run_id: str | None
+    base_branch: str | None = None
+    #: requested, previousOnBranch, defaultBranch (a new branch: the default branch's newest
+    #: earlier run) or none
+    base_reason: str | None = None
+    #: the base run as people name it (its title, else CI build, else branch and commit)
+    base_title: str | None = None
     summary: dict[str, int]
     new_failures: list[CompareItem] = []
     fixed: list[CompareItem] = []

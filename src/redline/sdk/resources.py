@@ -377,11 +377,14 @@ class Runs(Resource):
         return self._call("DELETE", f"/api/runs/{run_id}", model=m.Deleted,
                           verify=f"`redline runs get {run_id}`")
 
-    def compare(self, run_id: str, base_run_id: str) -> m.Comparison:
+    def compare(self, run_id: str, base_run_id: str | None = None) -> m.Comparison:
         """`run_id` against `base_run_id`: new failures, fixed, still failing, new and removed
-        tests (the base must be a run of the same project)."""
-        return self._call("GET", f"/api/runs/{run_id}/compare",
-                          params={"base": base_run_id}, model=m.Comparison)
+        tests (the base must be a run of the same project). Without `base_run_id` the server
+        picks the base: the previous finished run of the branch, else the default branch's
+        newest earlier run (`base_reason` says which; `base_run_id` None: there is none)."""
+        params = {"base": base_run_id} if base_run_id is not None else {}
+        return self._call("GET", f"/api/runs/{run_id}/compare", params=params,
+                          model=m.Comparison)
 
     def previous(self, run: m.Run | str, *, scan: int = 200):
         """The finished run of the same branch just before `run` (a run or its id), or None:

@@ -21,10 +21,12 @@ from redline.cli.context import (
 )
 from redline.cli.failures import CliError, Terminated, UsageError
 from redline.errors import EXIT_VERDICT_NOT_PASSED
+from redline.run_display import not_counted, run_label, verdict_note
 
-RUN_COLUMNS = ["id", "status", "verdict", "branch", "commitSha", "totalTests", "failedTests",
-               "flakyTests", "createdAt"]
-RUN_FIELDS = ["id", "status", "verdict", "quarantinedFailures", "source", "branch",
+#: `run` is the run's name for people (`run_display.run_label`: title, else CI build, ...)
+RUN_COLUMNS = ["id", "run", "status", "verdict", "branch", "commitSha", "totalTests",
+               "failedTests", "flakyTests", "createdAt"]
+RUN_FIELDS = ["id", "run", "status", "verdict", "verdictNote", "quarantinedFailures", "source", "branch",
               "commitSha", "commitMessage", "ciBuildId", "ciBuildUrl", "runTitle",
               "totalTests", "passedTests", "failedTests", "flakyTests", "skippedTests",
               "passRate", "duration", "createdAt", "completedAt"]
@@ -39,7 +41,8 @@ def _verdict_exit(env: Env, run) -> int:
     """0 when the verdict (quarantine honoured) is passed, else RUN_FAILED's exit status (1);
     says which on stderr."""
     if run.outcome == "passed":
-        env.note(f"Run {run.id}: passed")
+        clause = not_counted(run.to_json())
+        env.note(f"Run {run.id}: passed" + (f" ({clause})" if clause else ""))
         return 0
     env.note(f"Run {run.id}: {run.outcome} ({run.failed_tests or 0} failed, "
              f"{run.flaky_tests or 0} flaky, {run.quarantined_failures or 0} quarantined)")
@@ -91,9 +94,20 @@ def runs():
 def runs_list(env: Env, status, branch, limit, cursor):
     """The project's runs, newest first."""
     project = env.project_for()
-    env.emit(env.client(printing=True).runs.list(project, status=status, branch=branch,
-                                                 limit=limit, cursor=cursor),
-             columns=RUN_COLUMNS)
+    page = env.client(printing=True).runs.list(project, status=status, branch=branch,
+                                               limit=limit, cursor=cursor)
+    if env.output == "json":
+        env.emit(page)
+        return
+    out.print_table([_for_people(run) for run in page.data], RUN_COLUMNS)
+
+
+def _for_people(run) -> dict:
+    """A run's JSON with what a person reads beside it: `run` (its name, never the bare id)
+    and `verdictNote` (why the verdict differs from the status, when it does)."""
+    body = run.to_json()
+    note = verdict_note(body)
+    return {**body, "run": run_label(body), **({"verdictNote": note} if note else {})}
 
 
 @runs.command("get")
@@ -108,7 +122,7 @@ def runs_get(env: Env, run_id, failures):
     if env.output == "json":
         env.emit(run)
         return
-    out.print_fields(run, RUN_FIELDS)
+    out.print_fields(_for_people(run), RUN_FIELDS)
     if failures and run.failed_tests:
         failed = client.tests.list(run.project_id, run_id=run.id, status="failed",
                                    limit=failures)
@@ -123,39 +137,41 @@ class NoBaseRun(CliError):
     next_action = "Name the run to compare with: --base RUN_ID."
 
 
-def base_run(client, run, base: str | None):
-    """The run `run` is compared with: `base`, else the previous finished run of its branch
-    (None when there is none)."""
-    if base:
-        return base
-    previous = client.runs.previous(run)
-    return previous.id if previous is not None else None
+def base_description(diff) -> str:
+    """Which run a comparison used and why, for people: "the previous run on feature/x",
+    "the latest run on main (feature/x has no earlier run)" or "the run asked for"."""
+    if diff.base_reason == "previousOnBranch":
+        return f"the previous run on {diff.base_branch}"
+    if diff.base_reason == "defaultBranch":
+        return f"the latest run on {diff.base_branch}, the default branch (this branch has " \
+               "no earlier run)"
+    return "the run asked for"
 
 
 @runs.command("compare")
 @common_options()
 @click.argument("run_id")
 @click.option("--base", metavar="RUN_ID", help="The run to compare with (default: the "
-              "previous finished run of the same branch).")
+              "previous finished run of the same branch; for a branch without one, the "
+              "default branch's latest run).")
 def runs_compare(env: Env, run_id, base):
     """What changed since a base run: new failures, still failing, fixed, new and removed
     tests."""
     client = env.client()
-    if not base:
-        run = client.runs.get(run_id)
-        base = base_run(client, run, None)
-        if base is None:
-            raise NoBaseRun(f"Run {run_id} has no earlier finished run on its branch "
-                            f"({run.branch or 'no branch'}) to compare with",
-                            details={"field": "--base", "reason": "no_previous_run",
-                                     "branch": run.branch})
     diff = client.runs.compare(run_id, base)
+    if diff.base_run_id is None:
+        run = client.runs.get(run_id)
+        raise NoBaseRun(f"Run {run_id} has no earlier finished run on its branch "
+                        f"({run.branch or 'no branch'}) or the default branch to compare "
+                        "with", details={"field": "--base", "reason": "no_previous_run",
+                                         "branch": run.branch})
     if env.output == "json":
         env.emit(diff)
         return
     counts = ", ".join(f"{diff.summary.get(key, 0)} {title.lower()}"
                        for key, title in COMPARE_SECTIONS)
     click.echo(f"{diff.run_id} against {diff.base_run_id}: {counts}")
+    click.echo(f"Base: {base_description(diff)}.")
     for key, title in COMPARE_SECTIONS:
         rows = getattr(diff, _snake(key))
         if rows:
@@ -219,7 +235,13 @@ def _summary_line(env: Env, run) -> None:
     where = " ".join(x for x in (f"on {run.branch}" if run.branch else "",
                                  f"at {run.commit_sha[:12]}" if run.commit_sha else "") if x)
     state = run.outcome if run.is_finished else run.status
-    click.echo(f"Run {run.id} ({state}): {counts}" + (f" {where}" if where else ""))
+    # The id (to act on the run) and, when the run has one, its title or CI build; the
+    # branch and commit follow the counts.
+    named = f" “{run_label(run.to_json())}”" if run.run_title or run.ci_build_id else ""
+    click.echo(f"Run {run.id}{named} ({state}): {counts}" + (f" {where}" if where else ""))
+    note = verdict_note(run.to_json())
+    if note:
+        click.echo(note)
     click.echo(f"{env.url}/runs/{run.id}")
 
 
@@ -384,7 +406,8 @@ def exec_(env: Env, report_globs, on_outage, timeout, command, report_format,
 @click.option("--format", "fmt", type=click.Choice(["markdown", "text"]), default="markdown",
               show_default=True)
 @click.option("--base", metavar="RUN_ID", help="The run new failures are counted against "
-              "(default: the previous finished run of the same branch).")
+              "(default: the previous finished run of the same branch; for a new branch, the "
+              "default branch's latest run).")
 @click.option("--max-failures", type=click.IntRange(1, 500), default=20, show_default=True,
               help="Tests listed at most per section.")
 def summary(env: Env, run_id, fmt, base, max_failures):
@@ -412,8 +435,9 @@ def collect_summary(client, run_id: str, base: str | None, limit: int, url: str)
     from itertools import islice
 
     run = client.runs.get(run_id)
-    base_id = base_run(client, run, base)
-    diff = client.runs.compare(run.id, base_id) if base_id else None
+    compared = client.runs.compare(run.id, base)
+    diff = compared if compared.base_run_id is not None else None
+    base_id = compared.base_run_id
     failed = list(islice(client.tests.iter(run.project_id, run_id=run.id, status="failed",
                                            limit=min(MAX_FAILED_READ, 500)), MAX_FAILED_READ))
     flaky = client.tests.list(run.project_id, run_id=run.id, status="flaky", limit=limit)
@@ -454,7 +478,11 @@ def collect_summary(client, run_id: str, base: str | None, limit: int, url: str)
             name = "".join(w.title() if n else w for n, w in enumerate(key.split("_")))
             sections[name] = [item_json(i) for i in items[:limit]]
             sections[name + "Total"] = len(items)
-    return {"run": run.to_json(), "verdict": run.outcome, "baseRunId": base_id,
+    return {"run": run.to_json(), "runLabel": run_label(run.to_json()), "verdict": run.outcome,
+            "verdictNote": verdict_note(run.to_json()), "baseRunId": base_id,
+            "baseLabel": compared.base_title,
+            "baseBranch": compared.base_branch, "baseReason": compared.base_reason,
+            "baseDescription": base_description(compared) if diff is not None else None,
             "comparison": diff.summary if diff is not None else None, **sections,
             "flaky": [result_json(t) for t in flaky.data], "flakyTotal": flaky.total,
             "quarantined": quarantined,
@@ -480,8 +508,10 @@ def render_summary(data: dict, *, markdown: bool = True) -> str:
                    "the verdict")
     base = data["baseRunId"]
     if not markdown:
-        lines = [f"Redline run {run['id']}: {verdict}", counts.replace("`", ""),
-                 links["run"]]
+        lines = [f"Redline run {run['id']}: {verdict}", f"Run: {data['runLabel']}",
+                 counts.replace("`", ""), links["run"]]
+        if base:
+            lines.append(f"Compared with {data['baseLabel']}: {data['baseDescription']}")
         sections = [("NEW FAILURE", "newFailures"), ("STILL FAILING", "stillFailing"),
                     ("FIXED", "fixed")] if base else [("FAILED", "failed")]
         for label, key in [*sections, ("FLAKY", "flaky"), ("QUARANTINED", "quarantined")]:
@@ -491,7 +521,8 @@ def render_summary(data: dict, *, markdown: bool = True) -> str:
         return "\n".join(lines)
 
     mark = {"passed": "✅", "failed": "❌"}.get(verdict, "⚠️")
-    lines = [f"### {mark} Redline: {verdict}", "", counts, ""]
+    lines = [f"### {mark} Redline: {verdict}", "", f"[{data['runLabel']}]({links['run']}): "
+             + counts, ""]
 
     def bullets(tests: list[dict], total: int, *, errors: bool = True) -> None:
         for test in tests:
@@ -506,10 +537,16 @@ def render_summary(data: dict, *, markdown: bool = True) -> str:
         lines.append("")
 
     if base:
-        previous = f"[{base}]({links['base']})"
+        previous = f"[{data['baseLabel']}]({links['base']})"
         new = data["newFailuresTotal"]
-        lines.append(f"**New failures ({new})** since {previous}, the previous run"
-                     + (f" on `{run['branch']}`" if run.get("branch") else ""))
+        if data["baseReason"] == "defaultBranch":
+            since = (f"the latest run on `{data['baseBranch']}`, the default branch "
+                     f"(`{run.get('branch')}` has no earlier run)")
+        elif data["baseReason"] == "previousOnBranch":
+            since = f"the previous run on `{data['baseBranch']}`"
+        else:
+            since = "the run asked for"
+        lines.append(f"**New failures ({new})** since {previous}, {since}")
         lines.append("")
         if new:
             bullets(data["newFailures"], new)
@@ -521,7 +558,8 @@ def render_summary(data: dict, *, markdown: bool = True) -> str:
         if data["failedTotal"]:
             lines += [f"**Failed ({data['failedTotal']})**", ""]
             bullets(data["failed"], data["failedTotal"])
-        lines += ["No earlier run of this branch to compare with.", ""]
+        lines += [("No earlier run of this branch to compare with, nor of the default "
+                   "branch."), ""]
     if data["flakyTotal"]:
         lines += [f"**Flaky ({data['flakyTotal']})**: passed on a retry", ""]
         bullets(data["flaky"], data["flakyTotal"], errors=False)

@@ -101,6 +101,8 @@ def trends(project_id: str, db: Db, caller: RunsReader,
 @router.get("/runs/{run_id}/compare", response_model=schemas.Comparison, tags=["Runs"],
             summary="Compare a run with a base run")
 def compare(run_id: str, db: Db, caller: RunsReader,
-            base: Annotated[str, Query(min_length=1, max_length=40)]):
-    """New failures, fixed tests, still failing, new and removed tests."""
+            base: Annotated[str | None, Query(min_length=1, max_length=40)] = None):
+    """New failures, fixed tests, still failing, new and removed tests. Without `base`: the
+    previous completed run of the run's branch, else (a new branch) the default branch's
+    newest earlier run; `baseReason` says which."""
     return service.compare(db, caller, run_id, base)

@@ -806,6 +806,7 @@ def flakiness_page(conn: Connection, project_id: str, min_score: float | None,
         test_cases.c.id, test_cases.c.title, test_cases.c.full_title, test_cases.c.file_path,
         test_cases.c.variant, _SCORE.label("flakiness_score"), *_WHERE_ITS_WINDOW_IS,
         _FLAKY_RUNS.label("flaky_runs"), test_case_windows.c.last_flaky_at,
+        test_case_windows.c.last_status,
         test_cases.c.is_quarantined, test_cases.c.quarantine_expires_at,
         _STATUS.label("status"))
         .select_from(_CASES).where(*where).order_by(_SCORE.desc(), test_cases.c.id)
@@ -883,7 +884,14 @@ def result_titles(conn: Connection, result_ids: list[str]) -> dict[str, tuple]:
 
 def previous_run_on_branch(conn: Connection, run) -> str | None:
     """The completed run of the same branch before `run`."""
+    return latest_run_on_branch(conn, run.project_id, run.branch, run.created_at)
+
+
+def latest_run_on_branch(conn: Connection, project_id: str, branch: str,
+                         before: datetime) -> str | None:
+    """The newest completed run of `branch` created before `before` (read through the index
+    on project and time, newest first, as the previous run on a branch always was)."""
     return conn.execute(select(runs.c.id).where(
-        runs.c.project_id == run.project_id, runs.c.branch == run.branch,
-        runs.c.created_at < run.created_at, runs.c.status.in_(["passed", "failed"]))
+        runs.c.project_id == project_id, runs.c.branch == branch,
+        runs.c.created_at < before, runs.c.status.in_(["passed", "failed"]))
         .order_by(runs.c.created_at.desc()).limit(1)).scalar()

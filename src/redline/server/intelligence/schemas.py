@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import Field
 
@@ -95,6 +96,7 @@ class FlakyTest(ApiModel):
     total_runs: int
     flaky_runs: int
     last_flaky_at: str | None
+    last_status: str | None = Field(None, description="The status of its newest result")
     is_quarantined: bool
     status: str
 
@@ -187,7 +189,15 @@ class CompareItem(ApiModel):
 
 class Comparison(ApiModel):
     run_id: str
-    base_run_id: str
+    base_run_id: str | None = Field(description="The run compared with; null when no base "
+                                    "was named and none was found (the lists are empty)")
+    base_branch: str | None = Field(description="The base run's branch")
+    base_reason: Literal["requested", "previousOnBranch", "defaultBranch", "none"] = Field(
+        description="requested: the base query parameter; previousOnBranch: the completed run "
+        "of the run's branch before it; defaultBranch: its branch has none, so the newest "
+        "earlier completed run of the default branch (main, else master); none: no base")
+    base_title: str | None = Field(description="The base run as people name it: its title, "
+                                   "else its CI build, else its branch and commit")
     summary: dict[str, int]
     new_failures: list[CompareItem]
     fixed: list[CompareItem]

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
+from redline.run_display import run_label
 from redline.server.auth import Principal, require_in_project, require_project
 from redline.server.http_errors import not_found, validation_error
 from redline.server.intelligence import repository as repo
@@ -145,8 +146,8 @@ def flakiness(conn: Connection, principal: Principal, project_id: str | None,
         "testId": r.id, "testTitle": r.title, "fullTitle": r.full_title,
         "filePath": r.file_path, "variant": r.variant, "flakinessScore": r.flakiness_score,
         "totalRuns": figures.get(r.id, _NEVER_RAN)[0], "flakyRuns": r.flaky_runs,
-        "lastFlakyAt": iso(r.last_flaky_at), "isQuarantined": _active(r, now),
-        "status": r.status} for r in rows], found.total)
+        "lastFlakyAt": iso(r.last_flaky_at), "lastStatus": r.last_status,
+        "isQuarantined": _active(r, now), "status": r.status} for r in rows], found.total)
     body["summary"] = {"totalFlakyTests": found.flaky_count,
                        "quarantinedTests": found.quarantined_count,
                        "averageFlakinessScore": round(float(found.average_score or 0), 4),
@@ -212,12 +213,56 @@ def trends(conn: Connection, principal: Principal, project_id: str, group_by: st
                              for case_id, average in slowest]}
 
 
-def compare(conn: Connection, principal: Principal, run_id: str, base_id: str) -> dict:
-    """What a pull request needs to know: `run_id` (head) against `base_id`."""
-    head = runs.load_run(conn, principal, run_id, "runs:read")
-    base = runs.load_run(conn, principal, base_id, "runs:read")
-    if base.project_id != head.project_id:
-        raise not_found("Run", base_id)
+#: the branches taken for a project's default branch, in this order: a run of a new branch
+#: (none of its own before it) is compared with the newest earlier run of the first of them
+#: that has one
+DEFAULT_BRANCHES = ("main", "master")
+COMPARE_GROUPS = ("newFailures", "fixed", "stillFailing", "newTests", "removedTests")
+
+
+def comparison_base(conn: Connection, run) -> tuple[str, str] | None:
+    """The run `run` is compared with, when none is named: (run id, why).
+    Why is `previousOnBranch` (the completed run of its branch before it) or
+    `defaultBranch` (its branch has none: the newest completed run of the default branch
+    created before it). None when neither exists, or for a run without a branch."""
+    if not run.branch:
+        return None
+    previous = repo.previous_run_on_branch(conn, run)
+    if previous is not None:
+        return previous, "previousOnBranch"
+    if run.branch in DEFAULT_BRANCHES:
+        return None  # the default branch's first run: nothing older to compare with
+    for branch in DEFAULT_BRANCHES:
+        latest = repo.latest_run_on_branch(conn, run.project_id, branch, run.created_at)
+        if latest is not None:
+            return latest, "defaultBranch"
+    return None
+
+
+def compare(conn: Connection, principal: Principal, run_id: str, base_id: str | None) -> dict:
+    """What a pull request needs to know: `run_id` (head) against `base_id`, or, when no
+    base is named, against `comparison_base` (`baseReason` says which; with none, the
+    answer names no base and lists nothing)."""
+    return compare_run(conn, principal, runs.load_run(conn, principal, run_id, "runs:read"),
+                       base_id)
+
+
+def compare_run(conn: Connection, principal: Principal, head, base_id: str | None) -> dict:
+    """`compare` of a run the caller has loaded (`runs.load_run`: its access checked)."""
+    if base_id is None:
+        chosen = comparison_base(conn, head)
+        if chosen is None:
+            return {"runId": head.id, "baseRunId": None, "baseBranch": None,
+                    "baseReason": "none", "baseTitle": None,
+                    "summary": {name: 0 for name in COMPARE_GROUPS},
+                    **{name: [] for name in COMPARE_GROUPS}}
+        base_id, reason = chosen
+        base = runs.run_row(conn, base_id)  # a run of head's project: access is head's
+    else:
+        reason = "requested"
+        base = runs.load_run(conn, principal, base_id, "runs:read")
+        if base.project_id != head.project_id:
+            raise not_found("Run", base_id)
 
     def outcomes(rid: str) -> dict[str, tuple[str, str]]:
         """case -> (status, result id); a failed result wins over its same-case siblings.
@@ -230,8 +275,7 @@ def compare(conn: Connection, principal: Principal, run_id: str, base_id: str) -
         return found
 
     now_, before = outcomes(head.id), outcomes(base.id)
-    picked: dict[str, list[tuple]] = {"newFailures": [], "fixed": [], "stillFailing": [],
-                                      "newTests": [], "removedTests": []}
+    picked: dict[str, list[tuple]] = {name: [] for name in COMPARE_GROUPS}
     for case_id, entry in now_.items():
         old = before.get(case_id)
         if old is None:
@@ -255,8 +299,8 @@ def compare(conn: Connection, principal: Principal, run_id: str, base_id: str) -
               for name, values in picked.items()}
     for values in groups.values():
         values.sort(key=lambda i: (i["filePath"] or "", i["fullTitle"]))
-    return {"runId": head.id, "baseRunId": base.id,
-            "summary": {name: len(values) for name, values in groups.items()}, **groups}
+    return {"runId": head.id, "baseRunId": base.id, "baseBranch": base.branch,
+            "baseReason": reason, "baseTitle": run_label(runs.run_json(base)), "summary": {name: len(values) for name, values in groups.items()}, **groups}
 
 
 def previous_run_on_branch(conn: Connection, run) -> str | None:

@@ -120,6 +120,7 @@ class RunSummary(ApiModel):
     source: str
     branch: str | None
     commit_sha: str | None
+    ci_build_id: str | None = None
     ci_build_url: str | None
     run_title: str | None
     total_tests: int

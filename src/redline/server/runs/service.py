@@ -69,7 +69,8 @@ def run_json(row) -> dict:
 def run_summary_json(row) -> dict:
     return {"id": row.id, "projectId": row.project_id, "status": row.status,
             "source": row.source, "branch": row.branch, "commitSha": row.commit_sha,
-            "ciBuildUrl": row.ci_build_url, "runTitle": row.run_title,
+            "ciBuildId": row.ci_build_id, "ciBuildUrl": row.ci_build_url,
+            "runTitle": row.run_title,
             "totalTests": row.total_tests, "passedTests": row.passed_tests,
             "failedTests": row.failed_tests, "skippedTests": row.skipped_tests,
             "flakyTests": row.flaky_tests,

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup
 
+from redline.run_display import run_label, verdict_note
 from redline.server.kit.clock import parse_iso, utcnow
 
 
@@ -96,7 +97,32 @@ def http_url(value: str | None) -> str | None:
     return None
 
 
+def case_standing(case: dict) -> tuple[str, str]:
+    """What a test case is, in words, and its badge's style: its status, except for a
+    quarantined case, which reads "quarantined" with how it does now: "failing" (its newest
+    result failed, or it is broken), "flaky", or "passing". A quarantined case whose last
+    results all failed is never shown as "stable" (its window, with passes further back and
+    no flaky evidence, is stable by the score)."""
+    status = case.get("status") or "new"
+    if not case.get("isQuarantined"):
+        return status, status
+    if status == "flaky":
+        return "quarantined, flaky", "flaky"
+    if status == "broken" or case.get("lastStatus") == "failed":
+        return "quarantined, failing", "broken"
+    if case.get("lastStatus") in ("passed", "flaky"):
+        return "quarantined, passing", "stable"
+    return "quarantined", status
+
+
+def case_badge(case: dict) -> Markup:
+    """The case's standing as a badge (`case_standing`)."""
+    text, style = case_standing(case)
+    return Markup('<span class="badge c-{}">{}</span>').format(style, text)
+
+
 def install(env) -> None:
     env.filters.update(duration=duration, ago=ago, when=when, time_tag=time_tag,
                        short_sha=short_sha, percent=percent, score=score, count=count,
-                       first_line=first_line, http_url=http_url)
+                       first_line=first_line, http_url=http_url, run_label=run_label,
+                       verdict_note=verdict_note, case_badge=case_badge)

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from redline.run_display import run_label
 from redline.server.accounts import service as accounts
-from redline.server.auth import ROLES, require_project
+from redline.server.auth import DEFAULT_KEY_SCOPES, ROLE_SCOPES, ROLES, SCOPES, require_project
 from redline.server.deps import address_rate_limited, get_db
-from redline.server.http_errors import ApiError
+from redline.server.http_errors import ApiError, validation_error
 from redline.server.intelligence import service as intelligence
 from redline.server.intelligence.fingerprint import fingerprint
 from redline.server.kit.clock import parse_iso, utcnow
@@ -352,8 +353,8 @@ def run_page(request: Request, run_id: str,
     quarantined_now = intelligence.flakiness(conn, principal, project_id, None, True,
                                              web.page(500))
     quarantined = {c["testId"] for c in quarantined_now["data"]}
-    base_id = intelligence.previous_run_on_branch(conn, row) if row.branch else None
-    comparison = intelligence.compare(conn, principal, run_id, base_id) if base_id else None
+    compared = intelligence.compare_run(conn, principal, row, None)
+    comparison = compared if compared["baseRunId"] is not None else None
     if run["totalTests"] <= TREE_INLINE_MAX_TESTS:
         tree, tree_omitted = _trim_tree(
             results.suite_tree(conn, principal, run_id, None)["data"], SUITES_ON_RUN_PAGE)
@@ -365,12 +366,12 @@ def run_page(request: Request, run_id: str,
                                    web.page(RESULTS_PER_PAGE, offset))
     base = f"/runs/{run_id}"
     context = {
-        "title": f"Run {run['runTitle'] or run['id']}", "section": "runs", "run": run,
+        "title": f"Run {run_label(run)}", "section": "runs", "run": run,
         "artifacts": [a for a in _artifacts(web, run_id, None) if a["testId"] is None],
         "groups": _group_failures(failed["data"], quarantined),
         "failed_total": failed["total"], "failed_shown": len(failed["data"]),
         "flaky": flaky["data"], "flaky_total": flaky["total"], "comparison": comparison,
-        "base_id": base_id, "tree": tree, "tree_omitted": tree_omitted,
+        "tree": tree, "tree_omitted": tree_omitted,
         "results": listing["data"],
         "results_total": listing["total"], "offset": offset, "status": status, "q": q or "",
         "statuses": RESULT_STATUSES, "per_page": RESULTS_PER_PAGE,
@@ -542,11 +543,17 @@ def errors_page(request: Request, project_id: str,
 def trends_page(request: Request, project_id: str,
                 branch: Annotated[str | None, Query(max_length=255)] = None,
                 days: Annotated[int, Query(ge=1, le=365)] = 30,
-                by: Annotated[str, Query(max_length=4)] = "day"):
+                group_by: Annotated[Literal["day", "run"], Query(alias="groupBy")] = "day",
+                by: Annotated[str | None, Query(max_length=4)] = None):
+    """The API's `groupBy` (day or run), as `GET /api/projects/{id}/trends` names it;
+    `?by=` of older links is redirected to it."""
+    if by is not None:
+        raise Redirect(url(f"/projects/{project_id}/trends", branch=branch,
+                           days=days if days != 30 else None,
+                           groupBy="run" if by == "run" else "day"), 301)
     web = _web(request)
     _layout(web, project_id)
     branch = (branch or "").strip() or None
-    group_by = "run" if by == "run" else "day"
     data = intelligence.trends(web.conn, web.principal, project_id, group_by, branch, days)
     points = data["points"]
     labels = [(p["at"] or p["key"])[:10] if group_by == "day" else (p["at"] or "")[:16]
@@ -564,12 +571,23 @@ def trends_page(request: Request, project_id: str,
                                     title="Flaky results", css="s-flaky")),
     ]
     context = {"title": "Trends", "section": "trends", "charts": chart_list,
-               "points": points, "branch": branch or "", "days": days, "by": group_by,
+               "points": points, "branch": branch or "", "days": days, "group_by": group_by,
                "slowest": data["slowestTests"]}
     return web.render("trends.html", context)
 
 
 # -- settings: project, keys, members and invitations -----------------------------------------
+
+#: what each scope of the catalog (`auth.SCOPES`) lets a key do, beside its checkbox
+SCOPE_HELP = {
+    "runs:read": "read runs, results, test history and trends",
+    "runs:write": "report runs and results (uploads from CI)",
+    "artifacts:read": "download screenshots, videos, traces and reports",
+    "artifacts:write": "upload screenshots, videos, traces and reports",
+    "flakiness:write": "quarantine and release tests",
+    "executions:write": "trigger and cancel executed runs (plans)",
+    "project:admin": "manage the project's settings, keys and webhooks",
+}
 
 WEBHOOK_EVENTS = ("run.completed", "run.failed", "test.flaky", "test.quarantined")
 
@@ -590,9 +608,15 @@ def _settings_context(web: Web, project_id: str, new_key: dict | None = None,
     hooks = _webhooks_service()
     listed = hooks.list_webhooks(conn, principal, project_id, web.page(100))["data"] \
         if hooks else None
+    granted = ROLE_SCOPES.get(web.layout.get("role") or "", frozenset())
     return {"title": "Settings", "section": "settings", "settings": settings,
             "keys": keys["data"], "new_key": new_key, "webhooks": listed,
-            "new_webhook": new_webhook, "webhook_events": WEBHOOK_EVENTS}
+            "new_webhook": new_webhook, "webhook_events": WEBHOOK_EVENTS,
+            # the key form offers only the scopes its creator may grant, the usual CI ones
+            # ticked
+            "key_scopes": [{"name": scope, "help": SCOPE_HELP[scope],
+                            "default": scope in DEFAULT_KEY_SCOPES}
+                           for scope in SCOPES if scope in granted]}
 
 
 @router.get("/projects/{project_id}/settings")
@@ -628,14 +652,23 @@ def settings_submit(request: Request, project_id: str, csrf: Csrf = "",
 @view(write=True)
 def key_create(request: Request, project_id: str, csrf: Csrf = "",
                name: Annotated[str, Form(min_length=1, max_length=200)] = "CI",
-               expires: Annotated[str, Form(max_length=10)] = ""):
+               expires: Annotated[str, Form(max_length=10)] = "",
+               scopes: Annotated[list[str] | None, Form(max_length=len(SCOPES))] = None):
+    """A key with the scopes ticked (none ticked: refused; a scope its creator lacks:
+    refused by the service, as the API refuses it)."""
     web = _web(request)
+    if not scopes:
+        raise validation_error("scopes", "empty", "Tick at least one scope for the key")
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise validation_error("scopes", "unknown_scope", f"Unknown scope(s): "
+                               f"{', '.join(unknown)}; the scopes are {', '.join(SCOPES)}")
     expires_at = None
     day = _day(expires, "expires")
     if day is not None:
         expires_at = datetime.combine(day, datetime.min.time())
     created = projects.create_key(web.conn, web.principal, project_id, name.strip() or "CI",
-                                  expires_at, None)
+                                  expires_at, scopes)
     _layout(web, project_id)
     # Shown once, in this response only: the key is stored as a hash.
     return web.render("settings.html", _settings_context(web, project_id, new_key=created),
