@@ -1,7 +1,10 @@
 """An HTML report artifact (a ZIP of the report folder) opens in the browser: its entries are
-served one by one under a signed path, sandboxed without `allow-same-origin`, so the report's
-scripts run in an opaque origin and never act as the signed-in user (RELIABILITY.md section 3).
-The browser tests skip without Chromium and fail under CI=true, like test_artifacts_browser."""
+served one by one under a signed path by the user-content listener, an origin apart from the
+dashboard's, where the report runs with scripts and `allow-same-origin` (Playwright's report
+needs `localStorage`) and still never acts as the signed-in user (issue 21; RELIABILITY.md
+section 3). The dashboard's own listener only redirects there. The browser tests skip without
+Chromium and fail under CI=true, like test_artifacts_browser; tests/api/test_user_content.py
+opens a real Playwright report."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from tests.api.test_artifacts_support import error_of, small_zip, upload
 from tests.conftest import missing_service
 from tests.support import live
 from tests.support.s3 import s3  # noqa: F401  (the fixture)
+from tests.support.user_content import server_with_user_content
 
 CHROMIUM = "/usr/bin/chromium"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -37,6 +41,15 @@ APP = b"""(async () => {
   const seen = {ran: true};
   try { seen.cookie = document.cookie; } catch (e) { seen.cookie = 'error:' + e.name; }
   try { seen.origin = window.origin; } catch (e) { seen.origin = 'error'; }
+  try {
+    localStorage.setItem('report-setting', 'kept');
+    seen.storage = localStorage.getItem('report-setting');
+  } catch (e) { seen.storage = 'error:' + e.name; }
+  try {  // the dashboard's API, with the signed-in user's cookie
+    const r = await fetch('DASHBOARD/api/me', {credentials: 'include'});
+    seen.dashboard = r.status;
+    seen.dashboardBody = await r.text();
+  } catch (e) { seen.dashboard = 'error:' + e.name; }
   try {
     const r = await fetch(new URL('/api/me', location.href).href, {credentials: 'include'});
     seen.me = r.status;
@@ -56,10 +69,22 @@ ENTRIES = {"index.html": INDEX, "app.js": APP, "style.css": b"h1 { color: #b00; 
            "data/notes.bin": b"\x00\x01 anything"}
 
 
+@pytest.fixture(scope="module")
+def server(migrated_url, tmp_path_factory):
+    """This module's server, with its user-content listener (`server.user_content`)."""
+    with server_with_user_content(migrated_url, tmp_path_factory.mktemp("data")) as srv:
+        yield srv
+
+
 @pytest.fixture
 def run_id(tenant) -> str:
     with tenant.as_key() as client:
         return client.post("/api/runs", json={"status": "running"}).json()["id"]
+
+
+def hostile_entries(server) -> dict[str, bytes]:
+    """ENTRIES whose script aims at this server's dashboard."""
+    return {**ENTRIES, "app.js": APP.replace(b"DASHBOARD", server.url.encode())}
 
 
 def upload_report(tenant, run_id: str, entries: dict[str, bytes] = ENTRIES) -> dict:
@@ -81,11 +106,12 @@ def signed_in(server, tenant) -> Iterator[httpx.Client]:
 
 
 def report_link(server, tenant, run_id: str, artifact_id: str) -> str:
-    """The dashboard's "Open report" link for the artifact, from the run page."""
+    """The dashboard's "Open report" link for the artifact, from the run page: a full URL on
+    the user-content origin."""
     with signed_in(server, tenant) as client:
         html = client.get(f"/runs/{run_id}").text
-    match = re.search(r'href="(/artifacts/' + artifact_id + r'/report/[^"]+)"[^>]*>Open report<',
-                      html)
+    match = re.search(r'href="(' + re.escape(server.user_content.url) + r'/artifacts/'
+                      + artifact_id + r'/report/[^"]+)"[^>]*>Open report<', html)
     assert match, "no Open report link on the run page"
     assert 'target="_blank"' in html[match.start() - 10:match.end()]
     return match.group(1).replace("&amp;", "&")
@@ -100,13 +126,14 @@ def opened(server, tenant, run_id) -> tuple[dict, str]:
 def entry(server, link: str, name: str, method: str = "GET") -> httpx.Response:
     base = link.rsplit("/index.html", 1)[0]
     with httpx.Client(timeout=30) as client:  # no credentials at all
-        return client.request(method, f"{server.url}{base}/{name}")
+        return client.request(method, f"{base}/{name}")
 
 
 def test_the_run_page_offers_open_report_beside_the_download(server, tenant, run_id):
     created = upload_report(tenant, run_id)
     link = report_link(server, tenant, run_id, created["id"])
-    assert re.fullmatch(r"/artifacts/artifact_\w+/report/\d+\.[\w-]+/index\.html", link)
+    assert re.fullmatch(re.escape(server.user_content.url)
+                        + r"/artifacts/artifact_\w+/report/\d+\.[\w-]+/index\.html", link)
     with signed_in(server, tenant) as client:
         html = client.get(f"/runs/{run_id}").text
     assert "Download</a>" in html
@@ -129,9 +156,14 @@ def test_entries_are_served_with_their_type_and_the_sandbox(server, opened, name
     assert response.headers["content-length"] == str(len(expected))
     assert response.headers["x-content-type-options"] == "nosniff"
     csp = response.headers["content-security-policy"]
-    assert csp.startswith("sandbox allow-scripts allow-popups")
-    assert "allow-same-origin" not in csp and "default-src 'self'" in csp
+    assert csp.startswith("sandbox allow-scripts allow-same-origin allow-popups")
+    # its fetches, frames and posts stay on the user-content origin: never the dashboard's
+    for directive in ("default-src 'self'", "connect-src 'self'", "frame-src 'self'",
+                      "form-action 'none'", "base-uri 'self'"):
+        assert directive in csp
     assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["cross-origin-resource-policy"] == "same-origin"
+    assert "access-control-allow-origin" not in response.headers
     assert "access-control-allow-credentials" not in response.headers
     assert "content-disposition" not in response.headers
     head = entry(server, link, name, "HEAD")
@@ -152,8 +184,8 @@ def test_a_type_off_the_allowlist_is_an_octet_stream_attachment(server, opened):
     "data//report.json", "%2Fetc%2Fpasswd", "data%5Creport.json", "index.html%00",
     "C:index.html", "a" * 2000])
 def test_traversal_and_missing_entries_are_not_found(server, opened, name):
-    base = opened[1].rsplit("/index.html", 1)[0]
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    base = httpx.URL(opened[1]).path.rsplit("/index.html", 1)[0]
+    connection = http.client.HTTPConnection("127.0.0.1", server.user_content.port, timeout=30)
     try:  # the path goes out exactly as written (an HTTP client would fold the `..` away)
         connection.request("GET", f"{base}/{name}")
         raw = connection.getresponse()
@@ -181,16 +213,55 @@ def test_a_tampered_or_expired_signature_is_refused(server, tenant, opened):
     file_sig = httpx.URL(created["url"]).params["sig"]
     tampered["file-link-sig"] = f"{prefix}/{exp}.{file_sig}/index.html"
     for why, path in tampered.items():
-        response = httpx.get(f"{server.url}{path}", timeout=30)
+        response = httpx.get(path, timeout=30)
         assert response.status_code == 403, (why, response.text)
         error_of(response, "AUTH_FORBIDDEN", 403)
     past = int(time.time()) - 5
     old = signing.report_token(settings.resolved_secret_key, created["id"], tenant.project_id,
                                past)
-    response = httpx.get(f"{server.url}{prefix}/{old}/index.html", timeout=30)
+    response = httpx.get(f"{prefix}/{old}/index.html", timeout=30)
     assert error_of(response, "AUTH_FORBIDDEN", 403)["details"]["reason"] == "link_expired"
-    posted = httpx.post(f"{server.url}{link}", timeout=30)
+    posted = httpx.post(link, timeout=30)
     error_of(posted, "AUTH_FORBIDDEN", 403)
+
+
+def test_the_dashboards_listener_only_redirects_a_report_to_the_user_content_origin(
+        server, opened):
+    _, link = opened
+    path = httpx.URL(link).raw_path.decode()
+    for method in ("GET", "HEAD"):
+        response = httpx.request(method, f"{server.url}{path}", timeout=30)
+        assert response.status_code == 307, response.text
+        assert response.headers["location"] == link
+        assert b"Playwright report" not in response.content
+
+
+def test_without_a_user_content_origin_a_report_does_not_open(start_server, server, tenant,
+                                                              run_id, opened):
+    """A server made by create_app alone (no `redline serve`, no REDLINE_USER_CONTENT_URL)
+    has nowhere safe to run a report: no link on the run page, UNSUPPORTED at the path."""
+    bare = start_server(rate_limit_enabled=False)
+    response = httpx.get(bare.url + httpx.URL(opened[1]).raw_path.decode(), timeout=30)
+    assert error_of(response, "UNSUPPORTED", 501)["details"] == {"feature": "user-content"}
+    with signed_in(bare, tenant) as client:
+        html = client.get(f"/runs/{run_id}").text
+    assert "playwright-report.zip" in html and "Open report" not in html
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/api/me"), ("GET", "/"), ("GET", "/login"), ("GET", "/api/runs"),
+    ("POST", "/api/runs"), ("GET", "/openapi.json"), ("GET", "/docs"), ("POST", "/logout"),
+    ("GET", "/static/app.css"), ("GET", "/api/health")])
+def test_the_user_content_origin_reads_no_credential_and_answers_nothing_else(
+        server, tenant, method, path):
+    with signed_in(server, tenant) as dashboard:
+        cookies = dict(dashboard.cookies)
+    assert "redline_session" in cookies
+    with httpx.Client(base_url=server.user_content.url, cookies=cookies, timeout=30) as client:
+        response = client.request(method, path, json={}, headers={
+            "Authorization": f"Bearer {tenant.token}", "X-API-Key": tenant.key})
+    assert response.status_code in (404, 405), (path, response.status_code)
+    assert tenant.email not in response.text and "set-cookie" not in response.headers
 
 
 def test_another_projects_artifact_is_refused(server, tenant, other_tenant, opened):
@@ -199,8 +270,8 @@ def test_another_projects_artifact_is_refused(server, tenant, other_tenant, open
         theirs_run = client.post("/api/runs", json={"status": "running"}).json()["id"]
     theirs = upload_report(other_tenant, theirs_run)
     token = link.rsplit("/", 2)[1]
-    response = httpx.get(f"{server.url}/artifacts/{theirs['id']}/report/{token}/index.html",
-                         timeout=30)
+    response = httpx.get(f"{server.user_content.url}/artifacts/{theirs['id']}/report/{token}"
+                         "/index.html", timeout=30)
     error_of(response, "AUTH_FORBIDDEN", 403)
 
 
@@ -210,8 +281,8 @@ def test_only_a_report_opens_this_way(server, tenant, run_id):
                        "trace.zip").json()
     token = signing.report_token(server.app.state.settings.resolved_secret_key, trace["id"],
                                  tenant.project_id, int(time.time()) + 60)
-    response = httpx.get(f"{server.url}/artifacts/{trace['id']}/report/{token}/index.html",
-                         timeout=30)
+    response = httpx.get(f"{server.user_content.url}/artifacts/{trace['id']}/report/{token}"
+                         "/index.html", timeout=30)
     error_of(response, "NOT_FOUND", 404)
 
 
@@ -266,9 +337,11 @@ def test_the_same_script_on_the_dashboards_origin_would_see_everything(page, ser
 
 
 @pytest.mark.browser
-def test_a_report_runs_its_scripts_in_an_opaque_origin(page, server, tenant, run_id):
-    created = upload_report(tenant, run_id)
+def test_a_report_runs_on_its_own_origin_without_the_users_session(page, server, tenant,
+                                                                   run_id):
+    created = upload_report(tenant, run_id, hostile_entries(server))
     sign_in(page, server, tenant)
+    session = next(c for c in page.context.cookies() if c["name"] == "redline_session")
     page.goto(f"{server.url}/runs/{run_id}")
     link = page.get_by_role("link", name="Open report")
     assert link.get_attribute("target") == "_blank"
@@ -277,15 +350,24 @@ def test_a_report_runs_its_scripts_in_an_opaque_origin(page, server, tenant, run
     report_page = opened.value
     expect(report_page.locator("#out")).not_to_have_text("pending", timeout=15000)
     seen = json.loads(report_page.text_content("#out"))
+    assert report_page.url.startswith(server.user_content.url + "/artifacts/" + created["id"])
     assert seen["ran"] is True  # the report works: its script ran
     assert seen["data"] == 3  # and read its own data file
+    assert seen["storage"] == "kept"  # with localStorage, which Playwright's report needs
+    assert seen["origin"] == server.user_content.url  # its own origin, not the dashboard's
     assert report_page.evaluate("getComputedStyle(document.querySelector('h1')).color") == \
         "rgb(187, 0, 0)"
-    assert "dashboard-secret" not in str(seen["cookie"])
-    assert seen["cookie"].startswith("error:") or seen["cookie"] == ""
-    assert seen["origin"] == "null"
-    assert seen["me"] != 200 and "email" not in str(seen.get("meBody", ""))
-    assert f"/artifacts/{created['id']}/report/" in report_page.url
+    # The session cookie is sent to this port too (cookies ignore ports) but is HttpOnly, and
+    # nothing here reads it: the same-origin /api/me is no endpoint at all.
+    assert session["httpOnly"] and session["value"] not in seen["cookie"]
+    assert seen["me"] == 404 and "email" not in seen["meBody"]
+    # The dashboard's API is out of reach (the CSP's connect-src; without it, CORS).
+    assert str(seen["dashboard"]).startswith("error:")
+    assert tenant.email not in json.dumps(seen)
+    # What ports do not separate: a cookie the dashboard's host made readable would be seen
+    # here. Redline sets none (the session and CSRF cookies are HttpOnly); another host name
+    # for user content (REDLINE_USER_CONTENT_URL) separates even those.
+    assert "dashboard-secret" in seen["cookie"]
 
 
 def test_an_entry_is_read_from_s3_with_ranged_gets_not_the_whole_archive(s3, tmp_path):  # noqa: F811

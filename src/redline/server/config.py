@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     artifact_public_url: str | None = Field(None, description="Base URL of artifact links; "
                                             "default public_url. Best another origin than the "
                                             "dashboard's.")
+    user_content_url: str | None = Field(None, description="Where users reach the "
+                                         "user-content origin, which serves HTML reports and "
+                                         "the trace viewer (e.g. https://usercontent.example."
+                                         "com, proxied to `user_content_port`); default: "
+                                         "http://<served host>:<user_content_port>. Must not "
+                                         "be the dashboard's origin; best another host name.")
+    user_content_port: int | None = Field(None, ge=1, le=65535, description="Port of the "
+                                          "second listener of `redline serve`, which serves "
+                                          "only user content (signed report and trace links, "
+                                          "never the API or a session); default: the served "
+                                          "port + 1.")
     runner_lease_seconds: int = Field(30, ge=2, le=3600, description="How long a runner "
                                       "holds an executed run without a heartbeat; a runner "
                                       "silent for longer is lost, and its run is queued again "
@@ -157,6 +168,12 @@ class Settings(BaseSettings):
             return served.read_text().strip() or DEFAULT_PUBLIC_URL
         except OSError:
             return DEFAULT_PUBLIC_URL
+
+    @property
+    def resolved_user_content_url(self) -> str | None:
+        """`user_content_url` (`redline serve` sets it to its second listener when unset), or
+        None: then this server has no user-content origin and reports do not open in place."""
+        return self.user_content_url.rstrip("/") if self.user_content_url else None
 
     @cached_property
     def resolved_secret_key(self) -> bytes:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import socket
 from pathlib import Path
+from typing import Any
 
 
 class DatabaseUnreachable(Exception):
@@ -14,6 +18,10 @@ class DatabaseUnreachable(Exception):
         super().__init__(f"Cannot reach the database at {url}: {reason}")
         self.url = url  # its password hidden
         self.reason = reason
+
+
+class UserContentProblem(Exception):
+    """The user-content listener cannot be set up as configured (the CLI exits 5)."""
 
 
 def _migrate(url: str) -> None:
@@ -33,12 +41,14 @@ def _migrate(url: str) -> None:
 
 def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None,
           no_worker: bool = False, workers: int = 1, log_level: str | None = None,
-          no_runner: bool = False) -> None:
+          no_runner: bool = False, user_content_port: int | None = None) -> None:
     """Apply migrations, then serve the API (and, unless `no_worker`, one background worker
-    thread) until stopped with Ctrl-C or SIGTERM."""
+    thread) until stopped with Ctrl-C or SIGTERM; user content (HTML reports, the trace
+    viewer) on a second listener, `user_content_port` (default: the port + 1)."""
     import uvicorn
 
     from redline.server.app import create_app
+    from redline.server.artifacts.user_content import create_user_content_app
     from redline.server.config import SERVED_URL_FILE, Settings
 
     if data_dir is not None:
@@ -59,18 +69,112 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: str | None = None
         logging.getLogger("redline.server").info(
             "Links use %s (the address served); set REDLINE_PUBLIC_URL if users reach the "
             "server at another address", served)
+    content_port = (user_content_port or settings.user_content_port
+                    or (port + 1 if port < 65535 else port - 1))
+    content_socket = _user_content_socket(settings, host, local, port, content_port)
     app = create_app(settings)
+    content_app = create_user_content_app(settings, app.state.engine)
     app.state.embedded_worker = not no_worker
     if not no_runner:  # the embedded runner reaches this server over HTTP, like any runner
         app.state.embedded_runner_url = served
     logging.getLogger("redline.server").info(
         "Redline serving on http://%s:%s (database: %s)", host, port, _redact(url))
     proxies = settings.forwarded_allow_ips
-    uvicorn.run(app, host=host, port=port, log_level=(log_level or settings.log_level).lower(),
-                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or "",
-                server_header=False, access_log=False,
-                # Without it uvicorn waits for every request in flight, a hung client's too.
-                timeout_graceful_shutdown=settings.shutdown_grace_seconds)
+    logging.getLogger("redline.server").info(
+        "User content (HTML reports, trace viewer) served on http://%s:%s, linked as %s",
+        host, content_port, settings.resolved_user_content_url)
+    common: dict[str, Any] = {"log_level": (log_level or settings.log_level).lower(),
+                              "proxy_headers": bool(proxies),
+                              "forwarded_allow_ips": proxies or "",
+                              "server_header": False, "access_log": False,
+                              # Without it uvicorn waits for every request in flight, a hung
+                              # client's too.
+                              "timeout_graceful_shutdown": settings.shutdown_grace_seconds}
+    main = uvicorn.Server(uvicorn.Config(app, host=host, port=port, **common))
+    content = _user_content_server(uvicorn.Config(content_app, lifespan="off", **common))
+    try:
+        with asyncio.Runner(loop_factory=main.config.get_loop_factory()) as runner:
+            runner.run(_serve_both(main, content, content_socket))
+    except KeyboardInterrupt:
+        pass  # stopped with Ctrl-C, as uvicorn.run does
+    finally:
+        content_socket.close()
+    if not main.started:
+        raise SystemExit(3)  # uvicorn's start-up failure status (it logged why)
+
+
+def _user_content_socket(settings, host: str, local: str, port: int, content_port: int):
+    """Check the user-content origin against the dashboard's and bind its listener's socket
+    (before anything starts, so a taken port is a clear error)."""
+    from urllib.parse import urlsplit
+
+    from redline.server.artifacts.user_content import origin_of
+
+    if content_port == port:
+        raise UserContentProblem(f"The user-content port ({content_port}) must differ from "
+                                 "the served port: set --user-content-port or "
+                                 "REDLINE_USER_CONTENT_PORT to a free port")
+    if not settings.user_content_url:
+        # The public URL's host name, at the second listener's port: right on one machine
+        # and on a LAN; behind a proxy, REDLINE_USER_CONTENT_URL must say where it is.
+        public = settings.resolved_public_url
+        host_name = urlsplit(public).hostname or local
+        settings.user_content_url = f"http://{host_name}:{content_port}"
+        if public != f"http://{local}:{port}":
+            logging.getLogger("redline.server").warning(
+                "REDLINE_PUBLIC_URL is set but REDLINE_USER_CONTENT_URL is not: reports and "
+                "the trace viewer are linked at %s; set REDLINE_USER_CONTENT_URL to where "
+                "users reach the user-content listener (port %s)", settings.user_content_url,
+                content_port)
+    if origin_of(settings.resolved_user_content_url) == origin_of(
+            settings.resolved_public_url):
+        raise UserContentProblem(
+            f"REDLINE_USER_CONTENT_URL ({settings.user_content_url}) is the dashboard's own "
+            "origin: reports there could act as the signed-in user. Give user content "
+            "another host name (or at least another port)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, content_port))
+    except OSError as exc:
+        sock.close()
+        raise UserContentProblem(
+            f"Cannot listen on {host}:{content_port} for user content ({exc.strerror}): "
+            "choose a free port with --user-content-port or REDLINE_USER_CONTENT_PORT") \
+            from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _user_content_server(config):
+    """The second listener's uvicorn server. The main server owns SIGINT/SIGTERM (and
+    re-raises them once stopped); this one only stops with it."""
+    import uvicorn
+
+    class UserContentServer(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self):
+            yield
+
+    return UserContentServer(config)
+
+
+async def _serve_both(main, content, content_socket) -> None:
+    """Serve the API and the user content in one event loop until the main server stops."""
+    content_task = asyncio.create_task(content.serve(sockets=[content_socket]))
+
+    async def stop_with_main():
+        while not main.should_exit and not content_task.done():
+            await asyncio.sleep(0.1)
+        content.should_exit = True
+
+    follower = asyncio.create_task(stop_with_main())
+    try:
+        await main.serve()
+    finally:
+        content.should_exit = True
+        await asyncio.gather(content_task, follower, return_exceptions=True)
 
 
 def _redact(url: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from redline.cli.failures import CliError, Terminated
+from redline.cli.failures import CliError, Terminated, UsageError
 from redline.errors import EXIT_SIGINT, EXIT_SIGTERM
 
 
@@ -52,19 +52,31 @@ class ServeCommand(click.Command):
 @click.option("--no-worker", is_flag=True, help="Serve only; run workers elsewhere.")
 @click.option("--no-runner", is_flag=True, help="No embedded runner: executed runs wait for "
               "`redline runner` processes.")
-def serve(host, port, data_dir, no_worker, no_runner):
-    """Run the Redline server (API + dashboard), migrating the database first."""
+@click.option("--user-content-port", type=click.IntRange(1, 65535), metavar="PORT",
+              help="Port of the second listener, which serves only HTML reports and the "
+              "trace viewer from an origin apart from the dashboard's "
+              "(REDLINE_USER_CONTENT_PORT; default: --port + 1). Users reach it at "
+              "REDLINE_USER_CONTENT_URL if set.")
+def serve(host, port, data_dir, no_worker, no_runner, user_content_port):
+    """Run the Redline server (API + dashboard), migrating the database first.
+
+    A second listener (--user-content-port) serves user content, HTML reports and
+    Playwright's trace viewer, on an origin of its own where no session is ever valid."""
     try:
-        from redline.server.run import DatabaseUnreachable
+        from redline.server.run import DatabaseUnreachable, UserContentProblem
         from redline.server.run import serve as run_server
     except ImportError as exc:
         raise ServerNotInstalled(f"The server is not installed here ({exc.name} is missing)",
                                  details={"missing": exc.name}) from exc
     try:
         run_server(host=host, port=port, data_dir=data_dir, no_worker=no_worker,
-                   no_runner=no_runner)
+                   no_runner=no_runner, user_content_port=user_content_port)
     except DatabaseUnreachable as exc:
         raise _unreachable(exc) from None
+    except UserContentProblem as exc:
+        raise UsageError(str(exc), details={"field": "user-content-port"},
+                         next_action="Run `redline serve --help` to see the flags and "
+                         "settings.") from None
     except KeyboardInterrupt:
         raise SystemExit(EXIT_SIGINT) from None  # stopped as asked: no error envelope
     except Terminated:

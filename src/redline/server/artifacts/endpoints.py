@@ -9,9 +9,10 @@ import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from redline.server.artifacts import report, schemas, service
+from redline.server.artifacts import schemas, service
 from redline.server.artifacts.blobs import blob_store
 from redline.server.artifacts.receive import UploadReceiver, boundary_of, check_type_field
+from redline.server.artifacts.user_content import redirect_to_user_content
 from redline.server.auth import Principal
 from redline.server.deps import Db, get_db, rate_limited, unit_of_work
 from redline.server.kit.pagination import Page
@@ -115,14 +116,9 @@ def delete_artifact(artifact_id: str, db: Db, caller: Uploader):
                   include_in_schema=False,
                   methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"])
 def serve_report_entry(artifact_id: str, token: str, entry_path: str, request: Request):
-    """One file of an HTML report ZIP, under a signed path (report.py): sandboxed, no
-    credentials."""
-    status, headers, stream = report.open_entry(
-        request.app.state.engine, request.app.state.settings, artifact_id, token, entry_path,
-        request.method)
-    if stream is None:
-        return Response(status_code=status, headers=headers)
-    return StreamingResponse(stream.chunks, status_code=status, headers=headers)
+    """A report runs with its own origin's storage, so it is never served on the dashboard's:
+    a redirect to the same signed path on the user-content origin (user_content.py)."""
+    return redirect_to_user_content(request, "An HTML report")
 
 
 @router.api_route("/artifacts/{artifact_id}", include_in_schema=False,

@@ -12,11 +12,12 @@
   and a name that is not there is 404. A folder name serves its `index.html`.
 - Content types come from an allowlist by extension; anything else is an
   `application/octet-stream` attachment. Every response has `nosniff` and a CSP whose
-  `sandbox` lacks `allow-same-origin`: the report's scripts run, but in an opaque origin, so
-  they cannot read the dashboard's cookies, storage or call its API as the signed-in user
-  (RELIABILITY.md section 3). `Access-Control-Allow-Origin: *` (never with credentials) lets
-  the opaque-origin page load its own module scripts and data files.
-- Never redirected to S3 (the headers above must be Redline's).
+  `sandbox` keeps `allow-same-origin`: Playwright's report needs `localStorage`, and in an
+  opaque origin it opens as a blank page (issue 21). That is safe only because entries are
+  served by the user-content listener alone (user_content.py), an origin where no credential
+  is ever read; the dashboard's listener redirects there. The CSP keeps the report's fetches,
+  frames and form posts on that origin (never the dashboard's), and
+  `Cross-Origin-Resource-Policy` keeps other sites from embedding its files.
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ from redline.server.artifacts.blobs import (
 )
 from redline.server.http_errors import ApiError, not_found
 
-REPORT_CSP = ("sandbox allow-scripts allow-popups allow-downloads; "
+REPORT_CSP = ("sandbox allow-scripts allow-same-origin allow-popups allow-downloads; "
               "default-src 'self' 'unsafe-inline' data: blob:; "
               "img-src 'self' data: blob:; media-src 'self' data: blob:; "
               "font-src 'self' data:; connect-src 'self' data: blob:; "
+              "frame-src 'self' blob: data:; worker-src 'self' blob:; "
               "form-action 'none'; frame-ancestors 'self'; base-uri 'self'")
 
 CONTENT_TYPES = {
@@ -58,7 +60,8 @@ MAX_ENTRY_PATH = 1024
 
 
 def mint_report_path(settings, row, ttl: int | None = None) -> str:
-    """The path (on the server's origin) of a report's index.html, signed."""
+    """The signed path of a report's index.html (on the user-content origin:
+    user_content.report_url)."""
     from redline.server.artifacts.service import _now_unix
 
     ttl = min(ttl or settings.artifact_url_ttl_seconds, signing.MAX_TTL_SECONDS)
@@ -141,7 +144,7 @@ def open_entry(engine: Engine, settings, artifact_id: str, token: str, path: str
     headers = {"Content-Type": content_type or "application/octet-stream",
                "Content-Length": str(info.file_size),
                "X-Content-Type-Options": "nosniff", "Content-Security-Policy": REPORT_CSP,
-               "Referrer-Policy": "no-referrer", "Access-Control-Allow-Origin": "*",
+               "Referrer-Policy": "no-referrer", "Cross-Origin-Resource-Policy": "same-origin",
                "Cross-Origin-Opener-Policy": "same-origin",
                "Cache-Control": f"private, max-age={max(0, min(exp - now, 3600))}",
                "ETag": f'"{row.sha256}-{info.CRC:08x}"'}

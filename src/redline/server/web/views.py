@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Annotated, Literal
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
@@ -46,7 +46,6 @@ from redline.server.web.core import (
 )
 from redline.server.web.static import serve_static
 from redline.server.web.trace import available as trace_viewer_available
-from redline.server.web.trace import serve_viewer_file
 
 # The pages: each opens the request's unit of work (`get_db`) before it runs.
 router = APIRouter(include_in_schema=False, dependencies=[Depends(get_db)])
@@ -410,6 +409,7 @@ def _artifacts(web: Web, run_id: str | None, test_id: str | None) -> list[dict]:
     signed link's path: images and videos load under the page's CSP, 'self')."""
     try:
         from redline.server.artifacts import service as artifacts
+        from redline.server.artifacts import user_content
     except ModuleNotFoundError:
         return []
     listed = artifacts.list_artifacts(web.conn, web.principal, web.settings, run_id, test_id,
@@ -420,12 +420,13 @@ def _artifacts(web: Web, run_id: str | None, test_id: str | None) -> list[dict]:
                                  mime_type=item["mimeType"])
         item["download_url"] = _local(artifacts.mint_url(web.settings, signed, None,
                                                          "attachment")[0])
+        # The trace viewer and HTML reports run scripts: they open on the user-content
+        # origin, never this one (artifacts/user_content.py; none when there is no such origin).
         if item["type"] == "trace" and trace_viewer_available():
-            item["viewer_url"] = "/trace/index.html?" + urlencode({"trace": item["download_url"]})
+            item["viewer_url"] = user_content.trace_viewer_url(web.settings,
+                                                               item["download_url"])
         if item["type"] == "report" and item["mimeType"] == "application/zip":
-            from redline.server.artifacts.report import mint_report_path
-
-            item["report_url"] = mint_report_path(web.settings, signed)
+            item["report_url"] = user_content.report_url(web.settings, signed)
     return listed
 
 
@@ -869,7 +870,10 @@ def invitation_accept(request: Request, invitation_id: str, csrf: Csrf = "",
 
 @assets.get("/trace/{path:path}")
 def trace_viewer(path: str, request: Request):
-    return serve_viewer_file(path, request)
+    """Crafted traces have carried XSS in the viewer: it runs on the user-content origin."""
+    from redline.server.artifacts.user_content import redirect_to_user_content
+
+    return redirect_to_user_content(request, "The trace viewer")
 
 
 # -- static files -------------------------------------------------------------------------------
