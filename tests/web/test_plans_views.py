@@ -176,6 +176,39 @@ def test_an_admin_creates_a_plan_and_edits_it_keeping_its_secret(tenant, owner):
     assert plan["env"]["API_TOKEN"] == {"value": None, "secret": True}  # kept
 
 
+def test_an_edit_keeps_arguments_and_values_that_hold_line_breaks(tenant, owner):
+    """A `python -c` script is one argument: the form shows such a command (and such env)
+    as JSON, so saving it back changes nothing but what was edited."""
+    script = "import sys\nprint('two lines')\n"
+    with tenant.as_user() as api:
+        plan = make_plan(api, tenant.project_id, name="script",
+                         command=["python", "-c", script, " spaced "],
+                         env={"CERT": "line 1\nline 2", "MODE": " ci "})
+    form = form_of(owner.get(f"/plans/{plan['id']}/edit").text, f"/plans/{plan['id']}/edit")
+    assert form["command"].lstrip().startswith("[") and form["env"].lstrip().startswith("{")
+    form["name"] = "script, renamed"
+    assert owner.post_form(f"/plans/{plan['id']}/edit", form).status_code == 303
+    with tenant.as_user() as api:
+        saved = api.get(f"/api/plans/{plan['id']}").json()
+    assert saved["name"] == "script, renamed"
+    assert saved["command"] == ["python", "-c", script, " spaced "]
+    assert saved["env"] == {"CERT": {"value": "line 1\nline 2", "secret": False},
+                            "MODE": {"value": " ci ", "secret": False}}
+    assert saved["codeVersion"] == 1  # what it runs did not change
+
+    new = f"/projects/{tenant.project_id}/plans"
+    form = form_of(owner.get(f"{new}/new").text, new)
+    form.update(name="typed as JSON", command='["python", "-c", "print(1)\\nprint(2)"]')
+    created = owner.post_form(new, form)
+    assert created.status_code == 303, created.text
+    plan_id = created.headers["location"].split("?")[0].removeprefix("/plans/")
+    with tenant.as_user() as api:
+        assert api.get(f"/api/plans/{plan_id}").json()["command"] == [
+            "python", "-c", "print(1)\nprint(2)"]
+    refused = owner.post_form(new, {**form, "command": '["python", 3]'})
+    assert refused.status_code == 400 and "list of strings" in refused.text
+
+
 def test_a_stale_edit_is_refused_with_the_specifications_message_and_stores_nothing(tenant,
                                                                                    owner):
     with tenant.as_user() as api:

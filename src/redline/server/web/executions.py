@@ -12,6 +12,7 @@ framework, and the page reads without it (the log as it was when the page was re
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -133,9 +134,23 @@ def _lines(text: str) -> list[str]:
 
 
 def _env_lines(text: str, secret: bool, field: str) -> dict[str, Any]:
-    """`NAME=value` a line; in the secret box a bare `NAME` keeps the stored secret."""
+    """`NAME=value` a line (the value as typed, spaces kept), or, for the plain box, a JSON
+    object (values with line breaks); in the secret box a bare `NAME` keeps the stored
+    secret."""
+    if not secret and text.strip().startswith("{"):
+        try:
+            values = json.loads(text)
+        except ValueError as exc:
+            raise ApiError("VALIDATION_ERROR", f"The env is not a valid JSON object: {exc}",
+                           {"field": field, "reason": "invalid"}) from None
+        if not isinstance(values, dict) or not all(isinstance(v, str)
+                                                   for v in values.values()):
+            raise ApiError("VALIDATION_ERROR", 'A JSON env is an object of strings, e.g. '
+                           '{"MODE": "ci"}', {"field": field, "reason": "invalid"})
+        return values
     found: dict[str, Any] = {}
-    for number, line in enumerate(_lines(text), 1):
+    lines = [line.rstrip("\r") for line in text.split("\n") if line.strip()]
+    for number, line in enumerate(lines, 1):
         name, equals, value = line.partition("=")
         name = name.strip()
         if not equals and not secret:
@@ -146,6 +161,40 @@ def _env_lines(text: str, secret: bool, field: str) -> dict[str, Any]:
         else:
             found[name] = value
     return found
+
+
+def _command(text: str) -> list[str]:
+    """argv from the form: one argument a line, or a JSON list of strings (for arguments that
+    hold a line break or edge spaces, e.g. `python -c` with a script)."""
+    if text.strip().startswith("["):
+        try:
+            argv = json.loads(text)
+        except ValueError as exc:
+            raise ApiError("VALIDATION_ERROR", f"The command is not a valid JSON list: {exc}",
+                           {"field": "command", "reason": "invalid"}) from None
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise ApiError("VALIDATION_ERROR", "A JSON command is a list of strings, e.g. "
+                           '["python", "-m", "pytest"]', {"field": "command",
+                                                          "reason": "invalid"})
+        return argv
+    return _lines(text)
+
+
+def _command_text(argv: list[str]) -> str:
+    """The command as the form shows it: a line per argument when each reads back the same,
+    else the JSON list (so that saving the form never splits or trims an argument)."""
+    if all(a and a == a.strip() and "\n" not in a and "\r" not in a for a in argv) \
+            and not (argv and argv[0].startswith("[")):
+        return "\n".join(argv)
+    return json.dumps(argv, indent=1)
+
+
+def _env_text(values: dict[str, str]) -> str:
+    """Plain env as the form shows it: `NAME=value` lines, or the JSON object when a value
+    holds a line break (so that saving the form never splits a value)."""
+    if any("\n" in v or "\r" in v for v in values.values()):
+        return json.dumps(values, indent=1)
+    return "\n".join(f"{name}={value}" for name, value in values.items())
 
 
 def _plan_fields(form: dict[str, str]) -> dict[str, Any]:
@@ -168,7 +217,7 @@ def _plan_fields(form: dict[str, str]) -> dict[str, Any]:
         "reportPaths": _lines(form["report_paths"]),
         "schedule": form["schedule"].strip(), "sandbox": form["sandbox"],
         "network": form["network"] == "on"}
-    command = _lines(form["command"])
+    command = _command(form["command"])
     if command:
         body["command"] = command
     for field, name in (("timeoutSeconds", "timeout_seconds"),
@@ -196,11 +245,11 @@ def _form_of(plan: dict) -> dict[str, str]:
     source = plan.get("source") or {}
     env = plan.get("env") or {}
     return {
-        "name": plan["name"], "command": "\n".join(plan.get("command") or []),
+        "name": plan["name"], "command": _command_text(plan.get("command") or []),
         "source_kind": "path" if "path" in source else "git" if "git" in source else "none",
         "source_path": source.get("path") or "", "source_git": source.get("git") or "",
         "source_ref": source.get("ref") or "",
-        "env": "\n".join(f"{k}={v['value'] or ''}" for k, v in env.items() if not v["secret"]),
+        "env": _env_text({k: v["value"] or "" for k, v in env.items() if not v["secret"]}),
         "secret_env": "\n".join(k for k, v in env.items() if v["secret"]),
         "report_paths": "\n".join(plan.get("reportPaths") or []),
         "timeout_seconds": str(plan["timeoutSeconds"]),
