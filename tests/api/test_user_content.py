@@ -302,3 +302,31 @@ def test_redline_serve_refuses_user_content_on_the_dashboards_origin(migrated_ur
     assert result.returncode == 5, result.stderr
     assert "Error [VALIDATION_ERROR]: REDLINE_USER_CONTENT_URL " in result.stderr
     assert "is the dashboard's own origin" in result.stderr
+
+
+def test_with_a_public_url_the_user_content_link_takes_its_host_name_and_says_so(
+        migrated_url, tmp_path):
+    port = live.free_port()
+    env = {**os.environ, "REDLINE_DATABASE_URL": migrated_url, "PYTHONUNBUFFERED": "1",
+           "REDLINE_PUBLIC_URL": f"http://localhost:{port}"}
+    env.pop("REDLINE_USER_CONTENT_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "redline.cli.main", "serve", "--port", str(port), "--data-dir",
+         str(tmp_path), "--no-worker", "--no-runner"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(f"http://127.0.0.1:{port + 1}/trace/index.html", time.time() + 60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert f"linked as http://localhost:{port + 1}" in output, output
+    assert "REDLINE_PUBLIC_URL is set but REDLINE_USER_CONTENT_URL is not" in output
+
+
+def test_origins_compare_scheme_host_and_port_as_browsers_do():
+    from redline.server.artifacts.user_content import origin_of
+
+    assert origin_of("https://Redline.Example.com:443/x") == "https://redline.example.com"
+    assert origin_of("http://127.0.0.1:8000/") != origin_of("http://127.0.0.1:8001/")
+    assert origin_of("http://h/") == origin_of("http://h:80")
+    assert origin_of("http://h/") != origin_of("https://h/")
