@@ -139,7 +139,7 @@ def build(code: str, request) -> Scenario:
                                  {"teamId": "team_x", "remainingSeconds": 0})
         return Scenario(code, stub.url, api_key="rl_live_stub",
                         sdk=lambda c: c.plans.trigger("plan_x"),
-                        cli=["plans", "trigger", "plan_x"], mcp=("whoami", {}),
+                        cli=["run", "plan_x"], mcp=("whoami", {}),
                         how="stub: no endpoint spends credits in this version")
     if code == "UNSUPPORTED":
         stub = get("stub")

@@ -94,6 +94,10 @@ def test_quarantine_explains_the_verdict_and_a_failing_quarantined_test_is_not_s
     case_page = owner.get(f"/cases/{case['id']}").text
     assert '<span class="badge c-broken">quarantined, failing</span>' in case_page
     assert ">stable<" not in case_page
+    # the runs it failed in are named, not listed by id
+    failed_in = case_page.split('id="failed-h"', 1)[1]
+    assert re.findall(r'<a href="/runs/run_[0-9A-Z]+">([^<]+)</a>', failed_in) == [
+        "main at c5", "main at c4"]
     flaky = owner.get(f"/projects/{tenant.project_id}/flaky").text
     row = next(r for r in flaky.split("<tr>") if f'/cases/{case["id"]}"' in r)
     assert '<span class="badge c-broken">quarantined, failing</span>' in row

@@ -1,5 +1,5 @@
-"""Runs: `runs`, `upload`, `wait`, `exec`, `summary`, `plans` (results and test intelligence:
-`results.py`)."""
+"""Runs: `runs`, `upload`, `wait`, `exec`, `summary` (results and test intelligence:
+`results.py`; executed runs, plans and the `runs` commands that act on them: `executions.py`)."""
 
 from __future__ import annotations
 
@@ -83,12 +83,14 @@ def _progress(env: Env, started: float):
 
 @click.group()
 def runs():
-    """List, show and delete runs."""
+    """List, show, compare and delete runs; cancel, signal and read the log of executed runs
+    (`redline run PLAN` starts one)."""
 
 
 @runs.command("list")
 @common_options(project=True)
-@click.option("--status", type=click.Choice(["running", "passed", "failed", "cancelled"]))
+@click.option("--status", type=click.Choice(["queued", "running", "passed", "failed", "blocked",
+                                           "cancelled"]))
 @click.option("--branch", metavar="BRANCH")
 @pagination_options
 def runs_list(env: Env, status, branch, limit, cursor):
@@ -581,33 +583,4 @@ def render_summary(data: dict, *, markdown: bool = True) -> str:
         lines.append("")
     lines.append(f"[View the run in Redline]({links['run']})")
     return "\n".join(lines)
-
-
-@click.group()
-def plans():
-    """Executed runs (plans), on servers that have them."""
-
-
-@plans.command("list")
-@common_options(project=True)
-def plans_list(env: Env):
-    """The project's plans."""
-    env.emit(env.client().plans.list(env.project), columns=["id", "name"])
-
-
-@plans.command("trigger")
-@common_options()
-@click.argument("plan_id")
-@click.option("--wait/--no-wait", "wait_", default=False, help="Wait for the verdict.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=1800, show_default=True)
-def plans_trigger(env: Env, plan_id, wait_, timeout):
-    """Start a plan's run (queued, then run by a worker)."""
-    client = env.client()
-    run = client.plans.trigger(plan_id)
-    if wait_:
-        run = client.runs.wait(run.id, timeout=timeout)
-        env.emit(run)
-        return _verdict_exit(env, run)
-    env.emit(run)
-    return 0
 

@@ -887,6 +887,13 @@ def previous_run_on_branch(conn: Connection, run) -> str | None:
     return latest_run_on_branch(conn, run.project_id, run.branch, run.created_at)
 
 
+def run_names(conn: Connection, run_ids: list[str]):
+    """What names each of these runs for people (title, CI build, branch, commit, start)."""
+    return conn.execute(select(runs.c.id, runs.c.run_title, runs.c.ci_build_id, runs.c.branch,
+                               runs.c.commit_sha, runs.c.created_at)
+                        .where(runs.c.id.in_(run_ids))).all() if run_ids else []
+
+
 def latest_run_on_branch(conn: Connection, project_id: str, branch: str,
                          before: datetime) -> str | None:
     """The newest completed run of `branch` created before `before` (read through the index

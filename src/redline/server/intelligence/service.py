@@ -220,6 +220,15 @@ DEFAULT_BRANCHES = ("main", "master")
 COMPARE_GROUPS = ("newFailures", "fixed", "stillFailing", "newTests", "removedTests")
 
 
+def run_titles(conn: Connection, run_ids: set[str]) -> dict[str, str]:
+    """run id -> its name for people (`run_label`), for runs a page lists beside a case whose
+    access the caller has been checked for (the case's own results' runs)."""
+    return {r.id: run_label({"runTitle": r.run_title, "ciBuildId": r.ci_build_id,
+                             "branch": r.branch, "commitSha": r.commit_sha,
+                             "createdAt": iso(r.created_at)})
+            for r in repo.run_names(conn, sorted(run_ids))}
+
+
 def comparison_base(conn: Connection, run) -> tuple[str, str] | None:
     """The run `run` is compared with, when none is named: (run id, why).
     Why is `previousOnBranch` (the completed run of its branch before it) or

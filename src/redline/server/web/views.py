@@ -464,7 +464,9 @@ def case_page(request: Request, case_id: str,
         [f"bar-{h['status']}" for h in oldest_first],
         title=f"Duration of the last {len(hist)} results", unit="ms",
         links=[f"/tests/{h['testId']}" for h in oldest_first])
+    listed_runs = {item["runId"] for item in case["evidence"] + case["failedIn"]}
     context = {"title": case["title"], "section": "flaky", "case": case,
+               "run_titles": intelligence.run_titles(conn, listed_runs),
                "history": oldest_first, "chart": chart, "branch": branch or "",
                "names": _names(web, layout["team_id"]), "done": done}
     return web.render("case.html", context)
