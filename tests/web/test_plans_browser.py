@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sys
 import textwrap
+import time
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -31,6 +32,15 @@ TICKS = [sys.executable, "-c", textwrap.dedent(f"""
         n += 1
         print(f'tick {{n}}', flush=True)
         time.sleep(0.3)
+""")]
+#: 6,000 numbered lines (about 400 KB: more than the page renders), then waits to be stopped
+LONG_OUTPUT = [sys.executable, "-c", textwrap.dedent(f"""
+    import pathlib, time
+    pathlib.Path('report.xml').write_text({REPORT!r})
+    for n in range(1, 6001):
+        print(f'line {{n:05d}} ' + 'x' * 56, flush=n % 500 == 0)
+    print('all printed', flush=True)
+    time.sleep(600)
 """)]
 #: three lines, a second apart, then passes
 THREE_LINES = [sys.executable, "-c", textwrap.dedent(f"""
@@ -124,3 +134,29 @@ def test_a_passing_run_ends_on_its_page_with_exit_code_and_the_whole_log(page: P
     expect(page.locator("#log-ended")).to_be_hidden()
     expect(page.locator(".total.t-passed .big")).to_have_text("1")
     expect(page.locator("#log-state")).to_have_text("End of the log.")
+
+
+def test_a_log_longer_than_the_page_renders_is_read_on_from_where_the_page_stopped(
+        page: Page, tenant, runner):
+    """The page renders the log's first 256 KiB; the script reads the rest from that offset:
+    every line once, in order."""
+    with tenant.as_user() as api:
+        plan = make_plan(api, tenant.project_id, name="chatty", command=LONG_OUTPUT,
+                         reportPaths=["report.xml"])
+        run_id = api.post(f"/api/plans/{plan['id']}/runs", json={}).json()["id"]
+        deadline = time.monotonic() + 30
+        while "all printed" not in api.get(f"/api/runs/{run_id}/log",
+                                           params={"offset": 380_000}).json()["text"]:
+            assert time.monotonic() < deadline, "the command did not print its output"
+            time.sleep(0.2)
+    sign_in(page, tenant.server, tenant.email)
+    page.goto(f"{tenant.server.url}/runs/{run_id}")
+    rendered = int(page.locator("#execution").get_attribute("data-offset"))
+    assert 0 < rendered <= 256 * 1024
+    log = page.locator("#run-log")
+    expect(log).to_contain_text("all printed", timeout=20_000)
+    numbers = [int(n) for n in re.findall(r"^line (\d{5}) ", log.inner_text(),
+                                          re.MULTILINE)]
+    assert numbers == list(range(1, 6001))
+    with tenant.as_user() as api:
+        api.post(f"/api/runs/{run_id}/cancel")
