@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from redline.server.webhooks.service import FAILING_TESTS_IN_PAYLOAD
+from redline.server.webhooks.service import FAILING_TESTS_IN_PAYLOAD, with_links
 from redline.server.worker.runner import drain
 from tests.webhooks.test_webhooks import hooked, receiver, settings_of  # noqa: F401
 
@@ -74,3 +74,17 @@ def test_a_run_without_a_title_is_named_by_its_ci_build_or_branch(hooked, receiv
     assert [t["fullTitle"] for t in by_run[branch_only["id"]]["failingTests"]] == [
         "Checkout > fails 00"]
     assert all(not data["title"].startswith("run_") for data in by_run.values())
+
+
+def test_each_event_links_to_the_page_it_is_about():
+    base = "https://redline.example.com"
+    run_event = {"type": "run.completed", "data": {"runId": "run_1"}}
+    flaky = {"type": "test.flaky", "data": {"testCaseId": "tc_1", "runId": "run_1"}}
+    quarantined = {"type": "test.quarantined", "data": {"testCaseId": "tc_2"}}
+    ping = {"type": "ping", "data": {}}
+    assert with_links(run_event, base)["data"]["url"] == f"{base}/runs/run_1"
+    # a test event links its case, even when it names the run that made it flaky
+    assert with_links(flaky, base)["data"]["url"] == f"{base}/cases/tc_1"
+    assert with_links(quarantined, base)["data"]["url"] == f"{base}/cases/tc_2"
+    assert with_links(ping, base) == ping
+    assert "url" not in run_event["data"]  # the stored payload is left as it is
