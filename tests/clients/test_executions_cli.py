@@ -148,6 +148,8 @@ def test_a_run_already_in_flight_is_conflict_exit_6(cli, sdk, exec_tenant):
     assert result.code == 6 and result.stdout == ""
     error = result.envelope["error"]
     assert error["code"] == "CONFLICT" and error["details"]["runId"] == first.id
+    assert f"redline wait {first.id}" in error["nextAction"]
+    assert f"redline runs cancel {first.id}" in error["nextAction"]
     assert [r.id for r in runs_of(sdk, exec_tenant, plan["id"])] == [first.id]
     sdk.runs.cancel(first.id)
 

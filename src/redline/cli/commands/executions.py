@@ -252,6 +252,24 @@ def _detach(env: Env, client, run_id: str, *, cancel: bool, sigterm: bool) -> In
                        f"stop it with `redline runs cancel {run_id}`.")
 
 
+def _start(cmd):
+    """Queue the run; a run of the plan already in flight says which, and what to do."""
+    from redline.sdk.exceptions import ConflictError
+
+    try:
+        return cmd.start()
+    except ConflictError as exc:
+        in_flight = exc.details.get("runId")
+        if exc.details.get("reason") != "run_in_flight" or not in_flight:
+            raise
+        raise ConflictError(f"{exc.message}: run {in_flight}", code=exc.code,
+                            status=exc.status, details=exc.details,
+                            request_id=exc.request_id, retryable=False,
+                            next_action=f"Wait for it with `redline wait {in_flight}`, or "
+                            f"stop it with `redline runs cancel {in_flight}`; then run the "
+                            "plan again.") from exc
+
+
 def _follow(env: Env, cmd, deadline: float) -> None:
     """Print the output as it arrives until the run has ended (to stderr in JSON mode, where
     stdout is the run's JSON)."""
@@ -307,7 +325,7 @@ def run(env: Env, plan_id, branch, ref, commit_sha, env_values, wait_, wait_time
                                commit_sha=commit_sha or found.get("commit_sha"),
                                env=_env_pairs(env_values, "--env") or None,
                                source=_trigger_source(), idempotency_key=idempotency_key)
-    queued = cmd.start()
+    queued = _start(cmd)
     env.note(f"Run {queued.id} queued: {env.url}/runs/{queued.id}")
     if not (wait_ or follow):
         env.emit(queued, fields=EXECUTED_FIELDS)
