@@ -14,7 +14,8 @@ project key) like the other clients, and the CI metadata the CLI detects (`redli
   are one result with its attempts (as steps): flaky when it passed on a retry.
 - pytest-xdist: the controller creates the run and reports what the workers send it (pytest
   replays the workers' reports on the controller); the workers only add the markers to them.
-- Shards of one CI build (`--redline-shard 2/4`) join one run by build id.
+- Shards of one CI build (`--redline-shard 2/4`, or the CI's own parallel jobs: GitLab CI's
+  `parallel:`, CircleCI's and Buildkite's `parallelism`) join one run by build id.
 - Redline unreachable, or answering errors: what was not sent goes to a spool file under
   `.redline/spool/` in pytest's rootdir (`redline upload --spool DIR` sends it), the exit status
   stays pytest's own, and the terminal summary says so.
@@ -52,7 +53,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Redline's URL (default: $REDLINE_URL).")
     group.addoption("--redline-shard", metavar="N/M", default=None,
                     help="This session is shard N of M of one CI build: the shards join one "
-                    "run by build id.")
+                    "run by build id (default: the CI's parallel job, e.g. GitLab's "
+                    "CI_NODE_INDEX/CI_NODE_TOTAL).")
     group.addoption("--redline-build-id", metavar="ID", default=None,
                     help="The CI build id shards join on (default: the CI provider's).")
     group.addoption("--redline-spool-dir", metavar="DIR", default=None,
@@ -108,6 +110,27 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return current, total
 
 
+#: the CI's own parallel jobs, when `--redline-shard` is not given: (the job's index, the
+#: number of jobs, the first job's index)
+CI_SHARD_VARIABLES = (
+    ("CI_NODE_INDEX", "CI_NODE_TOTAL", 1),  # GitLab CI, `parallel: N`
+    ("CIRCLE_NODE_INDEX", "CIRCLE_NODE_TOTAL", 0),  # CircleCI, `parallelism: N`
+    ("BUILDKITE_PARALLEL_JOB", "BUILDKITE_PARALLEL_JOB_COUNT", 0),  # Buildkite, `parallelism`
+)
+
+
+def ci_shard(environ: Any) -> tuple[int, int] | None:
+    """(N, M) when this job is one of M > 1 parallel jobs of the CI build, else None."""
+    for index_name, total_name, first in CI_SHARD_VARIABLES:
+        try:
+            index, total = int(environ[index_name]), int(environ[total_name])
+        except (KeyError, ValueError):
+            continue
+        if total > 1 and 1 <= index - first + 1 <= total:
+            return index - first + 1, total
+    return None
+
+
 def run_fields(config: pytest.Config) -> dict[str, Any]:
     """The run's metadata: the CI provider's and git's (as `redline upload` detects them),
     the shard, and the source."""
@@ -121,7 +144,7 @@ def run_fields(config: pytest.Config) -> dict[str, Any]:
     build_id = config.getoption("redline_build_id")
     if build_id:
         fields["ci_build_id"] = build_id
-    shard = parse_shard(config.getoption("redline_shard"))
+    shard = parse_shard(config.getoption("redline_shard")) or ci_shard(os.environ)
     if shard:
         fields["shard_current"], fields["shard_total"] = shard
         if not fields.get("ci_build_id"):

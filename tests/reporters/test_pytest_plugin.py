@@ -278,3 +278,45 @@ def test_shards_join_one_run_by_build_id(server, tenant, tmp_path):
     run = only_run(tenant)
     assert run["status"] in ("passed", "failed") and run["ciBuildId"] == "build-77"
     assert run["totalTests"] == 2 + 10
+
+
+def test_live_and_imported_from_junit_xml_count_the_same(server, tenant, tmp_path):
+    """The same session reported live and written as JUnit XML (`--junitxml`), then imported
+    by `redline upload`: both runs count what pytest's summary line printed."""
+    write_suite(tmp_path)
+    done = run_pytest(tmp_path, "--redline", "--junitxml=report.xml", url=server.url,
+                      key=tenant.key)
+    assert done.returncode == 1, done.stdout + done.stderr
+    live_run = only_run(tenant)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDLINE_", "CI"))}
+    env.update(REDLINE_URL=server.url, REDLINE_API_KEY=tenant.key,
+               REDLINE_CONFIG_DIR=str(tmp_path / ".cfg"))
+    upload = subprocess.run([sys.executable, "-m", "redline.cli.main", "upload",
+                             str(tmp_path / "report.xml")], check=False, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert upload.returncode in (0, 1), upload.stdout + upload.stderr  # 1: the run failed
+    with tenant.as_key() as client:
+        runs = client.get("/api/runs").json()["data"]
+        assert len(runs) == 2, runs
+        imported_id = next(r["id"] for r in runs if r["id"] != live_run["id"])
+        imported = client.get(f"/api/runs/{imported_id}").json()
+    for run in (live_run, imported):
+        assert_counts_match(run, done.stdout)
+    # pytest-rerunfailures' attempts: one flaky test in both (its JUnit XML keeps the rerun)
+    assert live_run["flakyTests"] == imported["flakyTests"] == 1
+
+
+def test_the_ci_parallel_jobs_join_one_run_as_shards(server, tenant, tmp_path):
+    """GitLab CI's `parallel: 2` sets CI_NODE_INDEX/CI_NODE_TOTAL: each job is a shard of the
+    pipeline's run, without --redline-shard."""
+    write_suite(tmp_path / "one", ALL_PASS, "test_one.py")
+    write_suite(tmp_path / "two", ALL_PASS, "test_two.py")
+    gitlab = {"GITLAB_CI": "true", "CI_PIPELINE_ID": "4242", "CI_NODE_TOTAL": "2"}
+    for index, folder in ((1, "one"), (2, "two")):
+        done = run_pytest(tmp_path / folder, "--redline", url=server.url, key=tenant.key,
+                          extra_env={**gitlab, "CI_NODE_INDEX": str(index)})
+        assert done.returncode == 0, done.stdout + done.stderr
+        run = only_run(tenant)
+        assert run["ciBuildId"] == "4242"
+        assert run["status"] == ("running" if index == 1 else "passed")
+    assert run["totalTests"] == 4
