@@ -64,6 +64,16 @@ def in_flight(conn: Connection, plan_ids: list[str]) -> dict[str, list[tuple[str
     return found
 
 
+def latest_runs(conn: Connection, plan_ids: list[str]) -> dict:
+    """Each plan's newest run (ids sort by creation): plan id -> its row, in one query."""
+    if not plan_ids:
+        return {}
+    newest = (select(func.max(runs.c.id).label("id")).where(runs.c.plan_id.in_(plan_ids))
+              .group_by(runs.c.plan_id).subquery())
+    rows = conn.execute(select(runs).join(newest, runs.c.id == newest.c.id)).all()
+    return {row.plan_id: row for row in rows}
+
+
 def due_plans(conn: Connection, now: datetime, limit: int = 100):
     return conn.execute(select(plans).where(plans.c.next_due_at <= now)
                         .order_by(plans.c.next_due_at).limit(limit)).all()

@@ -210,6 +210,16 @@ def list_plans(conn: Connection, principal: Principal, project_id: str | None, p
     return page.page([plan_json(row, flights.get(row.id, [])) for row in rows], total)
 
 
+def last_runs(conn: Connection, principal: Principal, project_id: str,
+              plan_ids: list[str]) -> dict[str, dict]:
+    """The newest run of each of the project's plans, as `GET /api/runs` lists a run (for the
+    dashboard's plans page: one query whatever the number of plans)."""
+    require_project(conn, principal, project_id, "runs:read")
+    return {plan_id: runs.run_summary_json(row)
+            for plan_id, row in repo.latest_runs(conn, plan_ids).items()
+            if row.project_id == project_id}
+
+
 def get_plan(conn: Connection, principal: Principal, plan_id: str) -> dict:
     row = _load_plan(conn, principal, plan_id, "runs:read")
     return plan_json(row, repo.in_flight(conn, [plan_id]).get(plan_id, []))
