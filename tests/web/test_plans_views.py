@@ -12,6 +12,7 @@ import secrets
 from tests.executions.conftest import make_plan, trigger
 from tests.support import live
 from tests.web.conftest import Browser, csrf_of, import_report
+from tests.web.test_views import counted_queries
 
 
 def member(tenant, browser_for, role: str) -> Browser:
@@ -83,6 +84,25 @@ def test_the_plans_page_shows_each_plan_with_status_last_run_and_schedule(tenant
                    "cancelled", "unknown"):
         assert f'badge s-{status}">{status}' in page.text
     assert 'aria-current="page">Plans</a>' in page.text
+
+
+def test_the_plans_page_reads_a_fixed_number_of_queries_whatever_the_number_of_plans(
+        tenant, owner):
+    def page_queries() -> int:
+        with counted_queries(tenant.server.engine) as statements:
+            assert owner.get(f"/projects/{tenant.project_id}/plans").status_code == 200
+        return len(statements)
+
+    with tenant.as_user() as api:
+        for n in range(2):
+            trigger(api, make_plan(api, tenant.project_id, name=f"plan {n}")["id"])
+        few = page_queries()
+        for n in range(2, 12):
+            trigger(api, make_plan(api, tenant.project_id, name=f"plan {n}")["id"])
+    many = page_queries()
+    assert many == few, (few, many)
+    assert owner.get(f"/projects/{tenant.project_id}/plans").text.count('badge s-queued">') \
+        == 2 * 12 + 1  # each plan queued, and so is its last run; and the legend's
 
 
 def test_a_member_runs_a_plan_now_and_a_second_run_is_a_conflict(tenant, browser_for):

@@ -57,17 +57,6 @@ def _web(request: Request) -> Web:
 
 # -- plans -------------------------------------------------------------------------------------
 
-def _last_runs(web: Web, project_id: str, plans: list[dict]) -> dict[str, dict]:
-    """Each plan's newest run (one indexed query per plan; a page shows at most 100)."""
-    last = {}
-    for plan in plans:
-        page = runs.list_runs(web.conn, web.principal, project_id, None, None, web.page(1),
-                              plan_id=plan["id"])
-        if page["data"]:
-            last[plan["id"]] = page["data"][0]
-    return last
-
-
 @router.get("/projects/{project_id}/plans")
 @view()
 def plans_page(request: Request, project_id: str,
@@ -80,7 +69,8 @@ def plans_page(request: Request, project_id: str,
     base = f"/projects/{project_id}/plans"
     return web.render("plans.html", {
         "title": "Plans", "section": "plans", "plans": listing["data"],
-        "total": listing["total"], "last_runs": _last_runs(web, project_id, listing["data"]),
+        "total": listing["total"], "last_runs": executions.last_runs(
+            web.conn, web.principal, project_id, [p["id"] for p in listing["data"]]),
         "statuses": PLAN_STATUSES, "done": done,
         "prev_url": url(base, offset=max(0, offset - PLANS_PER_PAGE)) if offset else None,
         "next_url": url(base, offset=offset + PLANS_PER_PAGE)
