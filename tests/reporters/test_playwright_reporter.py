@@ -386,3 +386,23 @@ def test_the_shard_timeout_completes_only_runs_without_news(server, tenant):
         late = client.post(f"/api/runs/{quiet}/tests/batch", json={"tests": [
             {"title": "u", "fullTitle": "u", "status": "passed", "duration": 1}]})
         assert late.status_code == 409  # a shard after the timeout: its results are refused
+
+
+def test_shards_starting_at_once_join_one_run(server, tenant):
+    """CI starts a build's shards together: their reporters create the run at the same
+    moment, and still join one run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    build = f"together-{time.time_ns()}"
+
+    def start(shard: int) -> str:
+        with tenant.as_key() as client:
+            answer = client.post("/api/runs", json={
+                "status": "running", "ciBuildId": build, "shardCurrent": shard,
+                "shardTotal": 8, "source": "reporter"})
+            assert answer.status_code in (200, 201), answer.text
+            return answer.json()["id"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = set(pool.map(start, range(1, 9)))
+    assert len(ids) == 1, ids

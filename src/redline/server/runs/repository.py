@@ -30,6 +30,12 @@ def get_run(conn: Connection, run_id: str, for_update: bool = False):
 
 
 def find_open_shard_run(conn: Connection, project_id: str, ci_build_id: str):
+    """The newest run of a CI build. On PostgreSQL the caller's transaction first takes a lock
+    on the build (released when it ends), so shards starting together make one run: the first
+    creates it, the others wait and then find it. (SQLite's writers queue already.)"""
+    if conn.dialect.name == "postgresql":
+        build = f"redline-shard-run:{project_id}:{ci_build_id}"
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(build, 0))))
     query = (select(runs).where(runs.c.project_id == project_id,
                                 runs.c.ci_build_id == ci_build_id)
              .order_by(runs.c.id.desc()).limit(1))
