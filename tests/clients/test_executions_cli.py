@@ -182,6 +182,8 @@ def test_wait_timeout_exits_7_and_redline_wait_resumes_the_same_run(cli, sdk, ex
     assert signalled.code == 0 and signalled.json["signal"] == "INT"
     ended = cli("wait", run_id, "--poll", "0.1", "-o", "json")
     assert ended.code == 1 and ended.json["status"] == "failed" and ended.json["exitCode"] == 3
+    said = cli("wait", run_id).stderr.strip()
+    assert said == f"Run {run_id}: failed, exit 3, 0 of 1 tests failed"
     log = cli("runs", "log", run_id)
     assert log.code == 0 and "got INT" in log.stdout
     late = cli("runs", "signal", run_id, "INT", "-o", "json")

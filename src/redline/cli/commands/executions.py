@@ -11,7 +11,7 @@ import time
 import click
 
 from redline.cli import output as out
-from redline.cli.commands.runs import runs
+from redline.cli.commands.runs import executed_outcome, runs
 from redline.cli.context import Env, common_options, idempotency_option, yes_option
 from redline.cli.failures import CliError, Terminated, UsageError
 from redline.errors import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_VERDICT_NOT_PASSED
@@ -224,18 +224,6 @@ def _trigger_source() -> str:
     return "github_action" if os.environ.get("GITHUB_ACTIONS") == "true" else "cli"
 
 
-def _outcome_line(run) -> str:
-    """How a run ended, for people."""
-    parts = [run.outcome]
-    if run.exit_code is not None:
-        parts.append(f"exit {run.exit_code}")
-    if run.blocked_reason or run.cancel_reason:
-        parts.append(run.blocked_reason or run.cancel_reason)
-    if run.total_tests:
-        parts.append(f"{run.failed_tests or 0} of {run.total_tests} tests failed")
-    return f"Run {run.id}: " + ", ".join(parts)
-
-
 def _detach(env: Env, client, run_id: str, *, cancel: bool, sigterm: bool) -> Interrupted:
     """What a Ctrl-C (or SIGTERM) during a wait does: leave the run going, or cancel it."""
     name = "SIGTERM" if sigterm else "SIGINT"
@@ -344,7 +332,7 @@ def run(env: Env, plan_id, branch, ref, commit_sha, env_values, wait_, wait_time
         raise _detach(env, client, queued.id, cancel=cancel_on_interrupt,
                       sigterm=isinstance(exc, Terminated)) from None
     env.emit(finished, fields=EXECUTED_FIELDS)
-    env.note(_outcome_line(finished))
+    env.note(executed_outcome(finished))
     return EXIT_OK if finished.outcome == "passed" else EXIT_VERDICT_NOT_PASSED
 
 

@@ -44,9 +44,25 @@ def _verdict_exit(env: Env, run) -> int:
         clause = not_counted(run.to_json())
         env.note(f"Run {run.id}: passed" + (f" ({clause})" if clause else ""))
         return 0
+    if getattr(run, "plan_id", None):  # an executed run: its exit status and reason too
+        env.note(executed_outcome(run))
+        return EXIT_VERDICT_NOT_PASSED
     env.note(f"Run {run.id}: {run.outcome} ({run.failed_tests or 0} failed, "
              f"{run.flaky_tests or 0} flaky, {run.quarantined_failures or 0} quarantined)")
     return EXIT_VERDICT_NOT_PASSED
+
+
+def executed_outcome(run) -> str:
+    """How an executed run ended, for people: `Run run_...: failed, exit 1, 3 of 40 tests
+    failed` (or the blocked or cancel reason)."""
+    parts = [run.outcome]
+    if run.exit_code is not None:
+        parts.append(f"exit {run.exit_code}")
+    if run.blocked_reason or run.cancel_reason:
+        parts.append(run.blocked_reason or run.cancel_reason)
+    if run.total_tests:
+        parts.append(f"{run.failed_tests or 0} of {run.total_tests} tests failed")
+    return f"Run {run.id}: " + ", ".join(parts)
 
 
 def _upload_progress(env: Env):
