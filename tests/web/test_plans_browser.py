@@ -6,6 +6,7 @@ Cancel stops it; a passing run's page ends with its exit code and the end of its
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import textwrap
@@ -46,6 +47,8 @@ LONG_OUTPUT = [sys.executable, "-c", textwrap.dedent(f"""
 THREE_LINES = [sys.executable, "-c", textwrap.dedent(f"""
     import pathlib, time
     pathlib.Path('report.xml').write_text({REPORT!r})
+    import os
+    print('greeting:', os.environ['GREETING'], flush=True)
     for n in (1, 2, 3):
         print(f'step {{n}} of 3', flush=True)
         time.sleep(1)
@@ -112,13 +115,25 @@ def test_run_now_follow_the_live_log_and_cancel(page: Page, tenant, runner, scre
         "href", f"/runs/{run_id}")
 
 
-def test_a_passing_run_ends_on_its_page_with_exit_code_and_the_whole_log(page: Page, tenant,
-                                                                          runner):
-    with tenant.as_user() as api:
-        plan = make_plan(api, tenant.project_id, name="three", command=THREE_LINES,
-                         reportPaths=["report.xml"])
+def test_an_admin_creates_a_plan_in_the_form_and_its_run_passes_on_its_page(page: Page, tenant,
+                                                                            runner):
+    """The form as a browser sends it (line breaks as CRLF), then a passing run: its page
+    ends with exit code 0 and the whole log, without a reload."""
     sign_in(page, tenant.server, tenant.email)
-    page.goto(f"{tenant.server.url}/plans/{plan['id']}")
+    page.goto(f"{tenant.server.url}/projects/{tenant.project_id}/plans")
+    page.get_by_role("link", name="New plan").click()
+    page.get_by_label("Name", exact=True).fill("three")
+    page.get_by_label("Command: one argument per line").fill(json.dumps(THREE_LINES))
+    page.get_by_label("Report files the command writes").fill("report.xml\nmissing/*.xml")
+    page.get_by_label("Environment, one NAME=value per line", exact=True).fill(
+        "MODE=ci\nGREETING=hi there")
+    page.get_by_role("button", name="Create plan").click()
+    expect(page.get_by_text("Plan created.")).to_be_visible()
+    plan_id = page.url.split("?")[0].rsplit("/", 1)[1]
+    with tenant.as_user() as api:
+        plan = api.get(f"/api/plans/{plan_id}").json()
+    assert (plan["command"], plan["reportPaths"]) == (THREE_LINES, ["report.xml", "missing/*.xml"])
+    assert plan["env"]["GREETING"] == {"value": "hi there", "secret": False}
     page.get_by_label("Branch (optional)").fill("main")
     page.get_by_role("button", name="Run now").click()
     expect(page).to_have_url(re.compile(r"/runs/run_\w+$"))
@@ -128,6 +143,7 @@ def test_a_passing_run_ends_on_its_page_with_exit_code_and_the_whole_log(page: P
     expect(page.locator("#execution .badge")).to_have_text("passed", timeout=30_000)
     expect(page.locator("#exec-exit")).to_have_text("0")
     expect(log).to_contain_text("step 3 of 3")
+    expect(log).to_contain_text("greeting: hi there")
     expect(page.locator("#log-ended")).to_be_visible()
     assert page.evaluate("window.stillTheSamePage") is True
     page.get_by_role("link", name="Reload the page").click()
