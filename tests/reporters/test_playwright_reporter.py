@@ -260,8 +260,14 @@ def test_reports_a_run_live_as_its_json_report_imports(server, tenant, tmp_path,
 
 
 def test_shards_of_one_build_join_one_run(server, tenant, tmp_path, reporter_package):
+    """Two shards in GitHub Actions: the build id is the one `redline upload` detects."""
+    from redline.cli.ci import detect
+
     specs = {"checkout.spec.ts": CHECKOUT_SPEC, "cart.spec.ts": CART_SPEC}
-    build = {"TEST_BUILD_ID": f"build-{time.time_ns()}"}
+    build = {"GITHUB_ACTIONS": "true", "GITHUB_RUN_ID": str(time.time_ns()),
+             "GITHUB_RUN_ATTEMPT": "2", "GITHUB_REPOSITORY": "acme/shop",
+             "GITHUB_HEAD_REF": "feature/cart", "GITHUB_REF_NAME": "12/merge",
+             "GITHUB_SHA": "a" * 40, "GITHUB_WORKFLOW": "e2e", "GITHUB_JOB": "test"}
     first = run_playwright(write_project(tmp_path / "one", reporter_package, specs),
                            "--shard", "1/2", url=server.url, key=tenant.key, extra_env=build)
     [run] = runs_of(tenant)
@@ -273,6 +279,12 @@ def test_shards_of_one_build_join_one_run(server, tenant, tmp_path, reporter_pac
     [run] = runs_of(tenant)
     assert run["status"] in ("passed", "failed") and run["missingShards"] is None
     assert "(shard 1/2)" in first.stdout and "(shard 2/2)" in second.stdout
+    cli = detect({}, build)  # what the CLI detects in the same environment
+    for field in ("ci_build_id", "ci_build_url", "ci_provider", "branch", "commit_sha",
+                  "run_title"):
+        camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), field)
+        assert run[camel] == cli[field], field
+    assert run["ciBuildId"] == f"{build['GITHUB_RUN_ID']}-2" and run["branch"] == "feature/cart"
     printed = printed_counts(first.stdout)
     for word, count in printed_counts(second.stdout).items():
         printed[word] = printed.get(word, 0) + count
