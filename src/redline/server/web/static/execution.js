@@ -8,6 +8,7 @@
   var LIVE_DELAY = 1000;     // while the run is live
   var CATCH_UP_DELAY = 50;   // more of the log is waiting: read it at once
   var ERROR_DELAY = 5000;    // the server did not answer: try again later
+  var HIDDEN_DELAY = 5000;   // the tab is in the background: poll less often
   var MAX_CHARS = 2000000;   // a longer log keeps its tail here (the whole log is a run file)
 
   function follow(section) {
@@ -36,6 +37,7 @@
     }
 
     function tick() {
+      if (document.hidden) { setTimeout(tick, HIDDEN_DELAY); return; }
       var url = section.getAttribute("data-log-url") + "?offset=" + offset;
       fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
         .then(function (r) {
