@@ -359,6 +359,17 @@ def test_off_without_a_key(server, tmp_path, reporter_package):
     assert not (root / ".redline").exists()
 
 
+def test_server_errors_spool_too_and_the_reporter_loads_by_path_from_the_command_line(
+        server, tmp_path, reporter_package):
+    root = write_project(tmp_path, reporter_package, {"cart.spec.ts": CART_SPEC})
+    # `--reporter` replaces the config's reporters: as `npx playwright test --reporter
+    # ./reporters/playwright` after `npm ci` there
+    done = run_playwright(root, f"--reporter=list,{reporter_package}", url=server.url,
+                          key="rl_live_not_a_real_key")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Redline: 2 results spooled to" in done.stdout and "AUTH" in done.stdout
+
+
 def upload_spool(directory: Path, server, key: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDLINE_")}
     env.update(REDLINE_URL=server.url, REDLINE_API_KEY=key,
