@@ -151,6 +151,8 @@ def test_a_run_already_in_flight_is_conflict_exit_6(cli, sdk, exec_tenant):
     assert f"redline wait {first.id}" in error["nextAction"]
     assert f"redline runs cancel {first.id}" in error["nextAction"]
     assert [r.id for r in runs_of(sdk, exec_tenant, plan["id"])] == [first.id]
+    listed = cli("runs", "list", "--plan", plan["id"], "--status", "queued", "-o", "json")
+    assert [r["id"] for r in listed.json["data"]] == [first.id]
     sdk.runs.cancel(first.id)
 
 

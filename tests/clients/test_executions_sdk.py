@@ -253,6 +253,13 @@ def test_the_log_resumes_from_its_offset_after_a_dropped_connection(exec_tenant,
         whole = direct.runs.log(cmd.run_id).text
         assert text == whole  # every byte once, in order, though two reads were lost
         assert whole.count("line 2") == 1 and "line 3" in whole
+        # a read answered too late is read again from the same offset
+        with FaultProxy(url, path_prefix=f"/api/runs/{cmd.run_id}/log") as proxy, \
+                Client(proxy.url, token=exec_tenant.token, from_env=False, timeout=0.5,
+                       sleep=lambda _: None) as slow:
+            proxy.faults = [("delay", 1.5), ("delay", 1.5)]
+            assert "".join(slow.runs.follow_log(cmd.run_id)) == whole
+            assert len(proxy.seen) == 3
 
 
 def test_a_log_stream_that_stays_down_is_connection_closed_with_its_offset(exec_tenant,

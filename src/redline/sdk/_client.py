@@ -11,11 +11,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from redline.errors import CATALOG
 from redline.sdk._base import BaseClient, Call, is_previous, tls_options
 from redline.sdk.exceptions import (
     ConnectionClosedError,
     RedlineError,
     RunFailedError,
+    TimeoutError,
     TransportError,
     UnavailableError,
     WaitTimeoutError,
@@ -103,6 +105,19 @@ def _log_pause(started: float, poll: float, timeout: float | None, run_id: str,
     if waited >= timeout:
         raise _log_timeout(run_id, offset, timeout, waited)
     return min(poll, timeout - waited)
+
+
+def _resume_delay(client: BaseClient, error: RedlineError, attempt: int) -> float | None:
+    """Seconds before reading a log again after a read that got no answer in time, or None.
+    A log read changes nothing, so a timeout is resumed from the same offset like a dropped
+    connection (the catalog's NETWORK_ERROR policy, which the call itself already applied to
+    a refused or reset connection)."""
+    policy = CATALOG["NETWORK_ERROR"].retry
+    limit = policy.max_retries if client.max_retries is None else min(client.max_retries,
+                                                                       policy.max_retries)
+    if not isinstance(error, TimeoutError) or attempt >= limit:
+        return None
+    return policy.delay * (2 ** attempt)
 
 
 def _log_done(chunk: Any, follow: bool) -> bool:
@@ -244,11 +259,18 @@ class Client(BaseClient):
                     timeout: float | None) -> Iterator[str]:
         poll = DEFAULT_LOG_POLL if poll is None else poll
         started = time.monotonic()
+        late = 0
         while True:
             try:
                 chunk = self._call(_log_call(run_id, offset))
             except _DROPPED as exc:
-                raise _log_dropped(run_id, offset, exc) from exc
+                delay = _resume_delay(self, exc, late)
+                if delay is None:
+                    raise _log_dropped(run_id, offset, exc) from exc
+                late += 1
+                self._sleeper(delay)
+                continue
+            late = 0
             offset = chunk.next_offset
             if chunk.text:
                 yield chunk.text
@@ -389,11 +411,20 @@ class AsyncClient(BaseClient):
                           timeout: float | None) -> AsyncIterator[str]:
         poll = DEFAULT_LOG_POLL if poll is None else poll
         started = time.monotonic()
+        late = 0
         while True:
             try:
                 chunk = await self._call(_log_call(run_id, offset))
             except _DROPPED as exc:
-                raise _log_dropped(run_id, offset, exc) from exc
+                delay = _resume_delay(self, exc, late)
+                if delay is None:
+                    raise _log_dropped(run_id, offset, exc) from exc
+                late += 1
+                result = self._sleeper(delay)
+                if inspect.isawaitable(result):
+                    await result
+                continue
+            late = 0
             offset = chunk.next_offset
             if chunk.text:
                 yield chunk.text

@@ -108,11 +108,13 @@ def runs():
 @click.option("--status", type=click.Choice(["queued", "running", "passed", "failed", "blocked",
                                            "cancelled"]))
 @click.option("--branch", metavar="BRANCH")
+@click.option("--plan", "plan_id", metavar="PLAN_ID", help="Only the runs of this plan.")
 @pagination_options
-def runs_list(env: Env, status, branch, limit, cursor):
+def runs_list(env: Env, status, branch, plan_id, limit, cursor):
     """The project's runs, newest first."""
     project = env.project_for()
     page = env.client(printing=True).runs.list(project, status=status, branch=branch,
+                                               plan_id=plan_id,
                                                limit=limit, cursor=cursor)
     if env.output == "json":
         env.emit(page)
