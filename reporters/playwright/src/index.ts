@@ -54,6 +54,7 @@ export interface RedlineReporterOptions {
 }
 
 const FLUSH_MS = 1000; // a partial batch waits at most this long
+const MAX_BACKLOG = 200; // batches waiting for the sender, at most: more go to the spool
 const DEFAULT_URL = "http://127.0.0.1:8000";
 const DEFAULT_TIMEOUT = 30;
 
@@ -80,6 +81,8 @@ export default class RedlineReporter implements Reporter {
   private queue: Queued[] = [];
   private timer: NodeJS.Timeout | undefined;
   private seq = 0;
+  /** batches handed to the sender and not sent yet */
+  private backlog = 0;
   private sent = 0;
   private uploaded = 0;
   private uploadFailures: string[] = [];
@@ -208,7 +211,11 @@ export default class RedlineReporter implements Reporter {
       : test.results.flatMap((r) => r.attachments);
     this.queue.push({ result, attachments });
     if (this.queue.length >= this.batchSize()) this.flush();
-    else if (!this.timer) this.timer = setTimeout(() => this.flush(), FLUSH_MS);
+    else if (!this.timer) {
+      this.timer = setTimeout(() => {
+        try { this.flush(); } catch (err) { this.disable(err); }
+      }, FLUSH_MS);
+    }
   }
 
   private batchSize(): number {
@@ -221,9 +228,15 @@ export default class RedlineReporter implements Reporter {
     while (this.queue.length) {
       const batch = this.queue.splice(0, this.batchSize());
       const seq = ++this.seq;
+      if (this.backlog >= MAX_BACKLOG) { // Redline is far behind: never hold the results
+        this.problem = this.problem ?? "Redline is too slow to keep up";
+        this.spool.tests(seq, batch.map((q) => q.result));
+        continue;
+      }
+      this.backlog += 1;
       this.chain = this.chain.then(() => this.send(seq, batch)).catch((err) => {
         this.problem = this.problem ?? describe(err); // e.g. the spool's disk is full
-      });
+      }).finally(() => { this.backlog -= 1; });
     }
   }
 
