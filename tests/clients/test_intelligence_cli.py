@@ -43,7 +43,7 @@ def test_runs_list_get_and_compare(triage, tcli):
      missing) = many(
         tcli, ("runs", "list", "--limit", "2", "-o", "json"),
         ("runs", "list", "--branch", "main"),
-        ("runs", "list", "--status", "queued", "-o", "json"),
+        ("runs", "list", "--status", "sleeping", "-o", "json"),
         ("runs", "get", runs["head"]),
         ("runs", "compare", runs["head"], "-o", "json"),
         ("runs", "compare", runs["head"]),

@@ -43,7 +43,7 @@ def test_runs_carry_the_verdict_and_list_newest_first(triage):
         assert [r.id for r in client.runs.list(branch="main", status="passed")] == \
             [runs["rerun"].id]
         with pytest.raises(errors.ValidationError):
-            client.runs.list(status="queued")  # not a status reported runs have
+            client.runs.list(status="sleeping")  # not a status any run has
 
 
 def test_compare_and_the_previous_run_of_a_branch(triage):
