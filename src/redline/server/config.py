@@ -39,10 +39,11 @@ class Settings(BaseSettings):
                                    "claimed job; a crashed worker's job is taken again after "
                                    "it.")
     shard_timeout_seconds: int = Field(2 * 3600, ge=1, le=7 * 24 * 3600, description="A "
-                                       "sharded run with no news (no result, no shard "
-                                       "joining or finishing) for this long is completed by "
-                                       "the worker, naming the shards that never reported "
-                                       "in `missingShards`.")
+                                       "sharded run, or a live reporter's run, with no news "
+                                       "(no result, no shard joining or finishing) for this "
+                                       "long is completed `failed` by the worker; a sharded "
+                                       "one names the shards that never reported in "
+                                       "`missingShards`.")
     redis_url: str | None = Field(None, description="Redis for rate-limit counters shared by "
                                   "all server processes; without it limits are per process.")
     secret_key: str | None = Field(None, description="Signs cursors, sessions and artifact "

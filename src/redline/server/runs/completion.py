@@ -11,7 +11,8 @@ A sharded run completes when its last shard says so (`runs.service.complete_shar
 that never reports (its CI job crashed, was cancelled or never started) must not leave the run
 in progress forever: the worker's sweep (`worker/shards.py`) completes a sharded run that had
 no news for `shard_timeout_seconds` (`complete_abandoned_shard_runs`), keeping the results the
-shards did send and naming the shards that never reported in `missing_shards`.
+shards did send and naming the shards that never reported in `missing_shards`. A live
+reporter's run whose process died before it ended the run is completed the same way.
 """
 
 from __future__ import annotations
@@ -65,21 +66,23 @@ def complete_run(conn: Connection, run_id: str, requested: str | None = None,
 
 def complete_abandoned_shard_runs(conn: Connection, timeout_seconds: float,
                                   now=None) -> list[str]:
-    """Complete the sharded runs with no news (no shard joining, no result, no shard
-    finishing) for `timeout_seconds`: `failed`, since shards are missing (and whatever their
-    results say), with `missing_shards` naming the shards that never reported completion.
-    Returns the ids completed. Each run is locked and read again first: a shard that reported
-    meanwhile, or another worker's sweep, wins."""
+    """Complete the sharded runs, and the runs of a live reporter (source `reporter`), with no
+    news (no shard joining, no result, no shard finishing) for `timeout_seconds`: `failed`,
+    since a shard or the reporter's end is missing (whatever the results sent say), a sharded
+    run with `missing_shards` naming the shards that never reported completion. Returns the
+    ids completed. Each run is locked and read again first: a shard that reported meanwhile,
+    or another worker's sweep, wins."""
     now = now or utcnow()
     quiet_since = now - timedelta(seconds=timeout_seconds)
     completed = []
-    for run_id in repo.stale_shard_run_ids(conn, quiet_since):
+    for run_id in repo.stale_reporter_run_ids(conn, quiet_since):
         run = repo.get_run(conn, run_id, for_update=True)
         if run is None or run.status != "running" or run.updated_at >= quiet_since:
             continue
-        done = set(run.shards_done or [])
-        missing = [shard for shard in range(1, run.shard_total + 1) if shard not in done]
-        repo.update_run(conn, run_id, missing_shards=missing)
+        if run.shard_total:
+            done = set(run.shards_done or [])
+            repo.update_run(conn, run_id, missing_shards=[
+                shard for shard in range(1, run.shard_total + 1) if shard not in done])
         complete_run(conn, run_id, "failed")
         completed.append(run_id)
     return completed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, update
 
 from redline.server.tables import runs, test_results
 
@@ -77,9 +77,13 @@ def status_counts(conn: Connection, run_id: str) -> dict[str, tuple[int, int]]:
     return {status: (count, int(duration)) for status, count, duration in rows}
 
 
-def stale_shard_run_ids(conn: Connection, quiet_since: datetime, limit: int = 100) -> list[str]:
-    """Reported sharded runs still running with no news since `quiet_since`."""
+def stale_reporter_run_ids(conn: Connection, quiet_since: datetime,
+                           limit: int = 100) -> list[str]:
+    """Runs still running with no news since `quiet_since` that a live reporter or a
+    sharded build left open (never an executed run: its runner's lease covers it)."""
     return list(conn.execute(
-        select(runs.c.id).where(runs.c.status == "running", runs.c.shard_total.is_not(None),
-                                runs.c.plan_id.is_(None), runs.c.updated_at < quiet_since)
+        select(runs.c.id).where(runs.c.status == "running", runs.c.plan_id.is_(None),
+                                or_(runs.c.shard_total.is_not(None),
+                                    runs.c.source == "reporter"),
+                                runs.c.updated_at < quiet_since)
         .order_by(runs.c.updated_at).limit(limit)).scalars())

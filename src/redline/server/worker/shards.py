@@ -1,6 +1,7 @@
 """The shard timeout's background loop, run by every worker (the embedded one of `redline
-serve` and `redline worker`): a sharded run with no news for `shard_timeout_seconds` is
-completed, naming the shards that never reported (`runs.completion`). Every replica may run it
+serve` and `redline worker`): a sharded run (or a live reporter's run) with no news for
+`shard_timeout_seconds` is completed, naming the shards that never reported
+(`runs.completion`). Every replica may run it
 at once: each run is locked and read again before it is completed."""
 
 from __future__ import annotations
