@@ -353,3 +353,15 @@ def test_async_handle_errors_out_of_order(exec_tenant):
             await cmd.cancel()
 
     asyncio.run(scenario())
+
+
+def test_the_handle_reads_models_on_a_raw_client_too(exec_tenant):
+    plan = make_plan(exec_tenant, PASSES)
+    with Client(exec_tenant.server.url, token=exec_tenant.token, from_env=False,
+                raw=True) as raw:
+        assert isinstance(raw.plans.get(plan["id"]), dict)  # the client's methods: JSON
+        cmd = raw.plans.command(plan["id"])
+        assert cmd.start().status == "queued" and cmd.run_id.startswith("run_")
+        assert cmd.log_window().complete is False
+        assert cmd.cancel().status == "cancelled" and cmd.status == "cancelled"
+        assert cmd.wait(timeout=10, poll=0.1).status == "cancelled"

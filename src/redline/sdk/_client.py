@@ -22,6 +22,7 @@ from redline.sdk.exceptions import (
     UnavailableError,
     WaitTimeoutError,
 )
+from redline.sdk.resources import log_call
 
 if TYPE_CHECKING:
     from redline.sdk.models import Run
@@ -71,13 +72,6 @@ def _artifact_call(artifact_id: str) -> Call:
 def _wait_message(run_id: str, status: str | None, timeout: float) -> str:
     return (f"Run {run_id} is still {status or 'unfinished'} after {timeout:g} s; it goes on "
             f"on the server. Wait again with `redline wait {run_id}`; do not start it again.")
-
-
-def _log_call(run_id: str, offset: int) -> Call:
-    from redline.sdk._lazy import models as m
-
-    return Call("GET", f"/api/runs/{run_id}/log", params={"offset": offset},
-                model=m.LogChunk, raw=False)
 
 
 def _log_dropped(run_id: str, offset: int, cause: RedlineError) -> ConnectionClosedError:
@@ -262,7 +256,7 @@ class Client(BaseClient):
         late = 0
         while True:
             try:
-                chunk = self._call(_log_call(run_id, offset))
+                chunk = self._call(log_call(run_id, offset, raw=False))
             except _DROPPED as exc:
                 delay = _resume_delay(self, exc, late)
                 if delay is None:
@@ -414,7 +408,7 @@ class AsyncClient(BaseClient):
         late = 0
         while True:
             try:
-                chunk = await self._call(_log_call(run_id, offset))
+                chunk = await self._call(log_call(run_id, offset, raw=False))
             except _DROPPED as exc:
                 delay = _resume_delay(self, exc, late)
                 if delay is None:

@@ -36,6 +36,7 @@ from redline.sdk.exceptions import (
     RunFailedError,
     WaitTimeoutError,
 )
+from redline.sdk.resources import cancel_call, log_call, signal_call, trigger_call
 
 if TYPE_CHECKING:
     from redline.sdk.models import LogChunk, Run, SignalSent
@@ -99,7 +100,7 @@ class _Handle:
                 "make a new one with client.plans.command(...)", run_id=self.state.id)
         return {"branch": self.branch, "ref": self.ref, "commit_sha": self.commit_sha,
                 "env": self.env or None, "source": self.source,
-                "idempotency_key": self.idempotency_key}
+                "idempotency_key": self.idempotency_key, "raw": False}
 
     def _started_id(self, what: str) -> str:
         if self.state is None:
@@ -145,8 +146,7 @@ class Command(_Handle):
         """Queue the run (`POST /api/plans/{id}/runs`) and return it (`queued`).
         `ConflictError` when the plan has `maxConcurrentRuns` runs in flight (its
         `details["runId"]`), `InsufficientCreditsError` with the team's budget spent."""
-        kwargs = self._trigger_kwargs()
-        self.state = self._c.plans.trigger(self.plan_id, **kwargs)
+        self.state = self._c._call(trigger_call(self.plan_id, **self._trigger_kwargs()))
         return self.state
 
     def wait(self, timeout: float | None = None, *, poll: float | None = None,
@@ -176,12 +176,12 @@ class Command(_Handle):
         """Deliver a signal (`INT`, `TERM`, `HUP`, `KILL`, `QUIT`, `USR1`, `USR2`) to the
         command's process group. `ConflictError` before its process started
         (`details["reason"] == "not_started"`) or after it finished (`"finished"`)."""
-        return self._c.runs.signal(self._started_id("signal()"), signal)
+        return self._c._call(signal_call(self._started_id("signal()"), signal, raw=False))
 
     def cancel(self) -> Run:
         """Stop the run (idempotent): SIGTERM to its process group, SIGKILL after the grace
         period; a queued run is cancelled at once. Then `wait()` to see it `cancelled`."""
-        self.state = self._c.runs.cancel(self._started_id("cancel()"))
+        self.state = self._c._call(cancel_call(self._started_id("cancel()"), raw=False))
         return self.state
 
     def log(self, *, offset: int = 0, poll: float | None = None, follow: bool = True,
@@ -194,7 +194,7 @@ class Command(_Handle):
 
     def log_window(self, offset: int = 0) -> LogChunk:
         """One window of the output from `offset` (`text`, `next_offset`, `complete`)."""
-        return self._c.runs.log(self._started_id("log_window()"), offset=offset)
+        return self._c._call(log_call(self._started_id("log_window()"), offset, raw=False))
 
 
 class AsyncCommand(_Handle):
@@ -203,8 +203,7 @@ class AsyncCommand(_Handle):
     `cancel_on_interrupt=True`, which cancels the run before the task ends."""
 
     async def start(self) -> Run:
-        kwargs = self._trigger_kwargs()
-        self.state = await self._c.plans.trigger(self.plan_id, **kwargs)
+        self.state = await self._c._call(trigger_call(self.plan_id, **self._trigger_kwargs()))
         return self.state
 
     async def wait(self, timeout: float | None = None, *, poll: float | None = None,
@@ -230,10 +229,12 @@ class AsyncCommand(_Handle):
         return await self.wait(timeout, **wait_options)
 
     async def signal(self, signal: str) -> SignalSent:
-        return await self._c.runs.signal(self._started_id("signal()"), signal)
+        return await self._c._call(signal_call(self._started_id("signal()"), signal,
+                                               raw=False))
 
     async def cancel(self) -> Run:
-        self.state = await self._c.runs.cancel(self._started_id("cancel()"))
+        self.state = await self._c._call(cancel_call(self._started_id("cancel()"),
+                                                     raw=False))
         return self.state
 
     def log(self, *, offset: int = 0, poll: float | None = None, follow: bool = True,
@@ -242,4 +243,5 @@ class AsyncCommand(_Handle):
                                        follow=follow, timeout=timeout)
 
     async def log_window(self, offset: int = 0) -> LogChunk:
-        return await self._c.runs.log(self._started_id("log_window()"), offset=offset)
+        return await self._c._call(log_call(self._started_id("log_window()"), offset,
+                                            raw=False))

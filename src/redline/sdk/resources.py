@@ -334,6 +334,36 @@ class ApiKeys(Resource):
         return self._call("DELETE", f"/api/api-keys/{key_id}", model=m.Deleted)
 
 
+# The calls of executed runs, built here for the resources and for the command handle, which
+# always decodes models (`raw=False`) whatever the client's `raw`: it reads what it gets.
+
+def trigger_call(plan_id: str, *, branch: str | None = None, ref: str | None = None,
+                 commit_sha: str | None = None, env: dict[str, Any] | None = None,
+                 source: str | None = None, idempotency_key: str | None = None,
+                 raw: bool | None = None) -> Call:
+    body = _camel({"branch": branch, "ref": ref, "commit_sha": commit_sha, "env": env,
+                   "source": source})
+    return Call("POST", f"/api/plans/{plan_id}/runs", json=body, model=m.Run,
+                idempotency_key=idempotency_key, raw=raw,
+                verify=f"`redline runs list --plan {plan_id}`")
+
+
+def log_call(run_id: str, offset: int = 0, limit: int | None = None,
+             raw: bool | None = None) -> Call:
+    return Call("GET", f"/api/runs/{run_id}/log",
+                params=clean({"offset": offset, "limit": limit}), model=m.LogChunk, raw=raw)
+
+
+def cancel_call(run_id: str, raw: bool | None = None) -> Call:
+    return Call("POST", f"/api/runs/{run_id}/cancel", model=m.Run, raw=raw,
+                verify=f"`redline runs get {run_id}`")
+
+
+def signal_call(run_id: str, signal: str, raw: bool | None = None) -> Call:
+    return Call("POST", f"/api/runs/{run_id}/signal", json={"signal": signal},
+                model=m.SignalSent, raw=raw, verify=f"`redline runs get {run_id}`")
+
+
 class Runs(Resource):
     def create(self, project_id: str | None = None, *, status: str = "running",
                idempotency_key: str | None = None, **fields: Any) -> m.Run:
@@ -447,21 +477,18 @@ class Runs(Resource):
         """Stop an executed run (idempotent): a queued one is `cancelled` at once; a running
         one gets SIGTERM (its whole process group), SIGKILL after the grace period, then is
         `cancelled` (`cancel_requested` meanwhile); a finished one is answered unchanged."""
-        return self._call("POST", f"/api/runs/{run_id}/cancel", model=m.Run,
-                          verify=f"`redline runs get {run_id}`")
+        return self._c._call(cancel_call(run_id))  # type: ignore[attr-defined]
 
     def signal(self, run_id: str, signal: str) -> m.SignalSent:
         """Deliver `INT`, `TERM`, `HUP`, `KILL`, `QUIT`, `USR1` or `USR2` to a running
         command's process group. `ConflictError` before its process started
         (`details.reason: "not_started"`) or after it finished (`"finished"`)."""
-        return self._call("POST", f"/api/runs/{run_id}/signal", json={"signal": signal},
-                          model=m.SignalSent, verify=f"`redline runs get {run_id}`")
+        return self._c._call(signal_call(run_id, signal))  # type: ignore[attr-defined]
 
     def log(self, run_id: str, *, offset: int = 0, limit: int | None = None) -> m.LogChunk:
         """One window of an executed run's output, from byte `offset`: `text`, `next_offset`
         (pass it back) and `complete` (the run ended and this is the end)."""
-        return self._call("GET", f"/api/runs/{run_id}/log",
-                          params=clean({"offset": offset, "limit": limit}), model=m.LogChunk)
+        return self._c._call(log_call(run_id, offset, limit))  # type: ignore[attr-defined]
 
     def follow_log(self, run_id: str, *, offset: int = 0, poll: float | None = None,
                    follow: bool = True, timeout: float | None = None):
@@ -813,11 +840,9 @@ class Plans(Resource):
         """Queue a run of the plan (202: the run, `queued`). `CONFLICT` with
         `maxConcurrentRuns` runs in flight (`details.runId`), `INSUFFICIENT_CREDITS` with the
         team's budget spent. `command(...)` wraps this in a handle."""
-        body = _camel({"branch": branch, "ref": ref, "commit_sha": commit_sha, "env": env,
-                       "source": source})
-        return self._call("POST", f"/api/plans/{plan_id}/runs", json=body, model=m.Run,
-                          idempotency_key=idempotency_key,
-                          verify=f"`redline runs list --plan {plan_id}`")
+        return self._c._call(trigger_call(  # type: ignore[attr-defined]
+            plan_id, branch=branch, ref=ref, commit_sha=commit_sha, env=env, source=source,
+            idempotency_key=idempotency_key))
 
     def command(self, plan_id: str, *, branch: str | None = None, ref: str | None = None,
                 commit_sha: str | None = None, env: dict[str, Any] | None = None,
