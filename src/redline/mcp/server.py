@@ -309,22 +309,21 @@ def build_server(make_client) -> MCPServer:
         run_id: Annotated[str, Field(description="The run to look at (run_...).")],
         base_run_id: Annotated[str | None, Field(description="The run to compare with; omit "
                                                  "for the previous finished run of the same "
-                                                 "branch.")] = None,
+                                                 "branch, else (a new branch) the default "
+                                                 "branch's newest earlier run.")] = None,
     ) -> models.Comparison:
         """What changed since a base run: new failures, still failing, fixed, new and removed
-        tests."""
-        sdk = client()
-        if not base_run_id:
-            run = await sdk.runs.get(run_id)
-            previous = await sdk.runs.previous(run)
-            if previous is None:
-                raise NotFoundError(
-                    f"Run {run_id} has no earlier finished run on its branch "
-                    f"({run.branch or 'no branch'}) to compare with",
-                    details={"field": "base_run_id", "reason": "no_previous_run"},
-                    next_action="Pass base_run_id: list_runs shows the candidates.")
-            base_run_id = previous.id
-        return await sdk.runs.compare(run_id, base_run_id)
+        tests. `base_reason` says which base was used."""
+        comparison = await client().runs.compare(run_id, base_run_id)
+        if comparison.base_run_id is None:
+            # The server picks the base as the dashboard and `redline summary` do; no base at
+            # all is an error here, so an agent does not read empty lists as "nothing changed".
+            raise NotFoundError(
+                f"Run {run_id} has no earlier finished run on its branch or on the default "
+                "branch to compare with",
+                details={"field": "base_run_id", "reason": "no_previous_run"},
+                next_action="Pass base_run_id: list_runs shows the candidates.")
+        return comparison
 
     @tool
     async def get_test(
