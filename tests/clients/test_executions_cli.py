@@ -119,6 +119,10 @@ def test_run_wait_exits_1_when_the_command_failed(cli, exec_tenant, runner_proce
     assert result.code == 1, result.stderr
     assert "status: failed" in result.stdout and "exitCode: 1" in result.stdout
     assert "failed, exit 1, 1 of 2 tests failed" in result.stderr
+    run_id = result.stdout.splitlines()[0].removeprefix("id: ")
+    shown = cli("runs", "get", run_id)
+    assert shown.code == 0 and f"planId: {plan['id']}" in shown.stdout
+    assert "exitCode: 1" in shown.stdout and "Failed tests (1)" in shown.stdout
 
 
 def test_run_follow_prints_the_output_and_inside_github_actions_the_source_says_so(
@@ -223,12 +227,14 @@ def start_waiting(cli: SignedInCli, sdk, plan_id: str, *flags: str) -> tuple:
     return proc, run_id
 
 
-@pytest.mark.parametrize("sent,status", [(signal.SIGINT, EXIT_SIGINT),
-                                         (signal.SIGTERM, EXIT_SIGTERM)])
+@pytest.mark.parametrize("sent,status,flags", [
+    (signal.SIGINT, EXIT_SIGINT, ()), (signal.SIGTERM, EXIT_SIGTERM, ()),
+    (signal.SIGINT, EXIT_SIGINT, ("--follow",))])
 def test_ctrl_c_or_sigterm_detaches_and_the_run_keeps_going(cli, sdk, exec_tenant,
-                                                            runner_process, sent, status):
+                                                            runner_process, sent, status,
+                                                            flags):
     plan = make_plan(exec_tenant, WAITS_FOR_INT)
-    proc, run_id = start_waiting(cli, sdk, plan["id"])
+    proc, run_id = start_waiting(cli, sdk, plan["id"], *flags)
     proc.send_signal(sent)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == status, stderr

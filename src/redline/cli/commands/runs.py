@@ -30,6 +30,9 @@ RUN_FIELDS = ["id", "run", "status", "verdict", "verdictNote", "quarantinedFailu
               "commitSha", "commitMessage", "ciBuildId", "ciBuildUrl", "runTitle",
               "totalTests", "passedTests", "failedTests", "flakyTests", "skippedTests",
               "passRate", "duration", "createdAt", "completedAt"]
+#: what `runs get` adds for a run of a plan (executed by a runner)
+EXECUTED_RUN_FIELDS = ["planId", "exitCode", "blockedReason", "cancelReason", "runnerId",
+                       "attempt", "queuedAt", "startedAt", "finishedAt"]
 COMPARE_COLUMNS = ["status", "baseStatus", "fullTitle", "filePath", "testId"]
 COMPARE_SECTIONS = [("newFailures", "New failures"), ("stillFailing", "Still failing"),
                     ("fixed", "Fixed"), ("newTests", "New tests"),
@@ -142,7 +145,8 @@ def runs_get(env: Env, run_id, failures):
     if env.output == "json":
         env.emit(run)
         return
-    out.print_fields(_for_people(run), RUN_FIELDS)
+    executed = EXECUTED_RUN_FIELDS if run.plan_id else []  # a run of a plan: how it ran
+    out.print_fields(_for_people(run), [*RUN_FIELDS, *executed])
     if failures and run.failed_tests:
         failed = client.tests.list(run.project_id, run_id=run.id, status="failed",
                                    limit=failures)
