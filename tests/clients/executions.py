@@ -72,6 +72,15 @@ def runner_process(server, exec_tenant):
     child = subprocess.Popen([*command, "runner", "--url", server.url, "--token", token,
                               "--poll-interval", "0.1", "--log-level", "WARNING"], env=env)
     yield child
+    # a test that failed half-way may have left a run going: cancel it so that its command
+    # does not outlive the test (the runner finishes the run in hand before it stops)
+    from redline.sdk import Client
+
+    with Client(server.url, token=exec_tenant.token, from_env=False,
+                project_id=exec_tenant.project_id) as client:
+        for status in ("queued", "running"):
+            for run in client.runs.iter(status=status):
+                client.runs.cancel(run.id)
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
         try:
