@@ -5,8 +5,8 @@ cancel to the last process of the run gone.
     .venv/bin/python bench/executions.py [--db sqlite|postgres] [--runs 1000] [--samples 30]
 
 A real server (uvicorn in a thread of this process, on loopback) and real runners
-(`redline.runner.Runner` threads talking HTTP to it, as `redline runner` processes would,
-minus process start-up). Goals: latency p50 under 1 s; cancel-to-gone under the grace period
+(`redline runner` processes for the throughput, by default; `redline.runner.Runner` threads
+of this process for the latency and cancel figures), all talking HTTP to it. Goals: latency p50 under 1 s; cancel-to-gone under the grace period
 plus 1 s.
 """
 
@@ -16,7 +16,9 @@ import argparse
 import os
 import random
 import secrets
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -106,7 +108,25 @@ def bench_latency(server, client, tenant, token: str, samples: int) -> dict:
             "claim_db_p50_ms": statistics.median(claim_ms)}
 
 
-def bench_throughput(server, client, tenant, token: str, total: int) -> list[tuple[int, float]]:
+def _runner_processes(url: str, token: str, count: int, poll: float) -> list:
+    """`redline runner` processes, as an operator starts them."""
+    redline = str(Path(sys.executable).parent / "redline")
+    return [subprocess.Popen([redline, "runner", "--url", url, "--token", token, "--name",
+                              f"bench-{i}", "--poll-interval", str(poll), "--log-level",
+                              "WARNING"]) for i in range(count)]
+
+
+def _stop_processes(children: list) -> None:
+    for child in children:
+        child.send_signal(signal.SIGTERM)
+    for child in children:
+        child.wait(timeout=60)
+
+
+def bench_throughput(server, client, tenant, token: str, total: int,
+                     kind: str = "process") -> list[tuple[int, float]]:
+    """`total` runs queued, then `count` runners take them; the rate is over the server's
+    clock, from the first run's start to the last one's finish (runner start-up excluded)."""
     figures = []
     per_plan = 100
     for count in (1, 2, 4):
@@ -117,8 +137,9 @@ def bench_throughput(server, client, tenant, token: str, total: int) -> list[tup
             response = client.post(f"/api/plans/{plans[i // per_plan]['id']}/runs", json={})
             response.raise_for_status()
             ids.append(response.json()["id"])
-        started = time.perf_counter()
-        runners = _runners(server.url, token, count, poll=0.05)
+        threads = _runners(server.url, token, count, poll=0.05) if kind == "thread" else []
+        children = _runner_processes(server.url, token, count, 0.05) if kind == "process" \
+            else []
         try:
             while True:
                 with server.engine.connect() as conn:
@@ -128,10 +149,14 @@ def bench_throughput(server, client, tenant, token: str, total: int) -> list[tup
                 if not left:
                     break
                 time.sleep(0.05)
-            elapsed = time.perf_counter() - started
         finally:
-            _stop(runners)
-        figures.append((count, total / elapsed))
+            _stop(threads)
+            _stop_processes(children)
+        with server.engine.connect() as conn:
+            first, last = conn.execute(select(func.min(runs.c.started_at),
+                                              func.max(runs.c.finished_at))
+                                       .where(runs.c.id.in_(ids))).one()
+        figures.append((count, total / (last - first).total_seconds()))
     return figures
 
 
@@ -183,6 +208,9 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--runners", choices=("process", "thread"), default="process",
+                        help="throughput with `redline runner` processes (default) or Runner "
+                        "threads in this process (they share its GIL with the server)")
     args = parser.parse_args()
     workdir = temporary_directory("redline-bench-executions-")
     url, drop = scratch_database(args.db, workdir)
@@ -199,8 +227,10 @@ def main() -> None:
                   f"p50 {latency['p50_s']:.3f} s, p95 {latency['p95_s']:.3f} s "
                   f"(goal: p50 < 1 s); the claim's own database time: p50 "
                   f"{latency['claim_db_p50_ms']:.1f} ms")
-            for count, rate in bench_throughput(server, client, tenant, token, args.runs):
-                print(f"  {args.runs} no-op runs, {count} runner(s): {rate:.1f} runs/s")
+            for count, rate in bench_throughput(server, client, tenant, token, args.runs,
+                                                args.runners):
+                print(f"  {args.runs} no-op runs, {count} runner {args.runners}(s): "
+                      f"{rate:.1f} runs/s")
             for kind, seconds in bench_cancel(server, client, tenant, token,
                                               args.samples).items():
                 print(f"  cancel -> last process gone, command {kind}: {seconds:.2f} s "
