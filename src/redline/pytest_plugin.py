@@ -94,7 +94,8 @@ class Annotator:
             for mark in item.iter_markers():
                 if mark.name not in BUILTIN_MARKERS and mark.name not in tags:
                     tags.append(mark.name)
-            report.redline_tags = tags
+            if tags:  # pytest keeps every report to the end: no empty list on each (see GC)
+                report.redline_tags = tuple(tags)
         return report
 
 
@@ -206,8 +207,12 @@ def _identity(nodeid: str, location: tuple) -> dict[str, Any]:
     path, _, rest = nodeid.partition("::")
     parts = rest.split("::") if rest else [path]
     line = location[1] if len(location) > 1 else None
-    return {"title": parts[-1], "fullTitle": " > ".join(parts), "suitePath": parts[:-1],
-            "filePath": path, "lineNumber": line + 1 if isinstance(line, int) else None}
+    identity: dict[str, Any] = {
+        "title": parts[-1], "fullTitle": " > ".join(parts), "filePath": path,
+        "lineNumber": line + 1 if isinstance(line, int) else None}
+    if len(parts) > 1:
+        identity["suitePath"] = tuple(parts[:-1])
+    return identity
 
 
 class _Test:
@@ -217,7 +222,7 @@ class _Test:
         self.location = location
         self.phases: dict[str, Any] = {}
         self.attempts: list[dict[str, Any]] = []
-        self.tags: list[str] = []
+        self.tags: tuple[str, ...] = ()
         self.rerun = False
 
 
@@ -261,8 +266,20 @@ def build_result(nodeid: str, test: _Test) -> tuple[dict[str, Any], str]:
     stdout, stderr = _sections(last)
     duration = max(0, round(sum(r.duration for r in phases.values()) * 1000))
     result = _identity(nodeid, test.location)
-    result.update(status=status, duration=duration, tags=test.tags, annotations=annotations,
-                  stdout=stdout[:5_000_000], stderr=stderr[:5_000_000])
+    result.update(status=status, duration=duration)
+    # Empty fields are left out (the server's defaults): a passed test's result then holds
+    # strings and numbers only, which Python's garbage collector does not track. Results
+    # waiting in the buffer outlive young collections; as tracked containers they would
+    # bring the session's full collections (each a walk over every object pytest holds)
+    # sooner: that was most of the plugin's cost on the test's thread.
+    if test.tags:
+        result["tags"] = test.tags
+    if annotations:
+        result["annotations"] = annotations
+    if stdout:
+        result["stdout"] = stdout[:5_000_000]
+    if stderr:
+        result["stderr"] = stderr[:5_000_000]
     if error is not None:
         result["error"] = error
     if test.attempts:  # pytest-rerunfailures: the failed attempts, then this one
@@ -328,7 +345,7 @@ class Reporter:
             test = self.tests[report.nodeid] = _Test(report.location)
         tags = getattr(report, "redline_tags", None)
         if tags is not None:
-            test.tags = list(tags)
+            test.tags = tuple(tags)
         if report.outcome == "rerun":
             test.attempts.append(_attempt(len(test.attempts) + 1, test, report))
             test.phases = {}
