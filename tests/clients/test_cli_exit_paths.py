@@ -103,11 +103,15 @@ def test_no_exit_status_but_success_is_a_literal_in_the_cli():
 def test_a_verdict_not_passed_exits_with_run_failed_s_status():
     from redline.cli.commands.runs import _verdict_exit
 
-    env = SimpleNamespace(note=lambda text: None)
+    notes: list[str] = []
+    env = SimpleNamespace(note=notes.append)
     run = SimpleNamespace(id="run_1", outcome="failed", failed_tests=1, flaky_tests=0,
                           quarantined_failures=0)
     assert _verdict_exit(env, run) == CATALOG["RUN_FAILED"].exit_code == 1
-    assert _verdict_exit(env, SimpleNamespace(id="run_1", outcome="passed")) == 0
+    passed = SimpleNamespace(id="run_1", outcome="passed", to_json=lambda: {
+        "verdict": "passed", "quarantinedFailures": 2})
+    assert _verdict_exit(env, passed) == 0
+    assert notes[-1] == "Run run_1: passed (2 failures of quarantined tests did not count)"
 
 
 # -- one envelope builder -------------------------------------------------------------------
