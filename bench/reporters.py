@@ -10,7 +10,9 @@ reporting to the server), the rounds interleaved so drift on a shared machine hi
 plus once with the plugin on and the server down (everything goes to the spool). Prints the
 wall time of each (the whole `pytest` process: start-up, collection, tests, the plugin's end
 of session) and its CPU time, medians, and the ratio on/off. On a busy machine the wall times
-of rounds differ by more than the plugin costs: raise `--repeat`, and read the CPU figure too.
+of rounds differ by more than the plugin costs: raise `--repeat`, and read the CPU figure and
+the paired figure (the median of each round's on/off ratio) too; the load average is printed at
+the start and the end.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def main() -> None:
     on: list[float] = []
     off_cpu: list[float] = []
     on_cpu: list[float] = []
+    load_before = os.getloadavg()
     try:
         server.start(workdir)
         server.wait_ready("/api/health")
@@ -115,9 +118,13 @@ def main() -> None:
     finally:
         server.stop()
         drop()
+    load_after = os.getloadavg()
     off_s, on_s = statistics.median(off), statistics.median(on)
     ratio = on_s / off_s - 1
+    paired = statistics.median(b / a for a, b in zip(off, on, strict=True)) - 1
     print(f"pytest plugin benchmark on {machine_description()}")
+    print(f"load average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in load_before)} at the "
+          f"start, {' '.join(f'{x:.2f}' for x in load_after)} at the end")
     print(f"suite: {args.tests} fast tests in {args.tests // PER_FILE} files; "
           f"{args.repeat} rounds, interleaved")
     off_c, on_c = statistics.median(off_cpu), statistics.median(on_cpu)
@@ -129,7 +136,8 @@ def main() -> None:
     print(f"{'plugin on, server down (spool)':38} {spooled_s:16.3f} {'':7} {'1 round':>24}")
     print(f"\ncost of the plugin: {ratio:+.1%} of the suite's wall time "
           f"(goal: under {GOAL:.0%}: {'met' if ratio < GOAL else 'MISSED'}); "
-          f"{on_c / off_c - 1:+.1%} of the pytest process's CPU time")
+          f"{on_c / off_c - 1:+.1%} of the pytest process's CPU time; "
+          f"{paired:+.1%} paired (median of the rounds' on/off)")
     print(f"last reported session: {sent}")
     print(f"server down: {first_line(spooled_out, 'Redline:')[:110]}")
     runs = counts.get("data", [])
