@@ -111,7 +111,9 @@ def test_the_log_is_kept_whatever_way_the_run_ends(server, tenant, start_runner,
         assert artifact["testStatus"] == ("failed" if ending == "timeout" else None)
 
 
-def test_a_run_whose_runner_was_lost_twice_keeps_its_log(server, tenant):
+def test_a_run_whose_runner_was_lost_twice_keeps_its_log(server, tenant, monkeypatch):
+    # copied out 7 bytes at a time, across the log's chunks (a long log is never held whole)
+    monkeypatch.setattr(service, "KEEP_LOG_CHUNK", 7)
     with tenant.as_user() as client:
         plan = make_plan(client, tenant.project_id)
         run = trigger(client, plan["id"])
@@ -127,6 +129,7 @@ def test_a_run_whose_runner_was_lost_twice_keeps_its_log(server, tenant):
         run = client.get(f"/api/runs/{run['id']}").json()
         assert run["status"] == "failed" and run["cancelReason"] == "runner_lost"
         _, text = kept_log(server, client, run["id"])
+        assert text == whole_log(client, run["id"])
         assert "attempt 1 printed this" in text and "attempt 2 printed this" in text
         assert "the runner was lost again" in text
 

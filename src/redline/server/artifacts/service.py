@@ -12,10 +12,10 @@ Files are served only through signed links (signing.py) checked by `open_link`.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from typing import BinaryIO
 
 from sqlalchemy import Connection, Engine
 
@@ -303,13 +303,14 @@ def attachment_owner(conn: Connection, run_id: str, raw_name: str | None):
 # -- files Redline makes -----------------------------------------------------------------------
 
 def keep_generated(engine: Engine, settings, project_id: str, run_id: str, artifact_type: str,
-                   file_name: str, mime_type: str, data: bytes,
+                   file_name: str, mime_type: str, data: BinaryIO,
                    test_status: str | None = None) -> str | None:
     """Keep a file Redline itself made for a run (an executed run's whole log, type `log`)
     as one of the run's artifacts, under the same rules as an upload: stored under a key the
     server makes, guarded so that no blob outlives a failed write, deleted with its run (or
     after its project's days for `test_status`). Once per run and type: a second call keeps
-    nothing. Returns the artifact's id, or None (kept already, or the run is gone)."""
+    nothing. `data` is read in chunks (never whole in memory). Returns the artifact's id, or
+    None (kept already, or the run is gone)."""
     with engine.connect() as conn:
         if run_row(conn, run_id) is None or \
                 repo.list_artifacts(conn, project_id, run_id, None, artifact_type, 1, 0)[1]:
@@ -318,7 +319,7 @@ def keep_generated(engine: Engine, settings, project_id: str, run_id: str, artif
     stored.storage_key = f"{project_id}/{run_id}/{stored.artifact_id}"
     with engine.connect().execution_options(**WRITE) as conn, conn.begin():
         guard_blob(conn, stored)
-    size, sha256 = blob_store(settings).put(stored.storage_key, io.BytesIO(data))
+    size, sha256 = blob_store(settings).put(stored.storage_key, data)
     with engine.connect().execution_options(**WRITE) as conn, conn.begin():
         if run_row(conn, run_id) is None:
             return None  # (deleted meanwhile: the guard removes the blob)

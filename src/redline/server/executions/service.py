@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import re
 import secrets as random_tokens
+import tempfile
 from datetime import datetime, timedelta
 
 from croniter import croniter
@@ -59,6 +60,7 @@ LIMITS = {"cpuSeconds": ("run_default_cpu_seconds", "run_max_cpu_seconds"),
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 MAX_LOG_READ = 1024 * 1024
 KEEP_LOG = "executions.keep_log"
+KEEP_LOG_CHUNK = 4 * 1024 * 1024
 
 
 def secret_box(settings) -> SecretBox:
@@ -434,16 +436,23 @@ def keep_log(engine, settings, run_id: str) -> str | None:
     artifact rules (artifacts/service.py): deleted with the run, or after the project's days
     for the run's outcome. The log's rows stay, so `GET /api/runs/{id}/log` keeps
     answering. Idempotent (the job may run twice)."""
-    with engine.connect() as conn:
-        run = repo.get_run(conn, run_id)
-        if run is None or run.status not in TERMINAL:
-            return None
-        size = run.log_size or 0
-        data = repo.read_log(conn, run_id, 0, size) if size else b""
-    outcome = run.status if run.status in ("passed", "failed") else None
-    return artifacts.keep_generated(engine, settings, run.project_id, run_id, "log",
-                                    f"{run_id}.log", "text/plain; charset=utf-8", data,
-                                    outcome)
+    with tempfile.TemporaryFile() as copy:  # (a log may be up to 1 GiB: never whole in memory)
+        with engine.connect() as conn:
+            run = repo.get_run(conn, run_id)
+            if run is None or run.status not in TERMINAL:
+                return None
+            offset, size = 0, run.log_size or 0
+            while offset < size:
+                chunk = repo.read_log(conn, run_id, offset, KEEP_LOG_CHUNK)
+                if not chunk:
+                    break
+                copy.write(chunk)
+                offset += len(chunk)
+        copy.seek(0)
+        outcome = run.status if run.status in ("passed", "failed") else None
+        return artifacts.keep_generated(engine, settings, run.project_id, run_id, "log",
+                                        f"{run_id}.log", "text/plain; charset=utf-8", copy,
+                                        outcome)
 
 
 # -- credits ---------------------------------------------------------------------------------
