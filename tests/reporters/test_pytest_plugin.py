@@ -320,3 +320,37 @@ def test_the_ci_parallel_jobs_join_one_run_as_shards(server, tenant, tmp_path):
         assert run["ciBuildId"] == "4242"
         assert run["status"] == ("running" if index == 1 else "passed")
     assert run["totalTests"] == 4
+
+
+COUNTING_CONFTEST = '''
+import json
+
+from redline.sdk.resources import Runs
+
+_add_tests = Runs.add_tests
+
+
+def _counting(self, run_id, tests, **options):
+    tests = list(tests)
+    with open("requests.jsonl", "a") as requests:
+        requests.write(json.dumps(len(tests)) + "\\n")
+    return _add_tests(self, run_id, tests, **options)
+
+
+Runs.add_tests = _counting
+'''
+
+
+def test_results_go_in_few_requests_even_when_a_batch_fills_slowly(server, tenant, tmp_path):
+    """Tests that fill a batch (500) in more than a second: the sender sends what waited
+    once a second, not a request for every few results that arrive meanwhile. (The suite's
+    conftest counts the SDK's batch calls in the pytest process.)"""
+    body = "\n".join(f"def test_{n}():\n    time.sleep(0.004)\n" for n in range(700))
+    write_suite(tmp_path, "import time\n\n" + body, "test_slowish.py")
+    (tmp_path / "conftest.py").write_text(COUNTING_CONFTEST)
+    done = run_pytest(tmp_path, "--redline", url=server.url, key=tenant.key)
+    assert done.returncode == 0, done.stdout + done.stderr
+    sizes = [int(line) for line in (tmp_path / "requests.jsonl").read_text().split()]
+    assert sum(sizes) == 700 and only_run(tenant)["totalTests"] == 700
+    seconds = float(re.findall(r" in ([\d.]+)s", done.stdout)[-1])
+    assert len(sizes) <= 700 // 500 + seconds + 2, sizes  # at most one partial a second
