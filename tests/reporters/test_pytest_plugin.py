@@ -354,3 +354,36 @@ def test_results_go_in_few_requests_even_when_a_batch_fills_slowly(server, tenan
     assert sum(sizes) == 700 and only_run(tenant)["totalTests"] == 700
     seconds = float(re.findall(r" in ([\d.]+)s", done.stdout)[-1])
     assert len(sizes) <= 700 // 500 + seconds + 2, sizes  # at most one partial a second
+
+
+STREAMED = '''
+import os
+import time
+
+import httpx
+import pytest
+
+
+@pytest.mark.parametrize("n", range(600))
+def test_fast(n):
+    pass
+
+
+def test_last_sees_the_first_results_stored():
+    url, headers = os.environ["REDLINE_URL"], {"X-API-Key": os.environ["REDLINE_API_KEY"]}
+    deadline = time.monotonic() + 30
+    while True:
+        runs = httpx.get(f"{url}/api/runs", headers=headers).json()["data"]
+        if runs and runs[0]["status"] == "running" and runs[0]["totalTests"] >= 500:
+            return
+        assert time.monotonic() < deadline, runs
+        time.sleep(0.2)
+'''
+
+
+def test_results_reach_redline_while_the_tests_run(server, tenant, tmp_path):
+    """The session's last test finds the first batch stored, its run still running."""
+    write_suite(tmp_path, STREAMED, "test_streamed.py")
+    done = run_pytest(tmp_path, "--redline", url=server.url, key=tenant.key)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert only_run(tenant)["totalTests"] == 601
