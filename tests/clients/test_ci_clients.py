@@ -342,7 +342,7 @@ def test_tables_have_headers_on_a_terminal_and_not_when_piped(cli, tenant_env, t
     piped = cli("runs", "list", **env).stdout.splitlines()
     assert piped[0].split("\t")[0] == run["id"]
     _code, screen = run_in_terminal(cli, "runs", "list", **env)
-    assert screen.splitlines()[0].split()[:3] == ["ID", "STATUS", "VERDICT"]
+    assert screen.splitlines()[0].split()[:4] == ["ID", "RUN", "STATUS", "VERDICT"]
 
 
 def test_an_unknown_command_suggests_the_nearest(cli):
