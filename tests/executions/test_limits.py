@@ -163,3 +163,17 @@ def test_usage_counts_the_runner_time_of_an_attempt_whose_runner_was_lost(server
         usage = client.get(f"/api/teams/{tenant.team_id}/usage").json()
         assert usage["usedSeconds"] == 60  # 40 s lost + 20 s run
         assert usage["projects"] == [{"projectId": tenant.project_id, "usedSeconds": 60}]
+
+
+def test_a_command_out_of_file_descriptors_ends_at_its_open_files_limit(tenant, start_runner):
+    code = "print('opening', flush=True)\nkept = [open('/dev/null') for _ in range(1000)]\n"
+    with tenant.as_user() as client:
+        plan = make_plan(client, tenant.project_id, command=python(code), sandbox="none",
+                         reportPaths=["report.xml"], limits={"openFiles": 64})
+        start_runner(runner_token(tenant))
+        run = wait_for(client, trigger(client, plan["id"])["id"])
+        log = whole_log(client, run["id"])
+        assert run["status"] == "failed", log
+        assert run["cancelReason"] == "open_files_limit"
+        assert "Too many open files" in log
+        assert "stopped by its open-files limit (64, limits.openFiles)" in log
