@@ -371,12 +371,18 @@ def test_server_errors_spool_too_and_the_reporter_loads_by_path_from_the_command
 
 
 def upload_spool(directory: Path, server, key: str) -> subprocess.CompletedProcess:
+    return redline_cli(server, key, "upload", "--spool", str(directory),
+                       config_dir=directory / ".cfg")
+
+
+def redline_cli(server, key: str, *args: str,
+                config_dir: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDLINE_")}
-    env.update(REDLINE_URL=server.url, REDLINE_API_KEY=key,
-               REDLINE_CONFIG_DIR=str(directory / ".cfg"))
-    return subprocess.run([sys.executable, "-m", "redline.cli.main", "upload", "--spool",
-                           str(directory)], check=False, env=env, capture_output=True,
-                          text=True, timeout=120)
+    env.update(REDLINE_URL=server.url, REDLINE_API_KEY=key)
+    if config_dir is not None:
+        env["REDLINE_CONFIG_DIR"] = str(config_dir)
+    return subprocess.run([sys.executable, "-m", "redline.cli.main", *args], check=False,
+                          env=env, capture_output=True, text=True, timeout=120)
 
 
 # -- the server's half: the shard timeout ---------------------------------------------------
@@ -411,6 +417,8 @@ def test_the_shard_timeout_completes_only_runs_without_news(server, tenant):
         run = client.get(f"/api/runs/{quiet}").json()
         assert run["status"] == "failed" and run["missingShards"] == [2, 3]
         assert run["totalTests"] == 1 and run["completedAt"]
+        shown = redline_cli(server, tenant.key, "runs", "get", quiet)  # as a person reads it
+        assert "missingShards: 2,3" in shown.stdout.splitlines(), shown.stdout
         run = client.get(f"/api/runs/{reporter}").json()
         assert run["status"] == "failed" and run["missingShards"] is None
         assert client.get(f"/api/runs/{scripted}").json()["status"] == "running"

@@ -222,6 +222,9 @@ class Run(Model):
     run_title: str | None = None
     shard_current: int | None = None
     shard_total: int | None = None
+    missing_shards: list[int] | None = Field(None, description="Shards that never reported "
+                                             "before the server's shard timeout completed "
+                                             "the run.")
     total_tests: int | None = None
     passed_tests: int | None = None
     failed_tests: int | None = None

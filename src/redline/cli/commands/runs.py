@@ -146,7 +146,9 @@ def runs_get(env: Env, run_id, failures):
         env.emit(run)
         return
     executed = EXECUTED_RUN_FIELDS if run.plan_id else []  # a run of a plan: how it ran
-    out.print_fields(_for_people(run), [*RUN_FIELDS, *executed])
+    # a sharded run the shard timeout completed: which shards never reported
+    missing = ["shardTotal", "missingShards"] if run.missing_shards else []
+    out.print_fields(_for_people(run), [*RUN_FIELDS, *executed, *missing])
     if failures and run.failed_tests:
         failed = client.tests.list(run.project_id, run_id=run.id, status="failed",
                                    limit=failures)
@@ -282,8 +284,9 @@ def _summary_line(env: Env, run) -> None:
               help="Seconds --wait waits (then WAIT_TIMEOUT, exit 7; the run goes on).")
 @idempotency_option
 @click.option("--spool", type=click.Path(exists=True), metavar="DIR",
-              help="Instead of reports: send what the pytest plugin spooled when Redline was "
-              "unreachable (.redline/spool); sending a spool twice stores each result once.")
+              help="Instead of reports: send what the pytest plugin or the Playwright "
+              "reporter spooled when Redline was unreachable (.redline/spool); sending a "
+              "spool twice stores each result once.")
 @click.option("--attachments/--no-attachments", default=True, show_default=True,
               help="Upload the screenshots, videos and traces a Playwright JSON report "
               "lists, linked to their tests.")
