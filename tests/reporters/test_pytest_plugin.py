@@ -93,8 +93,9 @@ def run_pytest(root: Path, *args: str, url: str, key: str = "rl_live_none",
                extra_env: dict | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("REDLINE_", "PYTEST_", "GITHUB_", "GITLAB_", "CI"))}
-    env.update(REDLINE_URL=url, REDLINE_API_KEY=key, REDLINE_CONFIG_DIR=str(root / ".cfg"),
-               REDLINE_TIMEOUT="5", **(extra_env or {}))
+    env.update({"REDLINE_URL": url, "REDLINE_API_KEY": key,
+                "REDLINE_CONFIG_DIR": str(root / ".cfg"), "REDLINE_TIMEOUT": "5",
+                **(extra_env or {})})
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
                            "-p", "no:randomly", *args], check=False, cwd=root, env=env,
                           capture_output=True, text=True, timeout=240)
@@ -387,3 +388,25 @@ def test_results_reach_redline_while_the_tests_run(server, tenant, tmp_path):
     done = run_pytest(tmp_path, "--redline", url=server.url, key=tenant.key)
     assert done.returncode == 0, done.stdout + done.stderr
     assert only_run(tenant)["totalTests"] == 601
+
+
+def test_a_redline_that_never_answers_costs_the_session_little(tmp_path):
+    """A server that takes the connection and never answers: each request gives up at
+    REDLINE_TIMEOUT, the results go to the spool, and the exit status is pytest's."""
+    import socket
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepted by the kernel, never read nor answered
+    try:
+        write_suite(tmp_path, ALL_PASS)
+        started = time.monotonic()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        done = run_pytest(tmp_path, "--redline", url=url, extra_env={"REDLINE_TIMEOUT": "1"})
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 results spooled" in done.stdout and "redline upload --spool" in done.stdout
+    assert elapsed < 25, elapsed  # well under the 30 s the session's end waits at most
