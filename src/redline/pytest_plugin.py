@@ -7,8 +7,9 @@ project key) like the other clients, and the CI metadata the CLI detects (`redli
 - The run is created at session start and the results go in batches
   (`POST /api/runs/{id}/tests/batch`) from a background thread: the test's own thread only
   appends a dict to a bounded buffer, and wakes the sender only once a batch is full (a
-  thread woken for every result would cost more than the rest of the plugin). A full buffer
-  spills to the spool instead of waiting.
+  thread woken for every result would cost more than the rest of the plugin); a partial batch
+  goes after a second without a full one. A full buffer spills to the spool instead of
+  waiting.
 - One result per test: status, duration, file, line, markers as tags, skip and xfail reasons,
   captured stdout/stderr/log, the error with its traceback. pytest-rerunfailures' attempts
   are one result with its attempts (as steps): flaky when it passed on a retry.
@@ -271,7 +272,7 @@ def build_result(nodeid: str, test: _Test) -> tuple[dict[str, Any], str]:
     # strings and numbers only, which Python's garbage collector does not track. Results
     # waiting in the buffer outlive young collections; as tracked containers they would
     # bring the session's full collections (each a walk over every object pytest holds)
-    # sooner: that was most of the plugin's cost on the test's thread.
+    # sooner (bench/README.md, reporters).
     if test.tags:
         result["tags"] = test.tags
     if annotations:
