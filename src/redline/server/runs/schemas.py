@@ -52,68 +52,9 @@ class RunUpdate(ApiModel):
                                       "finished, for a sharded run.")
 
 
-class Run(ApiModel):
-    id: str
-    project_id: str
-    status: str
-    source: str
-    branch: str | None
-    commit_sha: str | None
-    commit_message: str | None
-    commit_author: str | None
-    ci_provider: str | None
-    ci_build_id: str | None
-    ci_build_url: str | None
-    playwright_version: str | None
-    workers: int | None
-    shard_current: int | None
-    shard_total: int | None
-    browser: str | None
-    os: str | None
-    viewport: str | None
-    hostname: str | None
-    total_tests: int
-    passed_tests: int
-    failed_tests: int
-    skipped_tests: int
-    flaky_tests: int
-    pass_rate: float
-    duration: int
-    run_title: str | None
-    tags: list[str]
-    grep_patterns: list[str]
-    verdict: str | None = Field(description="What CI gates on, set when the run completes: "
-                                "`failed` when a test failed whose case was not quarantined "
-                                "when the run started, else `passed` (or `cancelled`).")
-    quarantined_failures: int = Field(description="Failures ignored by the verdict because "
-                                      "their case was quarantined when the run started.")
-    missing_shards: list[int] | None = Field(None, description="Sharded runs completed by "
-                                             "the shard timeout: the shards that never "
-                                             "reported (null otherwise).")
-    plan_id: str | None = Field(description="The plan that executed it (null for a "
-                                "reported or imported run).")
-    queued_at: str | None = Field(description="Executed runs: when it was queued.")
-    started_at: str | None = Field(description="Executed runs: when a runner took it.")
-    finished_at: str | None = Field(description="Executed runs: when its command ended.")
-    exit_code: int | None = Field(description="Executed runs: the command's exit code.")
-    runner_id: str | None = Field(description="Executed runs: the runner that ran it.")
-    blocked_reason: str | None = Field(description="Why a `blocked` run has no verdict: "
-                                       "`source_unavailable`, `command_not_started`, "
-                                       "`sandbox_unavailable`, `no_report`, `no_results`, "
-                                       "`queue_timeout`, `insufficient_credits`.")
-    cancel_reason: str | None = Field(description="`cancelled` (by a user), `timeout`, "
-                                      "`runner_lost`, `plan_deleted`, or a resource limit "
-                                      "(`cpu_limit`, `memory_limit`, `open_files_limit`).")
-    cancel_requested: bool = Field(description="A cancel was asked and the runner is "
-                                   "stopping the command.")
-    attempt: int | None = Field(description="Executed runs: 2 when it was retried after "
-                                "its first runner was lost.")
-    created_at: str
-    updated_at: str
-    completed_at: str | None
-
-
 class RunSummary(ApiModel):
+    """A run as lists show it; `Run` adds the rest of what was reported about it."""
+
     id: str
     project_id: str
     status: str
@@ -130,8 +71,11 @@ class RunSummary(ApiModel):
     flaky_tests: int
     pass_rate: float
     duration: int
-    verdict: str | None
-    quarantined_failures: int
+    verdict: str | None = Field(description="What CI gates on, set when the run completes: "
+                                "`failed` when a test failed whose case was not quarantined "
+                                "when the run started, else `passed` (or `cancelled`).")
+    quarantined_failures: int = Field(description="Failures ignored by the verdict because "
+                                      "their case was quarantined when the run started.")
     plan_id: str | None = Field(description="The plan that executed it (null for a "
                                 "reported or imported run).")
     queued_at: str | None = Field(description="Executed runs: when it was queued.")
@@ -153,6 +97,26 @@ class RunSummary(ApiModel):
     created_at: str
     completed_at: str | None = Field(description="When the run finished (null while "
                                      "running).")
+
+
+class Run(RunSummary):
+    commit_message: str | None
+    commit_author: str | None
+    ci_provider: str | None
+    playwright_version: str | None
+    workers: int | None
+    shard_current: int | None
+    shard_total: int | None
+    browser: str | None
+    os: str | None
+    viewport: str | None
+    hostname: str | None
+    tags: list[str]
+    grep_patterns: list[str]
+    missing_shards: list[int] | None = Field(None, description="Sharded runs completed by "
+                                             "the shard timeout: the shards that never "
+                                             "reported (null otherwise).")
+    updated_at: str
 
 
 class RunUpdated(ApiModel):
