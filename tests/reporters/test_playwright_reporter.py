@@ -9,6 +9,7 @@ newer); without node/npm or Chromium the tests skip, except under `CI=true`, whe
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.api.test_artifacts_support import fetch
 from tests.conftest import missing_service
 from tests.support import live
 
@@ -334,16 +336,37 @@ def test_redline_down_spools_and_redline_upload_replays_it(server, tenant, tmp_p
     assert "Redline: 6 results spooled to" in done.stdout and "NETWORK_ERROR" in done.stdout
     assert f"redline upload --spool {spool}" in done.stdout
     [spooled] = spool.glob("*.jsonl")
+    # the failed test's two attempts each left a screenshot and a trace (and the retried
+    # one a trace): copied into the spool folder, since the next run cleans test-results/
+    kept = [(batch["tests"][a["test"]]["fullTitle"], a) for batch in map(
+        json.loads, spooled.read_text().splitlines()) for a in batch.get("attachments", [])]
+    failing = "checkout > fails with a screenshot and a trace"
+    assert sorted(a["type"] for title, a in kept if title == failing) == [
+        "screenshot", "screenshot", "trace", "trace"]
+    assert all((spool / a["path"]).is_file() for _title, a in kept), kept
+    assert f"Redline: {len(kept)} attachments kept with them in" in done.stdout
+    shutil.rmtree(root / "test-results")
     copy = tmp_path / "copy"
     shutil.copytree(spool, copy)  # as it was before any replay (no `sent` mark)
     first = upload_spool(spool, server, tenant.key)
     assert first.returncode == 0, first.stdout + first.stderr
+    assert f"6 results with {len(kept)} attachments sent to run" in first.stdout
     assert '"type": "sent"' in spooled.read_text()
     replay = upload_spool(copy, server, tenant.key)  # the same spool again: stored once
     assert replay.returncode == 0, replay.stdout + replay.stderr
     [run] = runs_of(tenant)
     assert run["status"] == "failed" and run["source"] == "reporter"
     assert_counts_match(run, printed_counts(done.stdout))
+    ids = {r["fullTitle"]: r["id"] for r in results_of(tenant, run["id"])}
+    with tenant.as_key() as client:
+        artifacts = client.get("/api/artifacts", params={"runId": run["id"]}).json()["data"]
+    # each attachment once, linked to its result, the same bytes as spooled
+    assert sorted((a["type"], a["testId"], a["sha256"]) for a in artifacts) == sorted(
+        (a["type"], ids[title], hashlib.sha256((copy / a["path"]).read_bytes()).hexdigest())
+        for title, a in kept)
+    screenshot = next(a for a in artifacts if a["type"] == "screenshot")
+    assert screenshot["testId"] == ids[failing]
+    assert fetch(server, screenshot["url"]).content.startswith(b"\x89PNG")
 
     green = write_project(tmp_path / "green", reporter_package, {"cart.spec.ts": CART_SPEC})
     done = run_playwright(green, url=down)

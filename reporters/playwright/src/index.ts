@@ -11,8 +11,9 @@
  *   title path, project (the variant), tags, annotations, nested steps, the error with its
  *   location, stdout/stderr; screenshots, videos and traces are uploaded and linked to it.
  * - Redline unreachable, or answering errors: what was not sent goes to a spool file
- *   (`.redline/spool/` beside the Playwright config), which `redline upload --spool DIR`
- *   sends; the run's exit status stays Playwright's own, and a summary line says so.
+ *   (`.redline/spool/` beside the Playwright config), with copies of its screenshots, videos
+ *   and traces, which `redline upload --spool DIR` sends; the run's exit status stays
+ *   Playwright's own, and a summary line says so.
  * - Shards (`--shard 2/3`) of one CI build join one run; the last shard to finish completes
  *   it (or, when one never reports, the server's shard timeout does).
  */
@@ -24,7 +25,7 @@ import type { FullConfig, FullResult, Reporter, Suite, TestCase, TestResult }
 import { clean, detect, RunFields } from "./ci";
 import { Client, RedlineError } from "./client";
 import { artifactType, buildResult, Json } from "./result";
-import { SpoolWriter, spoolKey } from "./spool";
+import { SpoolAttachment, SpoolWriter, spoolKey } from "./spool";
 
 export interface RedlineReporterOptions {
   /** Redline's URL (default: $REDLINE_URL, else http://127.0.0.1:8000). */
@@ -230,7 +231,7 @@ export default class RedlineReporter implements Reporter {
       const seq = ++this.seq;
       if (this.backlog >= MAX_BACKLOG) { // Redline is far behind: never hold the results
         this.problem = this.problem ?? "Redline is too slow to keep up";
-        this.spool.tests(seq, batch.map((q) => q.result));
+        this.spool.tests(seq, batch.map((q) => q.result), batch.map(spoolable));
         continue;
       }
       this.backlog += 1;
@@ -244,7 +245,7 @@ export default class RedlineReporter implements Reporter {
     await this.runReady;
     const tests = batch.map((q) => q.result);
     if (this.runId === null || this.problem !== null) {
-      this.spool.tests(seq, tests);
+      this.spool.tests(seq, tests, batch.map(spoolable));
       return;
     }
     try {
@@ -257,7 +258,7 @@ export default class RedlineReporter implements Reporter {
       });
     } catch (err) {
       this.problem = describe(err);
-      this.spool.tests(seq, tests);
+      this.spool.tests(seq, tests, batch.map(spoolable));
     }
   }
 
@@ -341,6 +342,13 @@ export default class RedlineReporter implements Reporter {
     if (this.spool.used) {
       log(`Redline: ${this.spool.results} results spooled to ${this.spool.path}` +
         (this.problem ? ` (${this.problem})` : ""));
+      if (this.spool.attachments) {
+        log(`Redline: ${this.spool.attachments} attachments kept with them in ` +
+          dirname(this.spool.path));
+      }
+      for (const lost of this.spool.lost.slice(0, 5)) {
+        log(`Redline: an attachment could not be kept in the spool: ${lost}`);
+      }
       log(`Redline: send them with \`redline upload --spool ${dirname(this.spool.path)}\``);
       if (this.sent) log(`Redline: ${this.sent} results were sent to run ${this.runId} before`);
       return;
@@ -355,6 +363,18 @@ export default class RedlineReporter implements Reporter {
       log(`Redline: an attachment was not uploaded: ${failure}`);
     }
   }
+}
+
+/** The attachments of a queued result the spool keeps: those a live run would upload. */
+function spoolable(queued: Queued): SpoolAttachment[] {
+  const kept: SpoolAttachment[] = [];
+  for (const a of queued.attachments) {
+    const type = artifactType(a.name, a.contentType);
+    if (type && (a.path || a.body)) {
+      kept.push({ name: a.name, contentType: a.contentType, path: a.path, body: a.body, type });
+    }
+  }
+  return kept;
 }
 
 function camel(fields: RunFields): Json {

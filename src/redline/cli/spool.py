@@ -21,6 +21,7 @@ def upload_spool(env: Any, spool: str | None, reports: tuple) -> int:
         raise UsageError("Pass report files or --spool, not both",
                          example="redline upload --spool .redline/spool")
     files = spooled.spool_files(spool)
+    echo = (lambda _text: None) if env.output == "json" else env.note
     if not files:
         raise UsageError(f"No spool files (*.jsonl) in {spool}",
                          next_action="A live reporter writes them under .redline/spool/ "
@@ -29,7 +30,7 @@ def upload_spool(env: Any, spool: str | None, reports: tuple) -> int:
     sent = []
     for path in files:
         try:
-            done = spooled.replay(client, path, project_id=env.project)
+            done = spooled.replay(client, path, project_id=env.project, echo=echo)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         sent.append(done)
@@ -37,7 +38,15 @@ def upload_spool(env: Any, spool: str | None, reports: tuple) -> int:
             if done["alreadySent"]:
                 click.echo(f"{path}: sent already, to run {done['runId']}")
             else:
-                click.echo(f"{path}: {done['results']} results sent to run {done['runId']}")
+                attached = (f" with {done['attachments']} attachments"
+                            if done["attachments"] else "")
+                click.echo(f"{path}: {done['results']} results{attached} sent to run "
+                           f"{done['runId']}")
+            lost = done["attachmentsMissing"] + done["attachmentsFailed"]
+            if lost:
+                env.note(f"{path}: {lost} attachments not uploaded (missing from the spool "
+                         "folder, or refused): see the lines above")
     if env.output == "json":
-        env.emit({"files": sent, "results": sum(d["results"] for d in sent)})
+        env.emit({"files": sent, "results": sum(d["results"] for d in sent),
+                  "attachments": sum(d["attachments"] for d in sent)})
     return 0

@@ -690,15 +690,18 @@ class Trends(Resource):
 class Artifacts(Resource):
     def upload(self, file: str | os.PathLike | bytes, *, type: str, run_id: str,
                test_id: str | None, project_id: str | None = None,
-               filename: str | None = None,
-               on_progress: Callable[[int, int], Any] | None = None) -> m.Artifact:
+               filename: str | None = None, content_type: str | None = None,
+               on_progress: Callable[[int, int], Any] | None = None,
+               idempotency_key: str | None = None) -> m.Artifact:
         """Upload a screenshot, video, trace or report of a run; the result has a signed URL.
 
         `test_id` is the test result (`test_...`) it belongs to, or None for an artifact of
         the whole run: it is always given, so an artifact never ends up unlinked because a
         file name matched no test (`tests.find` turns a file and title into the id).
-        `on_progress(sent, total)` follows the bytes sent."""
-        upload = Upload("file", file, filename)
+        `on_progress(sent, total)` follows the bytes sent. `idempotency_key`: the same upload
+        sent again with the same key (within 24 hours) answers the first artifact instead of
+        storing a second copy."""
+        upload = Upload("file", file, filename, content_type)
         if on_progress is not None:
             total = upload.size
             upload.on_read = lambda sent: on_progress(sent, total)
@@ -707,7 +710,8 @@ class Artifacts(Resource):
         params = {"type": type, "runId": run_id, "projectId": _project(project_id),
                   **_camel({"test_id": test_id})}
         return self._call("POST", "/api/upload", params=params, files=[upload],
-                          model=m.Artifact, verify=f"`redline artifacts list --run {run_id}`")
+                          model=m.Artifact, idempotency_key=idempotency_key,
+                          verify=f"`redline artifacts list --run {run_id}`")
 
     def list(self, *, run_id: str | None = None, test_id: str | None = None,
              type: str | None = None, limit: int | None = None,
