@@ -285,8 +285,9 @@ def _summary_line(env: Env, run) -> None:
 @idempotency_option
 @click.option("--spool", type=click.Path(exists=True), metavar="DIR",
               help="Instead of reports: send what the pytest plugin or the Playwright "
-              "reporter spooled when Redline was unreachable (.redline/spool); sending a "
-              "spool twice stores each result once.")
+              "reporter spooled when Redline was unreachable (.redline/spool), with the "
+              "screenshots, videos and traces kept beside them; sending a spool twice "
+              "stores each result and attachment once.")
 @click.option("--attachments/--no-attachments", default=True, show_default=True,
               help="Upload the screenshots, videos and traces a Playwright JSON report "
               "lists, linked to their tests.")
