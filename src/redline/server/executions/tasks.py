@@ -9,17 +9,12 @@ artifact."""
 
 from __future__ import annotations
 
-import logging
-import threading
-
 from sqlalchemy import Engine
 
 from redline.server.db import WRITE
 from redline.server.executions import service
+from redline.server.kit.periodic import Periodic
 from redline.server.worker.registry import task
-
-log = logging.getLogger("redline.worker")
-
 
 @task(service.KEEP_LOG)
 def keep_log(ctx, payload: dict) -> None:
@@ -45,29 +40,12 @@ def tick(engine: Engine) -> dict:
     return swept
 
 
-class ExecutionsLoop:
-    """`tick` every `interval` seconds in a daemon thread."""
+class ExecutionsLoop(Periodic):
+    """`tick` every `interval` seconds."""
 
     def __init__(self, engine: Engine, interval: float = 1.0):
+        super().__init__("redline-executions", interval)
         self.engine = engine
-        self.interval = interval
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> ExecutionsLoop:
-        self._thread = threading.Thread(target=self._run, name="redline-executions",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
-            try:
-                tick(self.engine)
-            except Exception:  # the database went away, say: the next tick tries again
-                log.warning("executions: the sweep failed", exc_info=True)
+    def run_once(self) -> None:
+        tick(self.engine)

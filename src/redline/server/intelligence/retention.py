@@ -8,13 +8,13 @@ than the retention period go too.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 
 from sqlalchemy import Engine, delete, select
 
 from redline.server.db import WRITE
 from redline.server.kit.clock import utcnow
+from redline.server.kit.periodic import Periodic
 from redline.server.runs.service import queue_blob_deletions
 from redline.server.tables import artifacts, error_group_cases, error_groups, projects, runs
 
@@ -76,29 +76,13 @@ def _purge_artifacts(engine: Engine, project_id: str, by_outcome: dict, now,
     return deleted
 
 
-class RetentionLoop:
-    """Runs `purge_expired` every `interval` seconds in a daemon thread (the embedded worker
+class RetentionLoop(Periodic):
+    """Runs `purge_expired` at once and then every `interval` seconds (the embedded worker
     of `redline serve`), until stopped."""
 
     def __init__(self, engine: Engine, interval: float = 3600.0):
+        super().__init__("redline-retention", interval, first_at_start=True)
         self.engine = engine
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="redline-retention",
-                                        daemon=True)
 
-    def start(self) -> RetentionLoop:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                purge_expired(self.engine)
-            except Exception:  # a failed pass is retried at the next interval
-                log.exception("retention pass failed")
-            self._stop.wait(self.interval)
+    def run_once(self) -> None:
+        purge_expired(self.engine)

@@ -7,11 +7,11 @@ at once: each run is locked and read again before it is completed."""
 from __future__ import annotations
 
 import logging
-import threading
 
 from sqlalchemy import Engine
 
 from redline.server.db import WRITE
+from redline.server.kit.periodic import Periodic
 from redline.server.runs.completion import complete_abandoned_shard_runs
 
 log = logging.getLogger("redline.worker")
@@ -26,35 +26,18 @@ def sweep(engine: Engine, timeout_seconds: float) -> list[str]:
         return complete_abandoned_shard_runs(conn, timeout_seconds)
 
 
-class ShardTimeoutLoop:
-    """`sweep` in a daemon thread, every quarter of the timeout (at most a minute apart):
-    a run is completed at most a quarter of the timeout late."""
+class ShardTimeoutLoop(Periodic):
+    """`sweep` every quarter of the timeout (at most a minute apart): a run is completed at
+    most a quarter of the timeout late."""
 
     def __init__(self, engine: Engine, timeout_seconds: float):
+        super().__init__("redline-shard-timeout",
+                         min(MAX_INTERVAL_SECONDS, max(0.5, timeout_seconds / 4)))
         self.engine = engine
         self.timeout_seconds = timeout_seconds
-        self.interval = min(MAX_INTERVAL_SECONDS, max(0.5, timeout_seconds / 4))
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> ShardTimeoutLoop:
-        self._thread = threading.Thread(target=self._run, name="redline-shard-timeout",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout)
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
-            try:
-                completed = sweep(self.engine, self.timeout_seconds)
-            except Exception:  # the database went away, say: the next pass tries again
-                log.warning("shards: the timeout sweep failed", exc_info=True)
-                continue
-            if completed:
-                log.info("shards: completed %d run(s) whose shards stopped reporting: %s",
-                         len(completed), ", ".join(completed))
+    def run_once(self) -> None:
+        completed = sweep(self.engine, self.timeout_seconds)
+        if completed:
+            log.info("shards: completed %d run(s) whose shards stopped reporting: %s",
+                     len(completed), ", ".join(completed))
