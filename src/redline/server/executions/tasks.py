@@ -16,6 +16,7 @@ from redline.server.executions import service
 from redline.server.kit.periodic import Periodic
 from redline.server.worker.registry import task
 
+
 @task(service.KEEP_LOG)
 def keep_log(ctx, payload: dict) -> None:
     """An ended run's whole log, kept as its artifact (queued when the run ended)."""
