@@ -15,13 +15,16 @@ DIR` replays them. Lines, in order of writing:
   the spool folder (`<session>/attachments/...`) before writing the line, so a cleaned
   `test-results/` loses nothing and a spool folder moved elsewhere (a CI artifact) still
   finds its files;
+- `{"type": "attachments", "seq": N, "attachments": [...]}` (format 2): files of results that
+  were sent live, whose upload found Redline away; each entry names its result by `testId`
+  (`test_...`) instead of `test`;
 - `{"type": "finish", "status": ..., "shardCurrent": ..., "duration": ...}`: the session ended;
 - `{"type": "sent", "runId": ID}`: appended by a replay that sent everything.
 
 Every request carries an Idempotency-Key derived from the session id (`key`), the same the
 reporter used live: a batch that reached the server before the outage, or a spool replayed
 twice, stores each result once; each attachment's upload has its own key
-(`artifact:<seq>:<index>`), so it is stored once too, linked to the result the batch answered.
+(`artifact:<seq>:<index>`, `upload:<seq>:<index>`), so it is stored once too, linked to the result the batch answered.
 The server keeps a key 24 hours: within them any replay is safe; after them the `sent` line is
 what keeps a replayed file from being stored twice.
 """
@@ -141,8 +144,16 @@ def replay(client: Any, path: Path, *, project_id: str | None = None,
                                           idempotency_key=key(session, f"tests:{record['seq']}"))
             results += len(record["tests"])
             for index, attachment in enumerate(record.get("attachments") or []):
-                outcome = _upload(client, path.parent, run_id, batch.ids, attachment,
+                test_id = _test_of(attachment, batch.ids)
+                outcome = _upload(client, path.parent, run_id, test_id, attachment,
                                   key(session, f"artifact:{record['seq']}:{index}"), echo)
+                files[outcome] += 1
+        elif record.get("type") == "attachments":
+            for index, attachment in enumerate(record.get("attachments") or []):
+                test_id = attachment.get("testId")
+                outcome = _upload(client, path.parent, run_id,
+                                  test_id if isinstance(test_id, str) else None, attachment,
+                                  key(session, f"upload:{record.get('seq')}:{index}"), echo)
                 files[outcome] += 1
     finish = next((r for r in records if r.get("type") == "finish"), None)
     if finish is not None:
@@ -158,7 +169,13 @@ def replay(client: Any, path: Path, *, project_id: str | None = None,
             "attachmentsFailed": files["failed"], "alreadySent": False}
 
 
-def _upload(client: Any, folder: Path, run_id: str, test_ids: list[str],
+def _test_of(attachment: dict[str, Any], test_ids: list[str]) -> str | None:
+    """The id of the result an attachment of a batch belongs to (`test`: its index)."""
+    index = attachment.get("test")
+    return test_ids[index] if isinstance(index, int) and 0 <= index < len(test_ids) else None
+
+
+def _upload(client: Any, folder: Path, run_id: str, test_id: str | None,
             attachment: dict[str, Any], idempotency_key: str,
             echo: Callable[[str], Any]) -> str:
     """Upload one spooled attachment linked to its result: `uploaded`, `missing` (the file is
@@ -166,10 +183,8 @@ def _upload(client: Any, folder: Path, run_id: str, test_ids: list[str],
     it)."""
     from redline.sdk.exceptions import APIError
 
-    index, relative = attachment.get("test"), attachment.get("path")
-    kind = attachment.get("type")
-    if (not isinstance(index, int) or not 0 <= index < len(test_ids)
-            or not isinstance(relative, str) or kind not in ARTIFACT_TYPES):
+    relative, kind = attachment.get("path"), attachment.get("type")
+    if test_id is None or not isinstance(relative, str) or kind not in ARTIFACT_TYPES:
         echo(f"{folder}: an attachment line is not understood, skipped: {attachment}")
         return "missing"
     file = folder / relative
@@ -177,7 +192,7 @@ def _upload(client: Any, folder: Path, run_id: str, test_ids: list[str],
         echo(f"{file}: attachment missing from the spool, not uploaded")
         return "missing"
     try:
-        client.artifacts.upload(file, type=kind, run_id=run_id, test_id=test_ids[index],
+        client.artifacts.upload(file, type=kind, run_id=run_id, test_id=test_id,
                                 filename=file.name, content_type=attachment.get("contentType"),
                                 idempotency_key=idempotency_key)
     except APIError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import http.server
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -372,6 +374,88 @@ def test_redline_down_spools_and_redline_upload_replays_it(server, tenant, tmp_p
     done = run_playwright(green, url=down)
     assert done.returncode == 0, done.stdout  # the outage changes nothing of the exit status
     assert "Redline: 2 results spooled" in done.stdout
+
+
+class UploadsDown:
+    """A proxy before Redline that passes every request but the uploads, which it answers 503
+    (as a load balancer whose upload backend is away): results are sent, files are not."""
+
+    def __init__(self, target: str):
+        import httpx
+
+        upstream = httpx.Client(base_url=target, timeout=30)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.startswith("/api/upload"):
+                    answer = json.dumps({"error": {"code": "UNAVAILABLE",
+                                                   "message": "uploads are away"}}).encode()
+                    status, headers = 503, {"Content-Type": "application/json"}
+                else:
+                    sent = {k: v for k, v in self.headers.items()
+                            if k.lower() not in ("host", "content-length", "connection")}
+                    got = upstream.request(self.command, self.path, content=body, headers=sent)
+                    answer, status = got.content, got.status_code
+                    headers = {"Content-Type": got.headers.get("content-type", "text/plain")}
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = forward
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_attachments_that_find_uploads_down_are_spooled_and_replayed_once(
+        server, tenant, tmp_path, reporter_package):
+    proxy = UploadsDown(server.url)
+    try:
+        root = write_project(tmp_path, reporter_package, {"checkout.spec.ts": CHECKOUT_SPEC})
+        done = run_playwright(root, url=proxy.url, key=tenant.key)
+    finally:
+        proxy.close()
+    assert done.returncode == 1, done.stdout + done.stderr
+    [run] = runs_of(tenant)
+    # the results went live and the run is complete; only the files wait in the spool
+    assert f"Redline: 4 results sent to run {run['id']}" in done.stdout
+    assert run["status"] == "failed"
+    assert_counts_match(run, printed_counts(done.stdout))
+    spool = root / ".redline" / "spool"
+    [spooled] = spool.glob("*.jsonl")
+    kept = [a for line in map(json.loads, spooled.read_text().splitlines())
+            if line["type"] == "attachments" for a in line["attachments"]]
+    assert f"Redline: {len(kept)} attachments found Redline away (UNAVAILABLE" in done.stdout
+    ids = {r["fullTitle"]: r["id"] for r in results_of(tenant, run["id"])}
+    failing = ids["checkout > fails with a screenshot and a trace"]
+    assert sorted(a["type"] for a in kept if a["testId"] == failing) == [
+        "screenshot", "screenshot", "trace", "trace"]
+    shutil.rmtree(root / "test-results")
+    copy = tmp_path / "copy"
+    shutil.copytree(spool, copy)
+
+    for folder in (spool, copy):  # twice: stored once
+        replay = upload_spool(folder, server, tenant.key)
+        assert replay.returncode == 0, replay.stdout + replay.stderr
+        assert f"0 results with {len(kept)} attachments sent to run {run['id']}" in replay.stdout
+    with tenant.as_key() as client:
+        artifacts = client.get("/api/artifacts", params={"runId": run["id"]}).json()["data"]
+    assert sorted((a["type"], a["testId"], a["sha256"]) for a in artifacts) == sorted(
+        (a["type"], a["testId"], hashlib.sha256((copy / a["path"]).read_bytes()).hexdigest())
+        for a in kept)
 
 
 def test_off_without_a_key(server, tmp_path, reporter_package):

@@ -114,3 +114,21 @@ def test_a_spool_newer_than_this_reader_is_refused_and_nothing_is_stored(client,
 
     assert list(client.runs.iter()) == []
     assert '"sent"' not in path.read_text()
+
+
+def test_attachments_of_results_sent_live_name_their_result_by_id(client, tmp_path):
+    run = client.runs.create(status="running", branch="main")
+    [test_id] = client.runs.add_tests(run.id, TESTS[1:]).ids
+    kept = tmp_path / SESSION / "attachments" / "uploads" / "1" / "test-failed-1.png"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(media("png"))
+    path = write_spool(tmp_path, run_record(format=2, runId=run.id), {
+        "type": "attachments", "seq": 1, "attachments": [
+            {"testId": test_id, "path": f"{SESSION}/attachments/uploads/1/test-failed-1.png",
+             "name": "screenshot", "contentType": "image/png", "type": "screenshot"}]})
+
+    done = spool.replay(client, path)
+
+    assert (done["runId"], done["results"], done["attachments"]) == (run.id, 0, 1)
+    [artifact] = client.artifacts.iter(run_id=run.id)
+    assert (artifact.type, artifact.test_id) == ("screenshot", test_id)

@@ -87,6 +87,8 @@ export default class RedlineReporter implements Reporter {
   private sent = 0;
   private uploaded = 0;
   private uploadFailures: string[] = [];
+  /** why an upload found Redline away (its file went to the spool) */
+  private uploadProblem: string | null = null;
   private failed = false;
   private finishSpooled = false;
   private readonly reported = new Set<string>();
@@ -273,7 +275,14 @@ export default class RedlineReporter implements Reporter {
             contentType: a.contentType }, type, runId, testId);
           this.uploaded += 1;
         } catch (err) {
-          this.uploadFailures.push(`${a.path ?? a.name}: ${describe(err)}`);
+          if (!away(err)) {
+            this.uploadFailures.push(`${a.path ?? a.name}: ${describe(err)}`);
+            return;
+          }
+          // its result is stored: the file waits in the spool for `redline upload --spool`
+          this.uploadProblem = this.uploadProblem ?? describe(err);
+          this.spool.attachmentOf(testId, { name: a.name, contentType: a.contentType,
+            path: a.path, body: a.body, type });
         }
       });
     }
@@ -322,7 +331,8 @@ export default class RedlineReporter implements Reporter {
 
   private async finish(status: string, duration: number): Promise<void> {
     await this.runReady;
-    if (this.runId === null || this.problem !== null || this.spool.used) {
+    // spooled results come before the finish; attachments spooled alone do not hold it back
+    if (this.runId === null || this.problem !== null || this.spool.results > 0) {
       this.spoolFinish(status, duration);
       return;
     }
@@ -339,18 +349,16 @@ export default class RedlineReporter implements Reporter {
   }
 
   private summary(): void {
-    if (this.spool.used) {
+    if (this.spool.results > 0 || this.finishSpooled) {
       log(`Redline: ${this.spool.results} results spooled to ${this.spool.path}` +
         (this.problem ? ` (${this.problem})` : ""));
       if (this.spool.attachments) {
         log(`Redline: ${this.spool.attachments} attachments kept with them in ` +
           dirname(this.spool.path));
       }
-      for (const lost of this.spool.lost.slice(0, 5)) {
-        log(`Redline: an attachment could not be kept in the spool: ${lost}`);
-      }
       log(`Redline: send them with \`redline upload --spool ${dirname(this.spool.path)}\``);
       if (this.sent) log(`Redline: ${this.sent} results were sent to run ${this.runId} before`);
+      this.summaryOfUploads();
       return;
     }
     if (this.runId) {
@@ -359,8 +367,20 @@ export default class RedlineReporter implements Reporter {
       log(`Redline: ${this.sent} results sent to run ${this.runId}${shard}` +
         (this.uploaded ? `, ${this.uploaded} attachments uploaded` : ""));
     }
+    this.summaryOfUploads();
+    if (this.spool.uploadsKept) {
+      log(`Redline: ${this.spool.uploadsKept} attachments found Redline away ` +
+        `(${this.uploadProblem}) and were spooled to ${this.spool.path}`);
+      log(`Redline: send them with \`redline upload --spool ${dirname(this.spool.path)}\``);
+    }
+  }
+
+  private summaryOfUploads(): void {
     for (const failure of this.uploadFailures.slice(0, 5)) {
       log(`Redline: an attachment was not uploaded: ${failure}`);
+    }
+    for (const lost of this.spool.lost.slice(0, 5)) {
+      log(`Redline: an attachment could not be kept in the spool: ${lost}`);
     }
   }
 }
@@ -375,6 +395,13 @@ function spoolable(queued: Queued): SpoolAttachment[] {
     }
   }
   return kept;
+}
+
+/** An upload's error that another try later may get past: Redline away, busy or failing. */
+function away(err: unknown): boolean {
+  if (!(err instanceof RedlineError)) return false;
+  if (err.code === "NETWORK_ERROR" || err.code === "TIMEOUT") return true;
+  return err.status !== undefined && (err.status >= 500 || err.status === 429 || err.status === 408);
 }
 
 function camel(fields: RunFields): Json {

@@ -11,6 +11,8 @@
  *   `{"test": index in tests, "path": relative to the spool's folder, "name", "contentType",
  *   "type"}`. The files are copied to `<session>/attachments/<seq>/<test>-<n>/` beside the
  *   spool file before the line is written: the next run may clean `test-results/`;
+ * - `{"type": "attachments", "seq", "attachments": [...]}`: files of results that were sent,
+ *   whose upload found Redline away; each names its result by `testId` instead of `test`;
  * - `{"type": "finish", "status", "shardCurrent", "duration"}`: the run ended.
  *
  * Requests carry the Idempotency-Key `redline-spool:<session>:<what>`, the same live and on
@@ -40,7 +42,10 @@ export class SpoolWriter {
   readonly path: string;
   runId: string | null = null;
   results = 0;
+  /** attachments kept with spooled results, and kept alone (their result was sent) */
   attachments = 0;
+  uploadsKept = 0;
+  private uploadSeq = 0;
   /** attachments that could not be copied (the file was gone), with why */
   readonly lost: string[] = [];
   private started = false;
@@ -70,8 +75,8 @@ export class SpoolWriter {
   /** One batch; `attachments[i]` are the files of `tests[i]`. */
   tests(seq: number, tests: unknown[], attachments: SpoolAttachment[][] = []): void {
     this.start();
-    const kept = attachments.flatMap((files, test) =>
-      files.flatMap((file, n) => this.keep(seq, test, n, file)));
+    const kept = attachments.flatMap((files, test) => files.flatMap((file, n) =>
+      this.keep(join(String(seq), `${test}-${n}`), file).map((entry) => ({ test, ...entry }))));
     const record: Record<string, unknown> = { type: "tests", seq, tests };
     if (kept.length) record.attachments = kept;
     this.write(record);
@@ -79,9 +84,20 @@ export class SpoolWriter {
     this.attachments += kept.length;
   }
 
+  /** An attachment of a result that was sent, whose upload found Redline away. */
+  attachmentOf(testId: string, file: SpoolAttachment): void {
+    this.start();
+    const seq = ++this.uploadSeq;
+    const kept = this.keep(join("uploads", String(seq)), file)
+      .map((entry) => ({ testId, ...entry }));
+    if (!kept.length) return;
+    this.write({ type: "attachments", seq, attachments: kept });
+    this.uploadsKept += 1;
+  }
+
   /** Copies one file into the spool folder; the line that names it is written after. */
-  private keep(seq: number, test: number, n: number, file: SpoolAttachment): object[] {
-    const folder = join(this.session, "attachments", String(seq), `${test}-${n}`);
+  private keep(under: string, file: SpoolAttachment): object[] {
+    const folder = join(this.session, "attachments", under);
     const name = safeName(file.path ? basename(file.path) : file.name, file.contentType);
     const relative = join(folder, name);
     try {
@@ -92,7 +108,7 @@ export class SpoolWriter {
       this.lost.push(`${file.path ?? file.name}: ${err instanceof Error ? err.message : err}`);
       return [];
     }
-    return [{ test, path: relative.split("\\").join("/"), name: file.name,
+    return [{ path: relative.split("\\").join("/"), name: file.name,
       contentType: file.contentType, type: file.type }];
   }
 
