@@ -188,6 +188,11 @@ def _upload(client: Any, folder: Path, run_id: str, test_id: str | None,
         echo(f"{folder}: an attachment line is not understood, skipped: {attachment}")
         return "missing"
     file = folder / relative
+    if not file.resolve().is_relative_to(folder.resolve()):
+        # a spool names files in its own folder only: a spool from elsewhere (a CI artifact)
+        # never makes the replay upload another file of this machine
+        echo(f"{folder}: an attachment outside the spool folder, skipped: {relative}")
+        return "missing"
     if not file.is_file():
         echo(f"{file}: attachment missing from the spool, not uploaded")
         return "missing"

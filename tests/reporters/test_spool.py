@@ -67,7 +67,10 @@ def test_spooled_attachments_are_uploaded_once_linked_to_their_result(client, tm
          "name": "screenshot", "contentType": "image/png", "type": "screenshot"},
         {"test": 1, "path": f"{SESSION}/attachments/1/1-1/trace.zip", "name": "trace",
          "contentType": "application/zip", "type": "trace"},  # deleted from the spool folder
+        {"test": 1, "path": "../outside.png", "name": "screenshot",  # never read
+         "contentType": "image/png", "type": "screenshot"},
     ]
+    (tmp_path / "outside.png").write_bytes(png)
     path = write_spool(tmp_path / "spool", run_record(format=2),
                        {"type": "tests", "seq": 1, "tests": TESTS, "attachments": attachments},
                        {"type": "finish", "status": "failed"})
@@ -78,9 +81,10 @@ def test_spooled_attachments_are_uploaded_once_linked_to_their_result(client, tm
     path.write_text(before)  # as if the first replay died before writing its `sent` line
     again = spool.replay(client, path, echo=notes.append)
 
-    assert (done["attachments"], done["attachmentsMissing"]) == (1, 1)
+    assert (done["attachments"], done["attachmentsMissing"]) == (1, 2)
     assert again["runId"] == done["runId"] and again["attachments"] == 1
     assert any("trace.zip: attachment missing from the spool" in note for note in notes)
+    assert any("outside the spool folder, skipped: ../outside.png" in n for n in notes), notes
     failed = next(t for t in client.tests.iter(run_id=done["runId"]) if t.status == "failed")
     [artifact] = client.artifacts.iter(run_id=done["runId"])
     assert (artifact.type, artifact.test_id, artifact.file_name) == (
