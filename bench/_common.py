@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import secrets
 import shutil
 import socket
@@ -302,3 +303,25 @@ def machine_description() -> str:
 
 def temporary_directory(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def run_timed(argv: list[str], cwd: Path, env: dict[str, str],
+              what: str) -> tuple[float, str, float]:
+    """Run a child to its end: (wall seconds, its output, the CPU seconds of it and its own
+    children: user + system). A non-zero exit stops the benchmark, saying `what` failed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if done.returncode != 0:
+        raise SystemExit(f"{what} failed ({done.returncode}):\n{done.stdout[-2000:]}"
+                         f"\n{done.stderr[-2000:]}")
+    return elapsed, done.stdout, cpu
+
+
+def first_line(output: str, prefix: str) -> str:
+    """The first line of `output` that starts with `prefix`, or "(none)"."""
+    lines = [line for line in output.splitlines() if line.startswith(prefix)]
+    return lines[0] if lines else "(none)"

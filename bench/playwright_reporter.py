@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -31,8 +28,10 @@ import httpx
 
 from bench._common import (
     Server,
+    first_line,
     free_port,
     machine_description,
+    run_timed,
     scratch_database,
     temporary_directory,
 )
@@ -70,24 +69,8 @@ def write_suite(root: Path, tests: int, workers: int) -> None:
 
 def run_playwright(root: Path, env: dict[str, str]) -> tuple[float, str, float]:
     """(wall seconds, output, CPU seconds of the run: its processes' user + system)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(["node", str(root / "node_modules" / "@playwright" / "test" /
-                                       "cli.js"), "test"], cwd=root, env=env,
-                          capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if done.returncode != 0:
-        raise SystemExit(f"playwright test failed ({done.returncode}):\n{done.stdout[-2000:]}"
-                         f"\n{done.stderr[-2000:]}")
-    return elapsed, done.stdout, cpu
-
-
-def first_line(output: str, prefix: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith(prefix)]
-    return lines[0] if lines else "(none)"
-
+    cli = root / "node_modules" / "@playwright" / "test" / "cli.js"
+    return run_timed(["node", str(cli), "test"], root, env, "playwright test")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,8 +29,10 @@ import httpx
 
 from bench._common import (
     Server,
+    first_line,
     free_port,
     machine_description,
+    run_timed,
     scratch_database,
     temporary_directory,
 )
@@ -56,24 +55,8 @@ def write_suite(root: Path, tests: int) -> None:
 
 def run_pytest(root: Path, env: dict[str, str], *args: str) -> tuple[float, str, float]:
     """(wall seconds, output, CPU seconds of the pytest process: user + system)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           *args], cwd=root, env=env, capture_output=True, text=True,
-                          check=False)
-    elapsed = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if done.returncode != 0:
-        raise SystemExit(f"pytest failed ({done.returncode}):\n{done.stdout[-2000:]}"
-                         f"\n{done.stderr[-2000:]}")
-    return elapsed, done.stdout, cpu
-
-
-def first_line(output: str, prefix: str) -> str:
-    lines = [line for line in output.splitlines() if line.startswith(prefix)]
-    return lines[0] if lines else "(none)"
-
+    return run_timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                     root, env, "pytest")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
