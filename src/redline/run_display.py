@@ -5,8 +5,9 @@ headers, the CLI's tables and summary, webhook payloads):
   started; never the bare `run_01...` id, which tells a reader nothing;
 - `verdict_note`: why its verdict differs from its status (failures of quarantined tests do
   not count), so "failed" beside "verdict: passed" never reads as a contradiction.
- It reads the run's
-API JSON (camelCase keys), which the server and the clients share. This module is imported
+
+They read the run's API JSON (camelCase keys), which the server and the clients share;
+`run_label_of` reads the same fields as attributes (a database row). This module is imported
 by clients too, so it depends on the standard library only.
 """
 
@@ -33,6 +34,13 @@ def run_label(run: Mapping[str, Any]) -> str:
         return " at ".join(part for part in (branch, sha) if part)
     started = str(run.get("createdAt") or "")[:16].replace("T", " ")
     return f"Run of {started} UTC" if started else "Run without title"
+
+
+def run_label_of(run: Any) -> str:
+    """`run_label` of an object with the run's fields as attributes (a database row)."""
+    return run_label({"runTitle": run.run_title, "ciBuildId": run.ci_build_id,
+                      "branch": run.branch, "commitSha": run.commit_sha,
+                      "createdAt": run.created_at})
 
 
 def _failures(count: int) -> str:

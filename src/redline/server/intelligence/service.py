@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from redline.run_display import run_label
+from redline.run_display import run_label_of
 from redline.server.auth import Principal, require_in_project, require_project
 from redline.server.http_errors import not_found, validation_error
 from redline.server.intelligence import repository as repo
@@ -223,10 +223,7 @@ COMPARE_GROUPS = ("newFailures", "fixed", "stillFailing", "newTests", "removedTe
 def run_titles(conn: Connection, run_ids: set[str]) -> dict[str, str]:
     """run id -> its name for people (`run_label`), for runs a page lists beside a case whose
     access the caller has been checked for (the case's own results' runs)."""
-    return {r.id: run_label({"runTitle": r.run_title, "ciBuildId": r.ci_build_id,
-                             "branch": r.branch, "commitSha": r.commit_sha,
-                             "createdAt": iso(r.created_at)})
-            for r in repo.run_names(conn, sorted(run_ids))}
+    return {r.id: run_label_of(r) for r in repo.run_names(conn, sorted(run_ids))}
 
 
 def comparison_base(conn: Connection, run) -> tuple[str, str] | None:
@@ -309,7 +306,8 @@ def compare_run(conn: Connection, principal: Principal, head, base_id: str | Non
     for values in groups.values():
         values.sort(key=lambda i: (i["filePath"] or "", i["fullTitle"]))
     return {"runId": head.id, "baseRunId": base.id, "baseBranch": base.branch,
-            "baseReason": reason, "baseTitle": run_label(runs.run_json(base)), "summary": {name: len(values) for name, values in groups.items()}, **groups}
+            "baseReason": reason, "baseTitle": run_label_of(base),
+            "summary": {name: len(values) for name, values in groups.items()}, **groups}
 
 
 def previous_run_on_branch(conn: Connection, run) -> str | None:

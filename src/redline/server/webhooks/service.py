@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
-from redline.run_display import run_label
+from redline.run_display import run_label_of
 from redline.server.auth import Principal, require_in_project, require_project
 from redline.server.db import WRITE
 from redline.server.http_errors import not_found, validation_error
@@ -56,9 +56,7 @@ def run_event_data(conn: Connection, run, verdict: str | None,
     failing, failed_total = results.failed_tests(conn, run.project_id, run.id,
                                                  FAILING_TESTS_IN_PAYLOAD)
     return {"runId": run.id, "projectId": run.project_id,
-            "title": run_label({"runTitle": run.run_title, "ciBuildId": run.ci_build_id,
-                                "branch": run.branch, "commitSha": run.commit_sha,
-                                "createdAt": iso(run.created_at)}),
+            "title": run_label_of(run),
             "runTitle": run.run_title, "status": run.status, "verdict": verdict,
             "branch": run.branch, "commitSha": run.commit_sha, "ciBuildId": run.ci_build_id,
             "ciBuildUrl": run.ci_build_url, "totalTests": run.total_tests,
